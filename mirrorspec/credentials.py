@@ -1,0 +1,103 @@
+"""Secrets: resolved late from references, remembered only to be scrubbed from output.
+
+A spec names credentials (`credentials: seqera`) and the spec's `credentials:` block says
+where each value lives. Values are read only when a registry is about to be called, and
+every value read is registered here so that `redact()` can remove it from anything that
+reaches a terminal, a log, a plan file or an exception message — including text that came
+back from skopeo or a server, which we do not control.
+
+`aws-secret-arn`, `azure-key-vault-secret` and `azure-credential-set` are provider-native:
+ECR pull-through cache and ACR credential sets consume them directly, so they are not
+resolved here.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import CredentialError
+from .spec import EnvRef, FileRef, SecretRef, Spec
+
+__all__ = ["BasicAuth", "redact", "register_secret", "resolve_basic_auth"]
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+REDACTED = "***"
+
+
+def register_secret(value: str) -> None:
+    """Remember `value` so that `redact()` hides it. Very short values are not secrets
+    worth hiding and would mangle ordinary words."""
+    if len(value) >= 4:
+        with _lock:
+            _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """`text` with every registered secret replaced by `***`, longest first."""
+    with _lock:
+        known = sorted(_secrets, key=len, reverse=True)
+    for secret in known:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+@dataclass(frozen=True)
+class BasicAuth:
+    """A username/password pair; the password never appears in `repr()`."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+def resolve_basic_auth(spec: Spec, name: str) -> BasicAuth:
+    """Read the credentials called `name` in the spec, now."""
+    credential = spec.credentials.get(name)
+    if credential is None:
+        raise CredentialError(f"unknown credentials '{name}'", credential=name)
+    if credential.username is None or credential.password is None:
+        raise CredentialError(
+            f"credentials '{name}' are provider-native (aws-secret-arn or azure-credential-set); "
+            "registry copies need username + password references",
+            credential=name,
+        )
+    username = (
+        credential.username
+        if isinstance(credential.username, str)
+        else _read(credential.username, spec, name, "username")
+    )
+    password = _read(credential.password, spec, name, "password")
+    register_secret(password)
+    return BasicAuth(username, password)
+
+
+def _read(ref: SecretRef, spec: Spec, name: str, part: str) -> str:
+    where = spec.location_of(("credentials", name, part))
+    prefix = f"{where}: " if where else ""
+    if isinstance(ref, EnvRef):
+        value = os.environ.get(ref.env)
+        if not value:
+            raise CredentialError(
+                f"{prefix}credentials '{name}' {part}: environment variable {ref.env} is not set",
+                credential=name,
+            )
+        return value
+    if isinstance(ref, FileRef):
+        path = Path(ref.file)
+        if not path.is_absolute():
+            path = spec.base_dir / path
+        try:
+            return path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise CredentialError(
+                f"{prefix}credentials '{name}' {part}: cannot read {ref.file}: {exc.strerror}",
+                credential=name,
+            ) from None
+    raise CredentialError(
+        f"{prefix}credentials '{name}' {part}: {type(ref).__name__} references are resolved "
+        "by the cloud providers only; registry copies need {env: VAR} or {file: path}",
+        credential=name,
+    )

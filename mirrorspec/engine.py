@@ -1,0 +1,248 @@
+"""Orchestration: spec → plan, plan → apply, spec → audit. The only place that sequences work.
+
+`load spec → resolve → (per target) translate → observe → diff → Plan → apply | audit`.
+Providers say what the registry does natively; everything else becomes a skopeo copy here,
+with a note saying why. Every wanted tag is checked at the destination by digest before it
+is planned, so a second apply plans nothing, and apply copies only tags that are missing or
+hold other content.
+
+Apply continues past a failure with all independent work, then reports every failure.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Literal
+
+from . import paths, providers
+from .context import Endpoint, RunContext
+from .copy import CopyJob, CopyResult, copy_all
+from .errors import MirrorspecError
+from .plan import (
+    Artifact,
+    Audit,
+    ContentCheck,
+    Copy,
+    CopyTag,
+    Note,
+    Plan,
+    TargetAudit,
+    TargetPlan,
+    diff,
+)
+from .resolve import Resolution, resolve
+from .spec import Target
+
+__all__ = ["ApplyResult", "apply", "audit", "plan", "selected_targets"]
+
+
+def selected_targets(ctx: RunContext, names: Sequence[str] | None) -> list[Target]:
+    """The targets named on the command line (all when none), in spec order."""
+    if not names:
+        return list(ctx.spec.targets)
+    return [ctx.spec.target(name) for name in dict.fromkeys(names)]
+
+
+def plan(
+    ctx: RunContext,
+    *,
+    targets: Sequence[str] | None = None,
+    prune: bool = False,
+    spec_name: str = "",
+) -> Plan:
+    """Resolve upstream once, then plan every selected target against what it really holds."""
+    chosen = selected_targets(ctx, targets)
+    resolution = resolve(ctx)
+    plans = tuple(_plan_target(ctx, target, resolution, prune) for target in chosen)
+    return Plan(spec=spec_name, targets=plans, artifacts=resolution.artifacts)
+
+
+def _plan_target(ctx: RunContext, target: Target, resolution: Resolution, prune: bool) -> TargetPlan:
+    provider = providers.get(target.type)
+    notes = [*resolution.notes, *_setting_notes(ctx, target)]
+    caps = provider.capabilities(target)
+    if ctx.spec.mode_of(target) == "cache" and not caps.cache_upstreams:
+        notes.append(
+            Note(
+                "info",
+                f"cache mode: {target.type} targets have no pull-through cache; mirroring instead",
+            )
+        )
+    desired = provider.translate(resolution.artifacts, target, ctx)
+    observed = provider.observe(target, ctx)
+    notes += [*desired.notes, *observed.notes]
+    changes = diff(desired.resources, observed.resources, prune=prune, replace_unless=provider.IN_PLACE)
+    endpoint = provider.endpoint(target, ctx)
+    served = {(c.source, t.tag) for c in desired.native for t in c.tags}
+    to_copy = [a for a in resolution.artifacts if (f"{a.registry}/{a.repository}", a.tag) not in served]
+    checks = check_content(ctx, endpoint, target, to_copy)
+    copies = _copies(to_copy, checks, endpoint)
+    return TargetPlan(
+        target=target.name,
+        type=target.type,
+        registry=endpoint.host,
+        changes=tuple(changes),
+        copies=(*desired.native, *copies),
+        notes=tuple(notes),
+        up_to_date=sum(1 for c in checks if c.status == "present"),
+    )
+
+
+def _setting_notes(ctx: RunContext, target: Target) -> list[Note]:
+    notes = [
+        Note("warning", f"source {s.registry}: insecure (plain HTTP or unverified TLS)")
+        for s in ctx.spec.sources
+        if s.insecure
+    ]
+    if getattr(target, "insecure", False):
+        notes.append(Note("warning", f"target {target.name}: insecure (plain HTTP or unverified TLS)"))
+    return notes
+
+
+def destination_of(ctx: RunContext, target: Target, artifact: Artifact) -> str:
+    return paths.destination(
+        getattr(target, "prefix", None),
+        ctx.spec.layout_of(target),
+        artifact.registry,
+        artifact.repository,
+    )
+
+
+def check_content(
+    ctx: RunContext, endpoint: Endpoint, target: Target, artifacts: Sequence[Artifact]
+) -> list[ContentCheck]:
+    """For each artifact, what the destination holds under its tag (HEAD requests, concurrent)."""
+    client = ctx.client(endpoint)
+
+    def check(artifact: Artifact) -> ContentCheck:
+        repository = destination_of(ctx, target, artifact)
+        actual = client.digest(repository, artifact.tag)
+        status: Literal["present", "missing", "digest-mismatch"] = (
+            "present" if actual == artifact.digest else "missing" if actual is None else "digest-mismatch"
+        )
+        return ContentCheck(f"{endpoint.host}/{repository}", artifact.tag, artifact.digest, actual, status)
+
+    with ThreadPoolExecutor(max_workers=ctx.workers) as pool:
+        return list(pool.map(check, artifacts))
+
+
+def _copies(artifacts: Sequence[Artifact], checks: Sequence[ContentCheck], endpoint: Endpoint) -> list[Copy]:
+    grouped: dict[tuple[str, str], list[CopyTag]] = defaultdict(list)
+    for artifact, check in zip(artifacts, checks, strict=True):
+        if check.status != "present":
+            grouped[(f"{artifact.registry}/{artifact.repository}", check.destination)].append(
+                CopyTag(
+                    artifact.tag,
+                    artifact.digest,
+                    "missing" if check.status == "missing" else "digest-mismatch",
+                    artifact.dependency_of,
+                )
+            )
+    return [Copy(source, destination, tuple(tags)) for (source, destination), tags in grouped.items()]
+
+
+@dataclass
+class ApplyResult:
+    changed: int = 0
+    copied: list[CopyResult] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def apply(
+    ctx: RunContext,
+    the_plan: Plan,
+    *,
+    copies_only: bool = False,
+    on_copy: Callable[[CopyResult], None] | None = None,
+) -> ApplyResult:
+    """Execute `the_plan` as it is: native changes first (in the provider's order), then copies.
+
+    A failed change or copy is recorded and the rest carries on; the caller exits 1 when
+    `result.failures` is not empty.
+    """
+    result = ApplyResult()
+    jobs: list[CopyJob] = []
+    for target_plan in the_plan.targets:
+        target = ctx.spec.target(target_plan.target)
+        provider = providers.get(target.type)
+        if not copies_only:
+            for change in target_plan.changes:
+                try:
+                    provider.apply(change, target, ctx)
+                    result.changed += 1
+                except MirrorspecError as exc:
+                    result.failures.append(
+                        f"{target.name}: {change.action} {change.resource} {change.id}: {exc}"
+                    )
+        endpoint = provider.endpoint(target, ctx)
+        for copy in target_plan.copies:
+            if copy.engine != "skopeo":
+                continue  # executed natively by the provider's changes
+            jobs += _jobs(ctx, copy, endpoint)
+    for copied in copy_all(jobs, ctx, on_done=on_copy):
+        result.copied.append(copied)
+        if not copied.ok:
+            result.failures.append(
+                f"copy {copied.job.source_ref} → {copied.job.destination_ref}: {copied.error}"
+            )
+    return result
+
+
+def _jobs(ctx: RunContext, copy: Copy, endpoint: Endpoint) -> list[CopyJob]:
+    source_host, _, source_repository = copy.source.partition("/")
+    _, _, destination_repository = copy.destination.partition("/")
+    source = ctx.source_endpoint(source_host)
+    return [
+        CopyJob(source, source_repository, tag.digest, endpoint, destination_repository, tag.tag)
+        for tag in copy.tags
+    ]
+
+
+def audit(
+    ctx: RunContext,
+    *,
+    targets: Sequence[str] | None = None,
+    content: bool = False,
+    spec_name: str = "",
+) -> Audit:
+    """What each target really has, against the spec: native rules (managed and foreign),
+    drift of managed ones, and with `content` every wanted tag's digest at the destination."""
+    chosen = selected_targets(ctx, targets)
+    resolution = resolve(ctx)
+    audits = []
+    for target in chosen:
+        provider = providers.get(target.type)
+        desired = provider.translate(resolution.artifacts, target, ctx)
+        observed = provider.observe(target, ctx)
+        drift = diff(desired.resources, observed.resources, prune=True, replace_unless=provider.IN_PLACE)
+        notes = [*resolution.notes, *_setting_notes(ctx, target), *observed.notes]
+        checks: tuple[ContentCheck, ...] | None = None
+        endpoint = provider.endpoint(target, ctx)
+        if content:
+            checks = tuple(check_content(ctx, endpoint, target, resolution.artifacts))
+        elif not desired.resources and not observed.resources:
+            notes.append(
+                Note(
+                    "info",
+                    f"{target.type} targets have no native rules; add --content to check stored tags",
+                )
+            )
+        audits.append(
+            TargetAudit(
+                target=target.name,
+                type=target.type,
+                registry=endpoint.host,
+                resources=observed.resources,
+                drift=tuple(drift),
+                content=checks,
+                notes=tuple(notes),
+            )
+        )
+    return Audit(spec=spec_name, targets=tuple(audits))

@@ -1,0 +1,78 @@
+"""The one destination-path mapping every provider must honour.
+
+`destination(prefix, layout, source_registry, repository)` is
+`[prefix/][host-segment/]repository`. In the scoped layout the host segment is the source
+host, lower-cased, with `:port` written `_port` (a colon is not allowed in a repository
+name). Docker Hub is normalised to `docker.io` and official images get `library/`, so
+`redis`, `docker.io/redis` and `index.docker.io/library/redis` all land in one place.
+
+skopeo's own naming is never used: `--scoped` embeds `host:port` verbatim (an invalid
+reference) and the unscoped mode keeps only the last path component, so `charts/platform`
+and `other/platform` would collide (research/sync.md §1.1).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+__all__ = [
+    "DOCKER_HUB",
+    "Layout",
+    "destination",
+    "host_segment",
+    "normalize_registry",
+    "normalize_repository",
+    "valid_repository",
+]
+
+Layout = Literal["scoped", "flat"]
+
+DOCKER_HUB = "docker.io"
+_DOCKER_HUB_ALIASES = {
+    "docker.io",
+    "index.docker.io",
+    "registry-1.docker.io",
+    "registry.hub.docker.com",
+}
+
+# OCI distribution-spec repository name grammar (path components joined by '/').
+_REPOSITORY = re.compile(
+    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
+
+
+def normalize_registry(host: str) -> str:
+    """Lower-case a registry host and fold Docker Hub's aliases into `docker.io`."""
+    host = host.strip().lower().rstrip("/")
+    for scheme in ("https://", "http://", "oci://"):
+        if host.startswith(scheme):
+            host = host[len(scheme) :]
+    return DOCKER_HUB if host in _DOCKER_HUB_ALIASES else host
+
+
+def normalize_repository(registry: str, repository: str) -> str:
+    """Docker Hub's official images live under `library/`; elsewhere the name is kept."""
+    repository = repository.strip("/")
+    if normalize_registry(registry) == DOCKER_HUB and "/" not in repository:
+        return f"library/{repository}"
+    return repository
+
+
+def host_segment(registry: str) -> str:
+    """The path segment a source host becomes in the scoped layout (`host:5000` → `host_5000`)."""
+    return normalize_registry(registry).replace(":", "_")
+
+
+def valid_repository(name: str) -> bool:
+    """True when `name` is a valid OCI repository path."""
+    return bool(_REPOSITORY.match(name))
+
+
+def destination(prefix: str | None, layout: Layout, source_registry: str, repository: str) -> str:
+    """Where `source_registry/repository` lands in a target, without the target's host."""
+    parts = [prefix.strip("/")] if prefix else []
+    if layout == "scoped":
+        parts.append(host_segment(source_registry))
+    parts.append(normalize_repository(source_registry, repository))
+    return "/".join(parts)

@@ -1,0 +1,105 @@
+"""The provider contract: what every `type:` of target implements, as pre-commit's languages do.
+
+A provider is a *module* exposing the names below; defaults are plain assignments from
+this module (`apply = base.no_apply`), so what a provider does differently is exactly what
+it defines. Providers never copy with skopeo and never decide fallbacks: they state their
+`Capabilities`, and the engine turns whatever is not served natively into a `Note` plus a
+copy. Shared wording for refusals lives here so every provider says the same thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..context import Endpoint, RunContext
+from ..errors import ProviderError
+from ..plan import Artifact, Change, Copy, Note, Resource
+
+__all__ = [
+    "Capabilities",
+    "Desired",
+    "Observed",
+    "Provider",
+    "fallback_note",
+    "no_apply",
+    "no_observe",
+    "nothing_native",
+]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a target type can do natively; the engine reads this, providers do not branch on it."""
+
+    cache_upstreams: frozenset[str] = frozenset()  # upstream hosts a pull-through cache serves
+    native_mirror: bool = False  # can mirror selected tags itself (import, replication policy)
+    cross_region: bool = False  # replicate-to via the registry's own replication
+    server_side_import: bool = False
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What a target should look like: native resources, native copies, and notes."""
+
+    resources: tuple[Resource, ...] = ()
+    # Artifacts the registry copies itself (imports, replication executions); everything
+    # else the engine copies with skopeo.
+    native: tuple[Copy, ...] = ()
+    notes: tuple[Note, ...] = ()
+
+
+@dataclass(frozen=True)
+class Observed:
+    resources: tuple[Resource, ...] = ()
+    notes: tuple[Note, ...] = field(default=())
+
+
+class Provider(Protocol):
+    # The spec model of this provider's `type:` block.
+    Target: type[Any]
+    # verb (observe/apply) -> the API permissions it needs, for least-privilege policies.
+    PERMISSIONS: Mapping[str, Sequence[str]]
+    # Attributes each resource kind can change in place; anything else is delete + create.
+    IN_PLACE: Mapping[str, Sequence[str]]
+
+    # Pure: what this target can serve natively.
+    def capabilities(self, target: Any) -> Capabilities: ...
+
+    # Pure: the native state the spec asks for, given the resolved upstream artifacts.
+    def translate(self, artifacts: Sequence[Artifact], target: Any, ctx: RunContext) -> Desired: ...
+
+    # Read-only: the target's actual native settings, with list calls (paginated).
+    def observe(self, target: Any, ctx: RunContext) -> Observed: ...
+
+    # One change, idempotent; raises ProviderError on failure.
+    def apply(self, change: Change, target: Any, ctx: RunContext) -> None: ...
+
+    # Where copies land and where `audit --content` reads tags: host + credentials + TLS.
+    def endpoint(self, target: Any, ctx: RunContext) -> Endpoint: ...
+
+
+def nothing_native(artifacts: Sequence[Artifact], target: Any, ctx: RunContext) -> Desired:
+    """Default `translate`: no native resources; the engine copies everything."""
+    return Desired()
+
+
+def no_observe(target: Any, ctx: RunContext) -> Observed:
+    """Default `observe`: a target without native resources has nothing to read."""
+    return Observed()
+
+
+def no_apply(change: Change, target: Any, ctx: RunContext) -> None:
+    """Default `apply`: a provider without native resources is never given a change."""
+    raise ProviderError(
+        f"{target.type} targets have no native resources to {change.action}",
+        provider=target.type,
+        target=target.name,
+        operation=change.action,
+    )
+
+
+def fallback_note(target_type: str, what: str, why: str) -> Note:
+    """The one wording for "done by copying instead", shared by all providers."""
+    return Note("info", f"{what}: {why}; {target_type} target mirrors it by copying with skopeo")

@@ -1,0 +1,57 @@
+"""Any OCI registry (`type: registry`): no native replication, so everything is copied.
+
+Example target block (loaded by the provider contract tests):
+
+```yaml
+- name: lab
+  type: registry
+  registry: internal-registry.example.com
+  prefix: mirror
+  credentials: lab-push        # optional; username + password references
+  # insecure: true             # plain HTTP or unverified TLS, shown in every plan
+  # ca-bundle: certs/internal-ca.pem
+```
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..context import Endpoint, RunContext
+from ..spec import RegistryTarget
+from . import base
+
+__all__ = [
+    "IN_PLACE",
+    "PERMISSIONS",
+    "Target",
+    "apply",
+    "capabilities",
+    "endpoint",
+    "observe",
+    "translate",
+]
+
+Target = RegistryTarget
+PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "observe": ("pull",),
+    "apply": ("pull", "push"),
+}
+IN_PLACE: dict[str, tuple[str, ...]] = {}
+
+translate = base.nothing_native
+observe = base.no_observe
+apply = base.no_apply
+
+
+def capabilities(target: Any) -> base.Capabilities:
+    return base.Capabilities()
+
+
+def endpoint(target: Any, ctx: RunContext) -> Endpoint:
+    return ctx.endpoint(
+        target.registry,
+        credentials=target.credentials,
+        insecure=target.insecure,
+        ca_bundle=target.ca_bundle,
+    )

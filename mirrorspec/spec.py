@@ -1,0 +1,638 @@
+"""The spec (version 1): pydantic models, and loading YAML so every error has a position.
+
+Validation happens once, here, at the edge; after `load_spec()` nothing downstream sees a
+dict. Every error is a `SpecError` whose location is `file:line:col` and whose message
+starts with a breadcrumb that names list items by their own key —
+`targets[1] (name='azure-prod') › registry: ...` — and lists the valid values where there
+is a fixed set. Positions come from ruamel.yaml's round-trip loader, which keeps the line
+and column of every key and value (PyYAML's safe loader throws them away).
+
+Secrets never appear in the spec: credentials are references (`{env: VAR}`,
+`{file: path}`, `{aws-secret-arn: ...}`, `{azure-key-vault-secret: ...}`), and a literal
+password is refused without echoing it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from . import paths, versions
+from .errors import SpecError
+
+__all__ = [
+    "AcrTarget",
+    "AwsSecretRef",
+    "AzureKeyVaultRef",
+    "Credential",
+    "EcrReplication",
+    "EcrTarget",
+    "EnvRef",
+    "FileRef",
+    "HarborTarget",
+    "Mode",
+    "RegistryTarget",
+    "Repository",
+    "SecretRef",
+    "Source",
+    "Spec",
+    "Target",
+    "json_schema",
+    "load_spec",
+    "parse_spec",
+]
+
+Mode = Literal["mirror", "cache"]
+
+_NAME = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+_ENV_VAR = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_HOST = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
+
+
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=_kebab, populate_by_name=True)
+
+
+# --- credential references -------------------------------------------------------------
+
+
+class EnvRef(_Model):
+    """The secret is the value of an environment variable."""
+
+    env: str = Field(pattern=_ENV_VAR)
+
+
+class FileRef(_Model):
+    """The secret is the content of a file (trailing newline stripped), relative to the spec."""
+
+    file: str = Field(min_length=1)
+
+
+class AwsSecretRef(_Model):
+    """An AWS Secrets Manager secret, by ARN; `key` picks a field of a JSON secret."""
+
+    aws_secret_arn: str = Field(pattern=r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$")
+    key: str | None = None
+
+
+class AzureKeyVaultRef(_Model):
+    """An Azure Key Vault secret, by URI."""
+
+    azure_key_vault_secret: str = Field(pattern=r"^https://[A-Za-z0-9-]+\.vault\.azure\.net/secrets/.+$")
+
+
+def _ref_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        for kind in ("env", "file", "aws-secret-arn", "azure-key-vault-secret"):
+            if kind in value:
+                return kind
+    return None
+
+
+SecretRef = Annotated[
+    Annotated[EnvRef, Tag("env")]
+    | Annotated[FileRef, Tag("file")]
+    | Annotated[AwsSecretRef, Tag("aws-secret-arn")]
+    | Annotated[AzureKeyVaultRef, Tag("azure-key-vault-secret")],
+    Discriminator(
+        _ref_kind,
+        custom_error_type="secret_ref",
+        custom_error_message="expected a reference: {env: VAR}, {file: path}, "
+        "{aws-secret-arn: ARN} or {azure-key-vault-secret: URI}",
+    ),
+]
+
+
+class Credential(_Model):
+    """Named credentials: a username/password pair, or a provider-native secret holding both.
+
+    `username` may be a literal (it is not secret); `password` must be a reference.
+    """
+
+    username: SecretRef | str | None = None
+    password: SecretRef | None = None
+    aws_secret_arn: str | None = Field(
+        default=None, pattern=r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$"
+    )
+    azure_credential_set: str | None = Field(default=None, pattern=r"^[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*$")
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _no_literal_password(cls, value: Any) -> Any:
+        if isinstance(value, (str, int, float)):
+            # Deliberately does not echo the value: it is probably a real secret.
+            raise ValueError(
+                "a literal password is refused: secrets never go in the spec; "
+                "write {env: VAR} or {file: path}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Credential:
+        forms = [
+            self.username is not None or self.password is not None,
+            self.aws_secret_arn is not None,
+            self.azure_credential_set is not None,
+        ]
+        if sum(forms) != 1:
+            raise ValueError("give exactly one of: username + password, aws-secret-arn, azure-credential-set")
+        if forms[0] and (self.username is None or self.password is None):
+            raise ValueError("username and password go together")
+        return self
+
+
+# --- sources ---------------------------------------------------------------------------
+
+
+class Repository(_Model):
+    """One upstream repository and the tags to take from it (exactly one selector)."""
+
+    name: str
+    versions: str | None = None
+    tags: list[str] | None = Field(default=None, min_length=1)
+    tag_regex: str | None = None
+    all_tags: bool = False
+    helm_dependencies: bool | Literal["all", "newest"] = False
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not paths.valid_repository(value):
+            raise ValueError(
+                f"'{value}' is not a valid repository name "
+                "(lower-case path components of [a-z0-9._-], joined by '/')"
+            )
+        return value
+
+    @field_validator("versions")
+    @classmethod
+    def _valid_versions(cls, value: str | None) -> str | None:
+        if value is not None:
+            versions.VersionConstraint.parse(value)
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _valid_globs(cls, value: list[str] | None) -> list[str] | None:
+        for pattern in value or ():
+            versions.validate_glob(pattern)
+        return value
+
+    @field_validator("tag_regex")
+    @classmethod
+    def _valid_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            versions.validate_regex(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> Repository:
+        chosen = [
+            key
+            for key, present in (
+                ("versions", self.versions is not None),
+                ("tags", self.tags is not None),
+                ("tag-regex", self.tag_regex is not None),
+                ("all-tags", self.all_tags),
+            )
+            if present
+        ]
+        if not chosen:
+            raise ValueError(
+                "select tags with one of: versions, tags, tag-regex (or all-tags: true to take every tag)"
+            )
+        if len(chosen) > 1:
+            raise ValueError(f"use only one tag selector, not {' and '.join(chosen)}")
+        return self
+
+    @property
+    def follow_dependencies(self) -> Literal["none", "all", "newest"]:
+        if self.helm_dependencies is True or self.helm_dependencies == "all":
+            return "all"
+        return "newest" if self.helm_dependencies == "newest" else "none"
+
+
+def _valid_host(value: str) -> str:
+    if not _HOST.match(value):
+        raise ValueError(f"'{value}' is not a registry host (host or host:port, no scheme or path)")
+    return value
+
+
+Host = Annotated[str, AfterValidator(_valid_host)]
+
+
+class Source(_Model):
+    """An upstream registry and the repositories to take from it."""
+
+    registry: Host
+    credentials: str | None = None
+    insecure: bool = False
+    ca_bundle: str | None = None
+    repositories: list[Repository] = Field(min_length=1)
+
+
+# --- targets ---------------------------------------------------------------------------
+
+
+class _TargetBase(_Model):
+    name: str = Field(pattern=_NAME, max_length=63)
+    mode: Mode | None = None
+    layout: paths.Layout | None = None
+
+
+class RegistryTarget(_TargetBase):
+    """Any OCI registry: mirrored by copying with skopeo."""
+
+    type: Literal["registry"]
+    registry: Host
+    prefix: str | None = None
+    credentials: str | None = None
+    insecure: bool = False
+    ca_bundle: str | None = None
+
+
+class EcrReplication(_Model):
+    """A replication destination: another region, optionally in another account."""
+
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    account: str | None = Field(default=None, pattern=r"^\d{12}$")
+    profile: str | None = None
+
+
+class EcrTarget(_TargetBase):
+    """Amazon ECR (private registry)."""
+
+    type: Literal["ecr"]
+    registry: str = Field(pattern=r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+    prefix: str | None = None
+    profile: str | None = None
+    replicate_to: list[EcrReplication] = Field(default_factory=list)
+
+
+class AcrTarget(_TargetBase):
+    """Azure Container Registry."""
+
+    type: Literal["acr"]
+    subscription: str = Field(pattern=r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+    resource_group: str = Field(min_length=1, max_length=90)
+    registry: str = Field(pattern=r"^[a-zA-Z0-9]{5,50}$")
+    prefix: str | None = None
+    tenant_id: str | None = None
+    client_id: str | None = None
+    replicate_to: list[str] = Field(default_factory=list)
+
+
+class HarborTarget(_TargetBase):
+    """Harbor (API v2.0): replication policies pull from upstream."""
+
+    type: Literal["harbor"]
+    url: str = Field(pattern=r"^https?://[^/\s]+/?$")
+    project: str = Field(pattern=r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+    credentials: str | None = None
+    schedule: str | None = None
+    insecure: bool = False
+    ca_bundle: str | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _six_fields(cls, value: str | None) -> str | None:
+        if value is not None and len(value.split()) != 6:
+            raise ValueError("Harbor cron has 6 fields (seconds first), e.g. '0 0 */6 * * *'")
+        return value
+
+
+Target = Annotated[AcrTarget | EcrTarget | HarborTarget | RegistryTarget, Field(discriminator="type")]
+TARGET_TYPES = ("acr", "ecr", "harbor", "registry")
+
+
+class Spec(_Model):
+    """A whole spec file (version 1)."""
+
+    version: Literal[1]
+    mode: Mode = "mirror"
+    layout: paths.Layout = "scoped"
+    credentials: dict[str, Credential] = Field(default_factory=dict)
+    sources: list[Source] = Field(min_length=1)
+    targets: list[Target] = Field(min_length=1)
+
+    _base_dir: Path = PrivateAttr(default=Path("."))
+    _positions: dict[tuple[Any, ...], str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        """The spec file's directory: relative `file:` and `ca-bundle` paths start here."""
+        return self._base_dir
+
+    def location_of(self, loc: tuple[Any, ...]) -> str | None:
+        """`file:line:col` of a key path in the spec file, for errors found after loading."""
+        return self._positions.get(loc)
+
+    def target(self, name: str) -> Target:
+        for target in self.targets:
+            if target.name == name:
+                return target
+        raise SpecError(f"no target named '{name}' (targets: {', '.join(t.name for t in self.targets)})")
+
+    def mode_of(self, target: Target) -> Mode:
+        return target.mode or self.mode
+
+    def layout_of(self, target: Target) -> paths.Layout:
+        return target.layout or self.layout
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read, parse and validate a spec file; every failure is a one-line `SpecError`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot read spec: {exc.strerror}", location=str(path)) from None
+    except UnicodeDecodeError:
+        raise SpecError("spec is not UTF-8 text", location=str(path)) from None
+    spec = parse_spec(text, filename=str(path))
+    spec._base_dir = path.resolve().parent
+    return spec
+
+
+def parse_spec(text: str, *, filename: str = "<spec>") -> Spec:
+    """Validate spec text; `filename` only labels error locations."""
+    tree = _load_yaml(text, filename)
+    if not isinstance(tree, CommentedMap):
+        raise SpecError("the spec must be a YAML mapping", location=f"{filename}:1:1")
+    # The version decides every other rule, so it is checked first (a v2 spec should say
+    # "unsupported version", not list v1's unknown keys).
+    if tree.get("version") != 1:
+        where = _position(tree, ("version",), filename, key=False) if "version" in tree else None
+        found = repr(tree.get("version")) if "version" in tree else "nothing"
+        raise SpecError(f"version: expected 1, found {found}", location=where or f"{filename}:1:1")
+    try:
+        spec = Spec.model_validate(_plain(tree))
+    except ValidationError as exc:
+        raise _spec_error(exc, tree, filename) from None
+    _cross_checks(spec, tree, filename)
+    # Credentials are read late (at plan time); keep where each reference was written so
+    # that "variable not set" can point at the line.
+    for name, credential in tree.get("credentials", {}).items():
+        for part in credential or ():
+            loc = ("credentials", name, part)
+            spec._positions[loc] = _position(tree, loc, filename)
+    for i in range(len(tree.get("targets", []))):
+        spec._positions[("targets", i)] = _position(tree, ("targets", i), filename)
+    return spec
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the spec, for editors (yaml-language-server) — generated, not used to validate."""
+    schema = Spec.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "mirrorspec spec v1"
+    return schema
+
+
+def _load_yaml(text: str, filename: str) -> Any:
+    yaml = YAML(typ="rt")
+    try:
+        return yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
+        what = (exc.problem or exc.context or "invalid YAML").strip()
+        if "duplicate key" in what:
+            what = what.split(" with value")[0]
+        raise SpecError(f"invalid YAML: {what}", location=where) from None
+    except YAMLError as exc:
+        raise SpecError(f"invalid YAML: {str(exc).splitlines()[0]}", location=filename) from None
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+# --- error reporting -------------------------------------------------------------------
+
+
+def _spec_error(exc: ValidationError, tree: CommentedMap, filename: str) -> SpecError:
+    # One error is reported: the first, which pydantic gives in document order. A user fixes
+    # it and re-runs; a wall of derived errors from one typo helps nobody.
+    error = exc.errors(include_url=False)[0]
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "missing":
+        parent, key = loc[:-1], loc[-1]
+        return SpecError(
+            f"{_crumbs(tree, parent)}missing required key '{key}'",
+            location=_position(tree, parent, filename, key=False),
+        )
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1], tree)
+        hint = f" (expected one of: {', '.join(allowed)})" if allowed else ""
+        return SpecError(
+            f"{_crumbs(tree, loc[:-1])}unknown key '{loc[-1]}'{hint}",
+            location=_position(tree, loc, filename, key=True),
+        )
+    if kind == "union_tag_invalid":
+        return SpecError(
+            f"{_crumbs(tree, loc)}type '{ctx.get('tag')}' is not one of: {', '.join(TARGET_TYPES)}",
+            location=_position(tree, (*loc, "type"), filename, key=False),
+        )
+    if kind == "union_tag_not_found":
+        return SpecError(
+            f"{_crumbs(tree, loc)}missing required key 'type' (one of: {', '.join(TARGET_TYPES)})",
+            location=_position(tree, loc, filename, key=False),
+        )
+    message = str(error["msg"]).removeprefix("Value error, ").replace("Input should be ", "expected ")
+    if kind == "literal_error":
+        message = f"expected {ctx.get('expected')}"
+    if kind == "string_pattern_mismatch":
+        message = f"'{error['input']}' does not match the pattern {ctx.get('pattern')}"
+    elif kind not in ("value_error", "secret_ref") and _safe_to_echo(loc, error.get("input")):
+        message += f", found {error['input']!r}"
+    return SpecError(f"{_crumbs(tree, loc)}{message}", location=_position(tree, loc, filename))
+
+
+def _safe_to_echo(loc: tuple[Any, ...], value: Any) -> bool:
+    """Never repeat a value from under `credentials:`: it may be a pasted secret."""
+    return bool(loc) and loc[0] != "credentials" and isinstance(value, (str, int, float, bool))
+
+
+def _walk(tree: Any, loc: Sequence[Any]) -> list[tuple[Any, Any]]:
+    """(container, key) pairs along `loc`, skipping pydantic's union tags that are not keys."""
+    steps: list[tuple[Any, Any]] = []
+    node = tree
+    for seg in loc:
+        if (isinstance(node, dict) and seg in node) or (
+            isinstance(node, list) and isinstance(seg, int) and 0 <= seg < len(node)
+        ):
+            steps.append((node, seg))
+            node = node[seg]
+        # else: a discriminator tag (e.g. 'ecr') or a field that is absent; stay put
+    return steps
+
+
+def _position(tree: Any, loc: Sequence[Any], filename: str, *, key: bool = False) -> str:
+    steps = _walk(tree, loc)
+    if not steps:
+        line, col = 0, 0
+    else:
+        container, seg = steps[-1]
+        if isinstance(container, CommentedSeq):
+            line, col = container.lc.item(seg)
+        elif isinstance(container, CommentedMap):
+            value = container[seg]
+            if key or (isinstance(value, (dict, list)) and not value):
+                line, col = container.lc.key(seg)
+            elif isinstance(value, CommentedMap | CommentedSeq) and not key:
+                line, col = value.lc.line, value.lc.col
+            else:
+                line, col = container.lc.value(seg)
+        else:
+            line, col = 0, 0
+    return f"{filename}:{line + 1}:{col + 1}"
+
+
+def _crumbs(tree: Any, loc: Sequence[Any]) -> str:
+    parts: list[str] = []
+    for container, seg in _walk(tree, loc):
+        if isinstance(seg, int):
+            item = container[seg]
+            label = f"{parts.pop() if parts else ''}[{seg}]"
+            if isinstance(item, dict):
+                for key in ("name", "registry"):
+                    if isinstance(item.get(key), str):
+                        label += f" ({key}='{item[key]}')"
+                        break
+            parts.append(label)
+        else:
+            parts.append(str(seg))
+    return " › ".join(parts) + ": " if parts else ""
+
+
+def _allowed_keys(loc: Sequence[Any], tree: Any) -> list[str]:
+    """The keys the model at `loc` accepts, found by following the field annotations."""
+    model: Any = Spec
+    node: Any = tree
+    for seg in loc:
+        if isinstance(node, list) and isinstance(seg, int) and seg < len(node):
+            node = node[seg]
+            continue
+        if (
+            isinstance(node, dict)
+            and seg in node
+            and isinstance(model, type)
+            and issubclass(model, BaseModel)
+        ):
+            field = next((f for n, f in model.model_fields.items() if _kebab(n) == seg), None)
+            if field is None:
+                return []
+            model = _model_of(field.annotation, node[seg])
+            node = node[seg]
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return sorted(_kebab(n) for n in model.model_fields)
+    return []
+
+
+def _model_of(annotation: Any, value: Any) -> Any:
+    """The BaseModel class an annotation holds for `value` (list items, dict values, unions)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _model_of(get_args(annotation)[0], value)
+    if origin in (list, dict):
+        inner = get_args(annotation)[-1]
+        sample = value[0] if isinstance(value, list) and value else None
+        if isinstance(value, dict) and origin is dict:
+            sample = next(iter(value.values()), None)
+        return _model_of(inner, sample)
+    if origin is Union or str(origin) == "<class 'types.UnionType'>":
+        candidates = [_model_of(a, value) for a in get_args(annotation)]
+        models = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if isinstance(value, dict):
+            for candidate in models:
+                type_field = candidate.model_fields.get("type")
+                if type_field is not None and value.get("type") in get_args(type_field.annotation):
+                    return candidate
+                if (
+                    any(_kebab(n) in value for n in candidate.model_fields)
+                    and "type" not in candidate.model_fields
+                ):
+                    return candidate
+        return models[0] if len(models) == 1 else None
+    return annotation
+
+
+# --- checks across the document --------------------------------------------------------
+
+
+def _cross_checks(spec: Spec, tree: CommentedMap, filename: str) -> None:
+    def fail(message: str, loc: tuple[Any, ...]) -> None:
+        raise SpecError(f"{_crumbs(tree, loc)}{message}", location=_position(tree, loc, filename))
+
+    known = sorted(spec.credentials)
+    names = ", ".join(known) if known else "none are defined"
+    for i, source in enumerate(spec.sources):
+        if source.credentials is not None and source.credentials not in spec.credentials:
+            fail(
+                f"unknown credentials '{source.credentials}' ({names})",
+                ("sources", i, "credentials"),
+            )
+    seen_targets: dict[str, int] = {}
+    for i, target in enumerate(spec.targets):
+        if target.name in seen_targets:
+            fail(
+                f"duplicate target name '{target.name}' (also targets[{seen_targets[target.name]}])",
+                ("targets", i, "name"),
+            )
+        seen_targets[target.name] = i
+        credentials = getattr(target, "credentials", None)
+        if credentials is not None and credentials not in spec.credentials:
+            fail(f"unknown credentials '{credentials}' ({names})", ("targets", i, "credentials"))
+        # Two sources landing on one destination would overwrite each other's tags.
+        claimed: dict[str, str] = {}
+        for s, source in enumerate(spec.sources):
+            for r, repo in enumerate(source.repositories):
+                dest = paths.destination(
+                    getattr(target, "prefix", None),
+                    spec.layout_of(target),
+                    source.registry,
+                    repo.name,
+                )
+                host = paths.normalize_registry(source.registry)
+                origin = f"{host}/{paths.normalize_repository(source.registry, repo.name)}"
+                if dest in claimed:
+                    what = (
+                        f"repository '{origin}' is listed twice"
+                        if claimed[dest] == origin
+                        else f"'{origin}' and '{claimed[dest]}' both map to '{dest}' in target "
+                        f"'{target.name}' (use layout: scoped or another prefix)"
+                    )
+                    fail(what, ("sources", s, "repositories", r, "name"))
+                claimed[dest] = origin

@@ -1,0 +1,248 @@
+"""Tag selection: which upstream tags a spec entry mirrors.
+
+Owns the three ways a spec names tags -- semver constraints, globs and anchored regexes --
+plus the one ordering of tags that every other module uses.
+
+Constraints follow Masterminds/semver v3, the dialect of skopeo's `images-by-semver` and of
+Helm, so a range copied from either behaves the same here. skopeo 1.9.3 silently ignores
+`images-by-semver`, so we never hand it a range: we expand constraints into explicit tags.
+The range grammar (^ ~ x-ranges, hyphen ranges) and version comparison come from node-semver;
+this module adds what npm's syntax lacks or reads differently from Masterminds: commas as AND,
+`!=`, whitespace after an operator, strict rejection of garbage (node-semver's loose mode
+silently drops what it cannot read), and the Masterminds prerelease rule -- an OR-group that
+names no prerelease never matches a prerelease tag; one that does compares by precedence.
+
+Helm pushes chart version `1.2.3+build.5` as OCI tag `1.2.3_build.5` because tags cannot
+hold `+`; tags are read with `_` as `+`, and build metadata never affects matching.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any
+
+from nodesemver import Range, make_semver
+
+__all__ = [
+    "SortKey",
+    "VersionConstraint",
+    "parse_tag_version",
+    "select_tags",
+    "sort_tags",
+    "validate_glob",
+    "validate_regex",
+]
+
+SortKey = tuple[int, int, int, int, tuple[tuple[int, int, str], ...]]
+"""Semver precedence of a tag: `(major, minor, patch, is_release, prerelease)`.
+
+`is_release` is 0 for a prerelease so that `1.0.0-rc.1 < 1.0.0`; each prerelease identifier is
+`(0, n, "")` if numeric and `(1, 0, text)` otherwise, so numbers sort numerically and before
+words, and a longer identifier list sorts after its own prefix, as semver 2.0.0 requires.
+"""
+
+_IDENTS = r"[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*"
+# Masterminds' non-strict NewVersion: one to three numbers, so `1.2` is 1.2.0 and
+# `3.18-alpine` is the prerelease 3.18.0-alpine.
+_TAG_RE = re.compile(rf"v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:-({_IDENTS}))?(?:\+{_IDENTS})?")
+_PART = r"(?:\d+|[xX*])"
+# A prerelease only on a full version: node-semver cannot read `~1.2-beta` and would drop it,
+# and Masterminds gives partial prereleases a different meaning per operator.
+_VERSION = rf"v?(?:\d+\.\d+\.\d+(?:-{_IDENTS})?(?:\+{_IDENTS})?|{_PART}(?:\.{_PART}){{0,2}})"
+_ITEM_RE = re.compile(
+    rf"(?P<lo>{_VERSION})\s+-\s+(?P<hi>{_VERSION})"
+    rf"|(?P<op>!=|>=|<=|=>|=<|~>|[=<>~^])?\s*(?P<ver>{_VERSION})"
+)
+_SEP_RE = re.compile(r"\s*,\s*|\s+")
+_OP_ALIASES = {"=>": ">=", "=<": "<=", "~>": "~"}
+
+
+class _Invalid(Exception):
+    """Why a constraint is rejected; `VersionConstraint.parse` adds the constraint text."""
+
+
+@dataclass(frozen=True)
+class _Group:
+    """One `||` alternative: every `required` range holds and no `excluded` range does."""
+
+    required: tuple[Any, ...]
+    excluded: tuple[Any, ...]
+    prerelease_ok: bool
+
+    def admits(self, version: Any) -> bool:
+        if version.prerelease and not self.prerelease_ok:
+            return False
+        # Never set include_prerelease on the version: node-semver then compares 1.2.3-rc equal
+        # to 1.2.3. On test() the flag only skips npm's own prerelease filter; ours ran above.
+        return all(r.test(version, include_prerelease=True) for r in self.required) and not any(
+            r.test(version, include_prerelease=True) for r in self.excluded
+        )
+
+
+def _has_prerelease(version: str) -> bool:
+    return "-" in version.partition("+")[0]
+
+
+def _npm_range(text: str, op: str) -> Any:
+    """Desugar one comparison with node-semver, then align its bounds with Masterminds.
+
+    npm's `^1.0.0-0` ends at `<2.0.0`, admitting 2.0.0-rc.1; Masterminds checks ^, ~, x-ranges,
+    `<=` partials and hyphen ends by their numbers, so a desugared exclusive upper bound (and the
+    lower bound of `>1.2`) must also shut out the bound's own prereleases.
+    """
+    try:
+        (comparators,) = Range(text, True).set  # one item, so never an OR
+    except ValueError:
+        raise _Invalid(f"cannot interpret {text!r}") from None
+    bounds = []
+    for comp in comparators:
+        lift = (comp.operator == "<" and op != "<") or (comp.operator == ">=" and op == ">")
+        bounds.append(comp.value + ("-0" if lift and not comp.semver.prerelease else ""))
+    return Range(" ".join(bounds), True)
+
+
+def _parse_group(group: str) -> _Group:
+    group = group.strip()
+    if not group:
+        raise _Invalid("nothing on one side of '||'")
+    required: list[Any] = []
+    excluded: list[Any] = []
+    prerelease_ok = False
+    pos = 0
+    while True:
+        item = _ITEM_RE.match(group, pos)
+        if item is None:
+            raise _Invalid(f"expected a version or comparison at {group[pos:]!r}")
+        if item["lo"] is not None:
+            lo, hi = item["lo"].removeprefix("v"), item["hi"].removeprefix("v")
+            required.append(_npm_range(f"{lo} - {hi}", ""))
+            prerelease_ok |= _has_prerelease(lo) or _has_prerelease(hi)
+        else:
+            op = _OP_ALIASES.get(item["op"], item["op"] or "")
+            version = item["ver"].removeprefix("v")
+            if op == "!=":
+                # npm has no `!=`; excluding the matching range also covers `!=1.2.x`.
+                excluded.append(_npm_range(version, op))
+            else:
+                required.append(_npm_range(op + version, op))
+            prerelease_ok |= _has_prerelease(version)
+        pos = item.end()
+        if pos == len(group):
+            return _Group(tuple(required), tuple(excluded), prerelease_ok)
+        sep = _SEP_RE.match(group, pos)
+        if sep is None:
+            raise _Invalid(f"unexpected {group[pos:]!r} after {item[0]!r}")
+        pos = sep.end()
+        if pos == len(group):
+            raise _Invalid("dangling ','")
+
+
+@dataclass(frozen=True)
+class VersionConstraint:
+    """A Masterminds-style semver constraint, parsed once; compare and hash by its text."""
+
+    text: str
+    _groups: tuple[_Group, ...] = field(repr=False, compare=False)
+
+    @classmethod
+    def parse(cls, text: str) -> VersionConstraint:
+        """Parse `text`; raise ValueError naming the text and the reason if it is invalid."""
+        try:
+            if not text.strip():
+                raise _Invalid("empty constraint")
+            groups = tuple(_parse_group(group) for group in text.split("||"))
+        except _Invalid as exc:
+            raise ValueError(f"invalid version constraint '{text}': {exc}") from None
+        return cls(text, groups)
+
+    def matches(self, tag: str) -> bool:
+        """True if `tag` reads as (loose) semver and satisfies the constraint."""
+        parts = _split_tag(tag)
+        if parts is None:
+            return False
+        major, minor, patch, pre = parts
+        version = make_semver(f"{major}.{minor}.{patch}" + (f"-{pre}" if pre else ""), True)
+        return any(group.admits(version) for group in self._groups)
+
+
+def _split_tag(tag: str) -> tuple[int, int, int, str] | None:
+    m = _TAG_RE.fullmatch(tag.replace("_", "+"))
+    if m is None:
+        return None
+    return int(m[1]), int(m[2] or 0), int(m[3] or 0), m[4] or ""
+
+
+def parse_tag_version(tag: str) -> SortKey | None:
+    """The precedence of `tag` (`v` prefix, partial versions, `_` for `+`), or None."""
+    parts = _split_tag(tag)
+    if parts is None:
+        return None
+    major, minor, patch, pre = parts
+    idents = tuple((0, int(i), "") if i.isdigit() else (1, 0, i) for i in (pre.split(".") if pre else ()))
+    return major, minor, patch, 0 if pre else 1, idents
+
+
+def sort_tags(tags: Iterable[str]) -> list[str]:
+    """Distinct tags: semver ones by precedence (ties by text), then the rest by text."""
+    keyed = [(parse_tag_version(tag), tag) for tag in set(tags)]
+    versioned = sorted((key, tag) for key, tag in keyed if key is not None)
+    return [tag for _, tag in versioned] + sorted(tag for key, tag in keyed if key is None)
+
+
+def select_tags(
+    tags: Iterable[str],
+    *,
+    versions: str | None = None,
+    globs: Sequence[str] | None = None,
+    regex: str | None = None,
+    all_tags: bool = False,
+    newest_only: bool = False,
+) -> list[str]:
+    """The tags chosen by exactly one selector, in `sort_tags` order.
+
+    `newest_only` keeps the highest semver match (Helm's "newest"), or none if none is semver.
+    """
+    if [versions is not None, globs is not None, regex is not None, all_tags].count(True) != 1:
+        raise ValueError("select_tags needs exactly one of versions, globs, regex, all_tags")
+    if versions is not None:
+        constraint = VersionConstraint.parse(versions)
+        matched = [tag for tag in tags if constraint.matches(tag)]
+    elif globs is not None:
+        if isinstance(globs, str):  # a bare string would be matched character by character
+            raise TypeError("globs must be a sequence of patterns, not a string")
+        for glob in globs:
+            validate_glob(glob)
+        matched = [tag for tag in tags if any(fnmatchcase(tag, glob) for glob in globs)]
+    elif regex is not None:
+        validate_regex(regex)
+        pattern = re.compile(regex)
+        matched = [tag for tag in tags if pattern.fullmatch(tag)]
+    else:
+        matched = list(tags)
+    selected = sort_tags(matched)
+    if newest_only:
+        return [tag for tag in selected if parse_tag_version(tag) is not None][-1:]
+    return selected
+
+
+def validate_regex(pattern: str) -> None:
+    """Raise ValueError if `pattern` is empty or is not a valid Python regex."""
+    if not pattern:
+        raise ValueError("tag regex must not be empty")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid tag regex '{pattern}': {exc}") from None
+
+
+def validate_glob(pattern: str) -> None:
+    """Raise ValueError if `pattern` cannot be a tag glob (empty, '/', whitespace)."""
+    if not pattern:
+        raise ValueError("tag glob must not be empty")
+    if "/" in pattern:
+        raise ValueError(f"invalid tag glob '{pattern}': '/' cannot occur in a tag")
+    if any(ch.isspace() for ch in pattern):
+        raise ValueError(f"invalid tag glob '{pattern}': whitespace cannot occur in a tag")
