@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
@@ -147,6 +148,9 @@ def _parse_challenges(header: str) -> list[_Challenge]:
                 break
             i += 1
             skip(" \t")
+            if i >= n or header[i] in "=,":
+                i = mark  # `abc==`: the '=' pads a token68 credential, it is no param
+                break
             if i < n and header[i] == '"':
                 i += 1
                 chars: list[str] = []
@@ -194,6 +198,28 @@ def _api_host(host: str) -> str:
     return "registry-1.docker.io" if host in {"docker.io", "index.docker.io"} else host
 
 
+def _is_timeout(exc: requests.exceptions.RequestException) -> bool:
+    if isinstance(exc, requests.exceptions.Timeout):
+        return True
+    # After the last retry requests reports a read timeout as a plain ConnectionError.
+    inner = exc.args[0] if exc.args else None
+    reason = inner.reason if isinstance(inner, urllib3.exceptions.MaxRetryError) else inner
+    # urllib3 makes NewConnectionError (refused, unresolvable) a ConnectTimeoutError subclass.
+    return isinstance(reason, urllib3.exceptions.TimeoutError) and not isinstance(
+        reason, urllib3.exceptions.NewConnectionError
+    )
+
+
+def _speaks_plain_http(exc: requests.exceptions.ConnectionError) -> bool:
+    """Whether an https attempt failed the way a plain-HTTP server makes it fail: a handshake
+    error (it answered the ClientHello with an HTTP 400, "wrong version number") or a hang-up."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return True
+    inner = exc.args[0] if exc.args else None
+    reason = inner.reason if isinstance(inner, urllib3.exceptions.MaxRetryError) else inner
+    return isinstance(reason, urllib3.exceptions.ProtocolError)
+
+
 def _one_line(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -233,6 +259,9 @@ class RegistryClient:
         self._bearer: _Challenge | None = None  # last realm/service seen, for later scopes
         self._tokens: dict[str, _Token] = {}
         self._secrets: set[str] = {password} if password else set()
+        if insecure:
+            # The user opted out of verification; urllib3 would warn on every request.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
         session = requests.Session()
         session.trust_env = False  # REQUESTS_CA_BUNDLE & co. would override verify=
@@ -471,10 +500,15 @@ class RegistryClient:
         try:
             resp = self._send_raw(method, f"https://{self.api_host}{path}", headers, stream)
             scheme = "https"
-        except (requests.exceptions.SSLError, requests.exceptions.ConnectionError):
-            # insecure: a plain-HTTP registry fails the TLS handshake; try it without TLS
+        except requests.exceptions.ConnectionError as exc:  # SSLError included
+            if not _speaks_plain_http(exc):
+                # Refused or slow is not "speaks plain HTTP": a second try over http would
+                # only double the wait, and could downgrade a TLS registry.
+                raise self._transport_error(exc, repository, f"https://{self.api_host}{path}") from exc
             resp = self._send(method, f"http://{self.api_host}{path}", headers, repository, stream)
             scheme = "http"
+        except requests.exceptions.RequestException as exc:
+            raise self._transport_error(exc, repository, f"https://{self.api_host}{path}") from exc
         with self._lock:
             self._scheme = scheme
         return resp
@@ -626,19 +660,23 @@ class RegistryClient:
         return tags
 
     def _read_limited(self, resp: requests.Response, max_bytes: int, repository: str, what: str) -> bytes:
-        too_big = self._error(
-            f"{what} on {self.host} is larger than {max_bytes} bytes", repository=repository
-        )
+        def too_big() -> RegistryError:
+            return self._error(
+                f"{what} on {self.host} is larger than max_bytes={max_bytes}",
+                repository=repository,
+            )
+
         length = resp.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > max_bytes:
-            raise too_big
+            raise too_big()
         chunks: list[bytes] = []
         size = 0
         try:
+            # Counted as it arrives too: Content-Length may be absent (chunked) or encoded.
             for chunk in resp.iter_content(chunk_size=65536):
                 size += len(chunk)
                 if size > max_bytes:
-                    raise too_big
+                    raise too_big()
                 chunks.append(chunk)
         except requests.exceptions.RequestException as exc:
             raise self._transport_error(exc, repository, resp.url) from exc
@@ -760,7 +798,7 @@ class RegistryClient:
                 message = f"TLS verification failed for {target}: set ca-bundle or insecure"
             else:
                 message = f"TLS handshake with {target} failed: if it serves plain HTTP, set insecure"
-        elif isinstance(exc, requests.exceptions.Timeout):
+        elif _is_timeout(exc):
             message = f"timed out talking to {target} after {self._timeout:g}s"
         elif isinstance(exc, requests.exceptions.ConnectionError):
             match = _ERRNO.search(str(exc))

@@ -15,6 +15,7 @@ password is refused without echoing it.
 from __future__ import annotations
 
 import re
+import types
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -65,6 +66,17 @@ Mode = Literal["mirror", "cache"]
 _NAME = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 _ENV_VAR = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _HOST = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
+_UUID = r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$"
+_ECR_REGISTRY = r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"
+_AWS_SECRET_ARN = r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$"
+# What a pattern means, for error messages: a regex alone is not an explanation.
+_PATTERN_MEANING = {
+    _NAME: "a name of lower-case letters, digits and '-'",
+    _ENV_VAR: "an environment variable name",
+    _UUID: "a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
+    _ECR_REGISTRY: "an ECR registry host (<12-digit account>.dkr.ecr.<region>.amazonaws.com)",
+    _AWS_SECRET_ARN: "an AWS Secrets Manager secret ARN",
+}
 
 
 def _kebab(name: str) -> str:
@@ -93,7 +105,7 @@ class FileRef(_Model):
 class AwsSecretRef(_Model):
     """An AWS Secrets Manager secret, by ARN; `key` picks a field of a JSON secret."""
 
-    aws_secret_arn: str = Field(pattern=r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$")
+    aws_secret_arn: str = Field(pattern=_AWS_SECRET_ARN)
     key: str | None = None
 
 
@@ -133,9 +145,7 @@ class Credential(_Model):
 
     username: SecretRef | str | None = None
     password: SecretRef | None = None
-    aws_secret_arn: str | None = Field(
-        default=None, pattern=r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$"
-    )
+    aws_secret_arn: str | None = Field(default=None, pattern=_AWS_SECRET_ARN)
     azure_credential_set: str | None = Field(default=None, pattern=r"^[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*$")
 
     @field_validator("password", mode="before")
@@ -243,6 +253,20 @@ def _valid_host(value: str) -> str:
 Host = Annotated[str, AfterValidator(_valid_host)]
 
 
+def _valid_prefix(value: str) -> str:
+    # Every destination starts with the prefix (paths.destination strips its slashes), so
+    # a prefix that is not a repository path would make every destination invalid.
+    if value.strip("/") and not paths.valid_repository(value.strip("/")):
+        raise ValueError(
+            f"'{value}' is not a repository path prefix "
+            "(lower-case path components of [a-z0-9._-], joined by '/')"
+        )
+    return value
+
+
+Prefix = Annotated[str, AfterValidator(_valid_prefix)]
+
+
 class Source(_Model):
     """An upstream registry and the repositories to take from it."""
 
@@ -267,7 +291,7 @@ class RegistryTarget(_TargetBase):
 
     type: Literal["registry"]
     registry: Host
-    prefix: str | None = None
+    prefix: Prefix | None = None
     credentials: str | None = None
     insecure: bool = False
     ca_bundle: str | None = None
@@ -285,8 +309,8 @@ class EcrTarget(_TargetBase):
     """Amazon ECR (private registry)."""
 
     type: Literal["ecr"]
-    registry: str = Field(pattern=r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
-    prefix: str | None = None
+    registry: str = Field(pattern=_ECR_REGISTRY)
+    prefix: Prefix | None = None
     profile: str | None = None
     replicate_to: list[EcrReplication] = Field(default_factory=list)
 
@@ -295,10 +319,10 @@ class AcrTarget(_TargetBase):
     """Azure Container Registry."""
 
     type: Literal["acr"]
-    subscription: str = Field(pattern=r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+    subscription: str = Field(pattern=_UUID)
     resource_group: str = Field(min_length=1, max_length=90)
     registry: str = Field(pattern=r"^[a-zA-Z0-9]{5,50}$")
-    prefix: str | None = None
+    prefix: Prefix | None = None
     tenant_id: str | None = None
     client_id: str | None = None
     replicate_to: list[str] = Field(default_factory=list)
@@ -386,12 +410,15 @@ def parse_spec(text: str, *, filename: str = "<spec>") -> Spec:
         raise SpecError("the spec must be a YAML mapping", location=f"{filename}:1:1")
     # The version decides every other rule, so it is checked first (a v2 spec should say
     # "unsupported version", not list v1's unknown keys).
-    if tree.get("version") != 1:
+    version = tree.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version != 1:  # True == 1
         where = _position(tree, ("version",), filename, key=False) if "version" in tree else None
         found = repr(tree.get("version")) if "version" in tree else "nothing"
         raise SpecError(f"version: expected 1, found {found}", location=where or f"{filename}:1:1")
     try:
-        spec = Spec.model_validate(_plain(tree))
+        # Keys are the kebab-case aliases only (`populate_by_name` is for Python callers):
+        # `replicate_to` in a file is an unknown key, as the JSON Schema says.
+        spec = Spec.model_validate(_plain(tree), by_name=False)
     except ValidationError as exc:
         raise _spec_error(exc, tree, filename) from None
     _cross_checks(spec, tree, filename)
@@ -424,6 +451,10 @@ def _load_yaml(text: str, filename: str) -> Any:
         what = (exc.problem or exc.context or "invalid YAML").strip()
         if "duplicate key" in what:
             what = what.split(" with value")[0]
+        elif "<block" in what:
+            what += " (is the indentation consistent?)"
+        elif "'\\t'" in what:
+            what += " (indent with spaces: YAML does not allow tabs)"
         raise SpecError(f"invalid YAML: {what}", location=where) from None
     except YAMLError as exc:
         raise SpecError(f"invalid YAML: {str(exc).splitlines()[0]}", location=filename) from None
@@ -444,7 +475,7 @@ def _spec_error(exc: ValidationError, tree: CommentedMap, filename: str) -> Spec
     # One error is reported: the first, which pydantic gives in document order. A user fixes
     # it and re-runs; a wall of derived errors from one typo helps nobody.
     error = exc.errors(include_url=False)[0]
-    loc = tuple(error["loc"])
+    loc = _document_path(tuple(error["loc"]), tree)
     kind = error["type"]
     ctx = error.get("ctx") or {}
     if kind == "missing":
@@ -473,16 +504,58 @@ def _spec_error(exc: ValidationError, tree: CommentedMap, filename: str) -> Spec
     message = str(error["msg"]).removeprefix("Value error, ").replace("Input should be ", "expected ")
     if kind == "literal_error":
         message = f"expected {ctx.get('expected')}"
+    elif kind in ("model_type", "model_attributes_type", "dict_type"):
+        message = "expected a mapping"
+    elif kind == "too_short":
+        message = f"expected at least {ctx.get('min_length')} item(s)"
     if kind == "string_pattern_mismatch":
-        message = f"'{error['input']}' does not match the pattern {ctx.get('pattern')}"
-    elif kind not in ("value_error", "secret_ref") and _safe_to_echo(loc, error.get("input")):
+        pattern = str(ctx.get("pattern"))
+        meaning = _PATTERN_MEANING.get(pattern)
+        expected = f"{meaning} (pattern {pattern})" if meaning else f"a value matching the pattern {pattern}"
+        shown = f"'{error['input']}'" if _safe_to_echo(loc, error.get("input")) else "the value"
+        message = f"{shown} is not {expected}"
+    elif kind not in ("value_error", "secret_ref", "too_short") and _safe_to_echo(loc, error.get("input")):
         message += f", found {error['input']!r}"
+    elif error.get("input") is None and kind != "value_error":
+        message += ", found nothing"
     return SpecError(f"{_crumbs(tree, loc)}{message}", location=_position(tree, loc, filename))
 
 
 def _safe_to_echo(loc: tuple[Any, ...], value: Any) -> bool:
     """Never repeat a value from under `credentials:`: it may be a pasted secret."""
     return bool(loc) and loc[0] != "credentials" and isinstance(value, (str, int, float, bool))
+
+
+def _document_path(loc: tuple[Any, ...], tree: Any) -> tuple[Any, ...]:
+    """pydantic's error path reduced to the keys and indices the document really has.
+
+    pydantic inserts union markers (`str`, `tagged-union[...]`) and discriminator tags
+    (`ecr`, `env`) that are not keys — and a tag can also be a real key (a `type: registry`
+    target has a `registry:` key; `{env: VAR}` has an `env:` key). A tag is the first
+    segment at a mapping that equals its `type` or reference kind and is not the last
+    segment; a segment that is neither a key nor last is a marker. The last segment may be
+    an absent key (a missing or forbidden one) and is kept.
+    """
+    path: list[Any] = []
+    node = tree
+    tag_possible = True
+    for i, seg in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(node, list) and isinstance(seg, int) and 0 <= seg < len(node):
+            path.append(seg)
+            node, tag_possible = node[seg], True
+        elif isinstance(node, dict) and tag_possible and not last and seg in _tags_of(node):
+            tag_possible = False
+        elif isinstance(node, dict) and seg in node:
+            path.append(seg)
+            node, tag_possible = node[seg], True
+        elif last:
+            path.append(seg)
+    return tuple(path)
+
+
+def _tags_of(node: dict[Any, Any]) -> tuple[Any, ...]:
+    return (node.get("type"), _ref_kind(node))
 
 
 def _walk(tree: Any, loc: Sequence[Any]) -> list[tuple[Any, Any]]:
@@ -509,7 +582,9 @@ def _position(tree: Any, loc: Sequence[Any], filename: str, *, key: bool = False
             line, col = container.lc.item(seg)
         elif isinstance(container, CommentedMap):
             value = container[seg]
-            if key or (isinstance(value, (dict, list)) and not value):
+            # An empty value (`key:` or `key: []`) has no position of its own: ruamel puts it
+            # at the next token, often on a later line.
+            if key or value is None or (isinstance(value, (dict, list)) and not value):
                 line, col = container.lc.key(seg)
             elif isinstance(value, CommentedMap | CommentedSeq) and not key:
                 line, col = value.lc.line, value.lc.col
@@ -538,41 +613,55 @@ def _crumbs(tree: Any, loc: Sequence[Any]) -> str:
 
 
 def _allowed_keys(loc: Sequence[Any], tree: Any) -> list[str]:
-    """The keys the model at `loc` accepts, found by following the field annotations."""
-    model: Any = Spec
+    """The keys the model at `loc` accepts, found by following the field annotations.
+
+    Each list item and mapping value is resolved on its own: `targets[1]` may be another
+    type than `targets[0]`.
+    """
+    annotation: Any = Spec
     node: Any = tree
     for seg in loc:
-        if isinstance(node, list) and isinstance(seg, int) and seg < len(node):
-            node = node[seg]
+        if isinstance(node, list) and isinstance(seg, int) and 0 <= seg < len(node):
+            annotation, node = _item_annotation(annotation), node[seg]
             continue
-        if (
-            isinstance(node, dict)
-            and seg in node
-            and isinstance(model, type)
-            and issubclass(model, BaseModel)
-        ):
+        if not (isinstance(node, dict) and seg in node):
+            return []
+        model = _model_of(annotation, node)
+        if isinstance(model, type) and issubclass(model, BaseModel):
             field = next((f for n, f in model.model_fields.items() if _kebab(n) == seg), None)
             if field is None:
                 return []
-            model = _model_of(field.annotation, node[seg])
-            node = node[seg]
+            annotation = field.annotation
+        else:  # a mapping of named items (`credentials:`)
+            annotation = _item_annotation(annotation)
+        node = node[seg]
+    model = _model_of(annotation, node)
     if isinstance(model, type) and issubclass(model, BaseModel):
         return sorted(_kebab(n) for n in model.model_fields)
     return []
 
 
+def _item_annotation(annotation: Any) -> Any:
+    """The item annotation of a list or dict annotation (through Annotated and Optional)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _item_annotation(get_args(annotation)[0])
+    if origin in (list, dict):
+        return get_args(annotation)[-1]
+    if origin is Union or origin is types.UnionType:
+        items = [_item_annotation(a) for a in get_args(annotation)]
+        return next((item for item in items if item is not None), None)
+    return None
+
+
 def _model_of(annotation: Any, value: Any) -> Any:
-    """The BaseModel class an annotation holds for `value` (list items, dict values, unions)."""
+    """The BaseModel class an annotation holds for the mapping `value` (through unions)."""
     origin = get_origin(annotation)
     if origin is Annotated:
         return _model_of(get_args(annotation)[0], value)
     if origin in (list, dict):
-        inner = get_args(annotation)[-1]
-        sample = value[0] if isinstance(value, list) and value else None
-        if isinstance(value, dict) and origin is dict:
-            sample = next(iter(value.values()), None)
-        return _model_of(inner, sample)
-    if origin is Union or str(origin) == "<class 'types.UnionType'>":
+        return None
+    if origin is Union or origin is types.UnionType:
         candidates = [_model_of(a, value) for a in get_args(annotation)]
         models = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
         if isinstance(value, dict):
