@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-deps demo test lint bench clean
+.PHONY: setup system-deps demo test lint clean
 
 setup: system-deps $(VENV)/.installed
 
@@ -28,12 +28,9 @@ test: setup lint
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check mirrorspec tests scripts bench
-	$(BIN)/ruff format --check mirrorspec tests scripts bench
+	$(BIN)/ruff check mirrorspec tests scripts
+	$(BIN)/ruff format --check mirrorspec tests scripts
 	$(BIN)/mypy
-
-bench: setup
-	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

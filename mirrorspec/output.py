@@ -27,13 +27,17 @@ def console(*, stderr: bool = False) -> Console:
 
 
 def _tags(copy: Copy) -> str:
-    parts = []
+    return ", ".join(tag.tag for tag in copy.tags)
+
+
+def _why(copy: Copy) -> str:
+    """Why these tags are copied, each reason once: a user reads it, not a parser."""
+    reasons: dict[str, None] = {}
     for tag in copy.tags:
-        extra = [] if tag.reason == "missing" else ["content differs"]
+        reasons["content differs" if tag.reason == "digest-mismatch" else "missing"] = None
         if tag.dependency_of:
-            extra.append(f"dependency of {tag.dependency_of}")
-        parts.append(f"{tag.tag} ({'; '.join(extra)})" if extra else tag.tag)
-    return ", ".join(parts)
+            reasons[f"Helm dependency of {tag.dependency_of.rsplit(':', 1)[0]}"] = None
+    return "; ".join(reasons)
 
 
 def _change_row(change: Change) -> tuple[str, str, str, str]:
@@ -61,9 +65,9 @@ def _print_target_plan(target: TargetPlan, out: Console) -> None:
             table.add_row(*map(redact, _change_row(change)))
         out.print(table)
     if target.copies:
-        table = _table("copy from", "to", "tags")
+        table = _table("copy from", "to", "tags", "why")
         for copy in target.copies:
-            table.add_row(copy.source, copy.destination, _tags(copy))
+            table.add_row(copy.source, copy.destination, _tags(copy), _why(copy))
         out.print(table)
     if target.empty:
         out.print(f"  No changes: {target.up_to_date} tag(s) already up to date.")
@@ -135,8 +139,8 @@ def plan_markdown(plan: Plan) -> str:
                 "",
             ]
         if target.copies:
-            rows = ((f"`{c.source}`", f"`{c.destination}`", _tags(c)) for c in target.copies)
-            lines += [*_md_table(("copy from", "to", "tags"), rows), ""]
+            rows = ((f"`{c.source}`", f"`{c.destination}`", _tags(c), _why(c)) for c in target.copies)
+            lines += [*_md_table(("copy from", "to", "tags", "why"), rows), ""]
         if target.empty:
             lines += [f"No changes: {target.up_to_date} tag(s) already up to date.", ""]
         lines += [f"- **{n.level}**: {redact(n.message)}" for n in target.notes]

@@ -1,0 +1,5 @@
+"""`python -m mirrorspec` — the same as the `mirrorspec` console script."""
+
+from .cli import main
+
+main()
