@@ -78,7 +78,14 @@ def skopeo_documents(
         by_semver = {}
         for repo, tags in sorted(repos.items()):
             constraint = constraints.get((registry, repo))
-            if semver_capable and constraint and not _has_dependency_tags(artifacts, registry, repo):
+            # skopeo reads tags with Masterminds' semver.NewVersion, which rejects Helm's `_`
+            # build tags: a range would silently skip them, so such repositories stay explicit.
+            if (
+                semver_capable
+                and constraint
+                and not _has_dependency_tags(artifacts, registry, repo)
+                and not any("_" in tag for tag in tags)
+            ):
                 by_semver[repo] = constraint
             else:
                 images[repo] = sorted(set(tags))

@@ -77,6 +77,8 @@ class _Resolver:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         self.tags: dict[tuple[str, str], list[str]] = {}
+        self.digests: dict[tuple[str, str, str], str] = {}
+        self.followed: set[tuple[str, str, str, str]] = set()
         self.notes: list[Note] = []
 
     def run(self, roots: list[_Want]) -> Resolution:
@@ -89,15 +91,21 @@ class _Resolver:
                 seen.update(level)
                 self._list_tags(pool, {(w.registry, w.repository) for w in level})
                 selected = [(w, tag) for w in level for tag in self._select(w)]
-                digests = _parallel(pool, lambda wt: self._digest(*wt), selected)
+                # Several charts may need the same tag: one HEAD (and one config read) per run.
+                todo = list(dict.fromkeys((w.registry, w.repository, t) for w, t in selected))
+                todo = [k for k in todo if k not in self.digests]
+                for key, digest in zip(todo, _parallel(pool, lambda k: self._digest(*k), todo), strict=True):
+                    self.digests[key] = digest
                 next_level: list[_Want] = []
                 charts: list[tuple[_Want, str, str]] = []
-                for (want, tag), digest in zip(selected, digests, strict=True):
+                for want, tag in selected:
                     key = (want.registry, want.repository, tag)
+                    digest = self.digests[key]
                     # A tag asked for directly is not "a dependency" even if a chart needs it too.
                     if key not in found or (found[key].dependency_of and not want.dependency_of):
                         found[key] = Artifact(*key, digest, want.dependency_of)
-                    if want.follow != "none":
+                    if want.follow != "none" and (*key, want.follow) not in self.followed:
+                        self.followed.add((*key, want.follow))
                         charts.append((want, tag, digest))
                 for deps in _parallel(pool, lambda c: self._dependencies(*c), charts):
                     next_level.extend(deps)
@@ -141,12 +149,12 @@ class _Resolver:
             )
         return selected
 
-    def _digest(self, want: _Want, tag: str) -> str:
-        client = self.ctx.client(self.ctx.source_endpoint(want.registry))
-        digest = client.digest(want.repository, tag)
+    def _digest(self, registry: str, repository: str, tag: str) -> str:
+        client = self.ctx.client(self.ctx.source_endpoint(registry))
+        digest = client.digest(repository, tag)
         if digest is None:
             # Listed a moment ago, gone now: the upstream is changing under us.
-            raise ResolveError(f"{want.registry}/{want.repository}:{tag} was listed but has no manifest")
+            raise ResolveError(f"{registry}/{repository}:{tag} was listed but has no manifest")
         return digest
 
     def _dependencies(self, want: _Want, tag: str, digest: str) -> list[_Want]:
@@ -187,7 +195,9 @@ class _Resolver:
             deps.append(
                 _Want(
                     registry=paths.normalize_registry(host),
-                    repository="/".join(p for p in (path.strip("/"), name) if p),
+                    repository=paths.normalize_repository(
+                        host, "/".join(p for p in (path.strip("/"), name) if p)
+                    ),
                     versions=constraint,
                     follow=want.follow,
                     dependency_of=ref,

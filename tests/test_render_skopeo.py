@@ -1,0 +1,325 @@
+"""`mirrorspec render skopeo` proven by running what it renders.
+
+The upstream holds charts with a Helm dependency and images whose last path components collide
+(`app`, `a/b/app`, `c/app`, `charts/app`, each with different content). Every rendered document's
+own `# run:` command is executed with the real skopeo (1.9.3 here), and then
+`mirrorspec audit --content` must find every wanted tag at its DESIGN destination path with the
+upstream digest — which fails if skopeo's last-component naming made two repositories collide.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+from testbed import RegistryServer, push_chart, push_image
+
+from mirrorspec import RunContext, parse_spec
+from mirrorspec.plan import Artifact
+from mirrorspec.render import skopeo_documents, to_yaml
+
+MIRRORSPEC = str(Path(sys.executable).with_name("mirrorspec"))
+CANARY = "canary-Dest-Pa55-9e2a71"
+
+
+@dataclass
+class Document:
+    comment: list[str]
+    command: str
+    config: dict[str, Any]
+    text: str
+
+
+def _split(output: str) -> list[Document]:
+    documents = []
+    for text in output.split("\n---\n"):
+        comment = [line for line in text.splitlines() if line.startswith("#")]
+        (run,) = [line.removeprefix("# run: ") for line in comment if line.startswith("# run: ")]
+        documents.append(Document(comment, run, YAML(typ="safe").load(text), text))
+    return documents
+
+
+def _tag_sets(config: dict[str, Any]) -> dict[str, Any]:
+    """A document's config with each tag list as a set (skopeo does not care about order),
+    after checking that no tag is listed twice."""
+    out: dict[str, Any] = {}
+    for registry, block in config.items():
+        out[registry] = dict(block)
+        if "images" in block:
+            for tags in block["images"].values():
+                assert all(isinstance(t, str) for t in tags) and len(tags) == len(set(tags))
+            out[registry]["images"] = {repo: set(tags) for repo, tags in block["images"].items()}
+    return out
+
+
+@dataclass
+class Bed:
+    upstream: RegistryServer
+    destination: RegistryServer
+    spec: Path
+    env: dict[str, str]
+    tmp: Path
+
+    def mirrorspec(self, *args: str, check: int = 0) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [MIRRORSPEC, *args], capture_output=True, text=True, env=self.env, timeout=120, check=False
+        )
+        assert CANARY not in proc.stdout + proc.stderr
+        assert proc.returncode == check, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+    @property
+    def scope(self) -> str:
+        return f"mirror/{self.upstream.host.replace(':', '_')}"
+
+
+@pytest.fixture
+def bed(registry_factory: Callable[..., RegistryServer], tmp_path: Path) -> Bed:
+    upstream = registry_factory()
+    destination = registry_factory(tls=True, users={"alice": CANARY})
+    for version in ("17.9.0", "18.0.1", "18.0.4"):
+        push_chart(upstream, "charts/redis", version)
+    redis = [{"name": "redis", "version": "~18.0.0", "repository": f"oci://{upstream.host}/charts"}]
+    for version in ("1.0.0", "1.2.0", "1.5.3", "2.0.0"):
+        push_chart(upstream, "charts/platform", version, dependencies=redis)
+    # four repositories called `app`, same tag names, different content
+    for repository, tags in (
+        ("app", ("1.9", "1.10", "2.0")),
+        ("a/b/app", ("v1.0.0", "v1.1.0", "v2.0.0")),
+        ("c/app", ("v1.0.0", "v1.1.0")),
+        ("charts/app", ("v1.0.0", "v1.1.0")),
+    ):
+        for tag in tags:
+            push_image(upstream, repository, tag, seed=repository)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"""\
+version: 1
+credentials:
+  dest:
+    username: alice
+    password: {{env: DEST_PASSWORD}}
+sources:
+  - registry: {upstream.host}
+    insecure: true
+    repositories:
+      - name: charts/platform
+        versions: ">=1.2.0 <2.0.0"
+        helm-dependencies: true
+      - name: app
+        tags: ["1.*"]
+      - name: a/b/app
+        tags: ["v1.*"]
+      - name: c/app
+        tags: ["v1.*"]
+      - name: charts/app
+        tags: ["v1.0.0"]
+targets:
+  - name: lab
+    type: registry
+    registry: {destination.host}
+    prefix: mirror
+    credentials: dest
+    ca-bundle: {destination.ca_file}
+"""
+    )
+    env = {**os.environ, "DEST_PASSWORD": CANARY}
+    return Bed(upstream, destination, spec, env, tmp_path)
+
+
+def _skopeo_env(home: Path) -> dict[str, str]:
+    """A private HOME and an empty registries.conf; the machine's CA variables are dropped."""
+    registries = home / "registries.conf"
+    registries.write_text("")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"SSL_CERT_FILE", "SSL_CERT_DIR", "REGISTRY_AUTH_FILE", "DOCKER_CONFIG"}
+    }
+    env.update(
+        HOME=str(home),
+        XDG_RUNTIME_DIR=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        CONTAINERS_REGISTRIES_CONF=str(registries),
+    )
+    return env
+
+
+def _auth_file(path: Path, host: str, username: str, password: str) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        auth = base64.b64encode(f"{username}:{password}".encode()).decode()
+        json.dump({"auths": {host: {"auth": auth}}}, handle)
+    return path
+
+
+def test_rendered_skopeo_sync_documents_reproduce_the_design_paths(bed: Bed) -> None:
+    rendered = bed.mirrorspec("render", "skopeo", str(bed.spec), "--target", "lab").stdout
+    documents = _split(rendered)
+    host, dest = bed.upstream.host, bed.destination.host
+
+    # one document per destination directory, explicit tag lists only (skopeo 1.9.3 < 1.15)
+    assert "images-by-semver" not in rendered
+    by_destination = {shlex.split(d.command)[-1]: _tag_sets(d.config) for d in documents}
+    assert by_destination == {
+        f"{dest}/{bed.scope}": {host: {"images": {"app": {"1.9", "1.10"}}, "tls-verify": False}},
+        f"{dest}/{bed.scope}/a/b": {host: {"images": {"a/b/app": {"v1.0.0", "v1.1.0"}}, "tls-verify": False}},
+        f"{dest}/{bed.scope}/c": {host: {"images": {"c/app": {"v1.0.0", "v1.1.0"}}, "tls-verify": False}},
+        f"{dest}/{bed.scope}/charts": {
+            host: {
+                "images": {
+                    "charts/app": {"v1.0.0"},
+                    "charts/platform": {"1.2.0", "1.5.3"},
+                    "charts/redis": {"18.0.1", "18.0.4"},  # the Helm dependency closure
+                },
+                "tls-verify": False,
+            }
+        },
+    }
+    for document in documents:
+        assert "no source credentials" in document.comment[0]
+        assert "DEST_AUTH.json" in document.command
+
+    bed.mirrorspec("audit", str(bed.spec), "--content", check=2)  # nothing there yet
+
+    home = bed.tmp / "skopeo-home"
+    home.mkdir()
+    env = _skopeo_env(home)
+    auth = _auth_file(home / "dest-auth.json", dest, "alice", CANARY)
+    workdir = bed.tmp / "sync"
+    workdir.mkdir()
+    for document in documents:
+        argv = shlex.split(document.command)
+        filename = argv[-2]
+        (workdir / filename).write_text(document.text)
+        assert argv[:2] == ["skopeo", "sync"]
+        argv = [str(auth) if arg == "DEST_AUTH.json" else arg for arg in argv]
+        # The destination's CA is this test bed's own; the plain-HTTP upstream needs no flag:
+        # the document's `tls-verify: false` must be enough.
+        argv.insert(2, f"--dest-cert-dir={bed.destination.cert_dir}")
+        proc = subprocess.run(
+            argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert proc.returncode == 0, f"{argv}\n{proc.stderr}"
+
+    bed.mirrorspec("audit", str(bed.spec), "--content")
+    report = json.loads(bed.mirrorspec("audit", str(bed.spec), "--content", "--format", "json").stdout)
+    content = [c for t in report["targets"] for c in t["content"]]
+    assert len(content) == 11
+    assert {c["status"] for c in content} == {"present"}
+
+
+# --- the rendering rules, without any registry ------------------------------------------------
+
+
+def _ctx() -> RunContext:
+    spec = parse_spec(
+        """\
+version: 1
+credentials:
+  up:
+    username: bob
+    password: {env: UP_PASSWORD}
+sources:
+  - registry: reg.example.com
+    credentials: up
+    repositories:
+      - name: charts/platform
+        versions: ">=1.2.0 <2.0.0"
+        helm-dependencies: true
+      - name: charts/redis
+        versions: "18.0.4"
+      - name: tools/cli
+        versions: ">=1.0.0"
+      - name: tools/builds
+        versions: ">=1.0.0"
+  - registry: insecure.example.com:5000
+    insecure: true
+    repositories:
+      - name: redis
+        tags: ["7.*"]
+targets:
+  - name: lab
+    type: registry
+    registry: mirror.example.com
+    prefix: vendor
+"""
+    )
+    return RunContext(spec)
+
+
+_PLATFORM = "reg.example.com/charts/platform:1.2.0"
+_ARTIFACTS = [
+    Artifact("reg.example.com", "charts/platform", "1.2.0", "sha256:" + "1" * 64),
+    Artifact("reg.example.com", "charts/platform", "1.5.3", "sha256:" + "2" * 64),
+    Artifact("reg.example.com", "charts/redis", "18.0.1", "sha256:" + "3" * 64, _PLATFORM),
+    Artifact("reg.example.com", "charts/redis", "18.0.4", "sha256:" + "4" * 64),
+    Artifact("reg.example.com", "tools/cli", "v1.0.0", "sha256:" + "5" * 64),
+    Artifact("reg.example.com", "tools/builds", "1.0.0_build.2", "sha256:" + "6" * 64),
+    Artifact("insecure.example.com:5000", "redis", "7.2.4", "sha256:" + "7" * 64),
+]
+
+
+def _render(*, semver_capable: bool) -> dict[str, dict[str, Any]]:
+    ctx = _ctx()
+    documents = skopeo_documents(
+        ctx,
+        ctx.spec.target("lab"),
+        _ARTIFACTS,
+        endpoint_host="mirror.example.com",
+        semver_capable=semver_capable,
+    )
+    return {d.destination: d.config for d in documents}
+
+
+def test_old_skopeo_gets_explicit_tags_and_insecure_sources_tls_verify_false() -> None:
+    assert _render(semver_capable=False) == {
+        "mirror.example.com/vendor/insecure.example.com_5000": {
+            "insecure.example.com:5000": {"images": {"redis": ["7.2.4"]}, "tls-verify": False}
+        },
+        "mirror.example.com/vendor/reg.example.com/charts": {
+            "reg.example.com": {
+                "images": {"charts/platform": ["1.2.0", "1.5.3"], "charts/redis": ["18.0.1", "18.0.4"]}
+            }
+        },
+        "mirror.example.com/vendor/reg.example.com/tools": {
+            "reg.example.com": {"images": {"tools/builds": ["1.0.0_build.2"], "tools/cli": ["v1.0.0"]}}
+        },
+    }
+
+
+def test_new_skopeo_gets_semver_only_where_it_selects_the_same_tags() -> None:
+    docs = _render(semver_capable=True)
+    charts = docs["mirror.example.com/vendor/reg.example.com/charts"]["reg.example.com"]
+    # the chart's own range, but its dependency repository (also asked for directly) stays explicit
+    assert charts["images-by-semver"] == {"charts/platform": ">=1.2.0 <2.0.0"}
+    assert charts["images"] == {"charts/redis": ["18.0.1", "18.0.4"]}
+    tools = docs["mirror.example.com/vendor/reg.example.com/tools"]["reg.example.com"]
+    assert tools["images-by-semver"] == {"tools/cli": ">=1.0.0"}
+    # skopeo parses tags with Masterminds' semver.NewVersion, which rejects Helm's `_` build
+    # tags: `images-by-semver` would silently skip 1.0.0_build.2, so it must stay explicit
+    assert tools["images"] == {"tools/builds": ["1.0.0_build.2"]}
+
+
+def test_rendered_yaml_names_credentials_never_their_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UP_PASSWORD", CANARY)
+    ctx = _ctx()
+    documents = skopeo_documents(
+        ctx, ctx.spec.target("lab"), _ARTIFACTS, endpoint_host="mirror.example.com", semver_capable=False
+    )
+    text = to_yaml(documents)
+    assert CANARY not in text and "bob" not in text
+    (secured,) = [d for d in documents if "tools" in d.destination]
+    assert "source credentials 'up'" in secured.note and "--src-authfile" in secured.note
+    assert "credentials" not in json.dumps(secured.config)
+    assert text.count("# run: skopeo sync ") == 3
