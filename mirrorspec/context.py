@@ -9,7 +9,9 @@ bearer tokens.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from . import paths
 from .credentials import BasicAuth, resolve_basic_auth
@@ -29,10 +31,23 @@ class Endpoint:
     ca_bundle: str | None = None
 
 
+AwsClientFactory = Callable[[str, str, "str | None"], Any]
+
+
 @dataclass
 class RunContext:
+    """One run's shared state.
+
+    `aws_client(service, region, profile)` builds boto3 clients; tests inject a factory that
+    points them at moto and the contract emulators. `registry_overrides` maps a registry
+    host to where it is really reached (host and TLS; credentials are kept), so that a
+    local docker-registry can stand in for an ECR endpoint in tests.
+    """
+
     spec: Spec
     workers: int = 8
+    aws_client_factory: AwsClientFactory | None = None
+    registry_overrides: dict[str, Endpoint] = field(default_factory=dict)
     _clients: dict[Endpoint, RegistryClient] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -64,6 +79,23 @@ class RunContext:
                     ca_bundle=source.ca_bundle,
                 )
         return Endpoint(host)
+
+    def reach(self, endpoint: Endpoint) -> Endpoint:
+        """Where `endpoint` is really reached: an override keeps its credentials."""
+        override = self.registry_overrides.get(endpoint.host)
+        if override is None:
+            return endpoint
+        return replace(override, auth=endpoint.auth or override.auth)
+
+    def aws_client(self, service: str, region: str, profile: str | None = None) -> Any:
+        """A boto3 client (standard retry mode: throttling is retried with backoff)."""
+        if self.aws_client_factory is not None:
+            return self.aws_client_factory(service, region, profile)
+        import boto3  # imported here so that specs without AWS targets never pay for it
+        from botocore.config import Config
+
+        session = boto3.Session(profile_name=profile, region_name=region)
+        return session.client(service, config=Config(retries={"mode": "standard", "max_attempts": 8}))
 
     def client(self, endpoint: Endpoint) -> RegistryClient:
         with self._lock:

@@ -40,10 +40,11 @@ __all__ = ["ApplyResult", "apply", "audit", "plan", "selected_targets"]
 
 
 def selected_targets(ctx: RunContext, names: Sequence[str] | None) -> list[Target]:
-    """The targets named on the command line (all when none), in spec order."""
-    if not names:
-        return list(ctx.spec.targets)
-    return [ctx.spec.target(name) for name in dict.fromkeys(names)]
+    """The targets named on the command line (all when none), each with an installed provider."""
+    chosen = list(ctx.spec.targets) if not names else [ctx.spec.target(n) for n in dict.fromkeys(names)]
+    for target in chosen:
+        providers.get(target.type)  # fail before any network work when a provider is missing
+    return chosen
 
 
 def plan(
@@ -73,11 +74,16 @@ def _plan_target(ctx: RunContext, target: Target, resolution: Resolution, prune:
         )
     desired = provider.translate(resolution.artifacts, target, ctx)
     observed = provider.observe(target, ctx)
-    notes += [*desired.notes, *observed.notes]
+    notes += [*desired.notes, *observed.notes, *provider.check(desired, observed, target)]
     changes = diff(desired.resources, observed.resources, prune=prune, replace_unless=provider.IN_PLACE)
     endpoint = provider.endpoint(target, ctx)
-    served = {(c.source, t.tag) for c in desired.native for t in c.tags}
-    to_copy = [a for a in resolution.artifacts if (f"{a.registry}/{a.repository}", a.tag) not in served]
+    natively = {(c.source, t.tag) for c in desired.native for t in c.tags}
+    to_copy = [
+        a
+        for a in resolution.artifacts
+        if f"{a.registry}/{a.repository}" not in desired.served
+        and (f"{a.registry}/{a.repository}", a.tag) not in natively
+    ]
     checks = check_content(ctx, endpoint, target, to_copy)
     copies = _copies(to_copy, checks, endpoint)
     return TargetPlan(
@@ -221,12 +227,23 @@ def audit(
         provider = providers.get(target.type)
         desired = provider.translate(resolution.artifacts, target, ctx)
         observed = provider.observe(target, ctx)
-        drift = diff(desired.resources, observed.resources, prune=True, replace_unless=provider.IN_PLACE)
+        rules = [r for r in observed.resources if r.kind not in provider.SUPPORT_KINDS]
+        wanted = [r for r in desired.resources if r.kind not in provider.SUPPORT_KINDS]
+        drift = diff(wanted, rules, prune=True, replace_unless=provider.IN_PLACE)
         notes = [*resolution.notes, *_setting_notes(ctx, target), *observed.notes]
         checks: tuple[ContentCheck, ...] | None = None
         endpoint = provider.endpoint(target, ctx)
         if content:
-            checks = tuple(check_content(ctx, endpoint, target, resolution.artifacts))
+            stored = [a for a in resolution.artifacts if f"{a.registry}/{a.repository}" not in desired.served]
+            checks = tuple(check_content(ctx, endpoint, target, stored))
+            if desired.served:
+                notes.append(
+                    Note(
+                        "info",
+                        f"{len(desired.served)} repository(ies) are served on demand by a pull-through "
+                        "cache: their tags exist once pulled, so --content does not check them",
+                    )
+                )
         elif not desired.resources and not observed.resources:
             notes.append(
                 Note(
@@ -239,7 +256,7 @@ def audit(
                 target=target.name,
                 type=target.type,
                 registry=endpoint.host,
-                resources=observed.resources,
+                resources=tuple(rules),
                 drift=tuple(drift),
                 content=checks,
                 notes=tuple(notes),

@@ -24,6 +24,7 @@ __all__ = [
     "Provider",
     "fallback_note",
     "no_apply",
+    "no_check",
     "no_observe",
     "nothing_native",
 ]
@@ -47,6 +48,9 @@ class Desired:
     # Artifacts the registry copies itself (imports, replication executions); everything
     # else the engine copies with skopeo.
     native: tuple[Copy, ...] = ()
+    # Source repositories ("host/repository") served on demand by a pull-through cache:
+    # nothing is copied ahead of time and their tags appear only once pulled.
+    served: frozenset[str] = frozenset()
     notes: tuple[Note, ...] = ()
 
 
@@ -57,12 +61,24 @@ class Observed:
 
 
 class Provider(Protocol):
+    # The data names are read-only properties so that a module's own precise types
+    # (`dict[str, tuple[str, ...]]`) satisfy them: a plain attribute here would be invariant.
+
     # The spec model of this provider's `type:` block.
     Target: type[Any]
+
     # verb (observe/apply) -> the API permissions it needs, for least-privilege policies.
-    PERMISSIONS: Mapping[str, Sequence[str]]
+    @property
+    def PERMISSIONS(self) -> Mapping[str, Sequence[str]]: ...
+
     # Attributes each resource kind can change in place; anything else is delete + create.
-    IN_PLACE: Mapping[str, Sequence[str]]
+    @property
+    def IN_PLACE(self) -> Mapping[str, Sequence[str]]: ...
+
+    # Resource kinds that only prepare copies (e.g. repositories that must exist before a
+    # push): planned like any other, but not listed or judged as rules by `audit`.
+    @property
+    def SUPPORT_KINDS(self) -> Sequence[str]: ...
 
     # Pure: what this target can serve natively.
     def capabilities(self, target: Any) -> Capabilities: ...
@@ -72,6 +88,9 @@ class Provider(Protocol):
 
     # Read-only: the target's actual native settings, with list calls (paginated).
     def observe(self, target: Any, ctx: RunContext) -> Observed: ...
+
+    # Plan-time limits against the real state: raises ProviderError, or returns notes.
+    def check(self, desired: Desired, observed: Observed, target: Any) -> tuple[Note, ...]: ...
 
     # One change, idempotent; raises ProviderError on failure.
     def apply(self, change: Change, target: Any, ctx: RunContext) -> None: ...
@@ -88,6 +107,11 @@ def nothing_native(artifacts: Sequence[Artifact], target: Any, ctx: RunContext) 
 def no_observe(target: Any, ctx: RunContext) -> Observed:
     """Default `observe`: a target without native resources has nothing to read."""
     return Observed()
+
+
+def no_check(desired: Desired, observed: Observed, target: Any) -> tuple[Note, ...]:
+    """Default `check`: no limits beyond the spec's own."""
+    return ()
 
 
 def no_apply(change: Change, target: Any, ctx: RunContext) -> None:

@@ -24,9 +24,11 @@ from . import base
 __all__ = [
     "IN_PLACE",
     "PERMISSIONS",
+    "SUPPORT_KINDS",
     "Target",
     "apply",
     "capabilities",
+    "check",
     "endpoint",
     "observe",
     "translate",
@@ -38,9 +40,11 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "apply": ("pull", "push"),
 }
 IN_PLACE: dict[str, tuple[str, ...]] = {}
+SUPPORT_KINDS: tuple[str, ...] = ()
 
 translate = base.nothing_native
 observe = base.no_observe
+check = base.no_check
 apply = base.no_apply
 
 

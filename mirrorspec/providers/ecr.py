@@ -1,0 +1,680 @@
+"""Amazon ECR (`type: ecr`): pull-through cache, creation templates, replication, mirror copies.
+
+Example target block (loaded by the provider contract tests):
+
+```yaml
+- name: aws-prod
+  type: ecr
+  registry: 123456789012.dkr.ecr.eu-west-1.amazonaws.com
+  prefix: vendor
+  # profile: prod                       # boto3 profile; default credential chain otherwise
+  replicate-to:
+    - region: us-east-1
+    - {region: eu-central-1, account: "210987654321", profile: dr-account}
+```
+
+Facts that shaped it (research/ecr.md):
+- Pull-through cache (PTC) serves only 9 upstream kinds, has no tag filter, and a rule's
+  prefix is 2-30 characters. So in cache mode an upstream becomes one rule whose prefix is
+  the DESIGN path's `<prefix>/<host-segment>` (cached paths then equal the mirror paths),
+  and only repositories that take every tag are served by it; version filters and other
+  upstreams are mirrored by copying, with a note saying why.
+- Docker Hub, GHCR, ACR, GitLab and Chainguard need a Secrets Manager secret named
+  `ecr-pullthroughcache/...` holding `username` and `accessToken`.
+- A rule can change only its credential in place; anything else is delete + create.
+- The replication configuration and the registry policy are one document per registry and
+  `Put*` replaces it whole: we read it, change only our rule / statements, write the rest
+  back unchanged and read it again to check nobody else's rule was lost.
+- botocore checks only minimum lengths client-side, so limits are checked here at plan time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from .. import paths
+from ..context import Endpoint, RunContext
+from ..credentials import BasicAuth, register_secret, resolve_basic_auth
+from ..errors import (
+    MirrorspecError,
+    ProviderAuthError,
+    ProviderConflict,
+    ProviderError,
+    ProviderThrottled,
+)
+from ..plan import Artifact, Change, Note, Resource
+from ..spec import EcrTarget, Source
+from . import base
+
+__all__ = [
+    "IN_PLACE",
+    "PERMISSIONS",
+    "SUPPORT_KINDS",
+    "Target",
+    "apply",
+    "capabilities",
+    "check",
+    "endpoint",
+    "observe",
+    "translate",
+    "upstream_of",
+]
+
+Target = EcrTarget
+MANAGED = "managed-by: mirrorspec"
+MAX_RULES = 50  # pull-through cache rules per registry, not adjustable (service quotas)
+MAX_REPLICATION_RULES = 25  # botocore model
+MAX_DESTINATIONS = 100  # per replication rule (botocore model)
+SECRET_PREFIX = "ecr-pullthroughcache/"
+
+RULE = "pull-through-cache-rule"
+TEMPLATE = "repository-creation-template"
+SECRET = "secret"
+REPOSITORY = "repository"
+REPLICATION = "replication-rule"
+STATEMENT = "registry-policy-statement"
+
+PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "observe": (
+        "ecr:DescribePullThroughCacheRules",
+        "ecr:DescribeRepositoryCreationTemplates",
+        "ecr:DescribeRepositories",
+        "ecr:DescribeRegistry",
+        "ecr:GetRegistryPolicy",
+        "ecr:GetAuthorizationToken",
+        "secretsmanager:ListSecrets",
+        "secretsmanager:GetSecretValue",
+    ),
+    "apply": (
+        "ecr:CreatePullThroughCacheRule",
+        "ecr:UpdatePullThroughCacheRule",
+        "ecr:DeletePullThroughCacheRule",
+        "ecr:CreateRepositoryCreationTemplate",
+        "ecr:UpdateRepositoryCreationTemplate",
+        "ecr:DeleteRepositoryCreationTemplate",
+        "ecr:CreateRepository",
+        "ecr:PutReplicationConfiguration",
+        "ecr:PutRegistryPolicy",
+        "ecr:InitiateLayerUpload",
+        "ecr:UploadLayerPart",
+        "ecr:CompleteLayerUpload",
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:PutImage",
+        "secretsmanager:CreateSecret",
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:DeleteSecret",
+    ),
+}
+IN_PLACE: dict[str, tuple[str, ...]] = {RULE: ("credentialSecret",)}
+SUPPORT_KINDS = (REPOSITORY,)
+
+_HOST = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
+_PREFIX = re.compile(r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$")
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """An upstream registry as ECR pull-through cache knows it."""
+
+    kind: str  # upstreamRegistry enum value
+    url: str  # upstreamRegistryUrl
+    needs_secret: bool
+
+
+_UPSTREAMS = {
+    "docker.io": Upstream("docker-hub", "registry-1.docker.io", True),
+    "ghcr.io": Upstream("github-container-registry", "ghcr.io", True),
+    "quay.io": Upstream("quay", "quay.io", False),
+    "registry.k8s.io": Upstream("k8s", "registry.k8s.io", False),
+    "public.ecr.aws": Upstream("ecr-public", "public.ecr.aws", False),
+    "registry.gitlab.com": Upstream("gitlab-container-registry", "registry.gitlab.com", True),
+    "cgr.dev": Upstream("chainguard", "cgr.dev", True),
+}
+
+
+def upstream_of(host: str) -> Upstream | None:
+    """The PTC upstream kind serving `host`, or None when PTC cannot serve it."""
+    host = paths.normalize_registry(host)
+    if host in _UPSTREAMS:
+        return _UPSTREAMS[host]
+    if host.endswith(".azurecr.io"):
+        return Upstream("azure-container-registry", host, True)
+    return None
+
+
+def _account_region(target: EcrTarget) -> tuple[str, str]:
+    match = _HOST.match(target.registry)
+    assert match is not None, "the spec model validates the host"
+    return match.group(1), match.group(2)
+
+
+def capabilities(target: Any) -> base.Capabilities:
+    return base.Capabilities(cache_upstreams=frozenset([*_UPSTREAMS, "*.azurecr.io"]), cross_region=True)
+
+
+# --- translate ---------------------------------------------------------------------------
+
+
+def translate(artifacts: Sequence[Artifact], target: Any, ctx: RunContext) -> base.Desired:
+    """Rules, templates and secrets for cache mode; repositories for copies; our replication rule."""
+    resources: list[Resource] = []
+    notes: list[Note] = []
+    served: set[str] = set()
+    if ctx.spec.mode_of(target) == "cache":
+        taken: dict[str, str] = {}
+        for source in ctx.spec.sources:
+            repos = _cacheable(source, target, ctx, taken, notes)
+            if repos:
+                rule_prefix, rule_resources = repos
+                resources += rule_resources
+                host = paths.normalize_registry(source.registry)
+                served |= {
+                    f"{host}/{paths.normalize_repository(source.registry, r.name)}"
+                    for r in source.repositories
+                    if r.all_tags
+                }
+                taken[rule_prefix] = host
+    wanted_repos = dict.fromkeys(
+        paths.destination(target.prefix, ctx.spec.layout_of(target), a.registry, a.repository)
+        for a in artifacts
+        if f"{a.registry}/{a.repository}" not in served
+    )
+    resources += [Resource(REPOSITORY, name, {}, managed=False) for name in wanted_repos]
+    if target.replicate_to:
+        resources += _replication(target, notes)
+    return base.Desired(resources=tuple(resources), served=frozenset(served), notes=tuple(notes))
+
+
+def _rule_prefix(target: EcrTarget, ctx: RunContext, host: str) -> str:
+    parts = [target.prefix.strip("/")] if target.prefix else []
+    if ctx.spec.layout_of(target) == "scoped":
+        parts.append(paths.host_segment(host))
+    return "/".join(parts)
+
+
+def _cacheable(
+    source: Source, target: EcrTarget, ctx: RunContext, taken: dict[str, str], notes: list[Note]
+) -> tuple[str, list[Resource]] | None:
+    """The PTC rule (+ template, + secret) for one upstream, or None with a note saying why not."""
+    host = paths.normalize_registry(source.registry)
+    upstream = upstream_of(host)
+    if upstream is None:
+        notes.append(
+            base.fallback_note(
+                "ecr", host, "not one of the 9 upstream registries ECR pull-through cache supports"
+            )
+        )
+        return None
+    for repo in source.repositories:
+        if not repo.all_tags:
+            notes.append(
+                base.fallback_note(
+                    "ecr",
+                    f"{host}/{repo.name}",
+                    "pull-through cache cannot filter tags, and this repository selects versions",
+                )
+            )
+    if not any(repo.all_tags for repo in source.repositories):
+        return None
+    prefix = _rule_prefix(target, ctx, host)
+    why = None
+    if not prefix:
+        why = "a pull-through cache rule needs a prefix (set the target's prefix or use layout: scoped)"
+    elif not 2 <= len(prefix) <= 30 or not _PREFIX.match(prefix):
+        why = f"its rule prefix '{prefix}' breaks ECR's limit (2-30 characters, lower-case path)"
+    elif prefix in taken:
+        why = f"the rule prefix '{prefix}' is already used for {taken[prefix]} (flat layout)"
+    elif upstream.needs_secret and source.credentials is None:
+        why = f"ECR needs credentials for {upstream.kind}; give the source `credentials:`"
+    if why:
+        notes.append(base.fallback_note("ecr", host, why))
+        return None
+    attrs: dict[str, Any] = {"upstreamRegistry": upstream.kind, "upstreamRegistryUrl": upstream.url}
+    resources: list[Resource] = []
+    if upstream.needs_secret:
+        assert source.credentials is not None
+        credential = ctx.spec.credentials[source.credentials]
+        if credential.aws_secret_arn is not None:
+            if f":secret:{SECRET_PREFIX}" not in credential.aws_secret_arn:
+                raise MirrorspecError(
+                    f"credentials '{source.credentials}': ECR pull-through cache needs a secret "
+                    f"whose name starts with '{SECRET_PREFIX}'"
+                )
+            attrs["credentialSecret"] = _secret_name(credential.aws_secret_arn)
+        else:
+            name = f"{SECRET_PREFIX}mirrorspec/{target.name}/{paths.host_segment(host)}"
+            attrs["credentialSecret"] = name
+            resources.append(Resource(SECRET, name, {"credential": "current", "description": MANAGED}))
+    resources.append(Resource(RULE, prefix, attrs))
+    resources.append(
+        Resource(TEMPLATE, prefix, {"appliedFor": ["PULL_THROUGH_CACHE"], "description": MANAGED})
+    )
+    return prefix, resources
+
+
+def _replication(target: EcrTarget, notes: list[Note]) -> list[Resource]:
+    account, region = _account_region(target)
+    if not target.prefix:
+        raise MirrorspecError(
+            f"target '{target.name}': replicate-to needs a prefix (ECR replicates by repository prefix)"
+        )
+    if len(target.replicate_to) > MAX_DESTINATIONS:
+        raise MirrorspecError(
+            f"target '{target.name}': {len(target.replicate_to)} replication destinations; "
+            f"ECR allows {MAX_DESTINATIONS} per rule"
+        )
+    destinations = []
+    resources: list[Resource] = []
+    for dest in target.replicate_to:
+        dest_account = dest.account or account
+        if dest_account == account and dest.region == region:
+            raise MirrorspecError(f"target '{target.name}': cannot replicate {region} to itself")
+        destinations.append({"region": dest.region, "registryId": dest_account})
+        if dest_account != account:
+            statement = _replicate_statement(account, dest_account, dest.region)
+            if dest.profile:
+                resources.append(
+                    Resource(STATEMENT, f"{dest_account}/{dest.region}/{statement['Sid']}", statement)
+                )
+            else:
+                policy = json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+                notes.append(
+                    Note(
+                        "warning",
+                        f"replication to account {dest_account} needs its registry policy (in "
+                        f"{dest.region}) to allow this account; give a profile for it, or merge: {policy}",
+                    )
+                )
+    filters = [{"filter": target.prefix.strip("/"), "filterType": "PREFIX_MATCH"}]
+    resources.append(
+        Resource(
+            REPLICATION,
+            target.prefix.strip("/"),
+            {"destinations": destinations, "repositoryFilters": filters},
+        )
+    )
+    return resources
+
+
+def _replicate_statement(source_account: str, dest_account: str, region: str) -> dict[str, Any]:
+    return {
+        "Sid": f"mirrorspec-replicate-from-{source_account}",
+        "Effect": "Allow",
+        "Principal": {"AWS": f"arn:aws:iam::{source_account}:root"},
+        "Action": ["ecr:CreateRepository", "ecr:ReplicateImage"],
+        "Resource": f"arn:aws:ecr:{region}:{dest_account}:repository/*",
+    }
+
+
+def _secret_name(arn: str) -> str:
+    """The secret's name: the ARN's last part without the 6-character random suffix."""
+    name = arn.split(":secret:", 1)[1]
+    return re.sub(r"-[A-Za-z0-9]{6}$", "", name)
+
+
+# --- observe -----------------------------------------------------------------------------
+
+
+def observe(target: Any, ctx: RunContext) -> base.Observed:
+    """Every PTC rule, creation template, our secrets, repositories under the prefix, the
+    replication configuration's rules and our policy statements — with paginated list calls."""
+    account, region = _account_region(target)
+    ecr = ctx.aws_client("ecr", region, target.profile)
+    resources: list[Resource] = []
+    with _mapped(target, "observe"):
+        for page in ecr.get_paginator("describe_pull_through_cache_rules").paginate(registryId=account):
+            for rule in page.get("pullThroughCacheRules", []):
+                attrs = {
+                    "upstreamRegistry": rule.get("upstreamRegistry"),
+                    "upstreamRegistryUrl": rule["upstreamRegistryUrl"],
+                }
+                if rule.get("credentialArn"):
+                    attrs["credentialSecret"] = _secret_name(rule["credentialArn"])
+                prefix = rule["ecrRepositoryPrefix"]
+                resources.append(Resource(RULE, prefix, attrs, managed=_owned(target, ctx, prefix)))
+        for page in ecr.get_paginator("describe_repository_creation_templates").paginate(registryId=account):
+            for template in page.get("repositoryCreationTemplates", []):
+                attrs = {
+                    "appliedFor": sorted(template.get("appliedFor", [])),
+                    "description": template.get("description", ""),
+                }
+                managed = MANAGED in attrs["description"]
+                resources.append(Resource(TEMPLATE, template["prefix"], attrs, managed=managed))
+        resources += _observe_secrets(target, ctx, region)
+        if target.prefix:
+            for page in ecr.get_paginator("describe_repositories").paginate(registryId=account):
+                for repo in page.get("repositories", []):
+                    name = repo["repositoryName"]
+                    if name.startswith(target.prefix.strip("/") + "/"):
+                        resources.append(Resource(REPOSITORY, name, {}, managed=False))
+        registry = ecr.describe_registry()
+    rules = (registry.get("replicationConfiguration") or {}).get("rules", [])
+    for index, rule in enumerate(rules):
+        ours = target.prefix and _rule_id(rule) == target.prefix.strip("/")
+        attrs = {
+            "destinations": rule.get("destinations", []),
+            "repositoryFilters": rule.get("repositoryFilters", []),
+        }
+        resources.append(Resource(REPLICATION, _rule_id(rule) or f"rule-{index}", attrs, managed=bool(ours)))
+    for dest in target.replicate_to:
+        if dest.profile and dest.account and dest.account != account:
+            resources += _observe_statements(ctx, dest.account, dest.region, dest.profile, target)
+    return base.Observed(resources=tuple(resources))
+
+
+def _rule_id(rule: Mapping[str, Any]) -> str:
+    """A replication rule is ours when its only filter is our prefix; its id is that filter."""
+    filters = rule.get("repositoryFilters") or []
+    return str(filters[0]["filter"]) if len(filters) == 1 else ""
+
+
+def _owned(target: EcrTarget, ctx: RunContext, rule_prefix: str) -> bool:
+    if target.prefix:
+        ours = target.prefix.strip("/")
+        return rule_prefix == ours or rule_prefix.startswith(ours + "/")
+    # Without a prefix only the scoped host segments of our own sources count as ours.
+    return rule_prefix in {paths.host_segment(s.registry) for s in ctx.spec.sources}
+
+
+def _observe_secrets(target: EcrTarget, ctx: RunContext, region: str) -> list[Resource]:
+    secrets = ctx.aws_client("secretsmanager", region, target.profile)
+    name_prefix = f"{SECRET_PREFIX}mirrorspec/{target.name}/"
+    wanted = _wanted_secret_values(target, ctx)
+    found: list[Resource] = []
+    for page in secrets.get_paginator("list_secrets").paginate(
+        Filters=[{"Key": "name", "Values": [name_prefix]}]
+    ):
+        for secret in page.get("SecretList", []):
+            name = secret["Name"]
+            if not name.startswith(name_prefix):
+                continue  # the name filter is a prefix match on words; be exact
+            current = "stale"
+            if name in wanted:
+                value = secrets.get_secret_value(SecretId=secret["ARN"]).get("SecretString", "")
+                register_secret(value)
+                if _secret_json(wanted[name]) == value:
+                    current = "current"
+            description = secret.get("Description", "")
+            found.append(
+                Resource(
+                    SECRET,
+                    name,
+                    {"credential": current, "description": description},
+                    managed=MANAGED in description,
+                )
+            )
+    return found
+
+
+def _wanted_secret_values(target: EcrTarget, ctx: RunContext) -> dict[str, BasicAuth]:
+    values = {}
+    for source in ctx.spec.sources:
+        upstream = upstream_of(source.registry)
+        credential = ctx.spec.credentials.get(source.credentials or "")
+        if upstream is None or not upstream.needs_secret or credential is None or credential.password is None:
+            continue
+        name = f"{SECRET_PREFIX}mirrorspec/{target.name}/{paths.host_segment(source.registry)}"
+        values[name] = resolve_basic_auth(ctx.spec, source.credentials or "")
+    return values
+
+
+def _secret_json(auth: BasicAuth) -> str:
+    return json.dumps({"username": auth.username, "accessToken": auth.password}, sort_keys=True)
+
+
+def _observe_statements(
+    ctx: RunContext, account: str, region: str, profile: str, target: EcrTarget
+) -> list[Resource]:
+    policy = _get_policy(ctx.aws_client("ecr", region, profile), target)
+    return [
+        Resource(STATEMENT, f"{account}/{region}/{s['Sid']}", s, managed=True)
+        for s in policy.get("Statement", [])
+        if str(s.get("Sid", "")).startswith("mirrorspec-")
+    ]
+
+
+def _get_policy(ecr: Any, target: EcrTarget) -> dict[str, Any]:
+    with _mapped(target, "GetRegistryPolicy"):
+        try:
+            text = ecr.get_registry_policy()["policyText"]
+        except Exception as exc:
+            if _code(exc) == "RegistryPolicyNotFoundException":
+                return {"Version": "2012-10-17", "Statement": []}
+            raise
+    policy: dict[str, Any] = json.loads(text)
+    if isinstance(policy.get("Statement"), dict):
+        policy["Statement"] = [policy["Statement"]]
+    return policy
+
+
+# --- plan-time limits --------------------------------------------------------------------
+
+
+def check(desired: base.Desired, observed: base.Observed, target: Any) -> tuple[Note, ...]:
+    """Refuse at plan time what ECR would refuse half-way through apply."""
+    have_rules = {r.id for r in observed.resources if r.kind == RULE}
+    want_rules = {r.id for r in desired.resources if r.kind == RULE}
+    total = len(have_rules | want_rules)
+    if total > MAX_RULES:
+        raise ProviderConflict(
+            f"{total} pull-through cache rules ({len(have_rules)} exist, {len(want_rules - have_rules)} "
+            f"to create): ECR allows {MAX_RULES} per registry",
+            provider="ecr",
+            target=target.name,
+            operation="plan",
+        )
+    foreign = [r for r in observed.resources if r.kind == REPLICATION and not r.managed]
+    ours = [r for r in desired.resources if r.kind == REPLICATION]
+    if len(foreign) + len(ours) > MAX_REPLICATION_RULES:
+        raise ProviderConflict(
+            f"{len(foreign)} other replication rules + ours exceed ECR's {MAX_REPLICATION_RULES}",
+            provider="ecr",
+            target=target.name,
+            operation="plan",
+        )
+    notes = []
+    if any(r.kind == RULE for r in desired.resources):
+        notes.append(
+            Note(
+                "info",
+                "pull-through cache is lazy: a repository and its tags appear at the first pull "
+                "through the ECR URI, and tags refresh at most once a day",
+            )
+        )
+    return tuple(notes)
+
+
+# --- apply -------------------------------------------------------------------------------
+
+
+def apply(change: Change, target: Any, ctx: RunContext) -> None:
+    account, region = _account_region(target)
+    ecr = ctx.aws_client("ecr", region, target.profile)
+    with _mapped(target, f"{change.action} {change.resource} {change.id}"):
+        if change.resource == REPOSITORY:
+            _create_repository(ecr, account, change.id)
+        elif change.resource == RULE:
+            _apply_rule(ecr, ctx, target, account, region, change)
+        elif change.resource == TEMPLATE:
+            _apply_template(ecr, account, change)
+        elif change.resource == SECRET:
+            _apply_secret(ctx.aws_client("secretsmanager", region, target.profile), ctx, target, change)
+        elif change.resource == REPLICATION:
+            _apply_replication(ecr, target, change)
+        elif change.resource == STATEMENT:
+            _apply_statement(ctx, target, change)
+        else:
+            raise AssertionError(f"unknown ECR resource kind {change.resource}")
+
+
+def _create_repository(ecr: Any, account: str, name: str) -> None:
+    try:
+        ecr.create_repository(registryId=account, repositoryName=name)
+    except Exception as exc:
+        if _code(exc) != "RepositoryAlreadyExistsException":  # created meanwhile: fine
+            raise
+
+
+def _apply_rule(
+    ecr: Any, ctx: RunContext, target: EcrTarget, account: str, region: str, change: Change
+) -> None:
+    if change.action in ("delete", "replace"):
+        ecr.delete_pull_through_cache_rule(registryId=account, ecrRepositoryPrefix=change.id)
+    if change.action == "delete":
+        return
+    after = dict(change.after or {})
+    arn = None
+    if "credentialSecret" in after:
+        secrets = ctx.aws_client("secretsmanager", region, target.profile)
+        arn = secrets.describe_secret(SecretId=after["credentialSecret"])["ARN"]
+    if change.action == "update":
+        ecr.update_pull_through_cache_rule(
+            registryId=account, ecrRepositoryPrefix=change.id, credentialArn=arn
+        )
+        return
+    params: dict[str, Any] = {
+        "registryId": account,
+        "ecrRepositoryPrefix": change.id,
+        "upstreamRegistryUrl": after["upstreamRegistryUrl"],
+        "upstreamRegistry": after["upstreamRegistry"],
+    }
+    if arn:
+        params["credentialArn"] = arn
+    ecr.create_pull_through_cache_rule(**params)
+
+
+def _apply_template(ecr: Any, account: str, change: Change) -> None:
+    if change.action in ("delete", "replace"):
+        ecr.delete_repository_creation_template(registryId=account, prefix=change.id)
+    if change.action == "delete":
+        return
+    after = dict(change.after or {})
+    call = (
+        ecr.update_repository_creation_template
+        if change.action == "update"
+        else ecr.create_repository_creation_template
+    )
+    call(
+        registryId=account, prefix=change.id, appliedFor=after["appliedFor"], description=after["description"]
+    )
+
+
+def _apply_secret(secrets: Any, ctx: RunContext, target: EcrTarget, change: Change) -> None:
+    if change.action == "delete":
+        secrets.delete_secret(SecretId=change.id, RecoveryWindowInDays=7)
+        return
+    value = _secret_json(_wanted_secret_values(target, ctx)[change.id])
+    if change.action == "create":
+        secrets.create_secret(Name=change.id, SecretString=value, Description=MANAGED)
+    else:
+        secrets.put_secret_value(SecretId=change.id, SecretString=value)
+        secrets.update_secret(SecretId=change.id, Description=MANAGED)
+
+
+def _apply_replication(ecr: Any, target: EcrTarget, change: Change) -> None:
+    """Merge our rule into the registry's one replication document; verify the others survived."""
+    current = (ecr.describe_registry().get("replicationConfiguration") or {}).get("rules", [])
+    others = [rule for rule in current if _rule_id(rule) != change.id]
+    rules = list(others)
+    if change.action != "delete":
+        after = dict(change.after or {})
+        rules.append({"destinations": after["destinations"], "repositoryFilters": after["repositoryFilters"]})
+    ecr.put_replication_configuration(replicationConfiguration={"rules": rules})
+    written = (ecr.describe_registry().get("replicationConfiguration") or {}).get("rules", [])
+    missing = [rule for rule in others if rule not in written]
+    if missing:
+        raise ProviderConflict(
+            f"after writing the replication configuration {len(missing)} other rule(s) were missing "
+            "(changed concurrently?); re-run plan",
+            provider="ecr",
+            target=target.name,
+            operation="PutReplicationConfiguration",
+        )
+
+
+def _apply_statement(ctx: RunContext, target: EcrTarget, change: Change) -> None:
+    account, region, sid = change.id.split("/", 2)
+    profile = next(d.profile for d in target.replicate_to if d.account == account and d.region == region)
+    ecr = ctx.aws_client("ecr", region, profile)
+    policy = _get_policy(ecr, target)
+    statements = [s for s in policy["Statement"] if s.get("Sid") != sid]
+    if change.action != "delete":
+        statements.append(dict(change.after or {}))
+    policy["Statement"] = statements
+    if statements:
+        ecr.put_registry_policy(policyText=json.dumps(policy))
+    else:
+        ecr.delete_registry_policy()
+
+
+# --- endpoint and errors -----------------------------------------------------------------
+
+
+def endpoint(target: Any, ctx: RunContext) -> Endpoint:
+    """The registry with a token from GetAuthorizationToken (user `AWS`), never printed."""
+    import base64
+
+    account, region = _account_region(target)
+    ecr = ctx.aws_client("ecr", region, target.profile)
+    with _mapped(target, "GetAuthorizationToken"):
+        data = ecr.get_authorization_token(registryIds=[account])["authorizationData"][0]
+    user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+    register_secret(password)
+    return ctx.reach(Endpoint(target.registry, BasicAuth(user, password)))
+
+
+def _code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    return str((response or {}).get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+_AUTH_CODES = {
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "ExpiredTokenException",
+    "InvalidSignatureException",
+}
+_CONFLICT_CODES = {
+    "LimitExceededException",
+    "PullThroughCacheRuleAlreadyExistsException",
+    "TemplateAlreadyExistsException",
+    "ResourceExistsException",
+    "RepositoryAlreadyExistsException",
+}
+
+
+@contextmanager
+def _mapped(target: EcrTarget, operation: str) -> Iterator[None]:
+    """Translate botocore's exceptions into ours, with the service's own one-line message."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
+
+    try:
+        yield
+    except ClientError as exc:
+        code = _code(exc)
+        message = f"{operation}: {code}: {exc.response.get('Error', {}).get('Message', '')}".rstrip(": ")
+        kind: type[ProviderError] = ProviderError
+        if code in _AUTH_CODES:
+            kind = ProviderAuthError
+        elif code in _CONFLICT_CODES:
+            kind = ProviderConflict
+        elif code in ("ThrottlingException", "TooManyRequestsException"):
+            kind = ProviderThrottled
+        raise kind(message, provider="ecr", target=target.name, operation=operation) from None
+    except (NoCredentialsError, ProfileNotFound) as exc:
+        raise ProviderAuthError(
+            f"{operation}: {exc} (configure AWS credentials or the target's profile)",
+            provider="ecr",
+            target=target.name,
+            operation=operation,
+        ) from None
+    except BotoCoreError as exc:
+        raise ProviderError(
+            f"{operation}: {exc}", provider="ecr", target=target.name, operation=operation
+        ) from None
