@@ -72,17 +72,19 @@ class RunContext:
         wanted = paths.normalize_registry(host)
         for source in self.spec.sources:
             if paths.normalize_registry(source.registry) == wanted:
-                return self.endpoint(
-                    source.registry,
-                    credentials=source.credentials,
-                    insecure=source.insecure,
-                    ca_bundle=source.ca_bundle,
+                return self.reach(
+                    self.endpoint(
+                        source.registry,
+                        credentials=source.credentials,
+                        insecure=source.insecure,
+                        ca_bundle=source.ca_bundle,
+                    )
                 )
-        return Endpoint(host)
+        return self.reach(Endpoint(host))
 
     def reach(self, endpoint: Endpoint) -> Endpoint:
         """Where `endpoint` is really reached: an override keeps its credentials."""
-        override = self.registry_overrides.get(endpoint.host)
+        override = self.registry_overrides.get(paths.normalize_registry(endpoint.host))
         if override is None:
             return endpoint
         return replace(override, auth=endpoint.auth or override.auth)

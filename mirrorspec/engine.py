@@ -33,6 +33,7 @@ from .plan import (
     TargetPlan,
     diff,
 )
+from .providers.base import Desired, Observed, Provider
 from .resolve import Resolution, resolve
 from .spec import Target
 
@@ -56,43 +57,71 @@ def plan(
 ) -> Plan:
     """Resolve upstream once, then plan every selected target against what it really holds."""
     chosen = selected_targets(ctx, targets)
-    resolution = resolve(ctx)
-    plans = tuple(_plan_target(ctx, target, resolution, prune) for target in chosen)
+    resolution, cached = _resolve_for(ctx, chosen)
+    plans = tuple(_plan_target(_look(ctx, t, resolution, cached[t.name]), prune) for t in chosen)
     return Plan(spec=spec_name, targets=plans, artifacts=resolution.artifacts)
 
 
-def _plan_target(ctx: RunContext, target: Target, resolution: Resolution, prune: bool) -> TargetPlan:
+@dataclass(frozen=True)
+class _Look:
+    """One target seen through its provider: what the spec wants, what the registry has."""
+
+    ctx: RunContext
+    target: Target
+    provider: Provider
+    desired: Desired
+    observed: Observed
+    endpoint: Endpoint
+    stored: tuple[Artifact, ...]  # artifacts the target must hold (not served on demand)
+    notes: tuple[Note, ...]
+
+
+def _resolve_for(ctx: RunContext, chosen: Sequence[Target]) -> tuple[Resolution, dict[str, frozenset[str]]]:
+    """Resolve only what some chosen target stores: repositories that every chosen target
+    serves through a pull-through cache are never listed upstream."""
+    cached = {t.name: providers.get(t.type).cached(t, ctx) for t in chosen}
+    skip = frozenset.intersection(*cached.values()) if cached else frozenset()
+    return resolve(ctx, skip=skip), cached
+
+
+def _look(ctx: RunContext, target: Target, resolution: Resolution, cached: frozenset[str]) -> _Look:
     provider = providers.get(target.type)
+    stored = tuple(a for a in resolution.artifacts if f"{a.registry}/{a.repository}" not in cached)
     notes = [*resolution.notes, *_setting_notes(ctx, target)]
-    caps = provider.capabilities(target)
-    if ctx.spec.mode_of(target) == "cache" and not caps.cache_upstreams:
+    if ctx.spec.mode_of(target) == "cache" and not provider.capabilities(target).cache_upstreams:
+        notes.append(
+            Note("info", f"cache mode: {target.type} targets have no pull-through cache; mirroring instead")
+        )
+    desired = provider.translate(stored, target, ctx)
+    observed = provider.observe(target, ctx)
+    notes += [*desired.notes, *observed.notes, *provider.check(desired, observed, target)]
+    if cached:
         notes.append(
             Note(
                 "info",
-                f"cache mode: {target.type} targets have no pull-through cache; mirroring instead",
+                f"{len(cached)} repository(ies) are served on demand by a pull-through cache: "
+                "nothing is copied ahead of time and their tags appear once pulled",
             )
         )
-    desired = provider.translate(resolution.artifacts, target, ctx)
-    observed = provider.observe(target, ctx)
-    notes += [*desired.notes, *observed.notes, *provider.check(desired, observed, target)]
-    changes = diff(desired.resources, observed.resources, prune=prune, replace_unless=provider.IN_PLACE)
     endpoint = provider.endpoint(target, ctx)
-    natively = {(c.source, t.tag) for c in desired.native for t in c.tags}
-    to_copy = [
-        a
-        for a in resolution.artifacts
-        if f"{a.registry}/{a.repository}" not in desired.served
-        and (f"{a.registry}/{a.repository}", a.tag) not in natively
-    ]
-    checks = check_content(ctx, endpoint, target, to_copy)
-    copies = _copies(to_copy, checks, endpoint)
+    return _Look(ctx, target, provider, desired, observed, endpoint, stored, tuple(notes))
+
+
+def _plan_target(look: _Look, prune: bool) -> TargetPlan:
+    changes = diff(
+        look.desired.resources, look.observed.resources, prune=prune, replace_unless=look.provider.IN_PLACE
+    )
+    natively = {(c.source, t.tag) for c in look.desired.native for t in c.tags}
+    to_copy = [a for a in look.stored if (f"{a.registry}/{a.repository}", a.tag) not in natively]
+    checks = check_content(look.ctx, look.endpoint, look.target, to_copy)
+    copies = _copies(to_copy, checks, look.endpoint)
     return TargetPlan(
-        target=target.name,
-        type=target.type,
-        registry=endpoint.host,
+        target=look.target.name,
+        type=look.target.type,
+        registry=look.endpoint.host,
         changes=tuple(changes),
-        copies=(*desired.native, *copies),
-        notes=tuple(notes),
+        copies=(*look.desired.native, *copies),
+        notes=look.notes,
         up_to_date=sum(1 for c in checks if c.status == "present"),
     )
 
@@ -221,30 +250,20 @@ def audit(
     """What each target really has, against the spec: native rules (managed and foreign),
     drift of managed ones, and with `content` every wanted tag's digest at the destination."""
     chosen = selected_targets(ctx, targets)
-    resolution = resolve(ctx)
+    resolution, cached = _resolve_for(ctx, chosen)
     audits = []
     for target in chosen:
-        provider = providers.get(target.type)
-        desired = provider.translate(resolution.artifacts, target, ctx)
-        observed = provider.observe(target, ctx)
-        rules = [r for r in observed.resources if r.kind not in provider.SUPPORT_KINDS]
-        wanted = [r for r in desired.resources if r.kind not in provider.SUPPORT_KINDS]
-        drift = diff(wanted, rules, prune=True, replace_unless=provider.IN_PLACE)
-        notes = [*resolution.notes, *_setting_notes(ctx, target), *observed.notes]
+        look = _look(ctx, target, resolution, cached[target.name])
+        support = look.provider.SUPPORT_KINDS
+        rules = [r for r in look.observed.resources if r.kind not in support]
+        wanted = [r for r in look.desired.resources if r.kind not in support]
+        drift = diff(wanted, rules, prune=True, replace_unless=look.provider.IN_PLACE)
+        notes = list(look.notes)
         checks: tuple[ContentCheck, ...] | None = None
-        endpoint = provider.endpoint(target, ctx)
+        endpoint = look.endpoint
         if content:
-            stored = [a for a in resolution.artifacts if f"{a.registry}/{a.repository}" not in desired.served]
-            checks = tuple(check_content(ctx, endpoint, target, stored))
-            if desired.served:
-                notes.append(
-                    Note(
-                        "info",
-                        f"{len(desired.served)} repository(ies) are served on demand by a pull-through "
-                        "cache: their tags exist once pulled, so --content does not check them",
-                    )
-                )
-        elif not desired.resources and not observed.resources:
+            checks = tuple(check_content(ctx, endpoint, target, look.stored))
+        elif not look.desired.resources and not look.observed.resources:
             notes.append(
                 Note(
                     "info",

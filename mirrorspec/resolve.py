@@ -55,8 +55,12 @@ class _Want:
     newest_only: bool = False
 
 
-def resolve(ctx: RunContext) -> Resolution:
-    """Resolve every source repository of the spec, and the Helm dependencies they ask for."""
+def resolve(ctx: RunContext, *, skip: frozenset[str] = frozenset()) -> Resolution:
+    """Resolve every source repository of the spec, and the Helm dependencies they ask for.
+
+    `skip` names source repositories ("host/repository") that no target needs resolved —
+    those every chosen target serves on demand through a pull-through cache.
+    """
     wants = [
         _Want(
             registry=paths.normalize_registry(source.registry),
@@ -70,6 +74,7 @@ def resolve(ctx: RunContext) -> Resolution:
         for source in ctx.spec.sources
         for repo in source.repositories
     ]
+    wants = [w for w in wants if f"{w.registry}/{w.repository}" not in skip]
     return _Resolver(ctx).run(wants)
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "no_apply",
     "no_check",
     "no_observe",
+    "nothing_cached",
     "nothing_native",
 ]
 
@@ -48,9 +49,6 @@ class Desired:
     # Artifacts the registry copies itself (imports, replication executions); everything
     # else the engine copies with skopeo.
     native: tuple[Copy, ...] = ()
-    # Source repositories ("host/repository") served on demand by a pull-through cache:
-    # nothing is copied ahead of time and their tags appear only once pulled.
-    served: frozenset[str] = frozenset()
     notes: tuple[Note, ...] = ()
 
 
@@ -83,6 +81,10 @@ class Provider(Protocol):
     # Pure: what this target can serve natively.
     def capabilities(self, target: Any) -> Capabilities: ...
 
+    # Pure: source repositories ("host/repository") this target serves on demand through a
+    # pull-through cache, so they need neither resolving nor copying.
+    def cached(self, target: Any, ctx: RunContext) -> frozenset[str]: ...
+
     # Pure: the native state the spec asks for, given the resolved upstream artifacts.
     def translate(self, artifacts: Sequence[Artifact], target: Any, ctx: RunContext) -> Desired: ...
 
@@ -97,6 +99,11 @@ class Provider(Protocol):
 
     # Where copies land and where `audit --content` reads tags: host + credentials + TLS.
     def endpoint(self, target: Any, ctx: RunContext) -> Endpoint: ...
+
+
+def nothing_cached(target: Any, ctx: RunContext) -> frozenset[str]:
+    """Default `cached`: no pull-through cache, every repository is mirrored."""
+    return frozenset()
 
 
 def nothing_native(artifacts: Sequence[Artifact], target: Any, ctx: RunContext) -> Desired:

@@ -57,6 +57,7 @@ __all__ = [
     "SUPPORT_KINDS",
     "Target",
     "apply",
+    "cached",
     "capabilities",
     "check",
     "endpoint",
@@ -161,34 +162,51 @@ def capabilities(target: Any) -> base.Capabilities:
 # --- translate ---------------------------------------------------------------------------
 
 
+def cached(target: Any, ctx: RunContext) -> frozenset[str]:
+    """Source repositories served by a pull-through cache rule (cache mode, every tag)."""
+    return frozenset(repo for _, _, repos in _cache_rules(target, ctx) for repo in repos)
+
+
 def translate(artifacts: Sequence[Artifact], target: Any, ctx: RunContext) -> base.Desired:
     """Rules, templates and secrets for cache mode; repositories for copies; our replication rule."""
     resources: list[Resource] = []
     notes: list[Note] = []
-    served: set[str] = set()
     if ctx.spec.mode_of(target) == "cache":
-        taken: dict[str, str] = {}
-        for source in ctx.spec.sources:
-            repos = _cacheable(source, target, ctx, taken, notes)
-            if repos:
-                rule_prefix, rule_resources = repos
-                resources += rule_resources
-                host = paths.normalize_registry(source.registry)
-                served |= {
-                    f"{host}/{paths.normalize_repository(source.registry, r.name)}"
-                    for r in source.repositories
-                    if r.all_tags
-                }
-                taken[rule_prefix] = host
+        for _, rule_resources, _ in _cache_rules(target, ctx, notes):
+            resources += rule_resources
+    # `artifacts` are what the engine will copy: each needs its repository before the push.
     wanted_repos = dict.fromkeys(
         paths.destination(target.prefix, ctx.spec.layout_of(target), a.registry, a.repository)
         for a in artifacts
-        if f"{a.registry}/{a.repository}" not in served
     )
     resources += [Resource(REPOSITORY, name, {}, managed=False) for name in wanted_repos]
     if target.replicate_to:
         resources += _replication(target, notes)
-    return base.Desired(resources=tuple(resources), served=frozenset(served), notes=tuple(notes))
+    return base.Desired(resources=tuple(resources), notes=tuple(notes))
+
+
+def _cache_rules(
+    target: EcrTarget, ctx: RunContext, notes: list[Note] | None = None
+) -> list[tuple[str, list[Resource], list[str]]]:
+    """(rule prefix, its resources, the source repositories it serves) per cacheable upstream."""
+    if ctx.spec.mode_of(target) != "cache":
+        return []
+    notes = [] if notes is None else notes
+    taken: dict[str, str] = {}
+    rules = []
+    for source in ctx.spec.sources:
+        found = _cacheable(source, target, ctx, taken, notes)
+        if found:
+            prefix, resources = found
+            host = paths.normalize_registry(source.registry)
+            taken[prefix] = host
+            repos = [
+                f"{host}/{paths.normalize_repository(source.registry, r.name)}"
+                for r in source.repositories
+                if r.all_tags
+            ]
+            rules.append((prefix, resources, repos))
+    return rules
 
 
 def _rule_prefix(target: EcrTarget, ctx: RunContext, host: str) -> str:

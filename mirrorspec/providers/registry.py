@@ -27,6 +27,7 @@ __all__ = [
     "SUPPORT_KINDS",
     "Target",
     "apply",
+    "cached",
     "capabilities",
     "check",
     "endpoint",
@@ -42,6 +43,7 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
 IN_PLACE: dict[str, tuple[str, ...]] = {}
 SUPPORT_KINDS: tuple[str, ...] = ()
 
+cached = base.nothing_cached
 translate = base.nothing_native
 observe = base.no_observe
 check = base.no_check
