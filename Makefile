@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-deps demo test lint clean
+.PHONY: setup system-deps demo test bench lint clean
 
 setup: system-deps $(VENV)/.installed
 
@@ -27,9 +27,13 @@ demo: setup
 test: setup lint
 	$(BIN)/pytest
 
+# Side by side with skopeo sync on local registries behind a 20 ms proxy; rewrites bench/BENCHMARKS.md.
+bench: setup
+	$(BIN)/python bench/run.py
+
 lint: $(VENV)/.installed
-	$(BIN)/ruff check mirrorspec tests scripts
-	$(BIN)/ruff format --check mirrorspec tests scripts
+	$(BIN)/ruff check mirrorspec tests scripts bench
+	$(BIN)/ruff format --check mirrorspec tests scripts bench
 	$(BIN)/mypy
 
 clean:

@@ -21,12 +21,12 @@ import click
 from . import __version__, engine, output
 from . import spec as specmod
 from .context import RunContext
-from .copy import CopyResult, find_skopeo
+from .copy import CopyResult, CopySummary, default_workers, find_skopeo
 from .credentials import redact
 from .errors import MirrorspecError
 from .plan import to_json
 
-__all__ = ["main"]
+__all__ = ["configure_logging", "main"]
 
 log = logging.getLogger("mirrorspec")
 
@@ -42,10 +42,11 @@ TARGETS = click.option(
 WORKERS = click.option(
     "--workers",
     "-j",
-    default=8,
+    default=default_workers(),
     show_default=True,
     type=click.IntRange(1, 64),
-    help="Registry requests and copies in flight at once.",
+    help="Registry requests and copies in flight at once (default: 4 per CPU, at most 32); "
+    "copies stay at most 8 per registry.",
 )
 
 
@@ -75,12 +76,21 @@ def cli(verbose: int) -> None:
 
     Exit codes: 0 ok / in sync, 1 error, 2 changes pending (plan --detailed-exitcode) or drift (audit).
     """
+    configure_logging(verbose)
+
+
+def configure_logging(verbose: int) -> None:
+    """Logs go to stderr, every line redacted. SDK request dumps stay off even at -vv:
+    botocore's DEBUG lines carry request bodies (a secret's value, JSON-escaped, which
+    redaction cannot be relied on to recognise)."""
     level = logging.WARNING - 10 * min(verbose, 2)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # urllib3 narrates every retry at WARNING; our own error says what failed, once.
     logging.getLogger("urllib3").setLevel(logging.DEBUG if verbose >= 2 else logging.ERROR)
+    for sdk in ("botocore", "boto3", "s3transfer", "azure"):
+        logging.getLogger(sdk).setLevel(logging.WARNING)
 
 
 @cli.command()
@@ -94,9 +104,19 @@ def validate(spec_file: Path) -> None:
 
 
 @cli.command()
-def schema() -> None:
-    """Print the JSON Schema of the spec (for editors and yaml-language-server)."""
-    click.echo(json.dumps(specmod.json_schema(), indent=2))
+@click.option(
+    "--output",
+    "kind",
+    type=click.Choice(["spec", "plan", "audit"]),
+    default="spec",
+    show_default=True,
+    help="spec: the spec file (for editors, yaml-language-server); plan / audit: their --format json.",
+)
+def schema(kind: str) -> None:
+    """Print a JSON Schema (Draft 2020-12): of the spec, or of the plan / audit JSON documents."""
+    from .schemas import schema as schema_of
+
+    click.echo(json.dumps(schema_of(kind), indent=2))
 
 
 @cli.command()
@@ -220,6 +240,69 @@ def render_skopeo(spec_file: Path, target: str, workers: int) -> None:
     click.echo(rendermod.to_yaml(documents), nl=False)
 
 
+@cli.command("terraform-external")
+def terraform_external() -> None:
+    """Terraform `external` data source: a JSON query on stdin, a JSON object of strings on stdout.
+
+    \b
+    query: spec (path), action (plan | audit), target (optional), content ("true"/"false", audit)
+    result: in_sync, changes, copies, drift (counts) and plan_json (the JSON document)
+    Reads registries, never writes. On error: one line on stderr, exit 1, nothing on stdout.
+    """
+    from . import terraform
+
+    try:
+        answer = terraform.external(sys.stdin.read())
+    except MirrorspecError as exc:
+        raise MirrorspecError(terraform.one_line(str(exc))) from None
+    click.echo(answer)
+
+
+@cli.group("import")
+def import_() -> None:
+    """Convert another tool's configuration into a spec."""
+
+
+@import_.command("skopeo")
+@click.argument("sync_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the spec here.")
+@click.option("--force", is_flag=True, help="Overwrite --output if it exists.")
+@click.option("--target-name", default="mirror", show_default=True, help="Name of the placeholder target.")
+@click.option(
+    "--target-registry",
+    metavar="HOST",
+    default="registry.example.invalid",
+    show_default=True,
+    help="Host of the placeholder target (skopeo's --dest).",
+)
+@click.option("--prefix", metavar="P", help="Repository path prefix in the target.")
+def import_skopeo(
+    sync_file: Path,
+    output: Path | None,
+    force: bool,
+    target_name: str,
+    target_registry: str,
+    prefix: str | None,
+) -> None:
+    """Convert a `skopeo sync --src yaml` FILE into a spec (stdout, or --output).
+
+    Passwords are never copied: credentials become {env: VAR} references, and the variables
+    to set are listed on stderr.
+    """
+    from .importers import import_skopeo as convert
+
+    if output is not None and output.exists() and not force:
+        raise MirrorspecError(f"{output} exists; pass --force to overwrite it")
+    converted = convert(sync_file, target_name=target_name, target_registry=target_registry, prefix=prefix)
+    for line in converted.messages:
+        click.echo(line, err=True)
+    if output is None:
+        click.echo(converted.text, nl=False)
+        return
+    output.write_text(converted.text, encoding="utf-8")
+    click.echo(f"wrote {output}", err=True)
+
+
 # --- helpers ---------------------------------------------------------------------------
 
 
@@ -257,22 +340,74 @@ def _confirm(yes: bool, question: str) -> None:
 
 
 def _execute(ctx: RunContext, the_plan: Any, *, copies_only: bool) -> None:
+    """Apply the plan, showing copies as they finish: a progress bar on a terminal, one plain
+    line per copy otherwise (logs, CI). Ends with the totals; exit 1 if anything failed."""
     total = sum(len(c.tags) for t in the_plan.targets for c in t.copies if c.engine == "skopeo")
+    skipped = sum(t.up_to_date for t in the_plan.targets)
     err = output.console(stderr=True)
-    done = 0
+    done = failed = 0
 
-    def progress(result: CopyResult) -> None:
+    def line(result: CopyResult) -> None:
         nonlocal done
         done += 1
         state = "copied" if result.ok else "FAILED"
+        retried = f", {result.attempts} attempts" if result.attempts > 1 else ""
         err.print(
-            f"[{done}/{total}] {state} {result.job.destination_ref} ({result.seconds:.1f}s)",
+            f"[{done}/{total}] {state} {result.job.destination_ref} ({result.seconds:.1f}s{retried})",
             markup=False,
         )
 
-    result = engine.apply(ctx, the_plan, copies_only=copies_only, on_copy=progress)
-    copied = sum(1 for c in result.copied if c.ok)
-    click.echo(f"Applied: {result.changed} change(s), {copied} of {total} tag(s) copied and verified.")
+    if total and err.is_terminal:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        columns = (
+            TextColumn("copying"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[failed]} failed"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        real_stderr = sys.stderr
+        with Progress(*columns, console=err) as bar:
+            task = bar.add_task("copying", total=total, failed=0)
+            # Log records (retries, throttling) go through the bar's console, above the bar,
+            # instead of tearing it: rich has swapped sys.stderr for a proxy that does that.
+            handlers = [
+                h
+                for h in logging.getLogger().handlers
+                if isinstance(h, logging.StreamHandler) and h.stream is real_stderr
+            ]
+            for handler in handlers:
+                handler.setStream(sys.stderr)
+
+            def advance(result: CopyResult) -> None:
+                nonlocal failed
+                if not result.ok:
+                    failed += 1
+                    bar.console.print(f"FAILED {result.job.destination_ref}", markup=False)
+                bar.update(task, advance=1, failed=failed)
+
+            try:
+                result = engine.apply(ctx, the_plan, copies_only=copies_only, on_copy=advance)
+            finally:
+                for handler in handlers:
+                    handler.setStream(real_stderr)
+    else:
+        result = engine.apply(ctx, the_plan, copies_only=copies_only, on_copy=line)
+    summary = CopySummary.of(result.copied)
+    applied = f"{result.changed} change(s), {summary.copied} of {total} tag(s) copied and verified"
+    click.echo(f"Applied: {applied}.")
+    if total:
+        retried = f", {summary.retries} attempt(s) retried" if summary.retries else ""
+        click.echo(f"Copies: {summary}, skipped {skipped} (already up to date){retried}.")
     if result.failures:
         for failure in result.failures:
             click.echo(f"error: {redact(failure)}", err=True)

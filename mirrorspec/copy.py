@@ -9,23 +9,44 @@ What shaped it (research/sync.md §1, testbed.md §3):
   is removed afterwards — never argv, where any local user can read them in `ps`.
 - A CA bundle becomes a cert dir holding `ca.crt` (skopeo loads only `*.crt` files).
 - Destinations are always explicit, never skopeo's `--scoped` or last-component naming.
+
+Scheduling, because `skopeo sync` copies one image after another and re-reads everything
+(research/sync.md §1.3-1.4), and users resync hundreds of repositories over slow links:
+- Up to `ctx.workers` skopeo processes run at once, but never more than `per_registry` of
+  them touch one registry host (source or destination), so a large `--workers` cannot hammer
+  one registry. A worker takes the first job whose hosts both have a free slot, so a busy
+  registry never idles the others. A registry that answers 429 has its limit halved; it grows
+  back by one after as many successes in a row as the limit.
+- Transient failures (connection reset/refused, timeouts, 5xx, 429 — recognised in skopeo's
+  error text, the only thing it gives us) are retried with exponential backoff and jitter;
+  a job waiting out its backoff holds neither a worker nor a registry slot. Authentication,
+  authorisation, unknown manifests and anything unrecognised fail at once: retrying cannot
+  fix them. skopeo's own `--retry-times` is not used, so that retries happen in one place,
+  with jitter (1.9.3 has none) and counted in the summary.
+- Tags of one destination repository that share a digest are copied once: the first copy
+  moves the blobs; the others wait for it and then copy from the destination itself
+  (`dest@digest` → `dest:tag`), which moves no blob and sends the source no request at all.
+- Bytes are not reported: skopeo 1.9.3 prints blob digests off a terminal but neither their
+  sizes nor whether a blob was skipped or mounted, so bytes moved are not observable here.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
+import random
 import re
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -33,9 +54,68 @@ from .context import Endpoint, RunContext
 from .credentials import redact
 from .errors import MirrorspecError, RegistryError
 
-__all__ = ["CopyJob", "CopyResult", "Skopeo", "copy_all", "find_skopeo"]
+__all__ = [
+    "CopyJob",
+    "CopyResult",
+    "CopySummary",
+    "Skopeo",
+    "copy_all",
+    "default_per_registry",
+    "default_workers",
+    "find_skopeo",
+    "is_transient",
+]
+
+log = logging.getLogger(__name__)
 
 _FAILURE = re.compile(r'level=(?:fatal|error)\s+msg="((?:[^"\\]|\\.)*)"')
+
+# Failures that another attempt can fix: the network or an overloaded registry. Texts are
+# those Go's net/http and containers/image 5.22 (skopeo 1.9.3) put in their errors.
+_TRANSIENT = re.compile(
+    r"connection reset|connection refused|broken pipe|unexpected EOF|\bEOF\b|i/o timeout"
+    r"|TLS handshake timeout|timeout awaiting response headers|context deadline exceeded"
+    r"|Client\.Timeout exceeded|server closed idle connection|http2: server sent GOAWAY"
+    r"|use of closed network connection|network is unreachable|no route to host"
+    r"|HTTP status: 5\d\d|StatusCode: 5\d\d|\b50[0234] (?:Internal Server Error|Bad Gateway"
+    r"|Service Unavailable|Gateway Timeout)|\bunavailable:|(?:HTTP status: |StatusCode: )429\b"
+    r"|too ?many ?requests",
+    re.IGNORECASE,
+)
+# A bare "429" could be the end of a digest: only a status or the reason phrase counts.
+_THROTTLED = re.compile(r"(?:HTTP status: |StatusCode: )429\b|too ?many ?requests", re.IGNORECASE)
+# Failures no retry can fix; they win over a transient-looking word in the same message.
+_PERMANENT = re.compile(
+    r"unauthorized|authentication required|denied|forbidden|StatusCode: 40[134]\b"
+    r"|HTTP status: 40[134]\b|manifest unknown|name unknown|not found|invalid reference"
+    r"|x509:|certificate|no such host|unsupported",
+    re.IGNORECASE,
+)
+
+RETRIES = 3  # attempts after the first, for transient failures only
+BACKOFF = 1.0  # seconds before the first retry; doubles each time, with jitter
+BACKOFF_MAX = 30.0
+PER_REGISTRY_MAX = 8
+
+
+def default_workers() -> int:
+    """Copies (and registry requests) in flight: skopeo mostly waits on the network, so a few
+    per CPU, capped so that one run stays polite."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(32, 4 * cpus))
+
+
+def default_per_registry(workers: int) -> int:
+    """skopeo processes at one registry host at once."""
+    return max(1, min(workers, PER_REGISTRY_MAX))
+
+
+def is_transient(error: str) -> bool:
+    """Whether another attempt may succeed where skopeo failed with `error`."""
+    return bool(_TRANSIENT.search(error)) and not _PERMANENT.search(error)
 
 
 @dataclass(frozen=True)
@@ -89,11 +169,33 @@ class CopyJob:
 class CopyResult:
     job: CopyJob
     error: str | None
-    seconds: float
+    seconds: float  # from the first attempt's start to the end, backoff included
+    attempts: int = 1
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass(frozen=True)
+class CopySummary:
+    """What a batch of copies came to. No byte count: see the module docstring."""
+
+    copied: int
+    failed: int
+    retries: int  # attempts beyond the first, over all copies
+
+    @classmethod
+    def of(cls, results: Iterable[CopyResult]) -> CopySummary:
+        copied = failed = retries = 0
+        for result in results:
+            copied += result.ok
+            failed += not result.ok
+            retries += result.attempts - 1
+        return cls(copied, failed, retries)
+
+    def __str__(self) -> str:
+        return f"copied {self.copied}, failed {self.failed}"
 
 
 def copy_all(
@@ -102,8 +204,17 @@ def copy_all(
     *,
     on_done: Callable[[CopyResult], None] | None = None,
     timeout: float = 3600.0,
+    per_registry: int | None = None,
+    retries: int = RETRIES,
+    backoff: float = BACKOFF,
 ) -> list[CopyResult]:
-    """Run every job (up to `ctx.workers` at once); never raises for a failed copy.
+    """Run every job; never raises for a failed copy. Results come back in job order.
+
+    Up to `ctx.workers` copies run at once, at most `per_registry` (default
+    `default_per_registry(ctx.workers)`) per registry host. Transient failures are retried
+    up to `retries` times, after `backoff`, 2×`backoff`, … seconds (with jitter).
+    `on_done` is called once per job as it finishes, from worker threads but never two
+    calls at once.
 
     Each result is verified: skopeo must exit 0 with no error line, and the destination
     must then serve the planned digest under the tag.
@@ -111,28 +222,210 @@ def copy_all(
     if not jobs:
         return []
     skopeo = find_skopeo()
+    limit = per_registry if per_registry is not None else default_per_registry(ctx.workers)
+    schedule = _Schedule(jobs, limit, retries, backoff)
+    callback_lock = threading.Lock()
     with _workspace() as workspace:
+        crashed: list[BaseException] = []
 
-        def run(job: CopyJob) -> CopyResult:
-            started = time.monotonic()
-            error = _copy_one(skopeo, workspace, job, timeout) or _verify(job, ctx)
-            result = CopyResult(job, error, time.monotonic() - started)
-            if on_done is not None:
-                on_done(result)
-            return result
+        def work() -> None:
+            try:
+                while (task := schedule.take()) is not None:
+                    error, transient = _copy_one(skopeo, workspace, task.run_job(), timeout)
+                    if error is None:
+                        error = _verify(task.job, ctx)
+                    result = schedule.finish(task, error, transient)
+                    if result is not None and on_done is not None:
+                        with callback_lock:
+                            on_done(result)
+            except BaseException as exc:  # e.g. an unreadable ca-bundle: stop everyone, re-raise
+                crashed.append(exc)
+                schedule.abort()
 
-        with ThreadPoolExecutor(max_workers=max(1, ctx.workers)) as pool:
-            return list(pool.map(run, jobs))
+        threads = [
+            threading.Thread(target=work, name=f"mirrorspec-copy-{i}", daemon=True)
+            for i in range(max(1, min(ctx.workers, len(jobs))))
+        ]
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        except BaseException:  # Ctrl-C: start nothing new; running skopeo got the signal too
+            schedule.abort()
+            raise
+    if crashed:
+        raise crashed[0]
+    return schedule.results()
 
 
-def _copy_one(skopeo: Skopeo, workspace: _Workspace, job: CopyJob, timeout: float) -> str | None:
+@dataclass(eq=False)
+class _Task:
+    """One job's way through the schedule."""
+
+    job: CopyJob
+    index: int
+    leader: _Task | None = None  # a copy of the same digest to the same repository, run first
+    attempts: int = 0
+    started: float = 0.0
+    not_before: float = 0.0
+    result: CopyResult | None = None
+
+    def run_job(self) -> CopyJob:
+        """What skopeo is asked to do: after a successful leader, copy within the destination."""
+        if self.leader is not None and self.leader.result is not None and self.leader.result.ok:
+            job = self.job
+            return replace(job, source=job.destination, source_repository=job.destination_repository)
+        return self.job
+
+    def hosts(self) -> frozenset[str]:
+        job = self.run_job()
+        return frozenset({job.source.host.lower(), job.destination.host.lower()})
+
+
+@dataclass
+class _Host:
+    limit: int
+    ceiling: int
+    busy: int = 0
+    streak: int = 0  # successes since the limit last changed
+
+
+class _Schedule:
+    """Hands tasks to workers within the per-host limits; collects results and retries."""
+
+    def __init__(self, jobs: Sequence[CopyJob], limit: int, retries: int, backoff: float) -> None:
+        self._cond = threading.Condition()
+        self._retries = retries
+        self._backoff = backoff
+        self._tasks: list[_Task] = []
+        leaders: dict[tuple[Endpoint, str, str, Endpoint, str], _Task] = {}
+        for index, job in enumerate(jobs):
+            key = (job.source, job.source_repository, job.digest, job.destination, job.destination_repository)
+            task = _Task(job, index, leaders.get(key))
+            leaders.setdefault(key, task)
+            self._tasks.append(task)
+        # Queued per (source host, destination host), so finding a task that fits is one look
+        # per host pair, not one per job.
+        self._queues: dict[tuple[str, str], deque[_Task]] = {}
+        for task in self._tasks:
+            pair = (task.job.source.host.lower(), task.job.destination.host.lower())
+            self._queues.setdefault(pair, deque()).append(task)
+        self._hosts: dict[str, _Host] = {}
+        self._limit = max(1, limit)
+        self._waiting: list[_Task] = []  # in backoff, or behind a leader that has not finished
+        self._unfinished = len(self._tasks)
+        self._aborted = False
+
+    def abort(self) -> None:
+        """Hand out no more tasks."""
+        with self._cond:
+            self._aborted = True
+            self._cond.notify_all()
+
+    def take(self) -> _Task | None:
+        """The next task to run, waiting as needed; None when every task has finished."""
+        with self._cond:
+            while self._unfinished and not self._aborted:
+                now = time.monotonic()
+                task = self._next_ready(now)
+                if task is not None:
+                    for host in task.hosts():
+                        self._host(host).busy += 1
+                    task.attempts += 1
+                    if task.attempts == 1:
+                        task.started = now
+                    return task
+                wake = min((t.not_before for t in self._waiting if t.not_before > now), default=None)
+                self._cond.wait(None if wake is None else wake - now)
+            return None
+
+    def _next_ready(self, now: float) -> _Task | None:
+        for task in self._waiting:
+            if task.not_before <= now and self._ready(task):
+                self._waiting.remove(task)
+                return task
+        for queue in self._queues.values():
+            while queue:
+                task = queue[0]
+                if task.leader is not None and task.leader.result is None:
+                    self._waiting.append(queue.popleft())  # starts once its leader is done
+                    continue
+                if not self._ready(task):
+                    break
+                return queue.popleft()
+        return None
+
+    def _ready(self, task: _Task) -> bool:
+        if task.leader is not None and task.leader.result is None:
+            return False
+        return all(self._host(h).busy < self._host(h).limit for h in task.hosts())
+
+    def _host(self, host: str) -> _Host:
+        state = self._hosts.get(host)
+        if state is None:
+            state = self._hosts[host] = _Host(self._limit, self._limit)
+        return state
+
+    def finish(self, task: _Task, error: str | None, transient: bool) -> CopyResult | None:
+        """Record an attempt; the final result, or None when the task will be retried."""
+        with self._cond:
+            hosts = task.hosts()
+            for host in hosts:
+                self._host(host).busy -= 1
+            self._cond.notify_all()
+            if error is None:
+                for host in hosts:
+                    self._succeeded(self._host(host))
+            elif transient and _THROTTLED.search(error):
+                named = [h for h in hosts if h in error.lower()] or list(hosts)
+                for host in named:
+                    self._throttled(host)
+            if error is not None and transient and task.attempts <= self._retries:
+                delay = min(BACKOFF_MAX, self._backoff * 2 ** (task.attempts - 1))
+                delay *= random.uniform(0.5, 1.0)  # jitter: retries of one burst spread out
+                task.not_before = time.monotonic() + delay
+                self._waiting.append(task)
+                log.warning(
+                    "retrying %s in %.1fs (attempt %d of %d): %s",
+                    task.job.destination_ref,
+                    delay,
+                    task.attempts + 1,
+                    self._retries + 1,
+                    error,
+                )
+                return None
+            if error is not None and task.attempts > 1:
+                error = f"{error} (after {task.attempts} attempts)"
+            task.result = CopyResult(task.job, error, time.monotonic() - task.started, task.attempts)
+            self._unfinished -= 1
+            return task.result
+
+    def _succeeded(self, host: _Host) -> None:
+        host.streak += 1
+        if host.limit < host.ceiling and host.streak >= host.limit:
+            host.limit += 1
+            host.streak = 0
+
+    def _throttled(self, name: str) -> None:
+        host = self._host(name)
+        if host.limit > 1:
+            host.limit = max(1, host.limit // 2)
+            log.warning("%s is throttling: at most %d copies at once from now on", name, host.limit)
+        host.streak = 0
+
+    def results(self) -> list[CopyResult]:
+        with self._cond:
+            return [t.result for t in self._tasks if t.result is not None]
+
+
+def _copy_one(skopeo: Skopeo, workspace: _Workspace, job: CopyJob, timeout: float) -> tuple[str | None, bool]:
+    """(error or None, whether the error is worth another attempt)."""
     argv = [
         skopeo.path,
         "copy",
         "--all",
         "--preserve-digests",
-        "--retry-times",
-        "2",
         *workspace.flags("src", job.source),
         *workspace.flags("dest", job.destination),
         f"docker://{job.source_ref}",
@@ -148,13 +441,13 @@ def _copy_one(skopeo: Skopeo, workspace: _Workspace, job: CopyJob, timeout: floa
             stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
-        return f"skopeo did not finish within {timeout:.0f}s"
+        return f"skopeo did not finish within {timeout:.0f}s", False
     failures = _FAILURE.findall(proc.stderr)
     if proc.returncode != 0 or failures:
         # skopeo logs Go-quoted messages; the last error is the one that ended the copy.
         detail = failures[-1].replace('\\"', '"') if failures else _last_line(proc.stderr)
-        return redact(f"skopeo exited {proc.returncode}: {detail}")
-    return None
+        return redact(f"skopeo exited {proc.returncode}: {detail}"), is_transient(detail)
+    return None, False
 
 
 def _last_line(text: str) -> str:

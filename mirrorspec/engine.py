@@ -11,6 +11,7 @@ Apply continues past a failure with all independent work, then reports every fai
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +39,8 @@ from .resolve import Resolution, resolve
 from .spec import Target
 
 __all__ = ["ApplyResult", "apply", "audit", "plan", "selected_targets"]
+
+log = logging.getLogger(__name__)
 
 
 def selected_targets(ctx: RunContext, names: Sequence[str] | None) -> list[Target]:
@@ -85,6 +88,7 @@ def _resolve_for(ctx: RunContext, chosen: Sequence[Target]) -> tuple[Resolution,
 
 
 def _look(ctx: RunContext, target: Target, resolution: Resolution, cached: frozenset[str]) -> _Look:
+    log.info("target %s (%s): translating, observing", target.name, target.type)
     provider = providers.get(target.type)
     stored = tuple(a for a in resolution.artifacts if f"{a.registry}/{a.repository}" not in cached)
     notes = [*resolution.notes, *_setting_notes(ctx, target)]
@@ -111,16 +115,14 @@ def _plan_target(look: _Look, prune: bool) -> TargetPlan:
     changes = diff(
         look.desired.resources, look.observed.resources, prune=prune, replace_unless=look.provider.IN_PLACE
     )
-    natively = {(c.source, t.tag) for c in look.desired.native for t in c.tags}
-    to_copy = [a for a in look.stored if (f"{a.registry}/{a.repository}", a.tag) not in natively]
-    checks = check_content(look.ctx, look.endpoint, look.target, to_copy)
-    copies = _copies(to_copy, checks, look.endpoint)
+    checks = check_content(look.ctx, look.endpoint, look.target, look.stored)
+    copies = _copies(look.stored, checks, look.desired)
     return TargetPlan(
         target=look.target.name,
         type=look.target.type,
         registry=look.endpoint.host,
         changes=tuple(changes),
-        copies=(*look.desired.native, *copies),
+        copies=tuple(copies),
         notes=look.notes,
         up_to_date=sum(1 for c in checks if c.status == "present"),
     )
@@ -164,7 +166,9 @@ def check_content(
         return list(pool.map(check, artifacts))
 
 
-def _copies(artifacts: Sequence[Artifact], checks: Sequence[ContentCheck], endpoint: Endpoint) -> list[Copy]:
+def _copies(artifacts: Sequence[Artifact], checks: Sequence[ContentCheck], desired: Desired) -> list[Copy]:
+    """Missing or different tags, grouped per (source, destination) repository; repositories
+    the registry copies natively get the provider's engine, everything else skopeo."""
     grouped: dict[tuple[str, str], list[CopyTag]] = defaultdict(list)
     for artifact, check in zip(artifacts, checks, strict=True):
         if check.status != "present":
@@ -176,7 +180,12 @@ def _copies(artifacts: Sequence[Artifact], checks: Sequence[ContentCheck], endpo
                     artifact.dependency_of,
                 )
             )
-    return [Copy(source, destination, tuple(tags)) for (source, destination), tags in grouped.items()]
+    return [
+        Copy(
+            source, destination, tuple(tags), desired.native_engine if source in desired.native else "skopeo"
+        )
+        for (source, destination), tags in grouped.items()
+    ]
 
 
 @dataclass
@@ -209,6 +218,7 @@ def apply(
         provider = providers.get(target.type)
         if not copies_only:
             for change in target_plan.changes:
+                log.info("%s: %s %s %s", target.name, change.action, change.resource, change.id)
                 try:
                     provider.apply(change, target, ctx)
                     result.changed += 1
@@ -218,9 +228,10 @@ def apply(
                     )
         endpoint = provider.endpoint(target, ctx)
         for copy in target_plan.copies:
-            if copy.engine != "skopeo":
-                continue  # executed natively by the provider's changes
-            jobs += _jobs(ctx, copy, endpoint)
+            if copy.engine == "skopeo":
+                jobs += _jobs(ctx, copy, endpoint)
+            else:
+                result.failures += _native_copy(ctx, provider, target, copy, endpoint)
     for copied in copy_all(jobs, ctx, on_done=on_copy):
         result.copied.append(copied)
         if not copied.ok:
@@ -228,6 +239,29 @@ def apply(
                 f"copy {copied.job.source_ref} → {copied.job.destination_ref}: {copied.error}"
             )
     return result
+
+
+def _native_copy(
+    ctx: RunContext, provider: Provider, target: Target, copy: Copy, endpoint: Endpoint
+) -> list[str]:
+    """Let the registry copy (import, replicate), then check every tag's digest ourselves:
+    a server-side job that "succeeded" without the content is a failure."""
+    log.info("%s: %s %s -> %s", target.name, copy.engine, copy.source, copy.destination)
+    try:
+        provider.copy(copy, target, ctx)
+    except MirrorspecError as exc:
+        return [f"{target.name}: {copy.engine} {copy.source} → {copy.destination}: {exc}"]
+    client = ctx.client(endpoint)
+    _, _, repository = copy.destination.partition("/")
+    failures = []
+    for tag in copy.tags:
+        actual = client.digest(repository, tag.tag)
+        if actual != tag.digest:
+            failures.append(
+                f"{target.name}: {copy.engine} reported success but {copy.destination}:{tag.tag} has "
+                f"{actual or 'no manifest'} instead of {tag.digest}"
+            )
+    return failures
 
 
 def _jobs(ctx: RunContext, copy: Copy, endpoint: Endpoint) -> list[CopyJob]:

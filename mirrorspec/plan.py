@@ -43,13 +43,19 @@ class Artifact:
     """One resolved upstream tag. `dependency_of` names the chart that pulled it in."""
 
     registry: str
+    """Upstream registry host, normalised (Docker Hub is `docker.io`)."""
     repository: str
+    """Upstream repository path (Docker Hub official images carry `library/`)."""
     tag: str
+    """The tag as the registry stores it (Helm's `+` is `_`)."""
     digest: str
+    """Manifest digest the tag resolved to when planned (`sha256:...`)."""
     dependency_of: str | None = None
+    """`registry/repository:tag` of the chart whose dependencies selected it; null if the spec did."""
 
     @property
     def ref(self) -> str:
+        """`registry/repository:tag`."""
         return f"{self.registry}/{self.repository}:{self.tag}"
 
 
@@ -58,9 +64,14 @@ class Resource:
     """A native setting of a target registry (a rule, a policy, a secret, ...)."""
 
     kind: str
+    """Provider-specific resource kind, e.g. `pull-through-cache-rule`, `replication-rule`."""
     id: str
+    """Identifier of the resource within its kind (a rule prefix, a statement id, ...)."""
     attrs: Mapping[str, Any]
+    """The resource's settings as the provider compares them; the shape depends on `kind`."""
     managed: bool = True
+    """True when mirrorspec owns it (under the target prefix, marked `managed-by: mirrorspec`);
+    foreign resources are listed, never changed."""
 
 
 @dataclass(frozen=True)
@@ -68,19 +79,31 @@ class Change:
     """One change to a native resource. `replace` = delete + create (not updatable in place)."""
 
     action: Literal["create", "update", "replace", "delete"]
+    """`create`, `update` (in place), `replace` (delete + create) or `delete` (only with --prune)."""
     resource: str
+    """The resource kind (a `Resource.kind`)."""
     id: str
+    """The resource id (a `Resource.id`)."""
     before: Mapping[str, Any] | None
+    """Attributes as observed; null for `create`."""
     after: Mapping[str, Any] | None
+    """Attributes as the spec wants them; null for `delete`."""
     reason: str = ""
+    """Why, for people: e.g. which attributes differ; may be empty."""
 
 
 @dataclass(frozen=True)
 class CopyTag:
+    """One tag to copy, pinned to the digest it was planned for."""
+
     tag: str
+    """The tag, at the source and at the destination."""
     digest: str
+    """Source manifest digest: apply copies exactly this, even if the tag has moved since."""
     reason: Literal["missing", "digest-mismatch"]
+    """`missing` at the destination, or there with other content (`digest-mismatch`)."""
     dependency_of: str | None = None
+    """`registry/repository:tag` of the chart that needs it; null if the spec selected it."""
 
 
 @dataclass(frozen=True)
@@ -88,80 +111,129 @@ class Copy:
     """Tags of one source repository to copy to one destination repository."""
 
     source: str
+    """`registry/repository` upstream."""
     destination: str
+    """`registry/repository` in the target (the one DESIGN destination path)."""
     tags: tuple[CopyTag, ...]
+    """The tags to copy, in tag order."""
     engine: str = "skopeo"
+    """Who copies: `skopeo` (apply runs it), or the registry itself (a native import)."""
 
 
 @dataclass(frozen=True)
 class Note:
+    """Something a person should know that is not a change: a fallback, an insecure setting."""
+
     level: Literal["info", "warning"]
+    """`info`, or `warning` for what weakens security or may not be what was meant."""
     message: str
+    """One line, for people."""
 
 
 @dataclass(frozen=True)
 class TargetPlan:
+    """What apply would do to one target."""
+
     target: str
+    """The target's `name` in the spec."""
     type: str
+    """The target's `type` (`registry`, `ecr`, ...)."""
     registry: str
+    """The registry host apply writes to."""
     changes: tuple[Change, ...] = ()
+    """Native settings to create, update, replace or delete, in the order apply runs them."""
     copies: tuple[Copy, ...] = ()
+    """Tags to copy, per source repository."""
     notes: tuple[Note, ...] = ()
+    """What could not be done natively and why, insecure settings, skipped dependencies."""
     up_to_date: int = 0
+    """Wanted tags already at the destination with the planned digest."""
 
     @property
     def tag_count(self) -> int:
+        """Tags to copy, over all copies."""
         return sum(len(copy.tags) for copy in self.copies)
 
     @property
     def empty(self) -> bool:
+        """True when there is nothing to change and nothing to copy for this target."""
         return not self.changes and not self.copies
 
 
 @dataclass(frozen=True)
 class Plan:
+    """Everything `apply` would do, for every selected target (`plan --format json`)."""
+
     spec: str
+    """The spec file as named on the command line."""
     targets: tuple[TargetPlan, ...]
+    """One entry per selected target, in spec order."""
     artifacts: tuple[Artifact, ...]
+    """Every upstream tag the spec selects (Helm dependencies included), with its digest."""
     version: int = PLAN_VERSION
+    """Version of this document's format; changes only with an incompatible change."""
 
     @property
     def empty(self) -> bool:
+        """True when no target has anything to change or copy (apply would do nothing)."""
         return all(t.empty for t in self.targets)
 
 
 @dataclass(frozen=True)
 class ContentCheck:
+    """Whether one wanted tag is at its destination with the upstream digest (`audit --content`)."""
+
     destination: str
+    """`registry/repository` in the target."""
     tag: str
+    """The wanted tag."""
     expected: str
+    """The upstream manifest digest."""
     actual: str | None
+    """The digest the destination holds under the tag; null when the tag is absent."""
     status: Literal["present", "missing", "digest-mismatch"]
+    """`present` (same digest), `missing`, or `digest-mismatch` (other content)."""
 
 
 @dataclass(frozen=True)
 class TargetAudit:
+    """What one target really has, against the spec."""
+
     target: str
+    """The target's `name` in the spec."""
     type: str
+    """The target's `type` (`registry`, `ecr`, ...)."""
     registry: str
+    """The registry host that was audited."""
     resources: tuple[Resource, ...] = ()
+    """Native settings the registry really has (rules, policies, secrets), ours or foreign."""
     drift: tuple[Change, ...] = ()
+    """Changes that would bring the managed rules back to the spec (foreign rules never drift)."""
     content: tuple[ContentCheck, ...] | None = None
+    """One check per wanted tag with `--content`; null when content was not checked."""
     notes: tuple[Note, ...] = ()
+    """What was not or could not be checked, insecure settings."""
 
     @property
     def in_sync(self) -> bool:
+        """True when nothing drifted and every checked tag is present with the upstream digest."""
         return not self.drift and all(c.status == "present" for c in self.content or ())
 
 
 @dataclass(frozen=True)
 class Audit:
+    """What every selected target really has, against the spec (`audit --format json`)."""
+
     spec: str
+    """The spec file as named on the command line."""
     targets: tuple[TargetAudit, ...]
+    """One entry per selected target, in spec order."""
     version: int = AUDIT_VERSION
+    """Version of this document's format; changes only with an incompatible change."""
 
     @property
     def in_sync(self) -> bool:
+        """True when every target is in sync (`audit` exits 0)."""
         return all(t.in_sync for t in self.targets)
 
 

@@ -18,6 +18,7 @@ concurrently on the context's worker pool, and every listing is fetched once per
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from .plan import Artifact, Note
 __all__ = ["HELM_CONFIG_MEDIA_TYPE", "Resolution", "resolve"]
 
 HELM_CONFIG_MEDIA_TYPE = "application/vnd.cncf.helm.config.v1+json"
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -75,7 +78,15 @@ def resolve(ctx: RunContext, *, skip: frozenset[str] = frozenset()) -> Resolutio
         for repo in source.repositories
     ]
     wants = [w for w in wants if f"{w.registry}/{w.repository}" not in skip]
-    return _Resolver(ctx).run(wants)
+    resolution = _Resolver(ctx).run(wants)
+    deps = sum(1 for a in resolution.artifacts if a.dependency_of)
+    log.info(
+        "resolved %d upstream tag(s) from %d repository(ies), %d via Helm dependencies",
+        len(resolution.artifacts),
+        len(wants),
+        deps,
+    )
+    return resolution
 
 
 class _Resolver:

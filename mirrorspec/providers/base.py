@@ -25,6 +25,7 @@ __all__ = [
     "fallback_note",
     "no_apply",
     "no_check",
+    "no_copy",
     "no_observe",
     "nothing_cached",
     "nothing_native",
@@ -46,9 +47,11 @@ class Desired:
     """What a target should look like: native resources, native copies, and notes."""
 
     resources: tuple[Resource, ...] = ()
-    # Artifacts the registry copies itself (imports, replication executions); everything
-    # else the engine copies with skopeo.
-    native: tuple[Copy, ...] = ()
+    # Source repositories ("host/repository") whose missing tags the registry copies itself
+    # (server-side imports, replication executions) under `native_engine`; the engine checks
+    # their tags at the destination like any other and copies the rest with skopeo.
+    native: frozenset[str] = frozenset()
+    native_engine: str = ""
     notes: tuple[Note, ...] = ()
 
 
@@ -94,6 +97,11 @@ class Provider(Protocol):
     # Plan-time limits against the real state: raises ProviderError, or returns notes.
     def check(self, desired: Desired, observed: Observed, target: Any) -> tuple[Note, ...]: ...
 
+    # Copy one planned `Copy` whose engine is this provider's native engine (an import, a
+    # replication execution), and wait for it; raises ProviderError on failure. The engine
+    # verifies the destination digests afterwards.
+    def copy(self, copy: Copy, target: Any, ctx: RunContext) -> None: ...
+
     # One change, idempotent; raises ProviderError on failure.
     def apply(self, change: Change, target: Any, ctx: RunContext) -> None: ...
 
@@ -119,6 +127,16 @@ def no_observe(target: Any, ctx: RunContext) -> Observed:
 def no_check(desired: Desired, observed: Observed, target: Any) -> tuple[Note, ...]:
     """Default `check`: no limits beyond the spec's own."""
     return ()
+
+
+def no_copy(copy: Copy, target: Any, ctx: RunContext) -> None:
+    """Default `copy`: a provider without native copies is never given one."""
+    raise ProviderError(
+        f"{target.type} targets have no native copy engine ({copy.engine})",
+        provider=target.type,
+        target=target.name,
+        operation="copy",
+    )
 
 
 def no_apply(change: Change, target: Any, ctx: RunContext) -> None:

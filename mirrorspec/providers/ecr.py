@@ -60,6 +60,7 @@ __all__ = [
     "cached",
     "capabilities",
     "check",
+    "copy",
     "endpoint",
     "observe",
     "translate",
@@ -114,6 +115,7 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
 }
 IN_PLACE: dict[str, tuple[str, ...]] = {RULE: ("credentialSecret",)}
 SUPPORT_KINDS = (REPOSITORY,)
+copy = base.no_copy
 
 _HOST = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
 _PREFIX = re.compile(r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$")
@@ -356,7 +358,7 @@ def observe(target: Any, ctx: RunContext) -> base.Observed:
                     attrs["credentialSecret"] = _secret_name(rule["credentialArn"])
                 prefix = rule["ecrRepositoryPrefix"]
                 resources.append(Resource(RULE, prefix, attrs, managed=_owned(target, ctx, prefix)))
-        for page in ecr.get_paginator("describe_repository_creation_templates").paginate(registryId=account):
+        for page in ecr.get_paginator("describe_repository_creation_templates").paginate():
             for template in page.get("repositoryCreationTemplates", []):
                 attrs = {
                     "appliedFor": sorted(template.get("appliedFor", [])),
@@ -520,7 +522,7 @@ def apply(change: Change, target: Any, ctx: RunContext) -> None:
         elif change.resource == RULE:
             _apply_rule(ecr, ctx, target, account, region, change)
         elif change.resource == TEMPLATE:
-            _apply_template(ecr, account, change)
+            _apply_template(ecr, change)
         elif change.resource == SECRET:
             _apply_secret(ctx.aws_client("secretsmanager", region, target.profile), ctx, target, change)
         elif change.resource == REPLICATION:
@@ -567,9 +569,9 @@ def _apply_rule(
     ecr.create_pull_through_cache_rule(**params)
 
 
-def _apply_template(ecr: Any, account: str, change: Change) -> None:
+def _apply_template(ecr: Any, change: Change) -> None:
     if change.action in ("delete", "replace"):
-        ecr.delete_repository_creation_template(registryId=account, prefix=change.id)
+        ecr.delete_repository_creation_template(prefix=change.id)
     if change.action == "delete":
         return
     after = dict(change.after or {})
@@ -578,9 +580,7 @@ def _apply_template(ecr: Any, account: str, change: Change) -> None:
         if change.action == "update"
         else ecr.create_repository_creation_template
     )
-    call(
-        registryId=account, prefix=change.id, appliedFor=after["appliedFor"], description=after["description"]
-    )
+    call(prefix=change.id, appliedFor=after["appliedFor"], description=after["description"])
 
 
 def _apply_secret(secrets: Any, ctx: RunContext, target: EcrTarget, change: Change) -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "cached",
     "capabilities",
     "check",
+    "copy",
     "endpoint",
     "observe",
     "translate",
@@ -47,6 +48,7 @@ cached = base.nothing_cached
 translate = base.nothing_native
 observe = base.no_observe
 check = base.no_check
+copy = base.no_copy
 apply = base.no_apply
 
 

@@ -1,0 +1,901 @@
+"""Side-by-side benchmarks of mirrorspec against `skopeo sync` and the issue-7 targets.
+
+`make bench` (or `.venv/bin/python bench/run.py`) runs everything and rewrites
+`bench/BENCHMARKS.md`. Every number is a median of several runs, and every ratio compares
+two tools measured in the same invocation, alternating which goes first.
+
+The test bed is real: `docker-registry` (CNCF distribution 2.8.2) servers on 127.0.0.1 with
+TLS (the destination also with htpasswd login), reached through `bench/proxy.py`, which adds
+20 ms one way to every chunk in each direction (so 40 ms per round trip, and a round trip more
+for every new TCP connection). Both tools run with the same isolated environment (fresh
+`HOME`, no inherited CA variables) and the same system policy.json.
+
+- B1 no-op resync, 50 repositories × 4 selected tags (of 6): `mirrorspec sync` against
+  `skopeo sync` of `mirrorspec render skopeo`'s YAML (the same 200 tags), destination full.
+- B2 fresh copy of the same 200 small images into an empty destination (a new registry and
+  proxy per tool and run, so neither tool profits from the other's blobs or skopeo's
+  blob-info cache, which is keyed by registry host).
+- B3 `mirrorspec plan` of a 1,000-repository spec without added latency: wall time, peak RSS
+  (wait4) and requests per registry (their access logs); for ECR also API calls per operation
+  (botocore events), with the contract emulator in front of moto.
+- B4 `versions.select_tags` over 10,000 tags with a range constraint, in process.
+- B5 start-up: `mirrorspec --help` and `mirrorspec validate` of a small spec vs `python -c pass`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime
+import gzip
+import hashlib
+import io
+import json
+import logging
+import os
+import platform
+import random
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+from testbed import (  # noqa: E402
+    MANIFEST_ACCEPT,
+    RegistryServer,
+    access_records,
+    push_image,
+    start_registry,
+)
+
+BIN = Path(sys.executable).parent
+MIRRORSPEC = str(BIN / "mirrorspec")
+PYTHON = sys.executable
+SKOPEO = shutil.which("skopeo") or "skopeo"
+PASSWORD = "bench-Pa55word"
+REPOS = [f"bench/app-{i:02d}" for i in range(50)]
+SELECTED = ["1.0.0", "1.1.0", "1.2.0", "1.3.0"]
+UNSELECTED = ["0.9.0", "2.0.0"]
+RANGE = ">=1.0.0 <2.0.0"
+SCALE_REPOS = 1000
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+ECR_ACCOUNT = "123456789012"
+ECR_HOST = f"{ECR_ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com"
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    bench: str
+    what: str
+    ours: list[float]
+    base: list[float] = field(default_factory=list)
+    base_name: str = ""
+    target: str = ""
+    met: bool | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float | None:
+        return median(self.base) / median(self.ours) if self.base else None
+
+    def ratio_text(self) -> str:
+        if self.ratio is None:
+            return "—"
+        if self.ratio < 1:  # a floor (python -c pass), not a competitor
+            return f"+{(median(self.ours) - median(self.base)) * 1000:.0f} ms over it"
+        return f"{self.ratio:.1f}× faster"
+
+
+# --- the test bed ------------------------------------------------------------------------------
+
+
+class Bed:
+    """Registries, proxies and an isolated environment; everything stops with the ExitStack."""
+
+    def __init__(self, work: Path, stack: ExitStack, delay: float, *, tcp_handshake: bool = False) -> None:
+        self.work = work
+        self.stack = stack
+        self.delay = delay
+        self.tcp_handshake = tcp_handshake
+        self.home = work / "home"
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._count = 0
+        drop = {"SSL_CERT_FILE", "SSL_CERT_DIR", "REGISTRY_AUTH_FILE", "DOCKER_CONFIG"}
+        self.env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("REQUESTS_")}
+        self.env.update(
+            HOME=str(self.home),
+            XDG_RUNTIME_DIR=str(self.home),
+            XDG_CONFIG_HOME=str(self.home / ".config"),
+            XDG_DATA_HOME=str(self.home / ".local/share"),
+            BENCH_DEST_PASSWORD=PASSWORD,
+            TMPDIR=str(self.home),
+            COLUMNS="200",
+        )
+
+    def registry(
+        self, name: str, *, users: dict[str, str] | None = None, stack: ExitStack | None = None
+    ) -> RegistryServer:
+        self._count += 1
+        server = start_registry(self.work / f"{name}-{self._count}", tls=True, users=users)
+        (stack or self.stack).callback(server.stop)
+        return server
+
+    def proxied(self, server: RegistryServer, *, stack: ExitStack | None = None) -> str:
+        """Start a latency proxy in front of `server`; its host:port."""
+        argv = [PYTHON, str(ROOT / "bench" / "proxy.py"), "--to", server.host, "--delay", str(self.delay)]
+        proc = subprocess.Popen(
+            argv + (["--tcp-handshake"] if self.tcp_handshake else []), stdout=subprocess.PIPE, text=True
+        )
+
+        def stop() -> None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+        (stack or self.stack).callback(stop)
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        if " -> " not in line:
+            raise RuntimeError(f"the latency proxy did not start: {line!r}")
+        return line.split(" -> ", 1)[1]
+
+    def run(
+        self, argv: Sequence[str], *, timeout: float = 1800
+    ) -> tuple[float, subprocess.CompletedProcess[str]]:
+        started = time.perf_counter()
+        proc = subprocess.run(
+            list(argv), capture_output=True, text=True, env=self.env, timeout=timeout, check=False
+        )
+        return time.perf_counter() - started, proc
+
+    def run_measured(self, argv: Sequence[str]) -> tuple[float, int, str, str, int]:
+        """(seconds, peak RSS in KiB, stdout, stderr, exit code) of one child process."""
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            started = time.perf_counter()
+            proc = subprocess.Popen(list(argv), stdout=out, stderr=err, env=self.env, text=True)
+            _, status, usage = os.wait4(proc.pid, 0)
+            seconds = time.perf_counter() - started
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            out.seek(0)
+            err.seek(0)
+            return seconds, usage.ru_maxrss, out.read(), err.read(), proc.returncode
+
+
+def check(proc: subprocess.CompletedProcess[str], what: str) -> None:
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+def requests_by_kind(records: Sequence[Any]) -> Counter[str]:
+    """Access-log records grouped as `METHOD kind`, kind being what the URI addresses."""
+    kinds: Counter[str] = Counter()
+    for record in records:
+        uri = record.uri.split("?", 1)[0]
+        if uri == "/v2/":
+            kind = "/v2/"
+        elif "/manifests/" in uri:
+            kind = "manifest"
+        elif "/blobs/uploads" in uri:
+            kind = "upload"
+        elif "/blobs/" in uri:
+            kind = "blob"
+        elif uri.endswith("/tags/list"):
+            kind = "tags/list"
+        else:
+            kind = uri
+        suffix = " (401)" if record.status == 401 else ""
+        kinds[f"{record.method} {kind}{suffix}"] += 1
+    return kinds
+
+
+def describe(kinds: Counter[str]) -> str:
+    return ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))) or "none"
+
+
+class Counted:
+    """Requests a registry served during a `with` block, from its access log."""
+
+    def __init__(self, *servers: RegistryServer) -> None:
+        self.servers = servers
+        self.kinds: list[Counter[str]] = []
+
+    def __enter__(self) -> Counted:
+        self._start = [len(access_records(s)) for s in self.servers]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kinds = [
+            requests_by_kind(access_records(s)[start:])
+            for s, start in zip(self.servers, self._start, strict=True)
+        ]
+
+
+# --- B1 / B2 ------------------------------------------------------------------------------------
+
+
+def seed_small(source: RegistryServer) -> None:
+    """200 distinct one-layer OCI images (4 tags × 50 repositories) plus two unselected tags
+    per repository, pushed over HTTP: five requests an image instead of a skopeo run each."""
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = str(source.ca_file)
+
+    def upload(repo: str, data: bytes) -> dict[str, Any]:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        start = session.post(f"{source.url}/v2/{repo}/blobs/uploads/", timeout=30)
+        assert start.status_code == 202, start.text
+        done = session.put(
+            urljoin(source.url, start.headers["Location"]), params={"digest": digest}, data=data
+        )
+        assert done.status_code == 201, done.text
+        return {"digest": digest, "size": len(data)}
+
+    def push(job: tuple[str, str]) -> None:
+        repo, tag = job
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            text = f"{repo}:{tag}\n".encode()
+            info = tarfile.TarInfo("bench.txt")
+            info.size = len(text)
+            tar.addfile(info, io.BytesIO(text))
+        layer = gzip.compress(buffer.getvalue(), mtime=0)
+        config = json.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "rootfs": {
+                    "type": "layers",
+                    "diff_ids": ["sha256:" + hashlib.sha256(buffer.getvalue()).hexdigest()],
+                },
+            }
+        ).encode()
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **upload(repo, config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **upload(repo, layer)}],
+        }
+        body = json.dumps(manifest).encode()
+        for name in [tag, *(UNSELECTED if tag == SELECTED[0] else [])]:
+            put = session.put(
+                f"{source.url}/v2/{repo}/manifests/{name}", data=body, headers={"Content-Type": OCI_MANIFEST}
+            )
+            assert put.status_code == 201, put.text
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(push, [(repo, tag) for repo in REPOS for tag in SELECTED]))
+    session.close()
+
+
+def small_spec(
+    path: Path, source_host: str, source: RegistryServer, dest_host: str, dest: RegistryServer
+) -> Path:
+    repos = "".join(f'      - name: {repo}\n        versions: "{RANGE}"\n' for repo in REPOS)
+    path.write_text(
+        f"""\
+version: 1
+credentials:
+  dest:
+    username: bench
+    password: {{env: BENCH_DEST_PASSWORD}}
+sources:
+  - registry: {source_host}
+    ca-bundle: {source.ca_file}
+    repositories:
+{repos}targets:
+  - name: lab
+    type: registry
+    registry: {dest_host}
+    prefix: mirror
+    credentials: dest
+    ca-bundle: {dest.ca_file}
+"""
+    )
+    return path
+
+
+@dataclass(frozen=True)
+class SyncDoc:
+    path: Path
+    destination_path: str  # the destination without its host: mirror/<source host>/bench
+
+    def argv(self, dest_host: str, authfile: Path, dest: RegistryServer) -> list[str]:
+        return [
+            SKOPEO,
+            "sync",
+            "--all",
+            "--src",
+            "yaml",
+            "--dest",
+            "docker",
+            "--dest-authfile",
+            str(authfile),
+            "--dest-cert-dir",
+            str(dest.cert_dir),
+            str(self.path),
+            f"{dest_host}/{self.destination_path}",
+        ]
+
+
+def skopeo_documents(bed: Bed, spec: Path, source: RegistryServer) -> list[SyncDoc]:
+    """`mirrorspec render skopeo`, with the source CA added as the documented `cert-dir` key
+    (render writes no TLS files: it cannot know where skopeo will find them)."""
+    from ruamel.yaml import YAML
+
+    _, proc = bed.run([MIRRORSPEC, "render", "skopeo", str(spec), "--target", "lab"])
+    check(proc, "mirrorspec render skopeo")
+    destinations = re.findall(r"^# run: .* (\S+)$", proc.stdout, flags=re.MULTILINE)
+    configs = [d for d in YAML(typ="safe").load_all(proc.stdout) if d]
+    assert len(destinations) == len(configs), proc.stdout
+    docs = []
+    tags = 0
+    for i, (config, destination) in enumerate(zip(configs, destinations, strict=True), 1):
+        for block in config.values():
+            block["cert-dir"] = str(source.cert_dir)
+            tags += sum(len(t) for t in block.get("images", {}).values())
+        path = bed.work / f"sync-{i}.yaml"
+        path.write_text(json.dumps(config, indent=1))  # JSON is YAML
+        docs.append(SyncDoc(path, destination.split("/", 1)[1]))
+    assert tags == len(REPOS) * len(SELECTED), f"render selected {tags} tags"
+    return docs
+
+
+def authfile_for(bed: Bed, host: str) -> Path:
+    path = bed.work / f"auth-{host.replace(':', '_')}.json"
+    token = base64.b64encode(f"bench:{PASSWORD}".encode()).decode()
+    path.write_text(json.dumps({"auths": {host: {"auth": token}}}))
+    path.chmod(0o600)
+    return path
+
+
+def run_skopeo_sync(
+    bed: Bed, docs: Sequence[SyncDoc], dest_host: str, dest: RegistryServer
+) -> tuple[float, str]:
+    authfile = authfile_for(bed, dest_host)
+    total = 0.0
+    output = ""
+    for doc in docs:
+        seconds, proc = bed.run(doc.argv(dest_host, authfile, dest))
+        check(proc, "skopeo sync")
+        if re.search(r"level=(error|fatal)", proc.stderr):
+            raise RuntimeError(f"skopeo sync logged an error (exit 0):\n{proc.stderr[-3000:]}")
+        total += seconds
+        output += proc.stdout + proc.stderr
+    return total, output
+
+
+def dest_tag_count(dest: RegistryServer, source_host: str) -> int:
+    session = requests.Session()
+    session.trust_env = False
+    session.auth = ("bench", PASSWORD)
+    count = 0
+    for repo in REPOS:
+        url = f"{dest.url}/v2/mirror/{source_host.replace(':', '_')}/{repo}/tags/list"
+        resp = session.get(url, verify=str(dest.ca_file), timeout=30)
+        if resp.status_code == 200:
+            count += len(resp.json().get("tags") or [])
+    session.close()
+    return count
+
+
+def bench_sync(bed: Bed, runs: int, b2_runs: int, deadline: float, do_b1: bool, do_b2: bool) -> list[Row]:
+    """B2's first pair of fresh copies comes first: mirrorspec's destination, now full, is
+    then B1's. More B2 pairs follow while they fit before `deadline` (time.monotonic())."""
+    rows: list[Row] = []
+    log("B1/B2: seeding 200 images into the source registry")
+    source = bed.registry("source")
+    seed_small(source)
+    source_host = bed.proxied(source)
+    users = {"bench": PASSWORD}
+    with ExitStack() as stack:  # the YAML does not depend on the destination: render it once
+        stand_in = bed.registry("render", users=users, stack=stack)
+        spec = small_spec(bed.work / "render.yaml", source_host, source, stand_in.host, stand_in)
+        docs = skopeo_documents(bed, spec, source)
+    fresh_ours: list[float] = []
+    fresh_base: list[float] = []
+
+    def mirrorspec_copy(stack: ExitStack) -> tuple[RegistryServer, str, Path]:
+        dest = bed.registry("dest", users=users, stack=stack)
+        dest_host = bed.proxied(dest, stack=stack)
+        spec = small_spec(
+            bed.work / f"spec-{dest_host.replace(':', '_')}.yaml", source_host, source, dest_host, dest
+        )
+        seconds, proc = bed.run([MIRRORSPEC, "sync", str(spec)])
+        check(proc, "mirrorspec sync (fresh)")
+        assert "200 of 200 tag(s) copied and verified" in proc.stdout, proc.stdout[-2000:]
+        fresh_ours.append(seconds)
+        return dest, dest_host, spec
+
+    def skopeo_copy() -> None:
+        log("B2: skopeo sync into an empty registry (about 5 min on 2 CPUs)")
+        with ExitStack() as stack:
+            dest = bed.registry("dest", users=users, stack=stack)
+            dest_host = bed.proxied(dest, stack=stack)
+            seconds, _ = run_skopeo_sync(bed, docs, dest_host, dest)
+            copied = dest_tag_count(dest, source_host)
+            assert copied == 200, f"skopeo sync left {copied} of 200 tags"
+            fresh_base.append(seconds)
+
+    def b2_pair(i: int) -> None:
+        if i % 2:
+            skopeo_copy()
+        with ExitStack() as stack:
+            mirrorspec_copy(stack)
+        if not i % 2:
+            skopeo_copy()
+        log(f"B2 run {i + 1}: mirrorspec {fresh_ours[-1]:.2f}s, skopeo sync {fresh_base[-1]:.2f}s")
+
+    with ExitStack() as b1_stack:
+        # pair 1 of B2; mirrorspec's destination stays up for B1
+        started = time.monotonic()
+        dest, dest_host, spec = mirrorspec_copy(b1_stack)
+        if do_b2:
+            skopeo_copy()
+            log(f"B2 run 1: mirrorspec {fresh_ours[-1]:.2f}s, skopeo sync {fresh_base[-1]:.2f}s")
+        pair_seconds = time.monotonic() - started
+        if do_b1:
+            rows.append(bench_noop(bed, runs, source, dest, dest_host, spec, docs))
+    if do_b2:
+        i = 1
+        while i < b2_runs and time.monotonic() + pair_seconds < deadline:
+            b2_pair(i)
+            i += 1
+        # mirrorspec's side is cheap: give its median a few more samples if they fit
+        while len(fresh_ours) < min(3, b2_runs) and time.monotonic() + 2 * median(fresh_ours) < deadline:
+            with ExitStack() as stack:
+                mirrorspec_copy(stack)
+            log(f"B2 extra mirrorspec run: {fresh_ours[-1]:.2f}s")
+        row = Row(
+            "B2", "fresh copy of 200 small images", fresh_ours, fresh_base, "skopeo sync", "≥ 3× faster"
+        )
+        row.met = (row.ratio or 0) >= 3
+        if i < b2_runs:
+            row.notes.append(
+                f"{i} skopeo sync run(s), not {b2_runs}: one more pair (~{pair_seconds:.0f} s) would have "
+                f"overrun the time budget (--budget); mirrorspec ran {len(fresh_ours)} time(s), each into "
+                "a new empty registry"
+            )
+        rows.append(row)
+    return rows
+
+
+def bench_noop(
+    bed: Bed,
+    runs: int,
+    source: RegistryServer,
+    dest: RegistryServer,
+    dest_host: str,
+    spec: Path,
+    docs: Sequence[SyncDoc],
+) -> Row:
+    ours: list[float] = []
+    base: list[float] = []
+    counts: dict[str, list[Counter[str]]] = {}
+
+    def mirrorspec_run() -> None:
+        with Counted(source, dest) as counted:
+            seconds, proc = bed.run([MIRRORSPEC, "sync", str(spec)])
+        check(proc, "mirrorspec sync (no-op)")
+        assert "0 tag(s) to copy, 200 already up to date" in proc.stdout, proc.stdout[-2000:]
+        ours.append(seconds)
+        counts.setdefault("mirrorspec sync", counted.kinds)
+
+    def skopeo_run() -> None:
+        with Counted(source, dest) as counted:
+            seconds, output = run_skopeo_sync(bed, docs, dest_host, dest)
+        skipped = output.count("Skipping: image already present at destination")
+        assert skipped == 200, f"skopeo sync skipped {skipped} of 200:\n{output[-2000:]}"
+        base.append(seconds)
+        counts.setdefault("skopeo sync", counted.kinds)
+
+    for i in range(runs):
+        for step in (mirrorspec_run, skopeo_run) if i % 2 == 0 else (skopeo_run, mirrorspec_run):
+            step()
+        log(f"B1 run {i + 1}/{runs}: mirrorspec {ours[-1]:.2f}s, skopeo sync {base[-1]:.2f}s")
+    notes = [
+        f"requests of one run, {tool}: source: {describe(kinds[0])}; destination: {describe(kinds[1])}"
+        for tool, kinds in counts.items()
+    ]
+    row = Row("B1", "no-op resync, 50 repos × 4 tags", ours, base, "skopeo sync", "≥ 8× faster", notes=notes)
+    row.met = (row.ratio or 0) >= 8
+    return row
+
+
+# --- B3 ---------------------------------------------------------------------------------------
+
+
+def seed_scale(source: RegistryServer) -> None:
+    """1,000 repositories with tags 1.0.0 and 2.0.0, by cross-repository blob mounts and
+    manifest PUTs (three requests a repository instead of a skopeo run each)."""
+    push_image(source, "scale/base", "1.0.0", seed="scale")
+    session = requests.Session()
+    session.trust_env = False
+    verify = str(source.ca_file)
+    got = session.get(
+        f"{source.url}/v2/scale/base/manifests/1.0.0", headers={"Accept": MANIFEST_ACCEPT}, verify=verify
+    )
+    got.raise_for_status()
+    manifest = got.content
+    media_type = got.headers["Content-Type"]
+    body = json.loads(manifest)
+    blobs = [body["config"]["digest"], *(layer["digest"] for layer in body["layers"])]
+
+    def make(i: int) -> None:
+        repo = f"scale/repo-{i:04d}"
+        for digest in blobs:
+            resp = session.post(
+                f"{source.url}/v2/{repo}/blobs/uploads/",
+                params={"mount": digest, "from": "scale/base"},
+                verify=verify,
+            )
+            assert resp.status_code == 201, resp.text
+        for tag in ("1.0.0", "2.0.0"):
+            resp = session.put(
+                f"{source.url}/v2/{repo}/manifests/{tag}",
+                data=manifest,
+                headers={"Content-Type": media_type},
+                verify=verify,
+            )
+            assert resp.status_code == 201, resp.text
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(make, range(SCALE_REPOS)))
+    session.close()
+
+
+def scale_spec(path: Path, source_registry: str, source_tls: str, target: str, *, login: bool) -> Path:
+    repos = "".join(
+        f'      - name: scale/repo-{i:04d}\n        versions: "{RANGE}"\n' for i in range(SCALE_REPOS)
+    )
+    credentials = "credentials:\n  dest:\n    username: bench\n    password: {env: BENCH_DEST_PASSWORD}\n"
+    path.write_text(
+        f"""\
+version: 1
+{credentials if login else ""}sources:
+  - registry: {source_registry}
+{source_tls}    repositories:
+{repos}targets:
+{target}"""
+    )
+    return path
+
+
+def bench_plan(bed: Bed, runs: int, with_ecr: bool) -> list[Row]:
+    rows: list[Row] = []
+    log(f"B3: seeding {SCALE_REPOS} repositories")
+    source = bed.registry("scale-source")
+    seed_scale(source)
+    dest = bed.registry("scale-dest", users={"bench": PASSWORD})
+    target = (
+        f"  - name: lab\n    type: registry\n    registry: {dest.host}\n    prefix: mirror\n"
+        f"    credentials: dest\n    ca-bundle: {dest.ca_file}\n"
+    )
+    spec = scale_spec(
+        bed.work / "scale.yaml", source.host, f"    ca-bundle: {source.ca_file}\n", target, login=True
+    )
+    seconds: list[float] = []
+    rss: list[int] = []
+    kinds: list[Counter[str]] = []
+    for i in range(runs):
+        with Counted(source, dest) as counted:
+            wall, peak, out, err, code = bed.run_measured([MIRRORSPEC, "plan", str(spec)])
+        if code != 0:
+            raise RuntimeError(f"mirrorspec plan exited {code}: {err[-3000:]}")
+        assert f"{SCALE_REPOS} tag(s) to copy" in out, out[-2000:]
+        seconds.append(wall)
+        rss.append(peak)
+        if i == 0:
+            kinds = counted.kinds
+    log(f"B3 registry: {median(seconds):.2f}s, {median(rss) / 1024:.0f} MiB")
+    total = sum(sum(k.values()) for k in kinds)
+    row = Row(
+        "B3",
+        "plan, 1,000 repos (1 of 2 tags each), registry target",
+        seconds,
+        target="< 3 s, < 200 MB RSS, requests = lists + constant",
+        notes=[
+            f"peak RSS {median(rss) / 1024:.0f} MiB (median)",
+            f"{total} requests: source: {describe(kinds[0])}; destination: {describe(kinds[1])}",
+        ],
+    )
+    row.met = median(seconds) < 3 and median(rss) < 200 * 1024
+    rows.append(row)
+    if with_ecr:
+        rows += bench_plan_ecr(bed, runs, source)
+    return rows
+
+
+def bench_plan_ecr(bed: Bed, runs: int, source: RegistryServer) -> list[Row]:
+    try:
+        from emulators.ecr import EcrEmulator
+    except ImportError as exc:  # moto[server] is a test extra
+        log(f"B3 ECR skipped: {exc}")
+        return []
+    ecr = bed.registry("ecr-endpoint", users={"AWS": f"{ECR_ACCOUNT}-auth-token"})
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
+    emulator = EcrEmulator().start()
+    bed.stack.callback(emulator.stop)
+    target = f"  - name: aws\n    type: ecr\n    registry: {ECR_HOST}\n    prefix: vendor\n    mode: mirror\n"
+    spec = scale_spec(bed.work / "scale-ecr.yaml", "registry.bench.example", "", target, login=False)
+    overrides = {
+        "registry.bench.example": {"host": source.host, "ca_bundle": str(source.ca_file)},
+        ECR_HOST: {"host": ecr.host, "ca_bundle": str(ecr.ca_file)},
+    }
+    argv = [PYTHON, str(ROOT / "bench" / "ecr_plan.py"), emulator.url, str(spec), json.dumps(overrides)]
+    seconds: list[float] = []
+    rss: list[int] = []
+    report: dict[str, Any] = {}
+    kinds: list[Counter[str]] = []
+    for i in range(runs):
+        with Counted(source, ecr) as counted:
+            wall, peak, out, err, code = bed.run_measured(argv)
+        if code != 0:
+            raise RuntimeError(f"ECR plan exited {code}: {err[-3000:]}")
+        seconds.append(wall)
+        rss.append(peak)
+        if i == 0:
+            report = json.loads(out)
+            kinds = counted.kinds
+    emulator.check()
+    log(f"B3 ECR: {median(seconds):.2f}s, {median(rss) / 1024:.0f} MiB, {report['api_calls']}")
+    calls = ", ".join(f"{n} {op}" for op, n in sorted(report["api_calls"].items()))
+    row = Row(
+        "B3",
+        "plan, 1,000 repos, ECR target (emulator + moto)",
+        seconds,
+        target="< 3 s, < 200 MB RSS, API calls = pages + constant",
+        notes=[
+            f"peak RSS {median(rss) / 1024:.0f} MiB (median); plan inside the process "
+            f"{report['seconds']:.2f}s (the rest is start-up, boto3 included)",
+            f"AWS API calls: {calls} ({report['changes']} changes, {report['tags']} tags to copy planned)",
+            f"registry requests: source: {describe(kinds[0])}; ECR endpoint: {describe(kinds[1])}",
+        ],
+    )
+    row.met = median(seconds) < 3 and median(rss) < 200 * 1024
+    return [row]
+
+
+# --- B4 / B5 ----------------------------------------------------------------------------------
+
+
+def many_tags(n: int = 10_000) -> list[str]:
+    """A realistic tag soup: releases, v-prefixed, prereleases, Helm `_` builds, non-semver."""
+    rng = random.Random(7)
+    tags: set[str] = set()
+    while len(tags) < n:
+        x, y, z = rng.randrange(0, 5), rng.randrange(0, 40), rng.randrange(0, 60)
+        kind = rng.random()
+        if kind < 0.55:
+            tag = f"{x}.{y}.{z}"
+        elif kind < 0.7:
+            tag = f"v{x}.{y}.{z}"
+        elif kind < 0.85:
+            tag = f"{x}.{y}.{z}-rc.{rng.randrange(1, 5)}"
+        elif kind < 0.9:
+            tag = f"{x}.{y}.{z}_build.{rng.randrange(1, 9)}"
+        else:
+            tag = f"sha-{rng.getrandbits(40):010x}"
+        tags.add(tag)
+    return sorted(tags)
+
+
+def bench_select(runs: int) -> list[Row]:
+    from mirrorspec.versions import select_tags
+
+    tags = many_tags()
+    constraint = ">=1.2.0 <2.0.0"
+    started = time.perf_counter()
+    chosen = select_tags(tags, versions=constraint)
+    first = time.perf_counter() - started
+    seconds = []
+    for _ in range(max(runs, 11)):
+        started = time.perf_counter()
+        select_tags(tags, versions=constraint)
+        seconds.append(time.perf_counter() - started)
+    log(f"B4: {median(seconds) * 1000:.1f} ms ({len(chosen)} of {len(tags)} tags)")
+    row = Row(
+        "B4",
+        f"select_tags, 10,000 tags, `{constraint}`",
+        seconds,
+        target="< 50 ms",
+        notes=[f"{len(chosen)} tags selected; first call {first * 1000:.1f} ms"],
+    )
+    row.met = median(seconds) < 0.050
+    return [row]
+
+
+def bench_startup(bed: Bed, runs: int) -> list[Row]:
+    spec = ROOT / "examples" / "local-demo.yaml"
+    commands = {
+        "python -c pass": [PYTHON, "-c", "pass"],
+        "mirrorspec --help": [MIRRORSPEC, "--help"],
+        "mirrorspec validate": [MIRRORSPEC, "validate", str(spec)],
+    }
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for name, argv in commands.items():  # warm the page cache; not counted
+        check(bed.run(argv)[1], name)
+    for _ in range(max(runs, 10)):
+        for name, argv in commands.items():
+            times[name].append(bed.run(argv)[0])
+    rows = []
+    for name in ("mirrorspec --help", "mirrorspec validate"):
+        row = Row(
+            "B5", f"start-up: `{name}`", times[name], times["python -c pass"], "python -c pass", "< 0.4 s"
+        )
+        row.met = median(times[name]) < 0.4
+        log(f"B5 {name}: {median(times[name]):.3f}s (python -c pass {median(times['python -c pass']):.3f}s)")
+        rows.append(row)
+    return rows
+
+
+# --- the report -------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    skopeo = subprocess.run([SKOPEO, "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    registry = subprocess.run(
+        ["docker-registry", "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "memory": f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB",
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "skopeo": skopeo,
+        "registry": registry,
+    }
+
+
+def seconds_text(values: Sequence[float]) -> str:
+    value = median(values)
+    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+
+
+ANALYSIS_MARKER = "<!-- Hand-written from here on: bench/run.py keeps everything below this line. -->"
+
+
+def render(rows: Sequence[Row], info: dict[str, str], args: argparse.Namespace, wall: float) -> str:
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    b2 = next((len(r.ours) for r in rows if r.bench == "B2"), 0)
+    handshake = " plus a round trip per new TCP connection" if args.tcp_handshake else ""
+    command = f"`{' '.join(args.argv)}`"
+    if args.argv == ["bench/run.py"]:
+        command = "`make bench` (`.venv/bin/python bench/run.py`)"
+    lines = [
+        "# Benchmarks",
+        "",
+        "The table and details are written by `make bench` (`bench/run.py`, whose docstring says",
+        "how each benchmark is set up); the analysis at the end is written by hand.",
+        "",
+        f"- Command: {command} ({wall / 60:.1f} min in all; load average before/after: {args.load})",
+        f"- Date: {date}",
+        f"- Machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory']}, {info['os']}",
+        f"- Software: Python {info['python']}, {info['skopeo']}, {info['registry']}",
+        f"- Latency: {args.delay * 1000:.0f} ms added one way per chunk and direction{handshake} "
+        "in B1 and B2 (bench/proxy.py); none in B3-B5",
+        f"- Runs: medians of {args.runs} runs (B2: {b2} pair(s), see details; B4: 11; B5: 10); "
+        "the two tools alternate which goes first",
+        "",
+        "| | benchmark | mirrorspec | baseline | ratio | target | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        base = f"{seconds_text(row.base)} ({row.base_name})" if row.base else "—"
+        ratio = row.ratio_text()
+        met = {True: "yes", False: "**no**", None: "—"}[row.met]
+        ours = seconds_text(row.ours)
+        lines.append(f"| {row.bench} | {row.what} | {ours} | {base} | {ratio} | {row.target} | {met} |")
+    lines += ["", "## Details", ""]
+    for row in rows:
+        runs = ", ".join(f"{v:.3f}" for v in row.ours)
+        lines.append(f"- **{row.bench}** {row.what}: mirrorspec runs (s): {runs}")
+        if row.base:
+            lines.append(f"  - {row.base_name} runs (s): {', '.join(f'{v:.3f}' for v in row.base)}")
+        lines += [f"  - {note}" for note in row.notes]
+    return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def workdir(keep: bool) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="mirrorspec-bench-"))
+    try:
+        yield path
+    finally:
+        if keep:
+            log(f"kept {path}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="mirrorspec benchmarks (issue 7)")
+    parser.add_argument("--runs", type=int, default=5, help="runs per benchmark (median)")
+    parser.add_argument("--b2-runs", type=int, default=5, help="at most this many runs of the slow B2")
+    parser.add_argument(
+        "--budget", type=float, default=14, help="minutes; B2 stops repeating before it would overrun"
+    )
+    parser.add_argument(
+        "--tcp-handshake", action="store_true", help="the proxy also charges a round trip per connection"
+    )
+    parser.add_argument("--delay", type=float, default=0.020, help="one-way latency, seconds")
+    parser.add_argument("--only", default="B1,B2,B3,B4,B5", help="comma-separated subset")
+    parser.add_argument("--no-ecr", action="store_true", help="B3 without the ECR emulator")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "BENCHMARKS.md")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args(argv)
+    args.argv = ["bench/run.py", *(argv if argv is not None else sys.argv[1:])]
+    only = {part.strip().upper() for part in args.only.split(",")}
+    started = time.perf_counter()
+    rows: list[Row] = []
+    deadline = time.monotonic() + args.budget * 60
+    load_before = f"{os.getloadavg()[0]:.2f}"
+    with workdir(args.keep) as work, ExitStack() as stack:
+        bed = Bed(work, stack, args.delay, tcp_handshake=args.tcp_handshake)
+        # cheapest first; B2 goes last and repeats while its pairs fit in the budget
+        if "B5" in only:
+            rows += bench_startup(bed, args.runs)
+        if "B4" in only:
+            rows += bench_select(args.runs)
+        if "B3" in only:
+            rows += bench_plan(bed, args.runs, not args.no_ecr)
+        if only & {"B1", "B2"}:
+            rows += bench_sync(bed, args.runs, args.b2_runs, deadline, "B1" in only, "B2" in only)
+    rows.sort(key=lambda r: r.bench)
+    args.load = f"{load_before} / {os.getloadavg()[0]:.2f}"
+    wall = time.perf_counter() - started
+    text = render(rows, machine(), args, wall)
+    try:
+        kept = args.output.read_text().split(ANALYSIS_MARKER, 1)[1]
+    except (OSError, IndexError):
+        kept = "\n## Analysis\n\n(not written yet)\n"
+    args.output.write_text(f"{text}\n{ANALYSIS_MARKER}\n{kept.lstrip(chr(10))}")
+    print(text)
+    log(
+        f"wrote {args.output} in {wall / 60:.1f} min; peak RSS of this harness "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
+
+
+if __name__ == "__main__":
+    main()
