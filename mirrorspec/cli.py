@@ -154,11 +154,18 @@ def plan(
 @SPEC
 @TARGETS
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--rotate-credentials",
+    is_flag=True,
+    help="Re-send upstream passwords that a registry masks on read (Harbor), so a changed one takes effect.",
+)
 @click.option("--prune", is_flag=True, help="Delete managed native rules that are no longer in the spec.")
 @WORKERS
-def apply(spec_file: Path, targets: tuple[str, ...], yes: bool, prune: bool, workers: int) -> None:
+def apply(
+    spec_file: Path, targets: tuple[str, ...], yes: bool, rotate_credentials: bool, prune: bool, workers: int
+) -> None:
     """Plan, show the plan, ask, then carry out exactly that plan."""
-    with _run(spec_file, workers) as ctx:
+    with _run(spec_file, workers, rotate_credentials=rotate_credentials) as ctx:
         the_plan = engine.plan(ctx, targets=targets, prune=prune, spec_name=str(spec_file))
         _show_plan(the_plan, "table")
         if the_plan.empty:
@@ -307,8 +314,8 @@ def import_skopeo(
 
 
 @contextmanager
-def _run(spec_file: Path, workers: int) -> Iterator[RunContext]:
-    ctx = RunContext(specmod.load_spec(spec_file), workers=workers)
+def _run(spec_file: Path, workers: int, *, rotate_credentials: bool = False) -> Iterator[RunContext]:
+    ctx = RunContext(specmod.load_spec(spec_file), workers=workers, rotate_credentials=rotate_credentials)
     try:
         yield ctx
     finally:

@@ -18,7 +18,7 @@ from .credentials import BasicAuth, resolve_basic_auth
 from .oci import RegistryClient
 from .spec import Spec
 
-__all__ = ["Endpoint", "RunContext"]
+__all__ = ["ACR_API_VERSION", "Endpoint", "RunContext"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,12 @@ class Endpoint:
 
 
 AwsClientFactory = Callable[[str, str, "str | None"], Any]
+# (subscription, AcrTarget) -> ContainerRegistryManagementClient; AcrTarget -> TokenCredential
+AzureClientFactory = Callable[[str, Any], Any]
+AzureCredentialFactory = Callable[[Any], Any]
+# The ACR management API version mirrorspec speaks: the official spec at hand
+# (shared/azure/containerregistry-2023-07-01.json), which the test emulator validates against.
+ACR_API_VERSION = "2023-07-01"
 
 
 @dataclass
@@ -42,14 +48,24 @@ class RunContext:
     points them at moto and the contract emulators. `registry_overrides` maps a registry
     host to where it is really reached (host and TLS; credentials are kept), so that a
     local docker-registry can stand in for an ECR endpoint in tests.
+
+    `azure_credential(target)` and `azure_client(subscription, target)` do the same for
+    Azure: `DefaultAzureCredential` (narrowed by the target's tenant / client id) and a
+    `ContainerRegistryManagementClient` pinned to `ACR_API_VERSION`; tests inject factories
+    that point them at the ARM contract emulator.
     """
 
     spec: Spec
     workers: int = 8
     aws_client_factory: AwsClientFactory | None = None
+    azure_client_factory: AzureClientFactory | None = None
+    azure_credential_factory: AzureCredentialFactory | None = None
     registry_overrides: dict[str, Endpoint] = field(default_factory=dict)
+    # Re-send upstream secrets a registry cannot show back (Harbor masks them on read).
+    rotate_credentials: bool = False
     _clients: dict[Endpoint, RegistryClient] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _azure: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
 
     def endpoint(
         self,
@@ -99,6 +115,46 @@ class RunContext:
         session = boto3.Session(profile_name=profile, region_name=region)
         return session.client(service, config=Config(retries={"mode": "standard", "max_attempts": 8}))
 
+    def azure_credential(self, target: Any) -> Any:
+        """The Azure token credential for an `acr` target, one per target for the run."""
+        with self._lock:
+            key = ("credential", target.name)
+            if key not in self._azure:
+                if self.azure_credential_factory is not None:
+                    self._azure[key] = self.azure_credential_factory(target)
+                else:
+                    from azure.identity import DefaultAzureCredential  # only for specs with acr targets
+
+                    tenant = target.tenant_id
+                    options: dict[str, Any] = {
+                        "managed_identity_client_id": target.client_id,
+                        "workload_identity_tenant_id": tenant,
+                        "interactive_browser_tenant_id": tenant,
+                        "shared_cache_tenant_id": tenant,
+                        "visual_studio_code_tenant_id": tenant,
+                    }
+                    self._azure[key] = DefaultAzureCredential(
+                        **{k: v for k, v in options.items() if v is not None}
+                    )
+            return self._azure[key]
+
+    def azure_client(self, subscription: str, target: Any) -> Any:
+        """A ContainerRegistryManagementClient for `subscription`, speaking `ACR_API_VERSION`
+        (its retry policy backs off on throttling and honours Retry-After)."""
+        credential = self.azure_credential(target)
+        with self._lock:
+            key = (subscription, target.name)
+            if key not in self._azure:
+                if self.azure_client_factory is not None:
+                    self._azure[key] = self.azure_client_factory(subscription, target)
+                else:
+                    from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+
+                    self._azure[key] = ContainerRegistryManagementClient(
+                        credential, subscription, api_version=ACR_API_VERSION, polling_interval=5
+                    )
+            return self._azure[key]
+
     def client(self, endpoint: Endpoint) -> RegistryClient:
         with self._lock:
             client = self._clients.get(endpoint)
@@ -119,3 +175,8 @@ class RunContext:
             for client in self._clients.values():
                 client.close()
             self._clients.clear()
+            for azure in self._azure.values():
+                close = getattr(azure, "close", None)
+                if close is not None:
+                    close()
+            self._azure.clear()

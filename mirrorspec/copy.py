@@ -23,6 +23,8 @@ Scheduling, because `skopeo sync` copies one image after another and re-reads ev
   authorisation, unknown manifests and anything unrecognised fail at once: retrying cannot
   fix them. skopeo's own `--retry-times` is not used, so that retries happen in one place,
   with jitter (1.9.3 has none) and counted in the summary.
+- Copies running at once go to different destination repositories (round-robin), so the tags
+  of one repository, which usually share layers, follow each other and find them there.
 - Tags of one destination repository that share a digest are copied once: the first copy
   moves the blobs; the others wait for it and then copy from the destination itself
   (`dest@digest` → `dest:tag`), which moves no blob and sends the source no request at all.
@@ -283,6 +285,16 @@ class _Task:
         return frozenset({job.source.host.lower(), job.destination.host.lower()})
 
 
+def _round_robin(tasks: Sequence[_Task]) -> list[_Task]:
+    """The first task of every destination repository, then every second one, and so on."""
+    by_repository: dict[tuple[str, str], list[_Task]] = {}
+    for task in tasks:
+        key = (task.job.destination.host, task.job.destination_repository)
+        by_repository.setdefault(key, []).append(task)
+    rounds = max((len(group) for group in by_repository.values()), default=0)
+    return [group[i] for i in range(rounds) for group in by_repository.values() if i < len(group)]
+
+
 @dataclass
 class _Host:
     limit: int
@@ -306,9 +318,11 @@ class _Schedule:
             leaders.setdefault(key, task)
             self._tasks.append(task)
         # Queued per (source host, destination host), so finding a task that fits is one look
-        # per host pair, not one per job.
+        # per host pair, not one per job; and round-robin over destination repositories, so
+        # that copies running at once go to different repositories while the tags of one
+        # repository follow each other, finding the layers they share already there.
         self._queues: dict[tuple[str, str], deque[_Task]] = {}
-        for task in self._tasks:
+        for task in _round_robin(self._tasks):
             pair = (task.job.source.host.lower(), task.job.destination.host.lower())
             self._queues.setdefault(pair, deque()).append(task)
         self._hosts: dict[str, _Host] = {}

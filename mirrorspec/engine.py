@@ -244,21 +244,24 @@ def apply(
 def _native_copy(
     ctx: RunContext, provider: Provider, target: Target, copy: Copy, endpoint: Endpoint
 ) -> list[str]:
-    """Let the registry copy (import, replicate), then check every tag's digest ourselves:
-    a server-side job that "succeeded" without the content is a failure."""
+    """Let the registry copy (import, replicate), then check every tag's digest ourselves: a
+    server-side job that "succeeded" without the content is a failure, and a job that failed
+    half-way is reported tag by tag."""
     log.info("%s: %s %s -> %s", target.name, copy.engine, copy.source, copy.destination)
+    failures = []
     try:
         provider.copy(copy, target, ctx)
+        claimed = "reported success but"
     except MirrorspecError as exc:
-        return [f"{target.name}: {copy.engine} {copy.source} → {copy.destination}: {exc}"]
+        failures.append(f"{target.name}: {copy.engine} {copy.source} → {copy.destination}: {exc}")
+        claimed = "failed:"
     client = ctx.client(endpoint)
     _, _, repository = copy.destination.partition("/")
-    failures = []
     for tag in copy.tags:
         actual = client.digest(repository, tag.tag)
         if actual != tag.digest:
             failures.append(
-                f"{target.name}: {copy.engine} reported success but {copy.destination}:{tag.tag} has "
+                f"{target.name}: {copy.engine} {claimed} {copy.destination}:{tag.tag} has "
                 f"{actual or 'no manifest'} instead of {tag.digest}"
             )
     return failures

@@ -40,6 +40,7 @@ from . import paths, versions
 from .errors import SpecError
 
 __all__ = [
+    "AcrCredentialSet",
     "AcrTarget",
     "AwsSecretRef",
     "AzureKeyVaultRef",
@@ -56,6 +57,7 @@ __all__ = [
     "Source",
     "Spec",
     "Target",
+    "harbor_cron_problem",
     "json_schema",
     "load_spec",
     "parse_spec",
@@ -69,6 +71,8 @@ _HOST = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
 _UUID = r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$"
 _ECR_REGISTRY = r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"
 _AWS_SECRET_ARN = r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$"
+_AZURE_REGION = r"^[a-z0-9]{5,50}$"
+_KEY_VAULT_SECRET = r"^https://[A-Za-z0-9-]+\.vault\.azure\.net/secrets/[A-Za-z0-9-]+/?$"
 # What a pattern means, for error messages: a regex alone is not an explanation.
 _PATTERN_MEANING = {
     _NAME: "a name of lower-case letters, digits and '-'",
@@ -76,6 +80,8 @@ _PATTERN_MEANING = {
     _UUID: "a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
     _ECR_REGISTRY: "an ECR registry host (<12-digit account>.dkr.ecr.<region>.amazonaws.com)",
     _AWS_SECRET_ARN: "an AWS Secrets Manager secret ARN",
+    _AZURE_REGION: "an Azure region name such as westeurope (lower-case letters and digits, 5-50)",
+    _KEY_VAULT_SECRET: "a versionless Key Vault secret URI (https://<vault>.vault.azure.net/secrets/<name>)",
 }
 
 
@@ -315,6 +321,14 @@ class EcrTarget(_TargetBase):
     replicate_to: list[EcrReplication] = Field(default_factory=list)
 
 
+class AcrCredentialSet(_Model):
+    """Where an ACR credential set reads an upstream's login: two versionless Key Vault
+    secret URIs (ACR reads them itself, with the credential set's system identity)."""
+
+    username_secret: str = Field(pattern=_KEY_VAULT_SECRET)
+    password_secret: str = Field(pattern=_KEY_VAULT_SECRET)
+
+
 class AcrTarget(_TargetBase):
     """Azure Container Registry."""
 
@@ -325,7 +339,10 @@ class AcrTarget(_TargetBase):
     prefix: Prefix | None = None
     tenant_id: str | None = None
     client_id: str | None = None
-    replicate_to: list[str] = Field(default_factory=list)
+    # Geo-replications; each is named after its region, so the name rules apply (Premium only).
+    replicate_to: list[Annotated[str, Field(pattern=_AZURE_REGION)]] = Field(default_factory=list)
+    # Upstream host -> Key Vault secrets for the cache rules' credential set (cache mode).
+    credential_sets: dict[Host, AcrCredentialSet] = Field(default_factory=dict)
 
 
 class HarborTarget(_TargetBase):
@@ -344,7 +361,76 @@ class HarborTarget(_TargetBase):
     def _six_fields(cls, value: str | None) -> str | None:
         if value is not None and len(value.split()) != 6:
             raise ValueError("Harbor cron has 6 fields (seconds first), e.g. '0 0 */6 * * *'")
+        if value is not None:
+            problem = harbor_cron_problem(value)
+            if problem:
+                raise ValueError(problem)
         return value
+
+    @model_validator(mode="after")
+    def _plain_http_is_insecure(self) -> HarborTarget:
+        # `insecure` is what every plan shows; a plain-HTTP URL must say so explicitly.
+        if self.url.startswith("http://") and not self.insecure:
+            raise ValueError("an http:// url is plain HTTP: set `insecure: true` to confirm, or use https://")
+        return self
+
+    @property
+    def prefix(self) -> str:
+        """Every repository of a Harbor target lives in its project: the project is the
+        destination prefix (`<project>/<host>/<repository>`, DESIGN's path mapping)."""
+        return self.project
+
+
+# Harbor parses schedules with robfig/cron (Second|Minute|Hour|Dom|Month|Dow) and then
+# requires the seconds field to be "0" (src/common/utils/utils.go ValidateCronString) and,
+# for replication policies, a minutes field other than "*" (research/harbor.md §4).
+_CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
+    ("seconds", 0, 59, ()),
+    ("minutes", 0, 59, ()),
+    ("hours", 0, 23, ()),
+    ("day-of-month", 1, 31, ()),
+    ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
+    ("day-of-week", 0, 6, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
+)
+
+
+def harbor_cron_problem(cron: str) -> str | None:
+    """Why Harbor would refuse `cron` as a replication schedule, or None when it accepts it."""
+    fields = cron.split()
+    if len(fields) != 6:
+        return "Harbor cron has 6 fields (seconds first), e.g. '0 0 */6 * * *'"
+    for text, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+        for part in text.split(","):
+            problem = _cron_range_problem(part, low, high, names)
+            if problem:
+                return f"{name} field '{text}': {problem} (fields: seconds minutes hours day month weekday)"
+    if fields[0] != "0":
+        return f"Harbor requires the seconds field to be 0, found '{fields[0]}'"
+    if fields[1] == "*":
+        return "Harbor refuses '*' in the minutes field of a replication schedule (it would run every minute)"
+    return None
+
+
+def _cron_range_problem(part: str, low: int, high: int, names: tuple[str, ...]) -> str | None:
+    span, slash, step_text = part.partition("/")
+    if slash and (not step_text.isdigit() or int(step_text) == 0):
+        return f"step '{step_text}' is not a positive number"
+    if span in ("*", "?"):
+        return None
+    start_text, dash, end_text = span.partition("-")
+    bounds = []
+    for value in (start_text, end_text) if dash else (start_text,):
+        if value.lower() in names:
+            bounds.append(names.index(value.lower()) + low)
+        elif value.isdigit():
+            bounds.append(int(value))
+        else:
+            return f"'{value}' is not a number" + (f" or one of {', '.join(names)}" if names else "")
+    if any(not low <= b <= high for b in bounds):
+        return f"'{span}' is outside {low}-{high}"
+    if len(bounds) == 2 and bounds[0] > bounds[1]:
+        return f"range '{span}' starts after it ends"
+    return None
 
 
 Target = Annotated[AcrTarget | EcrTarget | HarborTarget | RegistryTarget, Field(discriminator="type")]

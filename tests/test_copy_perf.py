@@ -70,7 +70,8 @@ def running():
     return seen
 
 calls = len(list((log / "calls").iterdir())) + 1
-(log / "calls" / f"{{os.getpid()}}.json").write_text(json.dumps({{"argv": args, "running": running()}}))
+record = {{"argv": args, "running": running(), "order": time.monotonic()}}
+(log / "calls" / f"{{os.getpid()}}.json").write_text(json.dumps(record))
 {behaviour}
 """
 
@@ -430,3 +431,26 @@ targets:
     others = [r for r in requests if r not in manifest_requests]
     assert all(r.status == 401 and r.method in {"HEAD", "GET"} for r in others), others
     assert len(others) <= len(manifest_requests), others
+
+
+def test_copies_at_once_go_to_different_repositories(
+    plain_registry: RegistryServer,
+    tls_registry: RegistryServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first, first_digests = seed(plain_registry, "1.0", "1.1")
+    second, second_digests = seed(plain_registry, "2.0", "2.1")
+    fake = install_fake_skopeo(tmp_path, monkeypatch, REAL)
+    source = Endpoint(plain_registry.host, insecure=True)
+    jobs = [
+        *jobs_between(source, tls_endpoint(tls_registry), first, first_digests),
+        *jobs_between(source, tls_endpoint(tls_registry), second, second_digests),
+    ]
+
+    with closing(context(workers=1)) as ctx:
+        results = copy_all(jobs, ctx)
+
+    assert [r.job for r in results] == jobs  # results stay in job order
+    started = [call["argv"][-1].rsplit(":", 1)[1] for call in sorted(fake.calls(), key=lambda c: c["order"])]
+    assert started == ["1.0", "2.0", "1.1", "2.1"]

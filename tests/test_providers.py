@@ -23,8 +23,10 @@ from ruamel.yaml import YAML
 
 from mirrorspec import providers
 from mirrorspec.errors import MirrorspecError
+from mirrorspec.providers import acr as acr_module
 from mirrorspec.providers import base
 from mirrorspec.providers import ecr as ecr_module
+from mirrorspec.providers import harbor as harbor_module
 from mirrorspec.providers import registry as registry_module
 from mirrorspec.providers.base import Capabilities, Provider
 from mirrorspec.spec import TARGET_TYPES, parse_spec
@@ -33,7 +35,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Checked by mypy, not at run time: each built-in module must satisfy the Provider Protocol
 # (pre-commit's `languages: dict[str, Language]`). Every built-in provider belongs here.
-PROVIDERS: dict[str, Provider] = {"ecr": ecr_module, "registry": registry_module}
+PROVIDERS: dict[str, Provider] = {
+    "acr": acr_module,
+    "ecr": ecr_module,
+    "harbor": harbor_module,
+    "registry": registry_module,
+}
 
 INSTALLED = sorted(providers.available())
 # The contract is read from the Protocol, so a member added there is checked everywhere.

@@ -148,8 +148,8 @@ BAD = [
         + "    subscription: 00000000-0000-0000-0000-000000000000\n"
         + "    resource-group: rg\n    registry: mycompany\n    location: westeurope\n",
         "13:5",
-        "targets[0] (name='az'): unknown key 'location' (expected one of: client-id, layout, mode, name, "
-        "prefix, registry, replicate-to, resource-group, subscription, tenant-id, type)",
+        "targets[0] (name='az'): unknown key 'location' (expected one of: client-id, credential-sets, "
+        "layout, mode, name, prefix, registry, replicate-to, resource-group, subscription, tenant-id, type)",
     ),
     Bad(
         "unknown-harbor-target-key",

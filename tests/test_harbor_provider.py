@@ -1,0 +1,690 @@
+"""The Harbor provider against its test bed.
+
+Real parts: the Harbor API emulator (`tests/emulators/harbor.py`: every request and response
+validated against Harbor v2.15.2's swagger.yaml; executions that list real upstreams and copy
+with skopeo); real `docker-registry` servers standing in for the upstreams and for Harbor's own
+storage (served by the emulator under /v2/, as Harbor serves its registry beside its API); real
+skopeo. mirrorspec reaches the upstreams through `registry_overrides`; the emulator reaches
+them through its own host map — "the network Harbor can reach" — so the two can disagree, as
+they can in production.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import pytest
+import requests
+from emulators.harbor import HarborEmulator
+from testbed import RegistryServer, delete_tag, push_chart, push_image, request_log, start_registry
+
+from mirrorspec import engine
+from mirrorspec.context import Endpoint, RunContext
+from mirrorspec.errors import ProviderAuthError, ProviderConflict, ProviderError, SpecError
+from mirrorspec.oci import RegistryClient
+from mirrorspec.plan import Artifact, Plan, to_json
+from mirrorspec.providers import harbor
+from mirrorspec.spec import load_spec, parse_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+HARBOR_HOST = "harbor.internal.example.com"
+HARBOR_CANARY = "harbor-canary-51c9e0d7aa"
+DOCKERHUB_CANARY = "dockerhub-canary-0b7f3e9c21"
+SEQERA_CANARY = "seqera-canary-77d2a1c0f4"
+ENGINE = "harbor-replication"
+
+PLATFORM = "mirrorspec/vendor/public.cr.seqera.io/charts/platform"
+REDIS_CHART = "mirrorspec/vendor/public.cr.seqera.io/charts/redis"
+BACKEND = "mirrorspec/vendor/cr.seqera.io/private/nf-tower-enterprise/backend"
+FRONTEND = "mirrorspec/vendor/cr.seqera.io/private/nf-tower-enterprise/frontend"
+
+
+@dataclass
+class Bed:
+    emu: HarborEmulator
+    upstream: RegistryServer  # docker.io, quay.io, public.cr.seqera.io (and ghcr.io for mirrorspec only)
+    seqera: RegistryServer  # cr.seqera.io, login required
+    backing: RegistryServer  # what Harbor stores
+
+    def ctx(self, spec: Any) -> RunContext:
+        plain = Endpoint(self.upstream.host, insecure=True)
+        return RunContext(
+            spec,
+            workers=4,
+            registry_overrides={
+                "docker.io": plain,
+                "quay.io": plain,
+                "ghcr.io": plain,
+                "public.cr.seqera.io": plain,
+                "cr.seqera.io": Endpoint(self.seqera.host, insecure=True),
+                HARBOR_HOST: Endpoint(self.emu.host, ca_bundle=str(self.emu.ca_file)),
+            },
+        )
+
+    def stored_tags(self, repository: str) -> list[str]:
+        """Tags Harbor really stores, read from its backing registry."""
+        with RegistryClient(self.backing.host, insecure=True) as client:
+            return sorted(client.list_tags(repository))
+
+    def stored_repositories(self) -> list[str]:
+        response = requests.get(f"{self.backing.url}/v2/_catalog", timeout=10)
+        return sorted(response.json()["repositories"] or [])
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = self.emu.api("GET", path, params=params or None)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def policy(self, name: str) -> dict[str, Any]:
+        (found,) = [p for p in self.get("/replication/policies", page_size=100) if p["name"] == name]
+        return found  # type: ignore[no-any-return]
+
+
+SEQERA_USERS = {"seqera-bot": SEQERA_CANARY}
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Upstream registry contents, pushed once; each test starts its registries on a copy."""
+    root = tmp_path_factory.mktemp("harbor-upstreams")
+    with start_registry(root / "upstream") as upstream:
+        for tag in ("15.4.0", "16.1.0", "16.2.0"):
+            push_image(upstream, "bitnami/postgresql", tag)
+        push_image(upstream, "prometheus/node-exporter", "v1.8.0")
+        push_image(upstream, "library/redis", "7.2.4")
+        redis = [{"name": "redis", "version": "~18.0.0", "repository": "oci://public.cr.seqera.io/charts"}]
+        for version in ("18.0.1", "19.0.0"):
+            push_chart(upstream, "charts/redis", version)
+        for version in ("1.0.0", "1.2.0", "1.5.3", "2.0.0"):
+            push_chart(upstream, "charts/platform", version, dependencies=redis)
+    with start_registry(root / "seqera", users=SEQERA_USERS) as seqera:
+        for repo in ("backend", "frontend"):
+            for tag in ("v25.1.0", "v25.1.3", "v25.2.0"):
+                push_image(seqera, f"private/nf-tower-enterprise/{repo}", tag, user="seqera-bot")
+    return {"upstream": root / "upstream" / "data", "seqera": root / "seqera" / "data"}
+
+
+@pytest.fixture
+def bed(
+    seeded: dict[str, Path],
+    registry_factory: Callable[..., RegistryServer],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Bed]:
+    shutil.copytree(seeded["upstream"], tmp_path / "upstream" / "data")
+    shutil.copytree(seeded["seqera"], tmp_path / "seqera" / "data")
+    with (
+        start_registry(tmp_path / "upstream") as upstream,
+        start_registry(tmp_path / "seqera", users=dict(SEQERA_USERS)) as seqera,
+    ):
+        backing = registry_factory()
+        for name, value in {
+            "HARBOR_USER": "admin",
+            "HARBOR_PASSWORD": HARBOR_CANARY,
+            "DOCKERHUB_USER": "hub-bot",
+            "DOCKERHUB_TOKEN": DOCKERHUB_CANARY,
+            "SEQERA_USER": "seqera-bot",
+            "SEQERA_TOKEN": SEQERA_CANARY,
+        }.items():
+            monkeypatch.setenv(name, value)
+        upstreams = {
+            "hub.docker.com": upstream,
+            "quay.io": upstream,
+            "public.cr.seqera.io": upstream,
+            "cr.seqera.io": seqera,
+        }
+        with HarborEmulator(backing, upstreams=upstreams, users={"admin": HARBOR_CANARY}) as emu:
+            yield Bed(emu, upstream, seqera, backing)
+            emu.wait_idle()
+
+
+def _changes(plan: Plan) -> list[tuple[str, str, str]]:
+    return sorted((c.action, c.resource, c.id) for t in plan.targets for c in t.changes)
+
+
+def _copied(plan: Plan) -> dict[str, tuple[str, list[str]]]:
+    return {
+        c.destination.split("/", 1)[1]: (c.engine, [t.tag for t in c.tags])
+        for t in plan.targets
+        for c in t.copies
+    }
+
+
+def _notes(plan: Plan) -> str:
+    return "\n".join(n.message for t in plan.targets for n in t.notes)
+
+
+def _run(ctx: RunContext, **kwargs: Any) -> tuple[Plan, Plan]:
+    """plan → apply → plan again; returns the first and the second plan."""
+    first = engine.plan(ctx, **kwargs)
+    result = engine.apply(ctx, first)
+    assert result.ok, result.failures
+    return first, engine.plan(ctx, **kwargs)
+
+
+def _seqera_dc1(bed: Bed, tmp_path: Path, edit: Callable[[str], str] = lambda text: text) -> RunContext:
+    spec = tmp_path / "seqera.yaml"
+    spec.write_text(edit((ROOT / "examples" / "seqera.yaml").read_text()))
+    return bed.ctx(load_spec(spec))
+
+
+# --- the examples ------------------------------------------------------------------------------
+
+
+def test_harbor_example_applies_natively_and_converges(bed: Bed) -> None:
+    ctx = bed.ctx(load_spec(ROOT / "examples" / "harbor.yaml"))
+    seeded = len(request_log(bed.upstream))
+
+    first, second = _run(ctx)
+
+    assert _changes(first) == [
+        ("create", "project", "vendor"),
+        ("create", "proxy-cache-project", "vendor-docker.io"),
+        ("create", "proxy-cache-project", "vendor-quay.io"),
+        ("create", "registry-endpoint", "mirrorspec-vendor-cr.seqera.io"),
+        ("create", "registry-endpoint", "mirrorspec-vendor-docker.io"),
+        ("create", "registry-endpoint", "mirrorspec-vendor-quay.io"),
+        ("create", "replication-policy", BACKEND),
+        ("create", "replication-policy", "mirrorspec/vendor/docker.io/bitnami/postgresql"),
+    ]
+    assert _copied(first) == {
+        "vendor/docker.io/bitnami/postgresql": (ENGINE, ["16.1.0", "16.2.0"]),
+        "vendor/cr.seqera.io/private/nf-tower-enterprise/backend": (ENGINE, ["v25.1.0", "v25.1.3"]),
+    }
+    notes = _notes(first)
+    assert "pull vendor-docker.io/library/redis; Harbor cannot serve vendor/docker.io/library/redis" in notes
+    assert "deletes artifacts not pulled within 7 days" in notes
+    assert "docker.io/bitnami/postgresql: a proxy-cache project cannot filter tags" in notes
+    assert "apply --rotate-credentials" in notes
+    assert second.empty, _changes(second)
+
+    # What Harbor stores is exactly the selected versions, nothing else.
+    assert bed.stored_repositories() == [
+        "vendor/cr.seqera.io/private/nf-tower-enterprise/backend",
+        "vendor/docker.io/bitnami/postgresql",
+    ]
+    assert bed.stored_tags("vendor/docker.io/bitnami/postgresql") == ["16.1.0", "16.2.0"]
+    assert engine.audit(ctx, content=True).in_sync
+    by_mirrorspec = list(bed.emu.requests)
+
+    # What Harbor is configured with, read back through its API.
+    endpoints = {r["name"]: r for r in bed.get("/registries")}
+    hub = endpoints["mirrorspec-vendor-docker.io"]
+    assert (hub["type"], hub["url"]) == ("docker-hub", "https://hub.docker.com")
+    assert hub["credential"] == {"type": "basic", "access_key": "hub-bot", "access_secret": "*****"}
+    assert hub["description"] == "managed-by: mirrorspec; project vendor"
+    assert endpoints["mirrorspec-vendor-quay.io"]["type"] == "docker-registry"
+    assert bed.emu.stored_secret("mirrorspec-vendor-cr.seqera.io") == SEQERA_CANARY
+    policy = bed.policy("mirrorspec/vendor/docker.io/bitnami/postgresql")
+    assert policy["filters"] == [
+        {"type": "name", "value": "bitnami/postgresql"},
+        {"type": "tag", "value": "{16.1.0,16.2.0}", "decoration": "matches"},
+    ]
+    assert (policy["dest_namespace"], policy["dest_namespace_replace_count"]) == ("vendor/docker.io", 0)
+    assert policy["trigger"] == {"type": "scheduled", "trigger_settings": {"cron": "0 0 2 * * *"}}
+    assert (policy["enabled"], policy["override"], policy["deletion"]) == (True, True, False)
+    proxies = {p["name"]: p for p in bed.get("/projects") if p.get("registry_id")}
+    assert proxies["vendor-docker.io"]["registry_id"] == hub["id"]
+    assert set(proxies) == {"vendor-docker.io", "vendor-quay.io"}
+
+    # Cached repositories were never listed upstream; names were exact, so no _catalog.
+    during = request_log(bed.upstream)[seeded:]
+    assert not [line for line in during if "_catalog" in line or "node-exporter" in line or "/redis/" in line]
+    # The client: no cookies, an X-Request-Id per call, pages of 100.
+    assert not [r for r in by_mirrorspec if r.sent_cookie]
+    assert all(r.request_id for r in by_mirrorspec)
+    lists = [
+        r
+        for r in by_mirrorspec
+        if r.operation in ("listRegistries", "listReplicationPolicies", "listProjects")
+    ]
+    assert lists and all(r.query.get("page_size") == ["100"] for r in lists)
+    for text in (to_json(first), to_json(second)):
+        for canary in (HARBOR_CANARY, DOCKERHUB_CANARY, SEQERA_CANARY):
+            assert canary not in text
+    ctx.close()
+
+
+def test_seqera_example_harbor_target_mirrors_chart_closure_and_images(bed: Bed, tmp_path: Path) -> None:
+    ctx = _seqera_dc1(bed, tmp_path)
+
+    first, second = _run(ctx, targets=["dc1"])
+
+    assert _copied(first) == {
+        "vendor/public.cr.seqera.io/charts/platform": (ENGINE, ["1.2.0", "1.5.3"]),
+        "vendor/public.cr.seqera.io/charts/redis": (ENGINE, ["18.0.1"]),
+        "vendor/cr.seqera.io/private/nf-tower-enterprise/backend": (ENGINE, ["v25.1.0", "v25.1.3"]),
+        "vendor/cr.seqera.io/private/nf-tower-enterprise/frontend": (ENGINE, ["v25.1.0", "v25.1.3"]),
+    }
+    assert [c for c in _changes(first) if c[1] == "replication-policy"] == [
+        ("create", "replication-policy", BACKEND),
+        ("create", "replication-policy", FRONTEND),
+        ("create", "replication-policy", PLATFORM),
+        ("create", "replication-policy", REDIS_CHART),
+    ]
+    assert second.empty, _changes(second)
+    assert bed.stored_tags("vendor/public.cr.seqera.io/charts/platform") == ["1.2.0", "1.5.3"]
+    assert bed.stored_tags("vendor/public.cr.seqera.io/charts/redis") == ["18.0.1"]
+    assert bed.stored_tags("vendor/cr.seqera.io/private/nf-tower-enterprise/frontend") == [
+        "v25.1.0",
+        "v25.1.3",
+    ]
+    assert len(bed.stored_repositories()) == 4
+    assert engine.audit(ctx, targets=["dc1"], content=True).in_sync
+    assert bed.policy(PLATFORM)["filters"][1]["value"] == "{1.2.0,1.5.3}"
+    # Each changed policy ran once; the copies found their tags already there.
+    assert len(bed.get("/replication/executions", page_size=100)) == 4
+    ctx.close()
+
+
+def test_a_new_upstream_version_updates_the_tag_filter_on_the_next_plan(bed: Bed, tmp_path: Path) -> None:
+    ctx = _seqera_dc1(bed, tmp_path)
+    _run(ctx, targets=["dc1"])
+    redis = [{"name": "redis", "version": "~18.0.0", "repository": "oci://public.cr.seqera.io/charts"}]
+    push_chart(bed.upstream, "charts/platform", "1.6.0", dependencies=redis)
+
+    first, second = _run(ctx, targets=["dc1"])
+
+    (change,) = first.targets[0].changes
+    assert (change.action, change.resource, change.id) == ("update", "replication-policy", PLATFORM)
+    assert change.reason == "differs in filters"
+    assert change.after is not None
+    assert change.after["filters"][1]["value"] == "{1.2.0,1.5.3,1.6.0}"
+    assert _copied(first) == {"vendor/public.cr.seqera.io/charts/platform": (ENGINE, ["1.6.0"])}
+    assert second.empty
+    assert bed.stored_tags("vendor/public.cr.seqera.io/charts/platform") == ["1.2.0", "1.5.3", "1.6.0"]
+    # The PUT carried the whole policy: nothing fell back to Harbor's zero values.
+    (put,) = [r for r in bed.emu.requests if r.operation == "updateReplicationPolicy"]
+    assert {"enabled", "dest_namespace_replace_count", "deletion", "replicate_deletion", "trigger"} <= set(
+        put.body
+    )
+    assert put.body["enabled"] is True and put.body["dest_namespace_replace_count"] == 0
+    assert bed.policy(PLATFORM)["enabled"] is True
+    ctx.close()
+
+
+# --- ownership -------------------------------------------------------------------------------
+
+
+def test_foreign_policies_and_endpoints_survive_apply_and_prune(bed: Bed, tmp_path: Path) -> None:
+    foreign_endpoint = {
+        "name": "team-a-upstream",
+        "type": "docker-registry",
+        "url": "https://public.cr.seqera.io",
+        "description": "owned by team a",
+    }
+    assert bed.emu.api("POST", "/registries", json_body=foreign_endpoint).status_code == 201
+    (foreign_id,) = [r["id"] for r in bed.get("/registries") if r["name"] == "team-a-upstream"]
+    foreign_policy = {
+        "name": "team-a-charts",
+        "description": "managed-by: mirrorspec",  # looks like ours, but lands outside our project
+        "src_registry": {"id": foreign_id},
+        "dest_namespace": "team-a",
+        "filters": [{"type": "name", "value": "charts/**"}],
+        "trigger": {"type": "manual"},
+        "enabled": True,
+    }
+    assert bed.emu.api("POST", "/replication/policies", json_body=foreign_policy).status_code == 201
+    before = {"endpoint": bed.get(f"/registries/{foreign_id}"), "policy": bed.policy("team-a-charts")}
+
+    ctx = _seqera_dc1(bed, tmp_path)
+    _run(ctx, targets=["dc1"])
+    # Drop the charts from the spec and prune: our policies for them go, nothing else does.
+    pruned = _seqera_dc1(
+        bed, tmp_path, lambda text: text.replace('versions: ">=1.2.0 <2.0.0"', 'versions: ">=9.0.0"')
+    )
+    first, second = _run(pruned, targets=["dc1"], prune=True)
+
+    # In dependency order: the policies first, then the endpoint they used.
+    assert [(c.action, c.resource, c.id) for c in first.targets[0].changes if c.action == "delete"] == [
+        ("delete", "replication-policy", PLATFORM),
+        ("delete", "replication-policy", REDIS_CHART),
+        ("delete", "registry-endpoint", "mirrorspec-vendor-public.cr.seqera.io"),
+    ]
+    assert second.empty
+    after = {"endpoint": bed.get(f"/registries/{foreign_id}"), "policy": bed.policy("team-a-charts")}
+    assert after == before
+    audit = engine.audit(pruned, targets=["dc1"])
+    ownership = {(r.kind, r.id): r.managed for r in audit.targets[0].resources}
+    assert ownership[("replication-policy", "team-a-charts")] is False
+    assert ownership[("registry-endpoint", "team-a-upstream")] is False
+    assert ownership[("replication-policy", BACKEND)] is True
+    assert audit.targets[0].in_sync
+
+
+def test_pruning_an_endpoint_a_foreign_policy_uses_is_a_one_line_conflict(bed: Bed, tmp_path: Path) -> None:
+    ctx = _seqera_dc1(bed, tmp_path)
+    _run(ctx, targets=["dc1"])
+    ours = next(r for r in bed.get("/registries") if r["name"] == "mirrorspec-vendor-public.cr.seqera.io")
+    borrowed = {
+        "name": "team-b-borrows",
+        "src_registry": {"id": ours["id"]},
+        "dest_namespace": "team-b",
+        "filters": [{"type": "name", "value": "charts/redis"}],
+        "enabled": True,
+    }
+    assert bed.emu.api("POST", "/replication/policies", json_body=borrowed).status_code == 201
+
+    pruned = _seqera_dc1(
+        bed, tmp_path, lambda text: text.replace('versions: ">=1.2.0 <2.0.0"', 'versions: ">=9.0.0"')
+    )
+    result = engine.apply(pruned, engine.plan(pruned, targets=["dc1"], prune=True))
+
+    (failure,) = result.failures
+    assert "\n" not in failure
+    assert failure.startswith(
+        "dc1: delete registry-endpoint mirrorspec-vendor-public.cr.seqera.io: "
+        "Harbor DELETE /registries/2: HTTP 412 PRECONDITION: "
+    )
+    assert "it is used by a replication policy or a proxy-cache project" in failure
+    assert bed.policy("team-b-borrows")["src_registry"]["id"] == ours["id"]
+    assert result.changed == 2  # our two policies were deleted
+
+
+def test_a_foreign_endpoint_with_our_name_is_refused_at_plan_time(bed: Bed, tmp_path: Path) -> None:
+    squatter = {"name": "mirrorspec-vendor-cr.seqera.io", "type": "docker-registry", "url": "https://quay.io"}
+    assert bed.emu.api("POST", "/registries", json_body=squatter).status_code == 201
+    with pytest.raises(ProviderConflict) as caught:
+        engine.plan(_seqera_dc1(bed, tmp_path), targets=["dc1"])
+    assert "registry-endpoint named mirrorspec-vendor-cr.seqera.io exists and is not managed" in str(
+        caught.value
+    )
+
+
+# --- failures are one line, and nothing is left half-done unreported ------------------------
+
+
+def test_an_upstream_harbor_cannot_reach_is_a_one_line_error(bed: Bed) -> None:
+    push_image(bed.upstream, "acme/app", "1.0")  # mirrorspec reaches ghcr.io; "Harbor" cannot
+    spec = parse_spec(
+        "version: 1\n"
+        "credentials:\n  harbor-admin:\n    username: {env: HARBOR_USER}\n"
+        "    password: {env: HARBOR_PASSWORD}\n"
+        "sources:\n"
+        "  - registry: ghcr.io\n    repositories:\n      - name: acme/app\n        tags: ['1.0']\n"
+        "  - registry: quay.io\n    repositories:\n      - name: prometheus/node-exporter\n"
+        "        tags: ['v1.8.0']\n"
+        "targets:\n"
+        f"  - {{name: dc1, type: harbor, url: 'https://{HARBOR_HOST}', project: vendor, "
+        "credentials: harbor-admin}\n"
+    )
+    ctx = bed.ctx(spec)
+
+    result = engine.apply(ctx, engine.plan(ctx))
+
+    assert all("\n" not in f for f in result.failures)
+    endpoint_failure, policy_failure, copy_failure, *per_tag = result.failures
+    # The engine may also name each tag the native copy left missing.
+    assert all("ghcr.io/acme/app:1.0 has no manifest" in f for f in per_tag)
+    assert endpoint_failure.startswith(
+        "dc1: create registry-endpoint mirrorspec-vendor-ghcr.io: Harbor POST /registries: "
+        "HTTP 400 BAD_REQUEST: the registry is unhealthy "
+        "(Harbor could not reach https://ghcr.io with these credentials: check the URL"
+    )
+    assert "registry endpoint mirrorspec-vendor-ghcr.io does not exist" in policy_failure
+    assert "no replication policy mirrorspec/vendor/ghcr.io/acme/app lists 1.0" in copy_failure
+    # The reachable upstream was mirrored; nothing was created for the unreachable one.
+    assert bed.stored_tags("vendor/quay.io/prometheus/node-exporter") == ["v1.8.0"]
+    assert [r["name"] for r in bed.get("/registries")] == ["mirrorspec-vendor-quay.io"]
+    assert [p["name"] for p in bed.get("/replication/policies")] == [
+        "mirrorspec/vendor/quay.io/prometheus/node-exporter"
+    ]
+    again = engine.plan(ctx)
+    assert [c[2] for c in _changes(again)] == [
+        "mirrorspec-vendor-ghcr.io",
+        "mirrorspec/vendor/ghcr.io/acme/app",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cron", "message"),
+    [
+        ("0 */6 * * *", "schedule: Harbor cron has 6 fields (seconds first)"),
+        ("30 0 2 * * *", "schedule: Harbor requires the seconds field to be 0, found '30'"),
+        ("0 * 2 * * *", "schedule: Harbor refuses '*' in the minutes field"),
+        ("0 0 2 * * 8", "schedule: day-of-week field '8': '8' is outside 0-6"),
+    ],
+)
+def test_a_bad_cron_is_a_one_line_spec_error(cron: str, message: str) -> None:
+    text = (ROOT / "examples" / "harbor.yaml").read_text().replace('"0 0 2 * * *"', f'"{cron}"')
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text, filename="harbor.yaml")
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith("harbor.yaml:52:15: targets[0] (name='dc1') › ")
+    assert message in str(caught.value)
+
+
+def test_a_repository_needing_a_wildcard_name_filter_is_refused(bed: Bed) -> None:
+    ctx = bed.ctx(load_spec(ROOT / "examples" / "harbor.yaml"))
+    target = ctx.spec.target("dc1")
+    wildcard = Artifact("docker.io", "bitnami/*", "16.1.0", "sha256:" + "0" * 64)
+    with pytest.raises(ProviderError) as caught:
+        harbor.translate([wildcard], target, ctx)
+    assert str(caught.value) == (
+        "docker.io/bitnami/* would need a wildcard name filter, which makes Harbor list the upstream's "
+        "whole _catalog (GHCR refuses it): name repositories exactly"
+    )
+
+
+def test_an_execution_that_matches_nothing_fails_the_apply(bed: Bed) -> None:
+    ctx = bed.ctx(
+        parse_spec(
+            "version: 1\n"
+            "credentials:\n  harbor-admin:\n    username: {env: HARBOR_USER}\n"
+            "    password: {env: HARBOR_PASSWORD}\n"
+            "sources:\n  - registry: docker.io\n    repositories:\n      - name: bitnami/postgresql\n"
+            "        versions: '^16.0.0'\n"
+            f"targets:\n  - {{name: dc1, type: harbor, url: 'https://{HARBOR_HOST}', project: vendor, "
+            "credentials: harbor-admin}\n"
+        )
+    )
+    plan = engine.plan(ctx)
+    for tag in ("16.1.0", "16.2.0"):  # gone upstream between plan and apply
+        delete_tag(bed.upstream, "bitnami/postgresql", tag)
+
+    result = engine.apply(ctx, plan)
+
+    # The policy's own run, and the copy's run: each "succeeded" with nothing, each one line.
+    policy_failure, copy_failure, *per_tag = result.failures
+    assert policy_failure.startswith(
+        "dc1: create replication-policy mirrorspec/vendor/docker.io/bitnami/postgresql"
+    )
+    for failure in (policy_failure, copy_failure):
+        assert "succeeded but matched nothing upstream (Harbor reports success for an empty run)" in failure
+    assert all("\n" not in f for f in result.failures)
+    assert all("has no manifest" in f for f in per_tag)
+    assert copy_failure.startswith("dc1: harbor-replication docker.io/bitnami/postgresql")
+    assert bed.stored_repositories() == []
+
+
+def test_a_failed_execution_fails_the_apply_with_the_task_log(bed: Bed, tmp_path: Path) -> None:
+    ctx = _seqera_dc1(bed, tmp_path)
+    _run(ctx, targets=["dc1"])
+    redis = [{"name": "redis", "version": "~18.0.0", "repository": "oci://public.cr.seqera.io/charts"}]
+    push_chart(bed.upstream, "charts/platform", "1.6.0", dependencies=redis)
+    plan = engine.plan(ctx, targets=["dc1"])
+    # The new chart's package blob is lost upstream after the plan: listing works, copying not.
+    manifest = requests.get(
+        f"{bed.upstream.url}/v2/charts/platform/manifests/1.6.0",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+        timeout=10,
+    ).json()
+    layer = manifest["layers"][0]["digest"]
+    assert (
+        requests.delete(f"{bed.upstream.url}/v2/charts/platform/blobs/{layer}", timeout=10).status_code == 202
+    )
+
+    result = engine.apply(ctx, plan)
+
+    # The changed policy's run, the copy's own run (and, from the engine, each tag still missing).
+    assert len(result.failures) >= 2
+    policy_failure = result.failures[0]
+    assert "\n" not in policy_failure
+    assert policy_failure.startswith(f"dc1: update replication-policy {PLATFORM}: replication execution ")
+    assert " ended Failed: charts/platform [3 item(s) in total]: copying charts/platform:1.6.0 failed" in (
+        policy_failure
+    )
+    assert bed.stored_tags("vendor/public.cr.seqera.io/charts/platform") == ["1.2.0", "1.5.3"]
+
+
+# --- credentials -----------------------------------------------------------------------------
+
+
+def test_masked_secrets_are_re_sent_only_with_rotate_credentials(
+    bed: Bed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = _seqera_dc1(bed, tmp_path)
+    _run(ctx, targets=["dc1"])
+    rotated = "rotated-" + SEQERA_CANARY
+    hashed = bcrypt.hashpw(rotated.encode(), bcrypt.gensalt(rounds=4)).decode()
+    (bed.seqera.workdir / "htpasswd").write_text(f"seqera-bot:{hashed}\n")
+    bed.seqera.users["seqera-bot"] = rotated
+    monkeypatch.setenv("SEQERA_TOKEN", rotated)
+
+    unseen = engine.plan(_seqera_dc1(bed, tmp_path), targets=["dc1"])
+    assert unseen.empty  # Harbor answers "*****": the drift cannot be seen
+    assert "a changed upstream password cannot be detected" in _notes(unseen)
+
+    rotating = _seqera_dc1(bed, tmp_path)
+    rotating.rotate_credentials = True  # type: ignore[attr-defined]  # `apply --rotate-credentials`
+    first = engine.plan(rotating, targets=["dc1"])
+    # Only endpoints with credentials have a secret to re-send (public.cr.seqera.io has none).
+    assert _changes(first) == [("update", "registry-endpoint", "mirrorspec-vendor-cr.seqera.io")]
+    (change,) = first.targets[0].changes
+    assert change.reason == "differs in secret" and change.after is not None
+    assert rotated not in to_json(first)
+    assert engine.apply(rotating, first).ok
+    assert bed.emu.stored_secret("mirrorspec-vendor-cr.seqera.io") == rotated
+
+    # With the new secret Harbor can replicate again.
+    push_image(bed.seqera, "private/nf-tower-enterprise/frontend", "v25.1.9", user="seqera-bot")
+    _, second = _run(_seqera_dc1(bed, tmp_path), targets=["dc1"])
+    assert second.empty
+    assert "v25.1.9" in bed.stored_tags("vendor/cr.seqera.io/private/nf-tower-enterprise/frontend")
+
+
+def test_wrong_harbor_credentials_are_a_one_line_auth_error(
+    bed: Bed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HARBOR_PASSWORD", "not-the-password")
+    with pytest.raises(ProviderAuthError) as caught:
+        engine.plan(_seqera_dc1(bed, tmp_path), targets=["dc1"])
+    message = str(caught.value)
+    assert message.startswith(
+        "Harbor GET /registries: HTTP 401 UNAUTHORIZED: unauthorized (check the target's credentials"
+    )
+    assert "\n" not in message and "not-the-password" not in message
+
+
+# --- scale: pagination and split filters -----------------------------------------------------
+
+
+def test_observe_reads_every_page(bed: Bed, tmp_path: Path) -> None:
+    for i in range(105):
+        body = {"name": f"other-{i:03d}", "type": "docker-registry", "url": "https://quay.io"}
+        assert bed.emu.api("POST", "/registries", json_body=body).status_code == 201
+
+    audit = engine.audit(_seqera_dc1(bed, tmp_path), targets=["dc1"])
+
+    endpoints = [r for r in audit.targets[0].resources if r.kind == "registry-endpoint"]
+    assert len(endpoints) == 105 and not any(r.managed for r in endpoints)
+    pages = [r.query for r in bed.emu.requests if r.operation == "listRegistries"]
+    assert pages == [{"page": ["1"], "page_size": ["100"]}, {"page": ["2"], "page_size": ["100"]}]
+
+
+def test_a_long_tag_list_is_split_across_policies(
+    bed: Bed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(harbor, "MAX_TAG_FILTER", 12)  # "{1.2.0,1.5.3}" is 13 characters
+    ctx = _seqera_dc1(bed, tmp_path)
+
+    first, second = _run(ctx, targets=["dc1"])
+
+    policies = [c[2] for c in _changes(first) if c[1] == "replication-policy"]
+    assert PLATFORM in policies and PLATFORM + "#2" in policies
+    assert bed.policy(PLATFORM)["filters"][1]["value"] == "1.2.0"
+    assert bed.policy(PLATFORM + "#2")["filters"][1]["value"] == "1.5.3"
+    assert bed.policy(PLATFORM + "#2")["description"].endswith("; part 2/2")
+    assert second.empty
+    assert bed.stored_tags("vendor/public.cr.seqera.io/charts/platform") == ["1.2.0", "1.5.3"]
+
+
+# --- cache mode ------------------------------------------------------------------------------
+
+
+def test_dropping_a_cached_upstream_prunes_its_proxy_project_then_its_endpoint(
+    bed: Bed, tmp_path: Path
+) -> None:
+    ctx = bed.ctx(load_spec(ROOT / "examples" / "harbor.yaml"))
+    _run(ctx)
+    text = (ROOT / "examples" / "harbor.yaml").read_text()
+    without_quay = text.replace(
+        "  - registry: quay.io\n    repositories:\n"
+        "      - name: prometheus/node-exporter\n        all-tags: true\n",
+        "",
+    )
+    spec = tmp_path / "harbor.yaml"
+    spec.write_text(without_quay)
+
+    first, second = _run(bed.ctx(load_spec(spec)), prune=True)
+
+    deletes = [(c.action, c.resource, c.id) for t in first.targets for c in t.changes]
+    assert deletes == [
+        ("delete", "proxy-cache-project", "vendor-quay.io"),
+        ("delete", "registry-endpoint", "mirrorspec-vendor-quay.io"),
+    ]
+    assert second.empty
+    assert "vendor-quay.io" not in [p["name"] for p in bed.get("/projects")]
+
+
+# --- the error boundary ----------------------------------------------------------------------
+
+
+def _subclasses(cls: type[BaseException]) -> set[type[BaseException]]:
+    found = set()
+    for sub in cls.__subclasses__():
+        found |= {sub, *_subclasses(sub)}
+    return found
+
+
+def test_every_requests_exception_is_mapped_to_a_provider_error() -> None:
+    target = parse_spec(
+        "version: 1\nsources:\n  - registry: quay.io\n    repositories:\n      - {name: a/b, tags: ['1']}\n"
+        "targets:\n  - {name: dc1, type: harbor, url: 'https://h.example.com', project: p}\n"
+    ).target("dc1")
+    classes = {
+        c for c in _subclasses(requests.exceptions.RequestException) if c.__module__.startswith("requests")
+    }
+    assert requests.exceptions.SSLError in classes and requests.exceptions.ReadTimeout in classes
+    for cls in sorted(classes, key=lambda c: c.__name__):
+        try:
+            error = cls("boom")
+        except TypeError:  # JSONDecodeError wants (msg, doc, pos)
+            error = cls("boom", "", 0)
+        with pytest.raises(ProviderError) as caught, harbor._mapped(target, "observe"):
+            raise error
+        assert caught.value.target == "dc1" and caught.value.provider == "harbor"
+    statuses = {401: ProviderAuthError, 403: ProviderAuthError, 409: ProviderConflict, 412: ProviderConflict}
+    for status, kind in statuses.items():
+        with pytest.raises(kind), harbor._mapped(target, "apply"):
+            raise harbor._HarborError(status, "X", "no")
+
+
+def test_adapter_types_by_upstream_host() -> None:
+    assert harbor.adapter_of("docker.io") == ("docker-hub", "https://hub.docker.com")
+    assert harbor.adapter_of("index.docker.io") == ("docker-hub", "https://hub.docker.com")
+    assert harbor.adapter_of("ghcr.io") == ("github-ghcr", "https://ghcr.io")
+    assert harbor.adapter_of("mycompany.azurecr.io")[0] == "azure-acr"
+    assert harbor.adapter_of("123456789012.dkr.ecr.eu-west-1.amazonaws.com")[0] == "aws-ecr"
+    assert harbor.adapter_of("europe-docker.pkg.dev")[0] == "google-gcr"
+    assert harbor.adapter_of("gcr.io")[0] == "google-gcr"
+    assert harbor.adapter_of("quay.io") == ("docker-registry", "https://quay.io")
+    assert harbor.adapter_of("registry.example.com:5000") == (
+        "docker-registry",
+        "https://registry.example.com:5000",
+    )
