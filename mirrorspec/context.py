@@ -65,6 +65,7 @@ class RunContext:
     rotate_credentials: bool = False
     _clients: dict[Endpoint, RegistryClient] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _sources: dict[str, Endpoint] = field(default_factory=dict, repr=False)
     _azure: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
 
     def endpoint(
@@ -86,9 +87,16 @@ class RunContext:
         Hosts reached only through Helm dependencies have no entry and are read anonymously.
         """
         wanted = paths.normalize_registry(host)
+        # Asked once per tag listing and per digest: resolving credentials and the CA path
+        # each time showed up in profiles of large plans (bench B3).
+        with self._lock:
+            cached = self._sources.get(wanted)
+        if cached is not None:
+            return cached
+        endpoint = self.reach(Endpoint(host))
         for source in self.spec.sources:
             if paths.normalize_registry(source.registry) == wanted:
-                return self.reach(
+                endpoint = self.reach(
                     self.endpoint(
                         source.registry,
                         credentials=source.credentials,
@@ -96,7 +104,9 @@ class RunContext:
                         ca_bundle=source.ca_bundle,
                     )
                 )
-        return self.reach(Endpoint(host))
+                break
+        with self._lock:
+            return self._sources.setdefault(wanted, endpoint)
 
     def reach(self, endpoint: Endpoint) -> Endpoint:
         """Where `endpoint` is really reached: an override keeps its credentials."""
