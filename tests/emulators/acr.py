@@ -2,7 +2,8 @@
 
 No Microsoft emulator exists for the ACR management API (research/acr.md §4.4), so this one
 is written against the official spec: every request is checked with
-:mod:`emulators.arm_contract` against ``shared/azure/containerregistry-2023-07-01.json``
+:mod:`emulators.arm_contract` against
+``tests/contracts/azure/containerregistry-2023-07-01.json`` (a verbatim copy of ``shared/azure/``)
 (path, ``api-version``, body) and so is every response the emulator sends. A request the spec
 rejects is answered 400 with ARM's error body and recorded in :attr:`AcrEmulator.violations`;
 a response that breaks the spec is an emulator bug (500, :attr:`AcrEmulator.internal_errors`).
@@ -90,7 +91,7 @@ from .arm_contract import ArmSpec, Operation
 __all__ = ["API_VERSION", "TOKEN_USER", "AcrEmulator", "ArmError", "EmulatorBug", "StaticTokenCredential"]
 
 API_VERSION = "2023-07-01"
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "azure" / "containerregistry-2023-07-01.json"
+SPEC = Path(__file__).resolve().parents[1] / "contracts" / "azure" / "containerregistry-2023-07-01.json"
 TOKEN_USER = "00000000-0000-0000-0000-000000000000"
 MAX_CACHE_RULES = 1000
 PROVIDER = "Microsoft.ContainerRegistry"

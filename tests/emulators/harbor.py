@@ -121,10 +121,10 @@ __all__ = [
     "is_specific_path",
 ]
 
-# The saved contract, next to this repository (DESIGN: ../shared/harbor/swagger.yaml).
+# The official contract, saved verbatim in tests/contracts/ (a copy of shared/harbor/swagger.yaml).
 SWAGGER_PATH = Path(
     os.environ.get(
-        "HARBOR_SWAGGER", Path(__file__).resolve().parents[3] / "shared" / "harbor" / "swagger.yaml"
+        "HARBOR_SWAGGER", Path(__file__).resolve().parents[1] / "contracts" / "harbor" / "swagger.yaml"
     )
 )
 BASE = "/api/v2.0"
