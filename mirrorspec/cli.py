@@ -247,6 +247,36 @@ def render_skopeo(spec_file: Path, target: str, workers: int) -> None:
     click.echo(rendermod.to_yaml(documents), nl=False)
 
 
+@render.command("terraform")
+@SPEC
+@click.option("--target", "-t", "target", required=True, metavar="NAME", help="The target to render for.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the .tf.json here (replacing it) instead of stdout.",
+)
+@WORKERS
+def render_terraform(spec_file: Path, target: str, output: Path | None, workers: int) -> None:
+    """Terraform JSON (.tf.json) for the target's native rules, exactly as apply would create them.
+
+    Secrets become sensitive variables, never values. What Terraform cannot express (copies,
+    imports, ACR geo-replication) is listed in the file's top-level "//" comment and on stderr.
+    Reads the upstream registries to resolve versions; never the target.
+    """
+    from .render_terraform import render as render_tf
+
+    with _run(spec_file, workers) as ctx:
+        rendered = render_tf(ctx, ctx.spec.target(target), spec_name=str(spec_file))
+    for note in rendered.notes:
+        click.echo(f"{'warning' if note.level == 'warning' else 'note'}: {redact(note.message)}", err=True)
+    if output is None:
+        click.echo(rendered.to_json(), nl=False)
+        return
+    output.write_text(rendered.to_json(), encoding="utf-8")
+    click.echo(f"wrote {output}", err=True)
+
+
 @cli.command("terraform-external")
 def terraform_external() -> None:
     """Terraform `external` data source: a JSON query on stdin, a JSON object of strings on stdout.

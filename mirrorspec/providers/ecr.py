@@ -63,6 +63,7 @@ __all__ = [
     "copy",
     "endpoint",
     "observe",
+    "secret_credentials",
     "translate",
     "upstream_of",
 ]
@@ -442,6 +443,20 @@ def _wanted_secret_values(target: EcrTarget, ctx: RunContext) -> dict[str, Basic
         name = f"{SECRET_PREFIX}mirrorspec/{target.name}/{paths.host_segment(source.registry)}"
         values[name] = resolve_basic_auth(ctx.spec, source.credentials or "")
     return values
+
+
+def secret_credentials(target: Any, ctx: RunContext) -> dict[str, str]:
+    """Name of each Secrets Manager secret we create → the spec `credentials:` entry whose
+    login it holds; `render terraform` turns these into sensitive variables, never values."""
+    found = {}
+    for source in ctx.spec.sources:
+        upstream = upstream_of(source.registry)
+        credential = ctx.spec.credentials.get(source.credentials or "")
+        if upstream is None or not upstream.needs_secret or credential is None or credential.password is None:
+            continue
+        name = f"{SECRET_PREFIX}mirrorspec/{target.name}/{paths.host_segment(source.registry)}"
+        found[name] = source.credentials or ""
+    return found
 
 
 def _secret_json(auth: BasicAuth) -> str:

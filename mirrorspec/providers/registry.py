@@ -57,9 +57,11 @@ def capabilities(target: Any) -> base.Capabilities:
 
 
 def endpoint(target: Any, ctx: RunContext) -> Endpoint:
-    return ctx.endpoint(
-        target.registry,
-        credentials=target.credentials,
-        insecure=target.insecure,
-        ca_bundle=target.ca_bundle,
+    return ctx.reach(
+        ctx.endpoint(
+            target.registry,
+            credentials=target.credentials,
+            insecure=target.insecure,
+            ca_bundle=target.ca_bundle,
+        )
     )
