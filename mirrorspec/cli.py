@@ -21,7 +21,7 @@ import click
 from . import __version__, engine, output
 from . import spec as specmod
 from .context import RunContext
-from .copy import CopyResult, CopySummary, default_workers, find_skopeo
+from .copy import CopySummary, default_workers, find_skopeo
 from .credentials import redact
 from .errors import MirrorspecError
 from .plan import to_json
@@ -377,68 +377,11 @@ def _confirm(yes: bool, question: str) -> None:
 
 
 def _execute(ctx: RunContext, the_plan: Any, *, copies_only: bool) -> None:
-    """Apply the plan, showing copies as they finish: a progress bar on a terminal, one plain
-    line per copy otherwise (logs, CI). Ends with the totals; exit 1 if anything failed."""
+    """Apply the plan, showing copies as they finish; end with the totals; exit 1 on failure."""
     total = sum(len(c.tags) for t in the_plan.targets for c in t.copies if c.engine == "skopeo")
     skipped = sum(t.up_to_date for t in the_plan.targets)
-    err = output.console(stderr=True)
-    done = failed = 0
-
-    def line(result: CopyResult) -> None:
-        nonlocal done
-        done += 1
-        state = "copied" if result.ok else "FAILED"
-        retried = f", {result.attempts} attempts" if result.attempts > 1 else ""
-        err.print(
-            f"[{done}/{total}] {state} {result.job.destination_ref} ({result.seconds:.1f}s{retried})",
-            markup=False,
-        )
-
-    if total and err.is_terminal:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        columns = (
-            TextColumn("copying"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[failed]} failed"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        real_stderr = sys.stderr
-        with Progress(*columns, console=err) as bar:
-            task = bar.add_task("copying", total=total, failed=0)
-            # Log records (retries, throttling) go through the bar's console, above the bar,
-            # instead of tearing it: rich has swapped sys.stderr for a proxy that does that.
-            handlers = [
-                h
-                for h in logging.getLogger().handlers
-                if isinstance(h, logging.StreamHandler) and h.stream is real_stderr
-            ]
-            for handler in handlers:
-                handler.setStream(sys.stderr)
-
-            def advance(result: CopyResult) -> None:
-                nonlocal failed
-                if not result.ok:
-                    failed += 1
-                    bar.console.print(f"FAILED {result.job.destination_ref}", markup=False)
-                bar.update(task, advance=1, failed=failed)
-
-            try:
-                result = engine.apply(ctx, the_plan, copies_only=copies_only, on_copy=advance)
-            finally:
-                for handler in handlers:
-                    handler.setStream(real_stderr)
-    else:
-        result = engine.apply(ctx, the_plan, copies_only=copies_only, on_copy=line)
+    with output.copy_progress(total) as on_copy:
+        result = engine.apply(ctx, the_plan, copies_only=copies_only, on_copy=on_copy)
     summary = CopySummary.of(result.copied)
     applied = f"{result.changed} change(s), {summary.copied} of {total} tag(s) copied and verified"
     click.echo(f"Applied: {applied}.")

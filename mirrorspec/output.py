@@ -6,8 +6,11 @@ through `redact()` on its way out.
 
 from __future__ import annotations
 
+import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console
@@ -16,7 +19,10 @@ from rich.table import Table
 from .credentials import redact
 from .plan import Audit, Change, ContentCheck, Copy, Plan, TargetAudit, TargetPlan
 
-__all__ = ["audit_markdown", "console", "plan_markdown", "print_audit", "print_plan"]
+if TYPE_CHECKING:
+    from .copy import CopyResult
+
+__all__ = ["audit_markdown", "console", "copy_progress", "plan_markdown", "print_audit", "print_plan"]
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -166,3 +172,68 @@ def audit_markdown(audit: Audit) -> str:
         lines += [f"- **{n.level}**: {redact(n.message)}" for n in target.notes]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+@contextmanager
+def copy_progress(total: int) -> Iterator[Callable[[CopyResult], None]]:
+    """A callback for each finished copy: a progress bar on a terminal, one plain line per
+    copy otherwise (logs, CI), noting retried attempts."""
+    err = console(stderr=True)
+    if not total or not err.is_terminal:
+        done = 0
+
+        def line(result: CopyResult) -> None:
+            nonlocal done
+            done += 1
+            state = "copied" if result.ok else "FAILED"
+            retried = f", {result.attempts} attempts" if result.attempts > 1 else ""
+            err.print(
+                f"[{done}/{total}] {state} {result.job.destination_ref} ({result.seconds:.1f}s{retried})",
+                markup=False,
+            )
+
+        yield line
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("copying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    real_stderr = sys.stderr
+    failed = 0
+    with Progress(*columns, console=err) as bar:
+        task = bar.add_task("copying", total=total, failed=0)
+        # Log records (retries, throttling) go through the bar's console, above the bar,
+        # instead of tearing it: rich has swapped sys.stderr for a proxy that does that.
+        handlers = [
+            h
+            for h in logging.getLogger().handlers
+            if isinstance(h, logging.StreamHandler) and h.stream is real_stderr
+        ]
+        for handler in handlers:
+            handler.setStream(sys.stderr)
+
+        def advance(result: CopyResult) -> None:
+            nonlocal failed
+            if not result.ok:
+                failed += 1
+                bar.console.print(f"FAILED {result.job.destination_ref}", markup=False)
+            bar.update(task, advance=1, failed=failed)
+
+        try:
+            yield advance
+        finally:
+            for handler in handlers:
+                handler.setStream(real_stderr)
