@@ -1,11 +1,18 @@
-"""B3's ECR half, in a process of its own so that its wall time and peak RSS are mirrorspec's
-alone (the ECR contract emulator and moto run in the harness).
+"""B3's provider halves, each in a process of its own so that its wall time and peak RSS are
+mirrorspec's alone (the provider's emulator runs in the harness, which counts its requests).
 
-`ecr_plan.py EMULATOR_URL SPEC OVERRIDES_JSON` plans SPEC with every boto3 client pointed at
-the emulator (one new client per `ctx.aws_client` call, as RunContext does in production) and
-prints JSON: seconds spent in `engine.plan`, AWS API calls per operation (counted from
-botocore's `before-send` events, i.e. real HTTP requests, retries included), clients built,
-changes and tags planned.
+`provider_plan.py TYPE SPEC OVERRIDES_JSON [API_JSON]` plans SPEC with the `RunContext` a test
+bed gives it and prints JSON: seconds spent in `engine.plan`, changes and tags planned, and
+SDK clients built. TYPE says what API_JSON holds and how the management API is reached:
+
+- `ecr`: `{"url": …}`; every boto3 client points at the ECR contract emulator (one new client
+  per `ctx.aws_client` call, as RunContext does in production). AWS API calls per operation are
+  counted here, from botocore's `before-send` events (real HTTP requests, retries included),
+  and printed as `api_calls`.
+- `acr`: `{"url": …, "ca_file": …, "token": …}`; the Azure SDK client points at the ARM
+  emulator with a static bearer token. The emulator records the calls (`AcrEmulator.calls`).
+- `harbor`: no API_JSON; the spec's Harbor URL is reached through OVERRIDES_JSON like any
+  registry. The emulator records the calls (`HarborEmulator.requests`).
 """
 
 from __future__ import annotations
@@ -16,36 +23,82 @@ import time
 from collections import Counter
 from typing import Any
 
+calls: Counter[str] = Counter()
+clients = 0
 
-def main() -> None:
-    url, spec_path, overrides_json = sys.argv[1:4]
+
+def ecr_factories(api: dict[str, Any]) -> dict[str, Any]:
     import boto3
     from botocore.config import Config
-
-    from mirrorspec import engine
-    from mirrorspec.context import Endpoint, RunContext
-    from mirrorspec.copy import default_workers
-    from mirrorspec.spec import load_spec
-
-    calls: Counter[str] = Counter()
-    clients = 0
 
     def count(event_name: str, **_: Any) -> None:
         calls[event_name.split(".", 1)[1]] += 1
 
     def aws_client(service: str, region: str, profile: str | None) -> Any:
-        nonlocal clients
+        global clients
         clients += 1
         session = boto3.session.Session(
             region_name=region, aws_access_key_id="testing", aws_secret_access_key="testing"
         )
         client = session.client(
             service,
-            endpoint_url=url,
+            endpoint_url=api["url"],
             config=Config(retries={"mode": "standard", "max_attempts": 8}),
         )
         client.meta.events.register("before-send", count)
         return client
+
+    return {"aws_client_factory": aws_client}
+
+
+class StaticToken:
+    """An azure-core TokenCredential that always hands out the emulator's token."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(self.token, int(time.time()) + 3600)
+
+
+def acr_factories(api: dict[str, Any]) -> dict[str, Any]:
+    credential = StaticToken(api["token"])
+
+    def azure_client(subscription: str, target: Any) -> Any:
+        from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+
+        from mirrorspec.context import ACR_API_VERSION
+
+        global clients
+        clients += 1
+        return ContainerRegistryManagementClient(
+            credential,
+            subscription,
+            base_url=api["url"],
+            connection_verify=api["ca_file"],
+            api_version=ACR_API_VERSION,
+            retry_total=0,
+        )
+
+    return {"azure_client_factory": azure_client, "azure_credential_factory": lambda target: credential}
+
+
+def harbor_factories(api: dict[str, Any]) -> dict[str, Any]:
+    return {}  # the Harbor provider reaches its URL through the registry overrides
+
+
+FACTORIES = {"ecr": ecr_factories, "acr": acr_factories, "harbor": harbor_factories}
+
+
+def main() -> None:
+    kind, spec_path, overrides_json = sys.argv[1:4]
+    api = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
+    from mirrorspec import engine
+    from mirrorspec.context import Endpoint, RunContext
+    from mirrorspec.copy import default_workers
+    from mirrorspec.spec import load_spec
 
     overrides = {
         host: Endpoint(value["host"], ca_bundle=value.get("ca_bundle"))
@@ -54,8 +107,8 @@ def main() -> None:
     ctx = RunContext(
         load_spec(spec_path),
         workers=default_workers(),
-        aws_client_factory=aws_client,
         registry_overrides=overrides,
+        **FACTORIES[kind](api),
     )
     try:
         started = time.perf_counter()

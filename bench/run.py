@@ -16,8 +16,11 @@ for every new TCP connection). Both tools run with the same isolated environment
   proxy per tool and run, so neither tool profits from the other's blobs or skopeo's
   blob-info cache, which is keyed by registry host).
 - B3 `mirrorspec plan` of a 1,000-repository spec without added latency: wall time, peak RSS
-  (wait4) and requests per registry (their access logs); for ECR also API calls per operation
-  (botocore events), with the contract emulator in front of moto.
+  (wait4) and requests per registry (their access logs), for a registry target and, through
+  `bench/provider_plan.py`, for ECR (the contract emulator in front of moto; API calls per
+  operation from botocore events), ACR (the ARM emulator; calls per operation from
+  `AcrEmulator.calls`) and Harbor (the API emulator; `HarborEmulator.requests`).
+  `--only B3` re-measures B3 alone and keeps the other rows of the last full run.
 - B4 `versions.select_tags` over 10,000 tags with a range constraint, in process.
 - B5 start-up: `mirrorspec --help` and `mirrorspec validate` of a small spec vs `python -c pass`.
 """
@@ -45,7 +48,7 @@ import tarfile
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -142,10 +145,15 @@ class Bed:
         )
 
     def registry(
-        self, name: str, *, users: dict[str, str] | None = None, stack: ExitStack | None = None
+        self,
+        name: str,
+        *,
+        users: dict[str, str] | None = None,
+        stack: ExitStack | None = None,
+        tls: bool = True,
     ) -> RegistryServer:
         self._count += 1
-        server = start_registry(self.work / f"{name}-{self._count}", tls=True, users=users)
+        server = start_registry(self.work / f"{name}-{self._count}", tls=tls, users=users)
         (stack or self.stack).callback(server.stop)
         return server
 
@@ -592,7 +600,7 @@ version: 1
     return path
 
 
-def bench_plan(bed: Bed, runs: int, with_ecr: bool) -> list[Row]:
+def bench_plan(bed: Bed, runs: int, providers: Sequence[str]) -> list[Row]:
     rows: list[Row] = []
     log(f"B3: seeding {SCALE_REPOS} repositories")
     source = bed.registry("scale-source")
@@ -632,17 +640,86 @@ def bench_plan(bed: Bed, runs: int, with_ecr: bool) -> list[Row]:
     )
     row.met = median(seconds) < 3 and median(rss) < 200 * 1024
     rows.append(row)
-    if with_ecr:
-        rows += bench_plan_ecr(bed, runs, source)
+    plans = {"ecr": bench_plan_ecr, "acr": bench_plan_acr, "harbor": bench_plan_harbor}
+    for name in providers:
+        try:
+            rows += plans[name](bed, runs, source)
+        except ImportError as exc:  # moto[server], the Azure SDK: test extras
+            log(f"B3 {name} skipped: {exc}")
     return rows
 
 
+@dataclass
+class ProviderPlan:
+    """Measurements of `bench/provider_plan.py` runs; requests of the first run only."""
+
+    seconds: list[float] = field(default_factory=list)
+    inside: list[float] = field(default_factory=list)
+    rss: list[int] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)
+    kinds: list[Counter[str]] = field(default_factory=list)
+    calls: Counter[str] = field(default_factory=Counter)  # management API, from the emulator
+
+    def row(self, what: str, calls_line: str, registry_line: str) -> Row:
+        row = Row(
+            "B3",
+            what,
+            self.seconds,
+            target="< 3 s, < 200 MB RSS, API calls = pages + constant",
+            notes=[
+                f"peak RSS {median(self.rss) / 1024:.0f} MiB (median); plan inside the process "
+                f"{median(self.inside):.2f}s (median; the rest is start-up, the SDK included)",
+                f"{calls_line} ({self.report['changes']} changes, "
+                f"{self.report['tags']} tags to copy planned)",
+                registry_line,
+            ],
+        )
+        row.met = median(self.seconds) < 3 and median(self.rss) < 200 * 1024
+        return row
+
+
+def run_provider_plan(
+    bed: Bed,
+    runs: int,
+    kind: str,
+    spec: Path,
+    overrides: dict[str, dict[str, str]],
+    servers: Sequence[RegistryServer],
+    api: dict[str, str] | None = None,
+    recorded: Callable[[], list[str]] | None = None,
+) -> ProviderPlan:
+    """Run provider_plan.py `runs` times; `recorded()` lists the API calls the emulator saw."""
+    argv = [PYTHON, str(ROOT / "bench" / "provider_plan.py"), kind, str(spec), json.dumps(overrides)]
+    argv += [json.dumps(api)] if api else []
+    result = ProviderPlan()
+    for i in range(runs):
+        before = Counter(recorded() if recorded else ())
+        with Counted(*servers) as counted:
+            wall, peak, out, err, code = bed.run_measured(argv)
+        if code != 0:
+            raise RuntimeError(f"{kind} plan exited {code}: {err[-3000:]}")
+        report = json.loads(out)
+        assert report["tags"] == SCALE_REPOS, f"{kind}: {report['tags']} tags to copy planned"
+        result.seconds.append(wall)
+        result.rss.append(peak)
+        result.inside.append(report["seconds"])
+        if i == 0:
+            result.report = report
+            result.kinds = counted.kinds
+            result.calls = Counter(recorded()) - before if recorded else Counter(report["api_calls"])
+    log(
+        f"B3 {kind}: {median(result.seconds):.2f}s, {median(result.rss) / 1024:.0f} MiB, {dict(result.calls)}"
+    )
+    return result
+
+
+def calls_text(calls: Counter[str]) -> str:
+    return f"{sum(calls.values())}: " + ", ".join(f"{n} {op}" for op, n in sorted(calls.items()))
+
+
 def bench_plan_ecr(bed: Bed, runs: int, source: RegistryServer) -> list[Row]:
-    try:
-        from emulators.ecr import EcrEmulator
-    except ImportError as exc:  # moto[server] is a test extra
-        log(f"B3 ECR skipped: {exc}")
-        return []
+    from emulators.ecr import EcrEmulator
+
     ecr = bed.registry("ecr-endpoint", users={"AWS": f"{ECR_ACCOUNT}-auth-token"})
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
     emulator = EcrEmulator().start()
@@ -653,40 +730,80 @@ def bench_plan_ecr(bed: Bed, runs: int, source: RegistryServer) -> list[Row]:
         "registry.bench.example": {"host": source.host, "ca_bundle": str(source.ca_file)},
         ECR_HOST: {"host": ecr.host, "ca_bundle": str(ecr.ca_file)},
     }
-    argv = [PYTHON, str(ROOT / "bench" / "ecr_plan.py"), emulator.url, str(spec), json.dumps(overrides)]
-    seconds: list[float] = []
-    inside: list[float] = []
-    rss: list[int] = []
-    report: dict[str, Any] = {}
-    kinds: list[Counter[str]] = []
-    for i in range(runs):
-        with Counted(source, ecr) as counted:
-            wall, peak, out, err, code = bed.run_measured(argv)
-        if code != 0:
-            raise RuntimeError(f"ECR plan exited {code}: {err[-3000:]}")
-        seconds.append(wall)
-        rss.append(peak)
-        inside.append(json.loads(out)["seconds"])
-        if i == 0:
-            report = json.loads(out)
-            kinds = counted.kinds
+    result = run_provider_plan(bed, runs, "ecr", spec, overrides, [source, ecr], {"url": emulator.url})
     emulator.check()
-    log(f"B3 ECR: {median(seconds):.2f}s, {median(rss) / 1024:.0f} MiB, {report['api_calls']}")
-    calls = ", ".join(f"{n} {op}" for op, n in sorted(report["api_calls"].items()))
-    row = Row(
-        "B3",
-        "plan, 1,000 repos, ECR target (emulator + moto)",
-        seconds,
-        target="< 3 s, < 200 MB RSS, API calls = pages + constant",
-        notes=[
-            f"peak RSS {median(rss) / 1024:.0f} MiB (median); plan inside the process "
-            f"{median(inside):.2f}s (median; the rest is start-up, boto3 included)",
-            f"AWS API calls: {calls} ({report['changes']} changes, {report['tags']} tags to copy planned)",
-            f"registry requests: source: {describe(kinds[0])}; ECR endpoint: {describe(kinds[1])}",
-        ],
+    return [
+        result.row(
+            "plan, 1,000 repos, ECR target (emulator + moto)",
+            f"AWS API calls (botocore events) {calls_text(result.calls)}",
+            f"registry requests: source: {describe(result.kinds[0])}; "
+            f"ECR endpoint: {describe(result.kinds[1])}",
+        )
+    ]
+
+
+def bench_plan_acr(bed: Bed, runs: int, source: RegistryServer) -> list[Row]:
+    from emulators.acr import TOKEN_USER, AcrEmulator
+
+    storage = bed.registry("acr-storage", users={TOKEN_USER: AcrEmulator.refresh_token}, tls=False)
+    emulator = AcrEmulator().start()
+    bed.stack.callback(emulator.stop)
+    subscription = "00000000-0000-0000-0000-000000000000"
+    login_server = emulator.add_registry(subscription, "registries", "benchacr", backend=storage)
+    target = (
+        f"  - name: azure\n    type: acr\n    subscription: {subscription}\n"
+        "    resource-group: registries\n    registry: benchacr\n    prefix: vendor\n    mode: mirror\n"
     )
-    row.met = median(seconds) < 3 and median(rss) < 200 * 1024
-    return [row]
+    spec = scale_spec(bed.work / "scale-acr.yaml", "registry.bench.example", "", target, login=False)
+    overrides = {
+        "registry.bench.example": {"host": source.host, "ca_bundle": str(source.ca_file)},
+        login_server: {"host": emulator.login_host("benchacr"), "ca_bundle": str(emulator.ca_file)},
+    }
+    api = {"url": emulator.url, "ca_file": str(emulator.ca_file), "token": emulator.credential.token}
+
+    def recorded() -> list[str]:  # ARM operations and token exchanges at the login server
+        exchanges = [f"login server {m} {p}" for m, p in emulator.login_requests if "oauth2" in p]
+        return emulator.operations() + exchanges
+
+    result = run_provider_plan(bed, runs, "acr", spec, overrides, [source, storage], api, recorded)
+    emulator.check()
+    return [
+        result.row(
+            "plan, 1,000 repos, ACR target (ARM emulator)",
+            f"ARM calls (AcrEmulator.calls, login_requests) {calls_text(result.calls)}",
+            f"registry requests: source: {describe(result.kinds[0])}; "
+            f"ACR storage behind the login server: {describe(result.kinds[1])}",
+        )
+    ]
+
+
+def bench_plan_harbor(bed: Bed, runs: int, source: RegistryServer) -> list[Row]:
+    from emulators.harbor import HarborEmulator
+
+    backing = bed.registry("harbor-backing", tls=False)
+    emulator = HarborEmulator(backing, users={"bench": PASSWORD}).start()
+    bed.stack.callback(emulator.stop)
+    target = (
+        "  - name: dc1\n    type: harbor\n    url: https://harbor.bench.example\n    project: vendor\n"
+        "    credentials: dest\n    mode: mirror\n"
+    )
+    spec = scale_spec(bed.work / "scale-harbor.yaml", "registry.bench.example", "", target, login=True)
+    overrides = {
+        "registry.bench.example": {"host": source.host, "ca_bundle": str(source.ca_file)},
+        "harbor.bench.example": {"host": emulator.host, "ca_bundle": str(emulator.ca_file)},
+    }
+    result = run_provider_plan(
+        bed, runs, "harbor", spec, overrides, [source, backing], recorded=emulator.operations
+    )
+    emulator.check()
+    return [
+        result.row(
+            "plan, 1,000 repos, Harbor target (API emulator)",
+            f"Harbor API calls (HarborEmulator.requests) {calls_text(result.calls)}",
+            f"registry requests: source: {describe(result.kinds[0])}; "
+            f"Harbor's backing registry (via its /v2/): {describe(result.kinds[1])}",
+        )
+    ]
 
 
 # --- B4 / B5 ----------------------------------------------------------------------------------
@@ -850,6 +967,48 @@ def workdir(keep: bool) -> Iterator[Path]:
             shutil.rmtree(path, ignore_errors=True)
 
 
+ALL = frozenset({"B1", "B2", "B3", "B4", "B5"})
+PARTIAL = "- Re-measured since: "
+
+
+def _sections(text: str) -> tuple[list[str], list[str], list[str]]:
+    """A rendered report as (header lines, table rows, detail lines)."""
+    lines = text.rstrip("\n").split("\n")
+    table = lines.index("|---|---|---|---|---|---|---|") + 1
+    details = lines.index("## Details")
+    return lines[:table], lines[table:details], lines[details + 2 :]
+
+
+def _bench_of(line: str) -> str:
+    match = re.match(r"^(?:\| |- \*\*)(B\d)\b", line)
+    return match.group(1) if match else ""
+
+
+def merge(previous: str, fresh: str, only: set[str]) -> str:
+    """The previous report with the rows and details of the benchmarks in `only` replaced by
+    `fresh`'s; the header stays the full run's, plus a line saying what was re-measured."""
+    old_head, old_rows, old_details = _sections(previous)
+    new_head, new_rows, new_details = _sections(fresh)
+    rows = sorted(  # stable: a benchmark's rows keep their order
+        [r for r in old_rows if r and _bench_of(r) not in only] + [r for r in new_rows if r], key=_bench_of
+    )
+    blocks: dict[str, list[str]] = {}
+    for lines, fresh_ones in ((old_details, False), (new_details, True)):
+        bench = ""
+        for line in lines:
+            bench = _bench_of(line) or bench
+            if (bench in only) == fresh_ones:
+                blocks.setdefault(bench, []).append(line)
+    which = ", ".join(sorted(only))
+    said = {line.split(": ", 1)[0]: line.split(": ", 1)[1] for line in new_head if ": " in line}
+    partial = f"{PARTIAL}{which} on {said['- Date']}: {said['- Command']}"
+    head = [line for line in old_head if not line.startswith(f"{PARTIAL}{which} on ")]
+    at = max(i for i, line in enumerate(head) if line.startswith("- ")) + 1
+    head.insert(at, partial)
+    body = [line for bench in sorted(blocks) for line in blocks[bench]]
+    return "\n".join([*head, *rows, "", "## Details", "", *body]) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="mirrorspec benchmarks (issue 7)")
     parser.add_argument("--runs", type=int, default=5, help="runs per benchmark (median)")
@@ -861,8 +1020,14 @@ def main(argv: list[str] | None = None) -> None:
         "--tcp-handshake", action="store_true", help="the proxy also charges a round trip per connection"
     )
     parser.add_argument("--delay", type=float, default=0.020, help="one-way latency, seconds")
-    parser.add_argument("--only", default="B1,B2,B3,B4,B5", help="comma-separated subset")
-    parser.add_argument("--no-ecr", action="store_true", help="B3 without the ECR emulator")
+    parser.add_argument(
+        "--only",
+        default=",".join(sorted(ALL)),
+        help="comma-separated subset; its rows replace theirs in --output, the others are kept",
+    )
+    parser.add_argument(
+        "--b3-providers", default="ecr,acr,harbor", help="B3 targets besides the registry (comma-separated)"
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "BENCHMARKS.md")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
@@ -880,7 +1045,7 @@ def main(argv: list[str] | None = None) -> None:
         if "B4" in only:
             rows += bench_select(args.runs)
         if "B3" in only:
-            rows += bench_plan(bed, args.runs, not args.no_ecr)
+            rows += bench_plan(bed, args.runs, [p.strip() for p in args.b3_providers.split(",") if p.strip()])
         if only & {"B1", "B2"}:
             rows += bench_sync(bed, args.runs, args.b2_runs, deadline, "B1" in only, "B2" in only)
     rows.sort(key=lambda r: r.bench)
@@ -888,9 +1053,11 @@ def main(argv: list[str] | None = None) -> None:
     wall = time.perf_counter() - started
     text = render(rows, machine(), args, wall)
     try:
-        kept = args.output.read_text().split(ANALYSIS_MARKER, 1)[1]
-    except (OSError, IndexError):
-        kept = "\n## Analysis\n\n(not written yet)\n"
+        previous, kept = args.output.read_text().split(ANALYSIS_MARKER, 1)
+    except (OSError, ValueError):
+        previous, kept = "", "\n## Analysis\n\n(not written yet)\n"
+    if only != ALL and previous:
+        text = merge(previous, text, only)
     args.output.write_text(f"{text}\n{ANALYSIS_MARKER}\n{kept.lstrip(chr(10))}")
     print(text)
     log(
