@@ -30,6 +30,7 @@ from azure.core.exceptions import (
 )
 from azure.mgmt.containerregistry import models
 from emulators.acr import TOKEN_USER, AcrEmulator
+from plan_helpers import converge, plan_changes, plan_notes
 from testbed import RegistryServer, delete_tag, push_chart, push_image, request_log, retag
 
 from mirrorspec import cli, engine
@@ -132,10 +133,6 @@ def bed(registry_factory: Callable[..., RegistryServer], monkeypatch: pytest.Mon
         yield Bed(emu, upstream, seqera, storage)
 
 
-def _changes(plan: Plan) -> list[tuple[str, str, str]]:
-    return sorted((c.action, c.resource, c.id) for t in plan.targets for c in t.changes)
-
-
 def _copied(plan: Plan) -> dict[str, tuple[str, list[str]]]:
     return {
         c.destination.split("/", 1)[1]: (c.engine, [t.tag for t in c.tags])
@@ -144,23 +141,11 @@ def _copied(plan: Plan) -> dict[str, tuple[str, list[str]]]:
     }
 
 
-def _notes(plan: Plan) -> str:
-    return "\n".join(n.message for t in plan.targets for n in t.notes)
-
-
-def _run(ctx: RunContext, **kwargs: Any) -> tuple[Plan, Plan]:
-    """plan → apply → plan again; returns the first and the second plan."""
-    first = engine.plan(ctx, **kwargs)
-    result = engine.apply(ctx, first)
-    assert result.ok, result.failures
-    return first, engine.plan(ctx, **kwargs)
-
-
 def test_example_spec_caches_imports_replicates_and_converges(bed: Bed) -> None:
     ctx = bed.ctx(load_spec(ROOT / "examples" / "acr.yaml"))
     seeded = len(request_log(bed.upstream))
-    first, second = _run(ctx)
-    assert _changes(first) == [
+    first, second = converge(ctx)
+    assert plan_changes(first) == [
         ("create", "cache-rule", "vendor-docker-io-library-redis"),
         ("create", "cache-rule", "vendor-quay-io-prometheus-node-exporter"),
         ("create", "credential-set", "mirrorspec-vendor-docker-io"),
@@ -174,15 +159,15 @@ def test_example_spec_caches_imports_replicates_and_converges(bed: Bed) -> None:
         "vendor/docker.io/bitnami/postgresql": ("acr-import", ["16.1.0", "16.2.0"]),
         "vendor/cr.seqera.io/private/nf-tower-enterprise/backend": ("acr-import", ["v25.1.0", "v25.1.3"]),
     }
-    notes = _notes(first)
+    notes = plan_notes(first)
     assert "docker.io/bitnami/postgresql: the artifact cache cannot filter tags" in notes
     assert "cr.seqera.io: not an upstream the ACR artifact cache supports; the acr target imports it" in notes
     assert (
         "credential set mirrorspec-vendor-docker-io: its system-assigned identity (its principal id is known "
         f"once created) needs Key Vault secret get on {KV.rsplit('/', 1)[0]}"
     ) in notes
-    assert second.empty, (_changes(second), _copied(second))
-    assert "principal " in _notes(second)  # now it knows whom to grant
+    assert second.empty, (plan_changes(second), _copied(second))
+    assert "principal " in plan_notes(second)  # now it knows whom to grant
     # Every request of plan and apply was one the official spec accepts (checked again at teardown).
     assert bed.emu.violations == [] and bed.emu.internal_errors == []
     assert {c.operation for c in bed.emu.calls} >= {
@@ -236,8 +221,8 @@ def test_example_spec_caches_imports_replicates_and_converges(bed: Bed) -> None:
 
 def test_seqera_example_azure_target_imports_chart_closure_and_images(bed: Bed) -> None:
     ctx = bed.ctx(load_spec(ROOT / "examples" / "seqera.yaml"))
-    first, second = _run(ctx, targets=["azure-prod"])
-    assert _changes(first) == []
+    first, second = converge(ctx, targets=["azure-prod"])
+    assert plan_changes(first) == []
     assert _copied(first) == {
         "vendor/public.cr.seqera.io/charts/platform": ("acr-import", ["1.2.0", "1.5.3"]),
         "vendor/public.cr.seqera.io/charts/redis": ("acr-import", ["18.0.1"]),
@@ -287,11 +272,11 @@ def test_cli_plan_apply_audit_exit_codes(
 
 def test_a_moved_upstream_tag_is_imported_again_with_force(bed: Bed) -> None:
     ctx = bed.ctx(load_spec(ROOT / "examples" / "seqera.yaml"))
-    _run(ctx, targets=["azure-prod"])
+    converge(ctx, targets=["azure-prod"])
     moved = retag(
         bed.seqera, "private/nf-tower-enterprise/backend", "v25.1.3", seed="hotfix", user="seqera-bot"
     )
-    first, second = _run(bed.ctx(load_spec(ROOT / "examples" / "seqera.yaml")), targets=["azure-prod"])
+    first, second = converge(bed.ctx(load_spec(ROOT / "examples" / "seqera.yaml")), targets=["azure-prod"])
     ((copy,),) = [t.copies for t in first.targets]
     assert [(t.tag, t.reason, t.digest) for t in copy.tags] == [("v25.1.3", "digest-mismatch", moved)]
     last = [c for c in bed.emu.calls if c.operation == "Registries_ImportImage"][-1]
@@ -511,14 +496,14 @@ def test_rules_change_in_place_only_for_their_credential_set_and_prune_deletes_o
     spec = (ROOT / "examples" / "acr.yaml").read_text().split("    replicate-to:")[0]
     ctx = bed.ctx(parse_spec(spec))
     plan = engine.plan(ctx)
-    changes = _changes(plan)
+    changes = plan_changes(plan)
     assert ("update", "cache-rule", "vendor-docker-io-library-redis") in changes
     assert ("replace", "cache-rule", "vendor-quay-io-prometheus-node-exporter") in changes
     assert not [c for c in changes if c[0] == "delete"]  # no --prune, no delete
 
-    first, second = _run(ctx, prune=True)
-    assert ("delete", "cache-rule", "vendor-quay-io-stale") in _changes(first)
-    assert second.empty, _changes(second)
+    first, second = converge(ctx, prune=True)
+    assert ("delete", "cache-rule", "vendor-quay-io-stale") in plan_changes(first)
+    assert second.empty, plan_changes(second)
     rules = bed.emu.cache_rules("mycompany")
     assert set(rules) == {
         "vendor-docker-io-library-redis",
@@ -536,8 +521,8 @@ def test_rules_change_in_place_only_for_their_credential_set_and_prune_deletes_o
 
     # A new Key Vault secret for the password: the credential set changes in place.
     rotated = spec.replace("secrets/dockerhub-token", "secrets/dockerhub-token-2025")
-    first, second = _run(bed.ctx(parse_spec(rotated)))
-    assert _changes(first) == [("update", "credential-set", "mirrorspec-vendor-docker-io")]
+    first, second = converge(bed.ctx(parse_spec(rotated)))
+    assert plan_changes(first) == [("update", "credential-set", "mirrorspec-vendor-docker-io")]
     assert second.empty
     (hub,) = [s for n, s in bed.emu.credential_sets("mycompany").items() if n.startswith("mirrorspec")]
     assert hub["properties"]["authCredentials"][0]["passwordSecretIdentifier"] == f"{KV}/dockerhub-token-2025"
@@ -563,8 +548,10 @@ def test_more_than_1000_rules_are_refused_at_plan_time(bed: Bed) -> None:
 def test_upstreams_without_a_usable_credential_set_are_imported_with_a_note(bed: Bed) -> None:
     spec = (ROOT / "examples" / "acr.yaml").read_text().split("    credential-sets:")[0]
     plan = engine.plan(bed.ctx(parse_spec(spec)))
-    assert "docker.io: a cache rule reads its login from Key Vault through a credential set" in _notes(plan)
-    assert [c for c in _changes(plan) if c[1] == "cache-rule"] == [
+    assert "docker.io: a cache rule reads its login from Key Vault through a credential set" in plan_notes(
+        plan
+    )
+    assert [c for c in plan_changes(plan) if c[1] == "cache-rule"] == [
         ("create", "cache-rule", "vendor-quay-io-prometheus-node-exporter")
     ]
     # Key Vault references in the credentials themselves, or an existing set by name, work too.
@@ -573,14 +560,14 @@ def test_upstreams_without_a_usable_credential_set_are_imported_with_a_note(bed:
         f"    username: {{azure-key-vault-secret: {KV}/hub-user}}\n"
         f"    password: {{azure-key-vault-secret: {KV}/hub-token}}",
     ).replace('        versions: "^16.0.0"', "        all-tags: true")
-    changes = _changes(engine.plan(bed.ctx(parse_spec(by_reference))))
+    changes = plan_changes(engine.plan(bed.ctx(parse_spec(by_reference))))
     assert ("create", "credential-set", "mirrorspec-vendor-docker-io") in changes
     existing = by_reference.split("credentials:\n  dockerhub:")[0] + (
         "credentials:\n  dockerhub: {azure-credential-set: team-hub}\n  seqera:"
         + by_reference.split("  seqera:", 1)[1]
     )
     plan = engine.plan(bed.ctx(parse_spec(existing)))
-    assert not [c for c in _changes(plan) if c[1] == "credential-set"]
+    assert not [c for c in plan_changes(plan) if c[1] == "credential-set"]
     rule = next(c for t in plan.targets for c in t.changes if c.id == "vendor-docker-io-library-redis")
     assert rule.after is not None and rule.after["credentialSet"] == "team-hub"
 
@@ -594,10 +581,10 @@ def test_a_source_import_cannot_reach_is_copied_with_skopeo_through_the_login_se
         f"targets:\n  - {TARGET}\n"
     )
     ctx = bed.ctx(spec)
-    first, second = _run(ctx)
+    first, second = converge(ctx)
     segment = bed.upstream.host.replace(":", "_")
     assert _copied(first) == {f"{segment}/prometheus/node-exporter": ("skopeo", ["v1.8.0"])}
-    assert "ACR import cannot reach a private address" in _notes(first) or "insecure" in _notes(first)
+    assert "ACR import cannot reach a private address" in plan_notes(first) or "insecure" in plan_notes(first)
     assert second.empty
     assert bed.tags(f"{segment}/prometheus/node-exporter") == ["v1.8.0"]
     assert bed.emu.exchanges >= 1
@@ -608,7 +595,7 @@ def test_upstream_secrets_never_reach_logs_or_plan(bed: Bed, capfd: pytest.Captu
     configure_logging(2)  # the CLI's -vv
     try:
         ctx = bed.ctx(load_spec(ROOT / "examples" / "acr.yaml"))
-        first, second = _run(ctx)
+        first, second = converge(ctx)
     finally:
         logging.getLogger().handlers.clear()
     logged = capfd.readouterr().err

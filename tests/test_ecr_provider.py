@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from emulators.ecr import EcrEmulator
+from plan_helpers import converge, plan_changes, plan_notes
 from testbed import RegistryServer, push_chart, push_image, request_log
 
 from mirrorspec import engine
@@ -137,32 +138,16 @@ def bed(
     emulator.check()
 
 
-def _changes(plan: Plan) -> list[tuple[str, str, str]]:
-    return sorted((c.action, c.resource, c.id) for t in plan.targets for c in t.changes)
-
-
 def _copied(plan: Plan) -> dict[str, list[str]]:
     return {c.destination.split("/", 1)[1]: [t.tag for t in c.tags] for t in plan.targets for c in t.copies}
-
-
-def _notes(plan: Plan) -> str:
-    return "\n".join(n.message for t in plan.targets for n in t.notes)
-
-
-def _run(ctx: RunContext, **kwargs: Any) -> tuple[Plan, Plan]:
-    """plan → apply → plan again; returns the first and the second plan."""
-    first = engine.plan(ctx, **kwargs)
-    result = engine.apply(ctx, first)
-    assert result.ok, result.failures
-    return first, engine.plan(ctx, **kwargs)
 
 
 def test_example_spec_plans_native_rules_copies_the_rest_and_converges(bed: Bed) -> None:
     ctx = bed.ctx(load_spec(ROOT / "examples" / "ecr.yaml"))
     seeded = len(request_log(bed.upstream))
-    first, second = _run(ctx)
+    first, second = converge(ctx)
     secret = "ecr-pullthroughcache/mirrorspec/aws-prod/docker.io"
-    assert _changes(first) == [
+    assert plan_changes(first) == [
         ("create", "pull-through-cache-rule", "vendor/docker.io"),
         ("create", "pull-through-cache-rule", "vendor/quay.io"),
         (
@@ -181,10 +166,10 @@ def test_example_spec_plans_native_rules_copies_the_rest_and_converges(bed: Bed)
         "vendor/docker.io/bitnami/postgresql": ["16.1.0", "16.2.0"],
         "vendor/cr.seqera.io/private/nf-tower-enterprise/backend": ["v25.1.0", "v25.1.3"],
     }
-    notes = _notes(first)
+    notes = plan_notes(first)
     assert "docker.io/bitnami/postgresql: pull-through cache cannot filter tags" in notes
     assert "cr.seqera.io: not one of the 9 upstream registries" in notes
-    assert second.empty, _changes(second)
+    assert second.empty, plan_changes(second)
 
     # What ECR now holds, read back through the API.
     ecr = bed.client("ecr")
@@ -217,15 +202,15 @@ def test_example_spec_plans_native_rules_copies_the_rest_and_converges(bed: Bed)
 
 def test_seqera_example_aws_target_mirrors_chart_closure_and_images(bed: Bed) -> None:
     ctx = bed.ctx(load_spec(ROOT / "examples" / "seqera.yaml"))
-    first, second = _run(ctx, targets=["aws-prod"])
+    first, second = converge(ctx, targets=["aws-prod"])
     assert _copied(first) == {
         "vendor/public.cr.seqera.io/charts/platform": ["1.2.0", "1.5.3"],
         "vendor/public.cr.seqera.io/charts/redis": ["18.0.1"],
         "vendor/cr.seqera.io/private/nf-tower-enterprise/backend": ["v25.1.0", "v25.1.3"],
         "vendor/cr.seqera.io/private/nf-tower-enterprise/frontend": ["v25.1.0", "v25.1.3"],
     }
-    assert ("create", "replication-rule", "vendor") in _changes(first)
-    assert second.empty, _changes(second)
+    assert ("create", "replication-rule", "vendor") in plan_changes(first)
+    assert second.empty, plan_changes(second)
     assert bed.ecr_tags("vendor/public.cr.seqera.io/charts/redis") == ["18.0.1"]
     assert engine.audit(ctx, targets=["aws-prod"], content=True).in_sync
     assert SEQERA_CANARY not in to_json(first)
@@ -253,7 +238,7 @@ def test_foreign_replication_rules_and_policy_statements_survive_apply_change_an
     spec_file = tmp_path / "ecr.yaml"
 
     spec_file.write_text(spec_text)
-    _, second = _run(bed.ctx(load_spec(spec_file)))
+    _, second = converge(bed.ctx(load_spec(spec_file)))
     assert second.empty
     rules = _replication_rules(bed)
     assert rules[:3] == FOREIGN_RULES and len(rules) == 4
@@ -263,8 +248,8 @@ def test_foreign_replication_rules_and_policy_statements_survive_apply_change_an
     spec_file.write_text(
         spec_text.replace("- region: us-east-1", "- region: us-east-1\n      - region: ap-northeast-1")
     )
-    first, second = _run(bed.ctx(load_spec(spec_file)))
-    assert ("update", "replication-rule", "vendor") in _changes(first)
+    first, second = converge(bed.ctx(load_spec(spec_file)))
+    assert ("update", "replication-rule", "vendor") in plan_changes(first)
     assert second.empty
     rules = _replication_rules(bed)
     assert rules[:3] == FOREIGN_RULES
@@ -273,8 +258,8 @@ def test_foreign_replication_rules_and_policy_statements_survive_apply_change_an
     # Dropping replicate-to and pruning removes our rule, and only ours.
     no_replication = spec_text.split("    replicate-to:")[0]
     spec_file.write_text(no_replication)
-    first, second = _run(bed.ctx(load_spec(spec_file)), prune=True)
-    assert ("delete", "replication-rule", "vendor") in _changes(first)
+    first, second = converge(bed.ctx(load_spec(spec_file)), prune=True)
+    assert ("delete", "replication-rule", "vendor") in plan_changes(first)
     assert _replication_rules(bed) == FOREIGN_RULES
     assert _statements(bed)[:2] == FOREIGN_STATEMENTS
 
@@ -299,8 +284,8 @@ def test_prefix_over_30_characters_falls_back_to_copies_with_a_note(bed: Bed) ->
     prefix = "platform-team/vendored-images"  # + /quay.io = 37 characters
     ctx = bed.ctx(parse_spec(CACHE_SPEC.format(host=ECR_HOST, prefix=prefix)))
     plan = engine.plan(ctx)
-    assert f"rule prefix '{prefix}/quay.io' breaks ECR's limit (2-30 characters" in _notes(plan)
-    assert not [c for c in _changes(plan) if c[1] == "pull-through-cache-rule"]
+    assert f"rule prefix '{prefix}/quay.io' breaks ECR's limit (2-30 characters" in plan_notes(plan)
+    assert not [c for c in plan_changes(plan) if c[1] == "pull-through-cache-rule"]
     assert _copied(plan) == {f"{prefix}/quay.io/prometheus/node-exporter": ["v1.8.0"]}
 
 
@@ -351,13 +336,13 @@ def test_rule_changes_in_place_only_for_credentials_and_prune_deletes_only_ours(
     spec = (ROOT / "examples" / "ecr.yaml").read_text().split("    replicate-to:")[0]
     ctx = bed.ctx(parse_spec(spec))
     plan = engine.plan(ctx)
-    changes = _changes(plan)
+    changes = plan_changes(plan)
     assert ("replace", "pull-through-cache-rule", "vendor/quay.io") in changes
     assert ("update", "pull-through-cache-rule", "vendor/docker.io") in changes
     assert not [c for c in changes if c[0] == "delete"]  # no --prune, no delete
 
-    first, second = _run(ctx, prune=True)
-    assert ("delete", "pull-through-cache-rule", "vendor/registry.k8s.io") in _changes(first)
+    first, second = converge(ctx, prune=True)
+    assert ("delete", "pull-through-cache-rule", "vendor/registry.k8s.io") in plan_changes(first)
     assert second.empty
     rules = {
         r["ecrRepositoryPrefix"]: r for r in ecr.describe_pull_through_cache_rules()["pullThroughCacheRules"]
@@ -371,7 +356,7 @@ def test_rule_changes_in_place_only_for_credentials_and_prune_deletes_only_ours(
 def test_audit_lists_foreign_rules_and_names_the_field_of_an_edited_one(bed: Bed) -> None:
     spec = (ROOT / "examples" / "ecr.yaml").read_text().split("    replicate-to:")[0]
     ctx = bed.ctx(parse_spec(spec))
-    _run(ctx)
+    converge(ctx)
     ecr = bed.client("ecr")
     ecr.create_pull_through_cache_rule(
         ecrRepositoryPrefix="other/quay.io", upstreamRegistryUrl="quay.io", upstreamRegistry="quay"
@@ -394,10 +379,10 @@ def test_audit_lists_foreign_rules_and_names_the_field_of_an_edited_one(bed: Bed
 
 def test_a_rotated_upstream_token_updates_the_secret(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = (ROOT / "examples" / "ecr.yaml").read_text().split("    replicate-to:")[0]
-    _run(bed.ctx(parse_spec(spec)))
+    converge(bed.ctx(parse_spec(spec)))
     monkeypatch.setenv("DOCKERHUB_TOKEN", "rotated-" + DOCKERHUB_CANARY)
-    first, second = _run(bed.ctx(parse_spec(spec)))
-    assert _changes(first) == [("update", "secret", "ecr-pullthroughcache/mirrorspec/aws-prod/docker.io")]
+    first, second = converge(bed.ctx(parse_spec(spec)))
+    assert plan_changes(first) == [("update", "secret", "ecr-pullthroughcache/mirrorspec/aws-prod/docker.io")]
     assert second.empty
     value = bed.client("secretsmanager").get_secret_value(
         SecretId="ecr-pullthroughcache/mirrorspec/aws-prod/docker.io"
@@ -416,14 +401,14 @@ def test_cross_account_replication_without_a_profile_gives_the_exact_policy_to_m
     assert statement["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
     assert statement["Action"] == ["ecr:CreateRepository", "ecr:ReplicateImage"]
     assert statement["Resource"] == "arn:aws:ecr:eu-central-1:210987654321:repository/*"
-    assert not [c for c in _changes(plan) if c[1] == "registry-policy-statement"]
+    assert not [c for c in plan_changes(plan) if c[1] == "registry-policy-statement"]
 
 
 def test_upstream_secret_never_reaches_logs_or_plan(bed: Bed, capfd: pytest.CaptureFixture[str]) -> None:
     configure_logging(2)  # the CLI's -vv
     try:
         ctx = bed.ctx(load_spec(ROOT / "examples" / "ecr.yaml"))
-        first, second = _run(ctx)
+        first, second = converge(ctx)
     finally:
         logging.getLogger().handlers.clear()
     logged = capfd.readouterr().err

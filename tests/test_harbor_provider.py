@@ -21,6 +21,7 @@ import bcrypt
 import pytest
 import requests
 from emulators.harbor import HarborEmulator
+from plan_helpers import converge, plan_changes, plan_notes
 from testbed import RegistryServer, delete_tag, push_chart, push_image, request_log, start_registry
 
 from mirrorspec import engine
@@ -143,28 +144,12 @@ def bed(
             emu.wait_idle()
 
 
-def _changes(plan: Plan) -> list[tuple[str, str, str]]:
-    return sorted((c.action, c.resource, c.id) for t in plan.targets for c in t.changes)
-
-
 def _copied(plan: Plan) -> dict[str, tuple[str, list[str]]]:
     return {
         c.destination.split("/", 1)[1]: (c.engine, [t.tag for t in c.tags])
         for t in plan.targets
         for c in t.copies
     }
-
-
-def _notes(plan: Plan) -> str:
-    return "\n".join(n.message for t in plan.targets for n in t.notes)
-
-
-def _run(ctx: RunContext, **kwargs: Any) -> tuple[Plan, Plan]:
-    """plan → apply → plan again; returns the first and the second plan."""
-    first = engine.plan(ctx, **kwargs)
-    result = engine.apply(ctx, first)
-    assert result.ok, result.failures
-    return first, engine.plan(ctx, **kwargs)
 
 
 def _seqera_dc1(bed: Bed, tmp_path: Path, edit: Callable[[str], str] = lambda text: text) -> RunContext:
@@ -180,9 +165,9 @@ def test_harbor_example_applies_natively_and_converges(bed: Bed) -> None:
     ctx = bed.ctx(load_spec(ROOT / "examples" / "harbor.yaml"))
     seeded = len(request_log(bed.upstream))
 
-    first, second = _run(ctx)
+    first, second = converge(ctx)
 
-    assert _changes(first) == [
+    assert plan_changes(first) == [
         ("create", "project", "vendor"),
         ("create", "proxy-cache-project", "vendor-docker.io"),
         ("create", "proxy-cache-project", "vendor-quay.io"),
@@ -196,12 +181,12 @@ def test_harbor_example_applies_natively_and_converges(bed: Bed) -> None:
         "vendor/docker.io/bitnami/postgresql": (ENGINE, ["16.1.0", "16.2.0"]),
         "vendor/cr.seqera.io/private/nf-tower-enterprise/backend": (ENGINE, ["v25.1.0", "v25.1.3"]),
     }
-    notes = _notes(first)
+    notes = plan_notes(first)
     assert "pull vendor-docker.io/library/redis; Harbor cannot serve vendor/docker.io/library/redis" in notes
     assert "deletes artifacts not pulled within 7 days" in notes
     assert "docker.io/bitnami/postgresql: a proxy-cache project cannot filter tags" in notes
     assert "apply --rotate-credentials" in notes
-    assert second.empty, _changes(second)
+    assert second.empty, plan_changes(second)
 
     # What Harbor stores is exactly the selected versions, nothing else.
     assert bed.stored_repositories() == [
@@ -253,7 +238,7 @@ def test_harbor_example_applies_natively_and_converges(bed: Bed) -> None:
 def test_seqera_example_harbor_target_mirrors_chart_closure_and_images(bed: Bed, tmp_path: Path) -> None:
     ctx = _seqera_dc1(bed, tmp_path)
 
-    first, second = _run(ctx, targets=["dc1"])
+    first, second = converge(ctx, targets=["dc1"])
 
     assert _copied(first) == {
         "vendor/public.cr.seqera.io/charts/platform": (ENGINE, ["1.2.0", "1.5.3"]),
@@ -261,13 +246,13 @@ def test_seqera_example_harbor_target_mirrors_chart_closure_and_images(bed: Bed,
         "vendor/cr.seqera.io/private/nf-tower-enterprise/backend": (ENGINE, ["v25.1.0", "v25.1.3"]),
         "vendor/cr.seqera.io/private/nf-tower-enterprise/frontend": (ENGINE, ["v25.1.0", "v25.1.3"]),
     }
-    assert [c for c in _changes(first) if c[1] == "replication-policy"] == [
+    assert [c for c in plan_changes(first) if c[1] == "replication-policy"] == [
         ("create", "replication-policy", BACKEND),
         ("create", "replication-policy", FRONTEND),
         ("create", "replication-policy", PLATFORM),
         ("create", "replication-policy", REDIS_CHART),
     ]
-    assert second.empty, _changes(second)
+    assert second.empty, plan_changes(second)
     assert bed.stored_tags("vendor/public.cr.seqera.io/charts/platform") == ["1.2.0", "1.5.3"]
     assert bed.stored_tags("vendor/public.cr.seqera.io/charts/redis") == ["18.0.1"]
     assert bed.stored_tags("vendor/cr.seqera.io/private/nf-tower-enterprise/frontend") == [
@@ -284,11 +269,11 @@ def test_seqera_example_harbor_target_mirrors_chart_closure_and_images(bed: Bed,
 
 def test_a_new_upstream_version_updates_the_tag_filter_on_the_next_plan(bed: Bed, tmp_path: Path) -> None:
     ctx = _seqera_dc1(bed, tmp_path)
-    _run(ctx, targets=["dc1"])
+    converge(ctx, targets=["dc1"])
     redis = [{"name": "redis", "version": "~18.0.0", "repository": "oci://public.cr.seqera.io/charts"}]
     push_chart(bed.upstream, "charts/platform", "1.6.0", dependencies=redis)
 
-    first, second = _run(ctx, targets=["dc1"])
+    first, second = converge(ctx, targets=["dc1"])
 
     (change,) = first.targets[0].changes
     assert (change.action, change.resource, change.id) == ("update", "replication-policy", PLATFORM)
@@ -333,12 +318,12 @@ def test_foreign_policies_and_endpoints_survive_apply_and_prune(bed: Bed, tmp_pa
     before = {"endpoint": bed.get(f"/registries/{foreign_id}"), "policy": bed.policy("team-a-charts")}
 
     ctx = _seqera_dc1(bed, tmp_path)
-    _run(ctx, targets=["dc1"])
+    converge(ctx, targets=["dc1"])
     # Drop the charts from the spec and prune: our policies for them go, nothing else does.
     pruned = _seqera_dc1(
         bed, tmp_path, lambda text: text.replace('versions: ">=1.2.0 <2.0.0"', 'versions: ">=9.0.0"')
     )
-    first, second = _run(pruned, targets=["dc1"], prune=True)
+    first, second = converge(pruned, targets=["dc1"], prune=True)
 
     # In dependency order: the policies first, then the endpoint they used.
     assert [(c.action, c.resource, c.id) for c in first.targets[0].changes if c.action == "delete"] == [
@@ -359,7 +344,7 @@ def test_foreign_policies_and_endpoints_survive_apply_and_prune(bed: Bed, tmp_pa
 
 def test_pruning_an_endpoint_a_foreign_policy_uses_is_a_one_line_conflict(bed: Bed, tmp_path: Path) -> None:
     ctx = _seqera_dc1(bed, tmp_path)
-    _run(ctx, targets=["dc1"])
+    converge(ctx, targets=["dc1"])
     ours = next(r for r in bed.get("/registries") if r["name"] == "mirrorspec-vendor-public.cr.seqera.io")
     borrowed = {
         "name": "team-b-borrows",
@@ -435,7 +420,7 @@ def test_an_upstream_harbor_cannot_reach_is_a_one_line_error(bed: Bed) -> None:
         "mirrorspec/vendor/quay.io/prometheus/node-exporter"
     ]
     again = engine.plan(ctx)
-    assert [c[2] for c in _changes(again)] == [
+    assert [c[2] for c in plan_changes(again)] == [
         "mirrorspec-vendor-ghcr.io",
         "mirrorspec/vendor/ghcr.io/acme/app",
     ]
@@ -504,7 +489,7 @@ def test_an_execution_that_matches_nothing_fails_the_apply(bed: Bed) -> None:
 
 def test_a_failed_execution_fails_the_apply_with_the_task_log(bed: Bed, tmp_path: Path) -> None:
     ctx = _seqera_dc1(bed, tmp_path)
-    _run(ctx, targets=["dc1"])
+    converge(ctx, targets=["dc1"])
     redis = [{"name": "redis", "version": "~18.0.0", "repository": "oci://public.cr.seqera.io/charts"}]
     push_chart(bed.upstream, "charts/platform", "1.6.0", dependencies=redis)
     plan = engine.plan(ctx, targets=["dc1"])
@@ -539,7 +524,7 @@ def test_masked_secrets_are_re_sent_only_with_rotate_credentials(
     bed: Bed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ctx = _seqera_dc1(bed, tmp_path)
-    _run(ctx, targets=["dc1"])
+    converge(ctx, targets=["dc1"])
     rotated = "rotated-" + SEQERA_CANARY
     hashed = bcrypt.hashpw(rotated.encode(), bcrypt.gensalt(rounds=4)).decode()
     (bed.seqera.workdir / "htpasswd").write_text(f"seqera-bot:{hashed}\n")
@@ -548,13 +533,13 @@ def test_masked_secrets_are_re_sent_only_with_rotate_credentials(
 
     unseen = engine.plan(_seqera_dc1(bed, tmp_path), targets=["dc1"])
     assert unseen.empty  # Harbor answers "*****": the drift cannot be seen
-    assert "a changed upstream password cannot be detected" in _notes(unseen)
+    assert "a changed upstream password cannot be detected" in plan_notes(unseen)
 
     rotating = _seqera_dc1(bed, tmp_path)
     rotating.rotate_credentials = True  # type: ignore[attr-defined]  # `apply --rotate-credentials`
     first = engine.plan(rotating, targets=["dc1"])
     # Only endpoints with credentials have a secret to re-send (public.cr.seqera.io has none).
-    assert _changes(first) == [("update", "registry-endpoint", "mirrorspec-vendor-cr.seqera.io")]
+    assert plan_changes(first) == [("update", "registry-endpoint", "mirrorspec-vendor-cr.seqera.io")]
     (change,) = first.targets[0].changes
     assert change.reason == "differs in secret" and change.after is not None
     assert rotated not in to_json(first)
@@ -563,7 +548,7 @@ def test_masked_secrets_are_re_sent_only_with_rotate_credentials(
 
     # With the new secret Harbor can replicate again.
     push_image(bed.seqera, "private/nf-tower-enterprise/frontend", "v25.1.9", user="seqera-bot")
-    _, second = _run(_seqera_dc1(bed, tmp_path), targets=["dc1"])
+    _, second = converge(_seqera_dc1(bed, tmp_path), targets=["dc1"])
     assert second.empty
     assert "v25.1.9" in bed.stored_tags("vendor/cr.seqera.io/private/nf-tower-enterprise/frontend")
 
@@ -603,9 +588,9 @@ def test_a_long_tag_list_is_split_across_policies(
     monkeypatch.setattr(harbor, "MAX_TAG_FILTER", 12)  # "{1.2.0,1.5.3}" is 13 characters
     ctx = _seqera_dc1(bed, tmp_path)
 
-    first, second = _run(ctx, targets=["dc1"])
+    first, second = converge(ctx, targets=["dc1"])
 
-    policies = [c[2] for c in _changes(first) if c[1] == "replication-policy"]
+    policies = [c[2] for c in plan_changes(first) if c[1] == "replication-policy"]
     assert PLATFORM in policies and PLATFORM + "#2" in policies
     assert bed.policy(PLATFORM)["filters"][1]["value"] == "1.2.0"
     assert bed.policy(PLATFORM + "#2")["filters"][1]["value"] == "1.5.3"
@@ -621,7 +606,7 @@ def test_dropping_a_cached_upstream_prunes_its_proxy_project_then_its_endpoint(
     bed: Bed, tmp_path: Path
 ) -> None:
     ctx = bed.ctx(load_spec(ROOT / "examples" / "harbor.yaml"))
-    _run(ctx)
+    converge(ctx)
     text = (ROOT / "examples" / "harbor.yaml").read_text()
     without_quay = text.replace(
         "  - registry: quay.io\n    repositories:\n"
@@ -631,7 +616,7 @@ def test_dropping_a_cached_upstream_prunes_its_proxy_project_then_its_endpoint(
     spec = tmp_path / "harbor.yaml"
     spec.write_text(without_quay)
 
-    first, second = _run(bed.ctx(load_spec(spec)), prune=True)
+    first, second = converge(bed.ctx(load_spec(spec)), prune=True)
 
     deletes = [(c.action, c.resource, c.id) for t in first.targets for c in t.changes]
     assert deletes == [

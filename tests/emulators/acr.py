@@ -87,6 +87,7 @@ import trustme
 from testbed import RegistryServer, TestbedError, run_skopeo
 
 from .arm_contract import ArmSpec, Operation
+from .wire import read_body
 
 __all__ = ["API_VERSION", "TOKEN_USER", "AcrEmulator", "ArmError", "EmulatorBug", "StaticTokenCredential"]
 
@@ -207,21 +208,6 @@ class _Job:
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
-    if "chunked" in handler.headers.get("Transfer-Encoding", "").lower():
-        chunks: list[bytes] = []
-        while True:
-            size = int(handler.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-            if size == 0:
-                while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
-                    pass
-                return b"".join(chunks)
-            chunks.append(handler.rfile.read(size))
-            handler.rfile.readline()
-    length = int(handler.headers.get("Content-Length") or 0)
-    return handler.rfile.read(length) if length else b""
 
 
 class _Server(ThreadingHTTPServer):
@@ -440,7 +426,7 @@ class AcrEmulator:
         op_name = "?"
         body: Json = None
         try:
-            raw = _read_body(handler)
+            raw = read_body(handler)
             url = urlsplit(handler.path)
             query = parse_qs(url.query, keep_blank_values=True)
             try:
@@ -1118,7 +1104,7 @@ class AcrEmulator:
 
     def _handle_login(self, registry: _Registry, handler: _Handler) -> None:
         try:
-            raw = _read_body(handler)
+            raw = read_body(handler)
             path = urlsplit(handler.path).path
             with self._lock:
                 self.login_requests.append((handler.command, path))

@@ -111,6 +111,7 @@ from botocore.model import ServiceModel, StructureShape
 from moto.server import ThreadedMotoServer
 
 from .botocore_contract import format_errors, validate_request, validate_response
+from .wire import read_body
 
 __all__ = ["DEFAULT_ACCOUNT_ID", "EMULATED_OPERATIONS", "EcrApiError", "EcrEmulator", "EmulatorBug"]
 
@@ -239,21 +240,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.emulator._handle(self)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _dispatch
-
-
-def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
-    if "chunked" in handler.headers.get("Transfer-Encoding", "").lower():
-        chunks: list[bytes] = []
-        while True:
-            size = int(handler.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-            if size == 0:
-                while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
-                    pass
-                return b"".join(chunks)
-            chunks.append(handler.rfile.read(size))
-            handler.rfile.readline()
-    length = int(handler.headers.get("Content-Length") or 0)
-    return handler.rfile.read(length) if length else b""
 
 
 class EcrEmulator:
@@ -408,7 +394,7 @@ class EcrEmulator:
 
     def _handle(self, handler: _Handler) -> None:
         try:
-            raw = _read_body(handler)
+            raw = read_body(handler)
             target = handler.headers.get("X-Amz-Target", "")
             operation = target[len(TARGET_PREFIX) :] if target.startswith(TARGET_PREFIX) else None
             if operation in self._handlers:
