@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-deps demo test bench lint clean
+.PHONY: setup system-deps demo test soak bench lint clean
 
 setup: system-deps $(VENV)/.installed
 
@@ -26,6 +26,10 @@ demo: setup
 
 test: setup lint
 	$(BIN)/pytest
+
+# Fault injection over many more seeds and rates than `make test` runs (README, Reliability).
+soak: setup
+	$(BIN)/pytest -m soak
 
 # Side by side with skopeo sync on local registries behind a 20 ms proxy; rewrites bench/BENCHMARKS.md.
 bench: setup
