@@ -6,6 +6,9 @@ import dataclasses
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nodesemver import Range, make_semver
 
 from mirrorspec.versions import (
     VersionConstraint,
@@ -355,3 +358,19 @@ def test_invalid_regexes_name_the_pattern(pattern: str) -> None:
 def test_empty_regex_is_rejected() -> None:
     with pytest.raises(ValueError, match="empty"):
         validate_regex("")
+
+
+# Constraints compile to tuple comparisons once; node-semver is the reference for what the
+# comparisons mean. For release tags and npm-compatible ranges the two dialects agree.
+_NPM_COMPATIBLE = [">=1.2.0 <2.0.0", "^1.2", "~1.2.3", "1.x", "1.2.3 - 2.3.4", "*", "<=1.2", ">1.2", "^0.0.1"]
+
+
+@given(
+    constraint=st.sampled_from(_NPM_COMPATIBLE),
+    version=st.tuples(*(st.integers(0, 4),) * 3),
+)
+@settings(max_examples=300, deadline=None, derandomize=True)
+def test_compiled_bounds_agree_with_node_semver(constraint: str, version: tuple[int, int, int]) -> None:
+    tag = ".".join(map(str, version))
+    expected = Range(constraint, True).test(make_semver(tag, True))
+    assert VersionConstraint.parse(constraint).matches(tag) is expected
