@@ -14,7 +14,9 @@ password is refused without echoing it.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import types
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +36,12 @@ from pydantic import (
 )
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.composer import Composer, ComposerError
+from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent
+from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
+from ruamel.yaml.reader import ReaderError
 
 from . import paths, versions
 from .errors import SpecError
@@ -474,23 +481,67 @@ class Spec(_Model):
 
 # --- loading ---------------------------------------------------------------------------
 
+# Hostile or accidental input (a log file passed by mistake, /dev/zero, a YAML alias bomb)
+# must end in one line, quickly, in bounded memory. The limits sit far above any real spec:
+# a spec of 1,000 repositories is about 120 KB and loads in ~0.35 s on a 2-core CI runner;
+# ruamel.yaml reads ~0.3 MB/s, so 1 MiB (~9,000 repositories) still loads in a few seconds
+# where 10 MB would take half a minute and hundreds of MB of node objects.
+MAX_SPEC_BYTES = 1 << 20
+# The deepest real spec path is 7 levels (targets › [i] › credential-sets › host › key ...).
+# Without a limit, 100,000 nested '[' exhaust Python's recursion in ruamel's composer.
+_MAX_DEPTH = 32
+# Nodes that aliases may add by expansion, beyond the document's own. Sharing a versions
+# block or a list of repositories costs hundreds; "billion laughs" (aliases of aliases)
+# grows exponentially and is refused here, before anything walks the expanded tree.
+_MAX_ALIAS_NODES = 100_000
+# Explicit tags a spec may use (`!!str 1.10` keeps a version a string); any other tag
+# (`!!python/object`, `!!binary`, `!custom`) has no meaning in a spec.
+_CORE_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "seq", "map")
+) | {"!"}
+
 
 def load_spec(path: str | Path) -> Spec:
     """Read, parse and validate a spec file; every failure is a one-line `SpecError`."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            info = os.fstat(handle.fileno())
+            # A regular file's size is known up front; a pipe's or device's is not, so at
+            # most one byte over the limit is ever read.
+            if stat.S_ISREG(info.st_mode) and info.st_size > MAX_SPEC_BYTES:
+                raise _too_big(info.st_size, str(path))
+            data = handle.read(MAX_SPEC_BYTES + 1)
     except OSError as exc:
-        raise SpecError(f"cannot read spec: {exc.strerror}", location=str(path)) from None
-    except UnicodeDecodeError:
-        raise SpecError("spec is not UTF-8 text", location=str(path)) from None
+        raise SpecError(f"cannot read spec: {exc.strerror or exc}", location=str(path)) from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise _too_big(None, str(path))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SpecError(
+            f"spec is not UTF-8 text (byte 0x{data[exc.start]:02x})", location=f"{path}:{line}:{col}"
+        ) from None
     spec = parse_spec(text, filename=str(path))
     spec._base_dir = path.resolve().parent
     return spec
 
 
+def _too_big(size: int | None, filename: str) -> SpecError:
+    limit = f"the limit of {MAX_SPEC_BYTES >> 20} MiB"
+    what = f"{size / (1 << 20):.1f} MiB, more than {limit}" if size is not None else f"larger than {limit}"
+    return SpecError(
+        f"spec is {what} (a spec of 1,000 repositories is about 120 KB): is this the right file?",
+        location=filename,
+    )
+
+
 def parse_spec(text: str, *, filename: str = "<spec>") -> Spec:
     """Validate spec text; `filename` only labels error locations."""
+    if len(text) > MAX_SPEC_BYTES // 4 and len(text.encode("utf-8", "surrogatepass")) > MAX_SPEC_BYTES:
+        raise _too_big(len(text.encode("utf-8", "surrogatepass")), filename)
     tree = _load_yaml(text, filename)
     if not isinstance(tree, CommentedMap):
         raise SpecError("the spec must be a YAML mapping", location=f"{filename}:1:1")
@@ -529,21 +580,125 @@ def json_schema() -> dict[str, Any]:
 
 def _load_yaml(text: str, filename: str) -> Any:
     yaml = YAML(typ="rt")
+    yaml.Composer = _BoundedComposer
+    yaml.Constructor = _Constructor
     try:
         return yaml.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
-        what = (exc.problem or exc.context or "invalid YAML").strip()
+        what = " ".join((exc.problem or exc.context or "invalid YAML").split())
         if "duplicate key" in what:
             what = what.split(" with value")[0]
         elif "<block" in what:
             what += " (is the indentation consistent?)"
         elif "'\\t'" in what:
             what += " (indent with spaces: YAML does not allow tabs)"
+        elif "another document" in what:
+            what = "found a second document ('---'): a spec is one YAML document"
         raise SpecError(f"invalid YAML: {what}", location=where) from None
+    except ReaderError as exc:
+        # A control character (NUL, say): ruamel reports a character offset, not a line.
+        position = exc.position if isinstance(exc.position, int) else 0
+        line = text.count("\n", 0, position) + 1
+        col = position - (text.rfind("\n", 0, position) + 1) + 1
+        char = exc.character if isinstance(exc.character, int) else 0
+        raise SpecError(
+            f"invalid YAML: control character U+{char:04X} is not allowed in YAML",
+            location=f"{filename}:{line}:{col}",
+        ) from None
     except YAMLError as exc:
-        raise SpecError(f"invalid YAML: {str(exc).splitlines()[0]}", location=filename) from None
+        raise SpecError(f"invalid YAML: {_first_line(str(exc))}", location=filename) from None
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "unreadable"
+
+
+class _BoundedComposer(Composer):
+    """ruamel's composer with the limits above: nesting depth, alias expansion, core tags.
+
+    Each node's expanded size (itself plus everything under it, aliases included) is
+    counted once, when it is composed, and remembered for its anchor: an alias costs its
+    anchor's size without being walked, so a bomb is refused in time linear in its text.
+    """
+
+    def __init__(self, loader: Any = None) -> None:
+        super().__init__(loader)
+        # YAML allows an anchor to be redefined; ruamel would warn on stderr.
+        self.warn_double_anchors = False
+        self._sizes: dict[int, int] = {}  # id(anchored node) -> expanded size
+        self._counts: list[int] = [0]  # expanded sizes of the children composed so far, per level
+        self._alias_nodes = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.parser.peek_event()
+        if isinstance(event, AliasEvent):
+            target = self.anchors.get(event.anchor)
+            # A collection gets its end mark when it is complete: an alias to one still open
+            # sits inside it (`&a [*a]`).
+            if isinstance(target, (MappingNode, SequenceNode)) and target.end_mark is None:
+                raise ComposerError(
+                    None,
+                    None,
+                    f"alias *{event.anchor} refers to a node that contains it (a recursive structure)",
+                    event.start_mark,
+                )
+            node = super().compose_node(parent, index)
+            size = self._sizes.get(id(node), 1)
+            self._alias_nodes += size
+            if self._alias_nodes > _MAX_ALIAS_NODES:
+                raise ComposerError(
+                    None,
+                    None,
+                    f"aliases expand to more than {_MAX_ALIAS_NODES:,} nodes (a YAML alias bomb?)",
+                    event.start_mark,
+                )
+            self._counts[-1] += size
+            return node
+        if len(self._counts) > _MAX_DEPTH:
+            raise ComposerError(None, None, f"nesting deeper than {_MAX_DEPTH} levels", event.start_mark)
+        tag = getattr(event, "tag", None)
+        if tag is not None and str(tag) not in _CORE_TAGS:
+            raise ComposerError(
+                None,
+                None,
+                f"YAML tag '{str(tag).replace('tag:yaml.org,2002:', '!!')}' is not supported "
+                "(a spec holds only mappings, lists, "
+                "strings, numbers and booleans)",
+                event.start_mark,
+            )
+        self._counts.append(0)
+        anchored = event.anchor is not None
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            children = self._counts.pop()
+        size = 1 + children
+        self._counts[-1] += size
+        if anchored:
+            self._sizes[id(node)] = size
+        return node
+
+
+class _Constructor(RoundTripConstructor):
+    """Values Python cannot hold (`0000-01-01`, an integer of 5,000 digits) become a YAML
+    error at the value's position instead of a bare ValueError."""
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as exc:
+            raise ConstructorError(
+                None,
+                None,
+                f"cannot read value '{_short(str(node.value))}': {str(exc).split(': ')[0]}",
+                node.start_mark,
+            ) from None
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _plain(node: Any) -> Any:
