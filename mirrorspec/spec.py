@@ -483,17 +483,16 @@ class Spec(_Model):
 
 # Hostile or accidental input (a log file passed by mistake, /dev/zero, a YAML alias bomb)
 # must end in one line, quickly, in bounded memory. The limits sit far above any real spec:
-# a spec of 1,000 repositories is about 120 KB and loads in ~0.35 s on a 2-core CI runner;
-# ruamel.yaml reads ~0.3 MB/s, so 1 MiB (~9,000 repositories) still loads in a few seconds
-# where 10 MB would take half a minute and hundreds of MB of node objects.
+# a spec of 1,000 repositories is about 120 KB and 7,000 values (YAML nodes), and loads in
+# ~0.35 s on a 2-core runner. ruamel.yaml's round-trip nodes cost 40-100 µs and ~2 KB
+# each, so a 10 MB spec would take minutes and GBs. 1 MiB and 50,000 values (~7,000 such
+# repositories) bound the worst input (all tokens, `{k1: 1, k2: 1, ...}`) to a few
+# seconds and ~100 MB.
 MAX_SPEC_BYTES = 1 << 20
+_MAX_NODES = 50_000
 # The deepest real spec path is 7 levels (targets › [i] › credential-sets › host › key ...).
 # Without a limit, 100,000 nested '[' exhaust Python's recursion in ruamel's composer.
 _MAX_DEPTH = 32
-# Nodes that aliases may add by expansion, beyond the document's own. Sharing a versions
-# block or a list of repositories costs hundreds; "billion laughs" (aliases of aliases)
-# grows exponentially and is refused here, before anything walks the expanded tree.
-_MAX_ALIAS_NODES = 100_000
 # Explicit tags a spec may use (`!!str 1.10` keeps a version a string); any other tag
 # (`!!python/object`, `!!binary`, `!custom`) has no meaning in a spec.
 _CORE_TAGS = frozenset(
@@ -550,7 +549,7 @@ def parse_spec(text: str, *, filename: str = "<spec>") -> Spec:
     version = tree.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version != 1:  # True == 1
         where = _position(tree, ("version",), filename, key=False) if "version" in tree else None
-        found = repr(tree.get("version")) if "version" in tree else "nothing"
+        found = _short(repr(tree.get("version"))) if "version" in tree else "nothing"
         raise SpecError(f"version: expected 1, found {found}", location=where or f"{filename}:1:1")
     try:
         # Keys are the kebab-case aliases only (`populate_by_name` is for Python callers):
@@ -616,11 +615,13 @@ def _first_line(text: str) -> str:
 
 
 class _BoundedComposer(Composer):
-    """ruamel's composer with the limits above: nesting depth, alias expansion, core tags.
+    """ruamel's composer with the limits above: nesting depth, node count (aliases
+    expanded), core tags only.
 
-    Each node's expanded size (itself plus everything under it, aliases included) is
-    counted once, when it is composed, and remembered for its anchor: an alias costs its
-    anchor's size without being walked, so a bomb is refused in time linear in its text.
+    Each anchored node's expanded size (itself plus everything under it, aliases included)
+    is counted once, while it is composed: an alias then costs its anchor's size without
+    being walked, so "billion laughs" (aliases of aliases) is refused in time linear in
+    its text, before anything walks the expanded tree.
     """
 
     def __init__(self, loader: Any = None) -> None:
@@ -628,8 +629,8 @@ class _BoundedComposer(Composer):
         # YAML allows an anchor to be redefined; ruamel would warn on stderr.
         self.warn_double_anchors = False
         self._sizes: dict[int, int] = {}  # id(anchored node) -> expanded size
-        self._counts: list[int] = [0]  # expanded sizes of the children composed so far, per level
-        self._alias_nodes = 0
+        self._counts: list[int] = [0]  # expanded size of what each open level holds so far
+        self._nodes = 0  # the whole document's, aliases expanded
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.parser.peek_event()
@@ -646,39 +647,38 @@ class _BoundedComposer(Composer):
                 )
             node = super().compose_node(parent, index)
             size = self._sizes.get(id(node), 1)
-            self._alias_nodes += size
-            if self._alias_nodes > _MAX_ALIAS_NODES:
-                raise ComposerError(
-                    None,
-                    None,
-                    f"aliases expand to more than {_MAX_ALIAS_NODES:,} nodes (a YAML alias bomb?)",
-                    event.start_mark,
-                )
+            self._count(
+                size, event, "aliases expand the document to more than {limit} values (an alias bomb?)"
+            )
             self._counts[-1] += size
             return node
         if len(self._counts) > _MAX_DEPTH:
             raise ComposerError(None, None, f"nesting deeper than {_MAX_DEPTH} levels", event.start_mark)
         tag = getattr(event, "tag", None)
         if tag is not None and str(tag) not in _CORE_TAGS:
+            shown = str(tag).replace("tag:yaml.org,2002:", "!!")
             raise ComposerError(
                 None,
                 None,
-                f"YAML tag '{str(tag).replace('tag:yaml.org,2002:', '!!')}' is not supported "
-                "(a spec holds only mappings, lists, "
+                f"YAML tag '{shown}' is not supported (a spec holds only mappings, lists, "
                 "strings, numbers and booleans)",
                 event.start_mark,
             )
+        self._count(1, event, "more than {limit} values: far more than a spec holds")
         self._counts.append(0)
-        anchored = event.anchor is not None
         try:
             node = super().compose_node(parent, index)
         finally:
             children = self._counts.pop()
-        size = 1 + children
-        self._counts[-1] += size
-        if anchored:
-            self._sizes[id(node)] = size
+        self._counts[-1] += 1 + children
+        if event.anchor is not None:
+            self._sizes[id(node)] = 1 + children
         return node
+
+    def _count(self, nodes: int, event: Any, problem: str) -> None:
+        self._nodes += nodes
+        if self._nodes > _MAX_NODES:
+            raise ComposerError(None, None, problem.format(limit=f"{_MAX_NODES:,}"), event.start_mark)
 
 
 class _Constructor(RoundTripConstructor):
@@ -697,8 +697,14 @@ class _Constructor(RoundTripConstructor):
             ) from None
 
 
-def _short(text: str, limit: int = 40) -> str:
+def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _clip_quoted(message: str) -> str:
+    """Shorten every quoted value in a message: an error line echoes what the user wrote,
+    and what they wrote may be a megabyte on one line."""
+    return re.sub(r"'([^']{60,})'", lambda m: f"'{_short(m[1])}'", message)
 
 
 def _plain(node: Any) -> Any:
@@ -756,10 +762,10 @@ def _spec_error(exc: ValidationError, tree: CommentedMap, filename: str) -> Spec
         shown = f"'{error['input']}'" if _safe_to_echo(loc, error.get("input")) else "the value"
         message = f"{shown} is not {expected}"
     elif kind not in ("value_error", "secret_ref", "too_short") and _safe_to_echo(loc, error.get("input")):
-        message += f", found {error['input']!r}"
+        message += f", found {_short(repr(error['input']))}"
     elif error.get("input") is None and kind != "value_error":
         message += ", found nothing"
-    return SpecError(f"{_crumbs(tree, loc)}{message}", location=_position(tree, loc, filename))
+    return SpecError(f"{_crumbs(tree, loc)}{_clip_quoted(message)}", location=_position(tree, loc, filename))
 
 
 def _safe_to_echo(loc: tuple[Any, ...], value: Any) -> bool:
@@ -845,7 +851,7 @@ def _crumbs(tree: Any, loc: Sequence[Any]) -> str:
             if isinstance(item, dict):
                 for key in ("name", "registry"):
                     if isinstance(item.get(key), str):
-                        label += f" ({key}='{item[key]}')"
+                        label += f" ({key}='{_short(item[key])}')"
                         break
             parts.append(label)
         else:
@@ -924,7 +930,9 @@ def _model_of(annotation: Any, value: Any) -> Any:
 
 def _cross_checks(spec: Spec, tree: CommentedMap, filename: str) -> None:
     def fail(message: str, loc: tuple[Any, ...]) -> None:
-        raise SpecError(f"{_crumbs(tree, loc)}{message}", location=_position(tree, loc, filename))
+        raise SpecError(
+            f"{_crumbs(tree, loc)}{_clip_quoted(message)}", location=_position(tree, loc, filename)
+        )
 
     known = sorted(spec.credentials)
     names = ", ".join(known) if known else "none are defined"
