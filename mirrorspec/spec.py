@@ -258,8 +258,16 @@ class Repository(_Model):
 
 
 def _valid_host(value: str) -> str:
+    if "@" in value:
+        # Not echoed: the part before '@' is probably a user name and password.
+        raise ValueError("a registry host must not hold credentials (user@host): use `credentials:`")
     if not _HOST.match(value):
         raise ValueError(f"'{value}' is not a registry host (host or host:port, no scheme or path)")
+    name, _, port = value.partition(":")
+    if len(name) > 253 or any(not label or len(label) > 63 for label in name.split(".")):
+        raise ValueError(f"'{value}' is not a registry host (DNS labels are 1-63 characters, no '..')")
+    if port and not 0 < int(port) < 65536:
+        raise ValueError(f"'{value}': port {port} is outside 1-65535")
     return value
 
 
@@ -356,7 +364,7 @@ class HarborTarget(_TargetBase):
     """Harbor (API v2.0): replication policies pull from upstream."""
 
     type: Literal["harbor"]
-    url: str = Field(pattern=r"^https?://[^/\s]+/?$")
+    url: str = Field(pattern=r"^https?://[^/\s@]+/?$")
     project: str = Field(pattern=r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
     credentials: str | None = None
     schedule: str | None = None
@@ -372,6 +380,14 @@ class HarborTarget(_TargetBase):
             problem = harbor_cron_problem(value)
             if problem:
                 raise ValueError(problem)
+        return value
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _no_userinfo(cls, value: Any) -> Any:
+        if isinstance(value, str) and "@" in value:
+            # Not echoed: the part before '@' is probably a user name and password.
+            raise ValueError("the url must not hold credentials (user:password@host): use `credentials:`")
         return value
 
     @model_validator(mode="after")
@@ -543,7 +559,8 @@ def parse_spec(text: str, *, filename: str = "<spec>") -> Spec:
         raise _too_big(len(text.encode("utf-8", "surrogatepass")), filename)
     tree = _load_yaml(text, filename)
     if not isinstance(tree, CommentedMap):
-        raise SpecError("the spec must be a YAML mapping", location=f"{filename}:1:1")
+        found = "nothing (the file is empty)" if tree is None else f"a {_kind_of(tree)}"
+        raise SpecError(f"the spec must be a YAML mapping, found {found}", location=f"{filename}:1:1")
     # The version decides every other rule, so it is checked first (a v2 spec should say
     # "unsupported version", not list v1's unknown keys).
     version = tree.get("version")
@@ -608,6 +625,12 @@ def _load_yaml(text: str, filename: str) -> Any:
         ) from None
     except YAMLError as exc:
         raise SpecError(f"invalid YAML: {_first_line(str(exc))}", location=filename) from None
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, list):
+        return "list"
+    return "string" if isinstance(value, str) else f"{type(value).__name__} value"
 
 
 def _first_line(text: str) -> str:
@@ -850,7 +873,8 @@ def _crumbs(tree: Any, loc: Sequence[Any]) -> str:
             label = f"{parts.pop() if parts else ''}[{seg}]"
             if isinstance(item, dict):
                 for key in ("name", "registry"):
-                    if isinstance(item.get(key), str):
+                    # a value with "@" may hold a user and password: never a label
+                    if isinstance(item.get(key), str) and "@" not in item[key]:
                         label += f" ({key}='{_short(item[key])}')"
                         break
             parts.append(label)
