@@ -966,6 +966,22 @@ def _cross_checks(spec: Spec, tree: CommentedMap, filename: str) -> None:
                 f"unknown credentials '{source.credentials}' ({names})",
                 ("sources", i, "credentials"),
             )
+    # An upstream is read with one set of settings (RunContext.source_endpoint takes the
+    # first entry's): two entries for one host that disagree would silently read the
+    # second's repositories with the first's credentials.
+    first_source: dict[str, int] = {}
+    for i, source in enumerate(spec.sources):
+        host = paths.normalize_registry(source.registry)
+        j = first_source.setdefault(host, i)
+        other = spec.sources[j]
+        settings = ("credentials", "insecure", "ca_bundle")
+        differ = [_kebab(k) for k in settings if getattr(source, k) != getattr(other, k)]
+        if differ:
+            fail(
+                f"registry '{host}' is also sources[{j}], with another {' and '.join(differ)}: "
+                "an upstream is read one way; merge the entries or make them agree",
+                ("sources", i, "registry"),
+            )
     seen_targets: dict[str, int] = {}
     for i, target in enumerate(spec.targets):
         if target.name in seen_targets:
