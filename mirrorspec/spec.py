@@ -202,6 +202,9 @@ class Repository(_Model):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
+        # distribution-spec: clients limit host + '/' + name to 255 characters.
+        if len(value) > 255:
+            raise ValueError(f"'{_short(value)}' is longer than 255 characters: not a repository name")
         if not paths.valid_repository(value):
             raise ValueError(
                 f"'{value}' is not a valid repository name "
