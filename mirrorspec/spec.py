@@ -582,10 +582,15 @@ def parse_spec(text: str, *, filename: str = "<spec>") -> Spec:
     # that "variable not set" can point at the line.
     for name, credential in tree.get("credentials", {}).items():
         for part in credential or ():
-            loc = ("credentials", name, part)
+            loc: tuple[Any, ...] = ("credentials", name, part)
             spec._positions[loc] = _position(tree, loc, filename)
     for i in range(len(tree.get("targets", []))):
         spec._positions[("targets", i)] = _position(tree, ("targets", i), filename)
+    # Resolving finds problems that belong to a repository entry (a Helm dependency cycle).
+    for s, source in enumerate(tree.get("sources", [])):
+        for r in range(len(source.get("repositories", []))):
+            entry: tuple[Any, ...] = ("sources", s, "repositories", r)
+            spec._positions[entry] = _position(tree, entry, filename)
     return spec
 
 

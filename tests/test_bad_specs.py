@@ -22,7 +22,8 @@ a version constraint that does not parse, a regex that does not compile, a Harbo
 with seconds other than 0, a Harbor cron with minute 61, duplicate target names, one
 upstream listed twice with different credentials, a literal password, a reference to
 undefined credentials.
-Resolution: Helm charts whose dependencies form a cycle (A → B → A, and A → A).
+Resolution: Helm charts whose dependencies form a cycle (A → B → A, and A → A), from a real
+registry.
 Generated: hypothesis mutations of the example specs (values deleted, replaced, retyped,
 unknown keys, random text spliced into the YAML) and random documents from scratch.
 """
@@ -43,6 +44,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
+from testbed import RegistryServer, push_chart, push_image
 
 from mirrorspec import cli
 from mirrorspec.errors import SpecError
@@ -441,6 +443,65 @@ targets:
         ("lab", "internal.example.com"),
         ("lab2", "other.example.com"),
     ]
+
+
+# --- Helm dependency cycles, against a real registry -------------------------------------
+
+CYCLE_SPEC = """\
+version: 1
+sources:
+  - registry: {host}
+    insecure: true
+    repositories:
+      - name: images/unrelated
+        all-tags: true
+      - name: {chart}
+        versions: "^1.0.0"
+        helm-dependencies: {follow}
+targets:
+  - name: lab
+    type: registry
+    registry: {host}
+    insecure: true
+    prefix: mirror
+"""
+
+
+@pytest.fixture(scope="module")
+def cyclic_charts(plain_registry: RegistryServer) -> str:
+    """cycle/a 1.0.0 → cycle/b ^1 → cycle/a ^1, and selfish/c 1.0.0 → selfish/c ^1."""
+    host = plain_registry.host
+    push_image(plain_registry, "images/unrelated", "v1")
+    for name, other in (("a", "b"), ("b", "a")):
+        dependency = {"name": other, "version": "^1.0.0", "repository": f"oci://{host}/cycle"}
+        push_chart(plain_registry, f"cycle/{name}", "1.0.0", dependencies=[dependency])
+    itself = {"name": "c", "version": "^1.0.0", "repository": f"oci://{host}/selfish"}
+    push_chart(plain_registry, "selfish/c", "1.0.0", dependencies=[itself])
+    return host
+
+
+@pytest.mark.parametrize(
+    ("chart", "follow", "chain"),
+    [
+        ("cycle/a", "true", ["cycle/a", "cycle/b", "cycle/a"]),
+        ("selfish/c", "newest", ["selfish/c", "selfish/c"]),
+    ],
+    ids=["a-b-a", "a-a"],
+)
+def test_a_helm_dependency_cycle_is_one_line_naming_the_cycle_and_the_entry(
+    tmp_path: Path, cyclic_charts: str, chart: str, follow: str, chain: list[str]
+) -> None:
+    host = cyclic_charts
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(CYCLE_SPEC.format(host=host, chart=chart, follow=follow), encoding="utf-8")
+    result = run_cli("plan", str(spec), cwd=tmp_path)
+    line = assert_one_line_error(result, f"{spec}:8:9: ")
+    cycle = " → ".join(f"{host}/{name}:1.0.0" for name in chain)
+    assert (
+        f"sources[0] › repositories[1] (name='{chart}'): Helm chart dependencies form a cycle: {cycle} "
+        in line
+    )
+    assert "helm-dependencies: false" in line
 
 
 # --- generated specs ----------------------------------------------------------------------
