@@ -372,6 +372,7 @@ class RegistryClient:
                         repository=repository,
                     )
                 stalled = stalled + 1 if len(tags) == before else 0
+                seen.add(r.url)  # the first request's path is relative; a link is absolute
                 link = r.links.get("next", {}).get("url")
                 if not link:
                     return sorted(tags)
