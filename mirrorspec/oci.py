@@ -42,7 +42,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -87,6 +87,7 @@ _MAX_STALLED_PAGES = 10
 _MAX_TOKEN_BYTES = 1 << 20
 _MAX_TOKEN_TTL = 86_400
 _MAX_REDIRECTS = 10
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _USER_AGENT = f"mirrorspec/{__version__}"
 
 # Grammar from distribution-spec "Pulling manifests"; checked locally so that a typo becomes a
@@ -243,6 +244,30 @@ def _speaks_plain_http(exc: requests.exceptions.ConnectionError) -> bool:
     return isinstance(reason, urllib3.exceptions.ProtocolError)
 
 
+class _Session(requests.Session):
+    """A session that never touches a redirect's body.
+
+    Even with `allow_redirects=False`, `Session.send` runs `resolve_redirects` once to set
+    `Response.next`, and that reads the whole redirect body into memory (requests 2.32):
+    an endless 302 body would fill it. `RegistryClient._send_raw` follows redirects itself.
+    """
+
+    def resolve_redirects(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        return iter(())
+
+
+def _same_origin(old: str, new: str) -> bool:
+    """Whether credentials for `old` may follow a redirect to `new` (requests' rule: same host,
+    and same scheme and port, or an http → https upgrade on the default ports)."""
+    a, b = urlsplit(old), urlsplit(new)
+    if a.hostname != b.hostname:
+        return False
+    if a.scheme == "http" and b.scheme == "https":
+        return a.port in (None, 80) and b.port in (None, 443)
+    default = {"http": 80, "https": 443}
+    return a.scheme == b.scheme and (a.port or default.get(a.scheme)) == (b.port or default.get(b.scheme))
+
+
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -295,7 +320,7 @@ class RegistryClient:
             # The user opted out of verification; urllib3 would warn on every request.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
-        session = requests.Session()
+        session = _Session()
         session.trust_env = False  # REQUESTS_CA_BUNDLE & co. would override verify=
         session.headers["User-Agent"] = _USER_AGENT
         retry = _Retry(
@@ -316,7 +341,6 @@ class RegistryClient:
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=retry)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
-        session.max_redirects = _MAX_REDIRECTS  # a redirect loop ends after this many hops
         self._session = session
 
     def __repr__(self) -> str:
@@ -574,17 +598,35 @@ class RegistryClient:
             raise self._transport_error(exc, repository, url) from exc
 
     def _send_raw(self, method: str, url: str, headers: Mapping[str, str]) -> requests.Response:
-        # Always streamed: a body is read only by the caller that wants it, with a limit,
-        # so a hostile answer (a 401 or a tag list of gigabytes) cannot fill memory.
-        return self._session.request(
-            method,
-            url,
-            headers=dict(headers),
-            verify=self._verify,
-            timeout=self._timeout,
-            stream=True,
-            allow_redirects=True,
-        )
+        """One request, redirects followed here rather than by requests.
+
+        Always streamed: a body is read only by the caller that wants it, with a limit, so a
+        hostile answer (a 401 or a tag list of gigabytes) cannot fill memory. requests would
+        read every redirect's body whole before following it; here a redirect is closed
+        unread. `Authorization` is dropped when a redirect leaves the origin, as requests does.
+        """
+        headers = dict(headers)
+        for _ in range(_MAX_REDIRECTS + 1):
+            resp = self._session.request(
+                method,
+                url,
+                headers=headers,
+                verify=self._verify,
+                timeout=self._timeout,
+                stream=True,
+                allow_redirects=False,
+            )
+            location = resp.headers.get("Location")
+            if resp.status_code not in _REDIRECT_STATUSES or not location:
+                return resp
+            resp.close()
+            target = urljoin(resp.url, location)
+            if not _same_origin(url, target):
+                headers.pop("Authorization", None)
+            if resp.status_code == 303 and method != "HEAD":
+                method = "GET"
+            url = target
+        raise requests.exceptions.TooManyRedirects(f"more than {_MAX_REDIRECTS} redirects")
 
     def _pick_challenge(self, header: str) -> _Challenge | None:
         challenges = _parse_challenges(header)
@@ -679,16 +721,12 @@ class RegistryClient:
             if withheld is None:
                 params.append(("account", self._username))
                 auth = (self._username, self._password)
+        headers = {"Accept": "application/json"}
+        if auth is not None:
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         try:
-            resp = self._session.get(
-                realm,
-                params=params,
-                auth=auth,
-                headers={"Accept": "application/json"},
-                verify=self._verify,
-                timeout=self._timeout,
-                stream=True,
-            )
+            url = requests.Request("GET", realm, params=params).prepare().url or realm
+            resp = self._send_raw("GET", url, headers)
         except requests.exceptions.RequestException as exc:
             raise self._transport_error(exc, None, realm, service=f"token service {realm_host}") from exc
         with resp:

@@ -377,7 +377,7 @@ targets:
 """
 
 
-@pytest.mark.parametrize("case", ["endless-tag-list", "huge-401", "endless-manifest"])
+@pytest.mark.parametrize("case", ["endless-tag-list", "huge-401", "endless-manifest", "endless-redirect"])
 def test_floods_end_in_one_line_under_a_memory_limit(
     hostile: Callable[..., HostileRegistry], tmp_path: Path, case: str
 ) -> None:
@@ -386,6 +386,9 @@ def test_floods_end_in_one_line_under_a_memory_limit(
     def route(request: Request) -> Reply:
         if case == "huge-401":
             return Reply(401, {"WWW-Authenticate": 'Basic realm="x"'}, endless(b"x" * 65536, flood))
+        if case == "endless-redirect":
+            # requests itself would read a redirect's body whole before following it
+            return Reply(302, {"Location": request.path}, endless(b"x" * 65536, flood))
         if request.path.endswith("/tags/list"):
             if case == "endless-tag-list":
                 return Reply(200, JSON, endless(b'"v1", ' * 10_000, flood))
@@ -422,5 +425,6 @@ def test_floods_end_in_one_line_under_a_memory_limit(
         "endless-tag-list": "is larger than max_bytes=8388608",
         "huge-401": "requires credentials",
         "endless-manifest": "is larger than max_bytes=4194304",
+        "endless-redirect": "too many redirects from",
     }[case]
     assert expect in lines[0], lines[0]
