@@ -35,7 +35,7 @@ from pydantic import (
     model_validator,
 )
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.composer import Composer, ComposerError
 from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
@@ -566,10 +566,10 @@ def parse_spec(text: str, *, filename: str = "<spec>") -> Spec:
         raise SpecError(f"the spec must be a YAML mapping, found {found}", location=f"{filename}:1:1")
     # The version decides every other rule, so it is checked first (a v2 spec should say
     # "unsupported version", not list v1's unknown keys).
-    version = tree.get("version")
+    version = _plain(tree.get("version"))
     if not isinstance(version, int) or isinstance(version, bool) or version != 1:  # True == 1
         where = _position(tree, ("version",), filename, key=False) if "version" in tree else None
-        found = _short(repr(tree.get("version"))) if "version" in tree else "nothing"
+        found = _short(repr(version)) if "version" in tree else "nothing"
         raise SpecError(f"version: expected 1, found {found}", location=where or f"{filename}:1:1")
     try:
         # Keys are the kebab-case aliases only (`populate_by_name` is for Python callers):
@@ -713,19 +713,19 @@ class _BoundedComposer(Composer):
 
 
 class _Constructor(RoundTripConstructor):
-    """Values Python cannot hold (`0000-01-01`, an integer of 5,000 digits) become a YAML
-    error at the value's position instead of a bare ValueError."""
+    """Values Python cannot hold (`0000-01-01`, an integer of 5,000 digits, `!!bool 1`)
+    become a YAML error at the value's position instead of a bare ValueError or KeyError."""
 
     def construct_object(self, node: Node, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep=deep)
         except (ValueError, OverflowError) as exc:
-            raise ConstructorError(
-                None,
-                None,
-                f"cannot read value '{_short(str(node.value))}': {str(exc).split(': ')[0]}",
-                node.start_mark,
-            ) from None
+            why = str(exc).split(": ")[0]
+        except (KeyError, TypeError):
+            why = f"not a valid {str(node.tag).replace('tag:yaml.org,2002:', '!!')}"
+        raise ConstructorError(
+            None, None, f"cannot read value '{_short(str(node.value))}': {why}", node.start_mark
+        )
 
 
 def _short(text: str, limit: int = 60) -> str:
@@ -743,6 +743,10 @@ def _plain(node: Any) -> Any:
         return {str(k): _plain(v) for k, v in node.items()}
     if isinstance(node, list):
         return [_plain(v) for v in node]
+    if isinstance(node, TaggedScalar):
+        # The round-trip loader keeps an explicit `!!str 1.10` as a TaggedScalar; only core
+        # tags get this far, and `!!str` is the one it keeps.
+        return str(node.value)
     return node
 
 

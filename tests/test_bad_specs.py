@@ -13,7 +13,7 @@ YAML: a NUL byte, a raw terminal escape sequence, a newline inside a key, an esc
 sequence in a value, two documents, a top-level list, a top-level
 scalar, tab indentation, an unterminated quoted string, a duplicate key, 100,000 nested
 `[`, 100,000 nested `{`, an alias bomb ("billion laughs"), a recursive alias, an undefined
-alias, a `!!python/object` tag, a date Python cannot hold, an integer of 5,000 digits,
+alias, a `!!python/object` tag, a date Python cannot hold, `!!bool 1`, an integer of 5,000 digits,
 60,000 values in a small file, a 500 KB repository name.
 Schema: an unsupported version, a number where a list belongs, a list where a string
 belongs, an unknown top-level key, an empty source list, a missing required key, a port
@@ -48,7 +48,7 @@ from testbed import RegistryServer, push_chart, push_image
 
 from mirrorspec import cli
 from mirrorspec.errors import SpecError
-from mirrorspec.spec import parse_spec
+from mirrorspec.spec import load_spec, parse_spec
 
 MIRRORSPEC = Path(sys.executable).with_name("mirrorspec")
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -210,6 +210,7 @@ KINDS = [
         "cannot read value '0000-01-01'",
         "6:16",
     ),
+    Kind("bool-tag-on-a-number", "version: !!bool 1\n", "cannot read value '1': not a valid !!bool", "1:10"),
     Kind("huge-integer", f"version: {'9' * 5000}\n", "Exceeds the limit (4300 digits)", "1:10"),
     Kind(
         "too-many-values", "version: 1\nsources: [" + "1, " * 60_000 + "]\n", "more than 50,000 values", "2:"
@@ -410,6 +411,12 @@ def test_the_building_blocks_are_valid(tmp_path: Path) -> None:
     parse_spec("version: 1\n" + CREDENTIALS + VALID.removeprefix("version: 1\n"))
 
 
+def test_explicit_core_tags_still_work() -> None:
+    """`!!str` keeps a version-like tag a string (ruamel would hand it over as a TaggedScalar)."""
+    text = VALID.replace('tags: ["7.2.4"]', "tags: [!!str 7.10]").replace("version: 1", "version: !!int '1'")
+    assert parse_spec(text).sources[0].repositories[0].tags == ["7.10"]
+
+
 def test_small_anchors_and_merge_keys_still_work() -> None:
     """The alias limits must not break what anchors are for: sharing a block."""
     text = """\
@@ -532,6 +539,24 @@ values = st.recursive(
 )
 
 
+EXAMPLE_TEXTS = [path.read_text(encoding="utf-8") for path in sorted(EXAMPLES.glob("*.yaml"))]
+
+
+def byte_splices(data: bytes) -> st.SearchStrategy[bytes]:
+    """`data` with a few random bytes written over it (invalid UTF-8, NULs, anything)."""
+    return st.lists(
+        st.tuples(st.integers(min_value=0, max_value=len(data)), st.binary(min_size=1, max_size=4)),
+        min_size=1,
+        max_size=3,
+    ).map(lambda edits: _apply(data, edits))
+
+
+def _apply(data: bytes, edits: list[tuple[int, bytes]]) -> bytes:
+    for position, insert in edits:
+        data = data[:position] + insert + data[position + len(insert) :]
+    return data
+
+
 def paths_of(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     found = [prefix]
     if isinstance(node, dict):
@@ -641,6 +666,18 @@ def test_spliced_text_fails_cleanly(text: str) -> None:
 )
 def test_random_documents_fail_cleanly(document: dict[str, Any]) -> None:
     check(dump({"version": 1, **document}))
+
+
+@GENERATED
+@given(st.binary(max_size=200) | st.sampled_from(EXAMPLE_TEXTS).map(str.encode).flatmap(byte_splices))
+def test_random_bytes_in_a_file_fail_cleanly(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
+    path = tmp_path_factory.mktemp("bytes") / "spec.yaml"
+    path.write_bytes(data)
+    try:
+        load_spec(path)
+    except SpecError as exc:
+        assert "\n" not in str(exc)
+        assert str(exc).startswith(str(path))
 
 
 SOAK = settings(GENERATED, max_examples=5000)
