@@ -87,6 +87,9 @@ _MAX_STALLED_PAGES = 10
 _MAX_TOKEN_BYTES = 1 << 20
 _MAX_TOKEN_TTL = 86_400
 _MAX_REDIRECTS = 10
+# A body (tag list, manifest, config, token) must arrive within this many read timeouts
+# (5 minutes by default): 8 MiB in that time is ~220 kbit/s.
+_BODY_TIMEOUTS = 10
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _USER_AGENT = f"mirrorspec/{__version__}"
 
@@ -824,12 +827,21 @@ class RegistryClient:
             raise too_big()
         chunks: list[bytes] = []
         size = 0
+        # The read timeout restarts with every byte: a server sending one byte a second
+        # would never time out. The whole body gets a deadline of its own.
+        deadline = time.monotonic() + _BODY_TIMEOUTS * self._timeout
         try:
             # Counted as it arrives too: Content-Length may be absent (chunked) or encoded.
             for chunk in resp.iter_content(chunk_size=65536):
                 size += len(chunk)
                 if size > max_bytes:
                     raise too_big()
+                if time.monotonic() > deadline:
+                    raise self._error(
+                        f"{what} from {self.host} did not arrive within {_BODY_TIMEOUTS * self._timeout:g}s "
+                        f"({size} bytes so far)",
+                        repository=repository,
+                    )
                 chunks.append(chunk)
         except requests.exceptions.RequestException as exc:
             raise self._transport_error(exc, repository, resp.url) from exc

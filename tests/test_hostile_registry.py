@@ -15,6 +15,7 @@ import os
 import resource
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -55,7 +56,8 @@ def hostile() -> Iterator[Callable[..., HostileRegistry]]:
 
 
 def client_of(server: HostileRegistry, **options: object) -> RegistryClient:
-    return RegistryClient(server.host, insecure=True, retries=0, timeout=10, **options)  # type: ignore[arg-type]
+    settings: dict[str, object] = {"insecure": True, "retries": 0, "timeout": 10, **options}
+    return RegistryClient(server.host, **settings)  # type: ignore[arg-type]
 
 
 def refused(server: HostileRegistry, call: Callable[[RegistryClient], object], **options: object) -> str:
@@ -164,6 +166,18 @@ def test_links_that_change_but_bring_nothing_new_stop_soon(hostile: Callable[...
     message = refused(server, lambda client: client.list_tags("r"))
     assert "pages of tags for r without a new tag: a pagination loop" in message
     assert len(server.requests) == 11  # the first page, then 10 that added nothing
+
+
+def test_a_tag_list_sent_a_byte_at_a_time_hits_a_deadline(hostile: Callable[..., HostileRegistry]) -> None:
+    def drip() -> Iterator[bytes]:
+        while True:  # each byte well inside the read timeout, so only a deadline can end it
+            time.sleep(0.02)
+            yield b" "
+
+    server = hostile(lambda request: Reply(200, JSON, drip()))
+    message = refused(server, lambda client: client.list_tags("r"), timeout=0.2)
+    assert "the tag list of r from" in message
+    assert "did not arrive within 2s" in message
 
 
 # --- manifests --------------------------------------------------------------------------------
