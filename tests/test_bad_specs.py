@@ -47,6 +47,7 @@ from ruamel.yaml import YAML
 from testbed import RegistryServer, push_chart, push_image
 
 from mirrorspec import cli
+from mirrorspec import spec as specmod
 from mirrorspec.errors import SpecError
 from mirrorspec.spec import load_spec, parse_spec
 
@@ -409,6 +410,29 @@ def test_the_building_blocks_are_valid(tmp_path: Path) -> None:
     parse_spec(VALID)
     parse_spec(VALID + HARBOR)
     parse_spec("version: 1\n" + CREDENTIALS + VALID.removeprefix("version: 1\n"))
+
+
+def many_repositories(count: int) -> str:
+    lines = ["version: 1", "sources:"]
+    for s in range(10):
+        lines += [f"  - registry: registry{s}.example.com", "    repositories:"]
+        for r in range(count // 10):
+            lines += [
+                f"      - name: team-{s}/service-number-{r}/component  # owned by team {s}",
+                '        versions: ">=1.2.0 <2.0.0"',
+                "        helm-dependencies: true",
+            ]
+    return "\n".join([*lines, *VALID.split("\n")[6:]])
+
+
+@pytest.mark.parametrize(
+    "count", [1000, pytest.param(5000, marks=pytest.mark.soak)], ids=["1000-repositories", "5000"]
+)
+def test_the_limits_leave_room_for_large_real_specs(count: int) -> None:
+    text = many_repositories(count)
+    assert len(text.encode()) < specmod.MAX_SPEC_BYTES / (7 if count == 1000 else 1.5)
+    spec = parse_spec(text)
+    assert sum(len(s.repositories) for s in spec.sources) == count
 
 
 def test_explicit_core_tags_still_work() -> None:
