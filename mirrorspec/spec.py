@@ -562,7 +562,7 @@ def parse_spec(text: str, *, filename: str = "<spec>") -> Spec:
         raise _too_big(len(text.encode("utf-8", "surrogatepass")), filename)
     tree = _load_yaml(text, filename)
     if not isinstance(tree, CommentedMap):
-        found = "nothing (the file is empty)" if tree is None else f"a {_kind_of(tree)}"
+        found = "nothing (the file is empty)" if tree is None else f"a {_kind_of(_plain(tree))}"
         raise SpecError(f"the spec must be a YAML mapping, found {found}", location=f"{filename}:1:1")
     # The version decides every other rule, so it is checked first (a v2 spec should say
     # "unsupported version", not list v1's unknown keys).
