@@ -1002,6 +1002,18 @@ def _cross_checks(spec: Spec, tree: CommentedMap, filename: str) -> None:
                 ("targets", i, "name"),
             )
         seen_targets[target.name] = i
+        if isinstance(target, EcrTarget):
+            # ECR would get the same destination twice in one replication rule.
+            own = target.registry.split(".", 1)[0]
+            destinations: dict[tuple[str, str], int] = {}
+            for d, replica in enumerate(target.replicate_to):
+                j = destinations.setdefault((replica.region, replica.account or own), d)
+                if j != d:
+                    fail(
+                        f"region '{replica.region}' of account {replica.account or own} is listed twice "
+                        f"(also replicate-to[{j}])",
+                        ("targets", i, "replicate-to", d),
+                    )
         credentials = getattr(target, "credentials", None)
         if credentials is not None and credentials not in spec.credentials:
             fail(f"unknown credentials '{credentials}' ({names})", ("targets", i, "credentials"))

@@ -7,25 +7,26 @@ tests/test_spec.py checks positions and wording case by case in-process; this fi
 catalogue of *kinds* of bad input, each through the real console script. The kinds covered
 (README-ready; `KINDS` below, plus the Helm cycle and the generated specs at the end):
 
-Files: a missing file, a path through a file, a directory, a device that never ends
+Files (8): a missing file, a path through a file, a directory, a device that never ends
 (/dev/zero), a 10 MB file, an empty file, bytes that are not UTF-8, a UTF-16 file.
-YAML: a NUL byte, a raw terminal escape sequence, a newline inside a key, an escaped terminal
-sequence in a value, two documents, a top-level list, a top-level
-scalar, tab indentation, an unterminated quoted string, a duplicate key, 100,000 nested
-`[`, 100,000 nested `{`, an alias bomb ("billion laughs"), a recursive alias, an undefined
-alias, a `!!python/object` tag, a date Python cannot hold, `!!bool 1`, an integer of 5,000 digits,
+YAML (21): a NUL byte, a raw terminal escape sequence, a newline inside a key, an escaped
+terminal sequence in a value, two documents, a top-level list, a top-level scalar, tab
+indentation, an unterminated quoted string, a duplicate key, 100,000 nested `[`, 100,000
+nested `{`, an alias bomb ("billion laughs"), a recursive alias, an undefined alias, a
+`!!python/object` tag, a date Python cannot hold, `!!bool 1`, an integer of 5,000 digits,
 60,000 values in a small file, a 500 KB repository name.
-Schema: an unsupported version, a number where a list belongs, a list where a string
+Schema (18): an unsupported version, a number where a list belongs, a list where a string
 belongs, an unknown top-level key, an empty source list, a missing required key, a port
-outside 1-65535, a registry host with user:password@, a Harbor url with user:password@,
-a version constraint that does not parse, a regex that does not compile, a Harbor cron
-with seconds other than 0, a Harbor cron with minute 61, duplicate target names, one
-upstream listed twice with different credentials, a literal password, a reference to
-undefined credentials.
-Resolution: Helm charts whose dependencies form a cycle (A → B → A, and A → A), from a real
-registry.
+outside 1-65535, a registry host with user:password@, a Harbor url with user:password@, a
+version constraint that does not parse, a regex that does not compile, a Harbor cron with
+seconds other than 0, a Harbor cron with minute 61, duplicate target names, one ECR
+replication region listed twice, one upstream listed twice with different credentials, a
+literal password, a reference to undefined credentials.
+Resolution (2): Helm charts whose dependencies form a cycle (A → B → A, and A → A), from a
+real registry.
 Generated: hypothesis mutations of the example specs (values deleted, replaced, retyped,
-unknown keys, random text spliced into the YAML) and random documents from scratch.
+unknown keys added, items duplicated), random text and random bytes spliced into them, and
+random documents from scratch.
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ IN_PROCESS = {
     "cron-minute-61",
     "duplicate-target-name",
     "same-upstream-other-credentials",
+    "duplicate-replication-region",
     "literal-password",
     "undefined-credentials",
 }
@@ -292,6 +294,15 @@ KINDS = [
         "11:11",
     ),
     Kind(
+        "duplicate-replication-region",
+        VALID
+        + "  - name: aws\n    type: ecr\n    registry: 123456789012.dkr.ecr.eu-west-1.amazonaws.com\n"
+        + "    prefix: vendor\n    replicate-to:\n      - region: us-east-1\n"
+        + "      - {region: us-east-1, account: '123456789012'}\n",
+        "region 'us-east-1' of account 123456789012 is listed twice (also replicate-to[0])",
+        "17:9",
+    ),
+    Kind(
         "same-upstream-other-credentials",
         "version: 1\n"
         + CREDENTIALS
@@ -401,7 +412,7 @@ def test_bad_input_is_one_line_and_exit_1(
 
 
 def test_catalogue_has_at_least_30_distinct_kinds() -> None:
-    assert len({kind.id for kind in KINDS}) == len(KINDS) >= 30
+    assert len({kind.id for kind in KINDS}) == len(KINDS) == 8 + 21 + 18  # as the docstring counts
     assert {kind.id for kind in KINDS} >= IN_PROCESS
 
 
