@@ -32,6 +32,7 @@ random documents from scratch.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
 import subprocess
@@ -342,8 +343,14 @@ COMMANDS: list[tuple[str, ...]] = [
 
 
 def run_in_process(*args: str, capsys: pytest.CaptureFixture[str]) -> subprocess.CompletedProcess[str]:
-    with pytest.raises(SystemExit) as exited:
-        cli.main(list(args))
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        with pytest.raises(SystemExit) as exited:
+            cli.main(list(args))
+    finally:
+        # main() points the root logger at this test's captured stderr; later tests must not log there.
+        root.handlers[:], root.level = handlers, level
     captured = capsys.readouterr()
     code = exited.value.code
     return subprocess.CompletedProcess(
