@@ -796,10 +796,12 @@ class RegistryClient:
         if not isinstance(document, dict):
             raise invalid("not a JSON object")
         name = document.get("name")
-        # Registries behind a path prefix (a proxy's project) may name the repository with
-        # it; anything else is the tag list of another repository.
+        # A proxy may add its own path prefix to the name, or leave out the one in the request
+        # (Artifactory's repository key); a name unrelated to the request is another
+        # repository's tag list.
         if name is not None and not (
-            isinstance(name, str) and (name == repository or name.endswith("/" + repository))
+            isinstance(name, str)
+            and (name == repository or name.endswith("/" + repository) or repository.endswith("/" + name))
         ):
             raise invalid(f"it is for {_one_line(str(name), 80)!r}")
         tags = document.get("tags")

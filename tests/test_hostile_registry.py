@@ -109,15 +109,18 @@ def test_malformed_tag_lists_are_one_line_errors(
 
 
 def test_tags_null_and_a_proxy_prefixed_name_are_accepted(hostile: Callable[..., HostileRegistry]) -> None:
-    """What real registries do must keep working: distribution's null, a proxy's prefixed name."""
+    """What real registries do must keep working: distribution's null, a name with a proxy's
+    prefix added or the request's prefix left out."""
     answers = {
         "/v2/r/tags/list": tags_body(None),
         "/v2/library/redis/tags/list": tags_body(["7"], "cache/library/redis"),
+        "/v2/docker-remote/library/redis/tags/list": tags_body(["8"], "library/redis"),
     }
     server = hostile(lambda request: Reply(200, JSON, answers[request.path]))
     with client_of(server) as client:
         assert client.list_tags("r") == []
         assert client.list_tags("library/redis") == ["7"]
+        assert client.list_tags("docker-remote/library/redis") == ["8"]
 
 
 def test_an_endless_tag_list_is_cut_at_the_page_limit(hostile: Callable[..., HostileRegistry]) -> None:
