@@ -23,6 +23,8 @@ references only, and `redact()` scrubs anything that came back from a subprocess
 
 from __future__ import annotations
 
+import unicodedata
+
 __all__ = [
     "CopyError",
     "CredentialError",
@@ -34,6 +36,7 @@ __all__ = [
     "RegistryError",
     "ResolveError",
     "SpecError",
+    "printable",
 ]
 
 
@@ -41,13 +44,26 @@ class MirrorspecError(Exception):
     """Root of every error that is the user's or the environment's, never a bug."""
 
 
+def printable(text: str) -> str:
+    """`text` with every control or line-breaking character escaped (`\\n`, `\\x1b`).
+
+    Messages echo what a spec or a server said; a key holding a newline must not make an
+    error two lines, and an escape sequence must not reach the user's terminal.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch == " " or unicodedata.category(ch)[0] not in "CZ" else repr(ch)[1:-1] for ch in text
+    )
+
+
 class SpecError(MirrorspecError):
     """The spec file is invalid. `location` is `file:line:col` (or `file` when unknown)."""
 
     def __init__(self, message: str, *, location: str | None = None) -> None:
-        self.message = message
-        self.location = location
-        super().__init__(f"{location}: {message}" if location else message)
+        self.message = printable(message)
+        self.location = printable(location) if location is not None else None
+        super().__init__(f"{self.location}: {self.message}" if self.location else self.message)
 
 
 class CredentialError(MirrorspecError):
@@ -76,7 +92,7 @@ class RegistryError(ResolveError):
         self.registry = registry
         self.repository = repository
         self.status = status
-        super().__init__(message)
+        super().__init__(printable(message))
 
 
 class ProviderError(MirrorspecError):

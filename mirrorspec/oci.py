@@ -17,6 +17,13 @@ Registry behaviour that shaped this module (sources in the research notes):
   random order (Go map iteration), so scopes are compared as sets.
 - `Authorization` must never cross a host boundary on redirects (blob downloads are commonly
   redirected to object storage). requests drops it when host, port or scheme changes.
+- A registry's answers are untrusted input: every body is streamed and read with a limit (tag
+  list pages 8 MiB and 500,000 tags in all, manifests 4 MiB, tokens 1 MiB), tag lists must be
+  a JSON object of valid tags for the repository asked about, a manifest must hash to its
+  `Docker-Content-Digest`, pagination must make progress and redirects stop after 10 hops.
+- Credentials go to a token realm only on the registry's own host or under its parent domain
+  (auth.docker.io for registry-1.docker.io), over https; otherwise the token is requested
+  anonymously and any resulting error says why (`_realm_refusal`).
 - This machine (and CI) sets `REQUESTS_CA_BUNDLE`/`CURL_CA_BUNDLE`, which silently override
   `Session.verify` (testbed.md §0.1): the session ignores the environment and every request
   passes `verify=` itself.
@@ -29,11 +36,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import json
+import logging
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -48,6 +57,8 @@ from mirrorspec import __version__
 from mirrorspec.errors import RegistryError
 
 __all__ = ["MANIFEST_ACCEPT", "Manifest", "RegistryClient"]
+
+log = logging.getLogger(__name__)
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -64,6 +75,22 @@ _RETRY_AFTER_CAP = 60.0
 _BACKOFF_MAX = 30.0
 _DEFAULT_TOKEN_TTL = 60  # token.md: "defaults to 60 seconds" when expires_in is absent
 _MAX_TAG_PAGES = 10_000
+# One tag list page: Docker Hub and distribution answer every tag in one page; 100,000 tags
+# of 40 characters are 4.4 MB. Beyond 8 MiB (or 500,000 tags in all) a registry is broken
+# or hostile, and parsing it would cost hundreds of MB per listing in flight.
+_MAX_TAG_PAGE_BYTES = 8 << 20
+_MAX_TAGS = 500_000
+# A `next` link that brings no new tag, this many times in a row, is a loop in disguise
+# (`?last=a&x=1`, `?last=a&x=2`, ...): 10,000 pages of it would take hours.
+_MAX_STALLED_PAGES = 10
+# A token answer is a JSON object with a JWT of a few KB.
+_MAX_TOKEN_BYTES = 1 << 20
+_MAX_TOKEN_TTL = 86_400
+_MAX_REDIRECTS = 10
+# A body (tag list, manifest, config, token) must arrive within this many read timeouts
+# (5 minutes by default): 8 MiB in that time is ~220 kbit/s.
+_BODY_TIMEOUTS = 10
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _USER_AGENT = f"mirrorspec/{__version__}"
 
 # Grammar from distribution-spec "Pulling manifests"; checked locally so that a typo becomes a
@@ -220,6 +247,38 @@ def _speaks_plain_http(exc: requests.exceptions.ConnectionError) -> bool:
     return isinstance(reason, urllib3.exceptions.ProtocolError)
 
 
+class _Session(requests.Session):
+    """A session that never touches a redirect's body.
+
+    Even with `allow_redirects=False`, `Session.send` runs `resolve_redirects` once to set
+    `Response.next`, and that reads the whole redirect body into memory (requests 2.32):
+    an endless 302 body would fill it. `RegistryClient._send_raw` follows redirects itself.
+    """
+
+    def resolve_redirects(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        return iter(())
+
+
+def _same_origin(old: str, new: str) -> bool:
+    """Whether credentials for `old` may follow a redirect to `new` (requests' rule: same host,
+    and same scheme and port, or an http → https upgrade on the default ports)."""
+    a, b = urlsplit(old), urlsplit(new)
+    if a.hostname != b.hostname:
+        return False
+    if a.scheme == "http" and b.scheme == "https":
+        return a.port in (None, 80) and b.port in (None, 443)
+    default = {"http": 80, "https": 443}
+    return a.scheme == b.scheme and (a.port or default.get(a.scheme)) == (b.port or default.get(b.scheme))
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _one_line(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -259,11 +318,12 @@ class RegistryClient:
         self._bearer: _Challenge | None = None  # last realm/service seen, for later scopes
         self._tokens: dict[str, _Token] = {}
         self._secrets: set[str] = {password} if password else set()
+        self._withheld: str | None = None  # why credentials were not sent to the token realm
         if insecure:
             # The user opted out of verification; urllib3 would warn on every request.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
-        session = requests.Session()
+        session = _Session()
         session.trust_env = False  # REQUESTS_CA_BUNDLE & co. would override verify=
         session.headers["User-Agent"] = _USER_AGENT
         retry = _Retry(
@@ -319,6 +379,7 @@ class RegistryClient:
         tags: set[str] = set()
         url = f"/v2/{repository}/tags/list"
         seen = {url}
+        stalled = 0
         for _ in range(_MAX_TAG_PAGES):
             with self._request("GET", url, repository=repository, accept="application/json") as r:
                 if r.status_code == 404:
@@ -329,11 +390,26 @@ class RegistryClient:
                     )
                 if r.status_code != 200:
                     raise self._status_error(r, repository, f"tags of {repository}")
-                tags.update(self._tags_of(r, repository))
+                body = self._read_limited(r, _MAX_TAG_PAGE_BYTES, repository, f"the tag list of {repository}")
+                before = len(tags)
+                tags.update(self._tags_of(body, repository, r.status_code))
+                if len(tags) > _MAX_TAGS:
+                    raise self._error(
+                        f"{self.host} lists more than {_MAX_TAGS:,} tags for {repository}",
+                        repository=repository,
+                    )
+                stalled = stalled + 1 if len(tags) == before else 0
+                seen.add(r.url)  # the first request's path is relative; a link is absolute
                 link = r.links.get("next", {}).get("url")
                 if not link:
                     return sorted(tags)
                 url = urljoin(r.url, link)
+            if stalled >= _MAX_STALLED_PAGES:
+                raise self._error(
+                    f"{self.host} sent {stalled} pages of tags for {repository} without a new tag: "
+                    "a pagination loop",
+                    repository=repository,
+                )
             if urlsplit(url).netloc != self.api_host:
                 # Following it would hand our credentials to another host.
                 raise self._error(
@@ -376,7 +452,7 @@ class RegistryClient:
         self._check_reference(repository, reference)
         what = f"manifest {repository}{'@' if ':' in reference else ':'}{reference}"
         path = f"/v2/{repository}/manifests/{reference}"
-        with self._request("GET", path, repository=repository, accept=MANIFEST_ACCEPT, stream=True) as resp:
+        with self._request("GET", path, repository=repository, accept=MANIFEST_ACCEPT) as resp:
             if resp.status_code == 404:
                 raise self._error(f"{what} not found on {self.host}", repository=repository, status=404)
             if resp.status_code != 200:
@@ -388,6 +464,8 @@ class RegistryClient:
             self._verify_digest(body, reference, repository, what)
             digest = reference
         elif _DIGEST.fullmatch(header):
+            # The header is what a later pull by digest will ask for: it must name these bytes.
+            self._verify_digest(body, header, repository, f"{what} (Docker-Content-Digest {header})")
             digest = header
         else:
             digest = "sha256:" + hashlib.sha256(body).hexdigest()
@@ -413,7 +491,6 @@ class RegistryClient:
             f"/v2/{repository}/blobs/{digest}",
             repository=repository,
             accept="*/*",
-            stream=True,
             # the digest covers the stored bytes: no transparent (de)compression in between
             extra_headers={"Accept-Encoding": "identity"},
         ) as resp:
@@ -434,7 +511,6 @@ class RegistryClient:
         *,
         repository: str | None,
         accept: str,
-        stream: bool = False,
         extra_headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
         """One logical request: anonymous or cached credentials first, then answer challenges.
@@ -450,7 +526,7 @@ class RegistryClient:
         for _ in range(4):
             if authorization:
                 headers["Authorization"] = authorization
-            resp = self._exchange(method, path, headers, repository, stream)
+            resp = self._exchange(method, path, headers, repository)
             if resp.status_code != 401:
                 return resp
             challenge_header = resp.headers.get("WWW-Authenticate", "")
@@ -490,22 +566,21 @@ class RegistryClient:
         path: str,
         headers: Mapping[str, str],
         repository: str | None,
-        stream: bool,
     ) -> requests.Response:
         if path.startswith(("http://", "https://")):
-            return self._send(method, path, headers, repository, stream)
+            return self._send(method, path, headers, repository)
         scheme = self._scheme
         if scheme is not None:
-            return self._send(method, f"{scheme}://{self.api_host}{path}", headers, repository, stream)
+            return self._send(method, f"{scheme}://{self.api_host}{path}", headers, repository)
         try:
-            resp = self._send_raw(method, f"https://{self.api_host}{path}", headers, stream)
+            resp = self._send_raw(method, f"https://{self.api_host}{path}", headers)
             scheme = "https"
         except requests.exceptions.ConnectionError as exc:  # SSLError included
             if not _speaks_plain_http(exc):
                 # Refused or slow is not "speaks plain HTTP": a second try over http would
                 # only double the wait, and could downgrade a TLS registry.
                 raise self._transport_error(exc, repository, f"https://{self.api_host}{path}") from exc
-            resp = self._send(method, f"http://{self.api_host}{path}", headers, repository, stream)
+            resp = self._send(method, f"http://{self.api_host}{path}", headers, repository)
             scheme = "http"
         except requests.exceptions.RequestException as exc:
             raise self._transport_error(exc, repository, f"https://{self.api_host}{path}") from exc
@@ -519,23 +594,42 @@ class RegistryClient:
         url: str,
         headers: Mapping[str, str],
         repository: str | None,
-        stream: bool,
     ) -> requests.Response:
         try:
-            return self._send_raw(method, url, headers, stream)
+            return self._send_raw(method, url, headers)
         except requests.exceptions.RequestException as exc:
             raise self._transport_error(exc, repository, url) from exc
 
-    def _send_raw(self, method: str, url: str, headers: Mapping[str, str], stream: bool) -> requests.Response:
-        return self._session.request(
-            method,
-            url,
-            headers=dict(headers),
-            verify=self._verify,
-            timeout=self._timeout,
-            stream=stream,
-            allow_redirects=True,
-        )
+    def _send_raw(self, method: str, url: str, headers: Mapping[str, str]) -> requests.Response:
+        """One request, redirects followed here rather than by requests.
+
+        Always streamed: a body is read only by the caller that wants it, with a limit, so a
+        hostile answer (a 401 or a tag list of gigabytes) cannot fill memory. requests would
+        read every redirect's body whole before following it; here a redirect is closed
+        unread. `Authorization` is dropped when a redirect leaves the origin, as requests does.
+        """
+        headers = dict(headers)
+        for _ in range(_MAX_REDIRECTS + 1):
+            resp = self._session.request(
+                method,
+                url,
+                headers=headers,
+                verify=self._verify,
+                timeout=self._timeout,
+                stream=True,
+                allow_redirects=False,
+            )
+            location = resp.headers.get("Location")
+            if resp.status_code not in _REDIRECT_STATUSES or not location:
+                return resp
+            resp.close()
+            target = urljoin(resp.url, location)
+            if not _same_origin(url, target):
+                headers.pop("Authorization", None)
+            if resp.status_code == 303 and method != "HEAD":
+                method = "GET"
+            url = target
+        raise requests.exceptions.TooManyRedirects(f"more than {_MAX_REDIRECTS} redirects")
 
     def _pick_challenge(self, header: str) -> _Challenge | None:
         challenges = _parse_challenges(header)
@@ -562,6 +656,36 @@ class RegistryClient:
                 # a 401 round trip. A registry wanting another scope still gets its say.
                 return "Bearer " + self._token(bearer, scope)
         return None
+
+    def _realm_refusal(self, realm: str) -> str | None:
+        """Why our credentials must not go to this token realm, or None when they may.
+
+        A registry's challenge names the realm, so a hostile or compromised registry could
+        name any host and collect the password. Credentials go only to the registry's own
+        host, or to a host under its parent domain when that parent has at least two labels
+        (registry-1.docker.io → auth.docker.io, registry.gitlab.com → gitlab.com), and only
+        over https unless the registry itself is plain http. Without a public-suffix list the
+        parent rule trusts siblings under a two-label public suffix (x.co.uk → y.co.uk).
+        Otherwise the token is asked for anonymously.
+        """
+        parts = urlsplit(realm)
+        realm_host = (parts.hostname or "").lower().rstrip(".")
+        registry_host = (urlsplit(f"//{self.api_host}").hostname or "").lower().rstrip(".")
+        with self._lock:
+            registry_scheme = self._scheme
+        if parts.scheme != "https" and not (parts.scheme == "http" and registry_scheme == "http"):
+            return f"its realm {_one_line(realm, 100)} is not https"
+        if realm_host == registry_host:
+            return None
+        domain = registry_host
+        if not _is_ip(registry_host):
+            parent = registry_host.partition(".")[2]
+            if "." in parent:
+                domain = parent
+        if realm_host == domain or realm_host.endswith("." + domain):
+            return None
+        where = f"{registry_host} or a host under {domain}" if domain != registry_host else registry_host
+        return f"its realm host {realm_host or realm!r} is not {where}"
 
     def _basic_authorization(self, repository: str | None) -> str:
         if self._username is None or self._password is None:
@@ -594,21 +718,27 @@ class RegistryClient:
             params.append(("service", challenge.params["service"]))
         params.extend(("scope", s) for s in scope.split())
         auth: tuple[str, str] | None = None
+        withheld = None
         if self._username is not None and self._password is not None:
-            params.append(("account", self._username))
-            auth = (self._username, self._password)
+            withheld = self._realm_refusal(realm)
+            if withheld is None:
+                params.append(("account", self._username))
+                auth = (self._username, self._password)
+        headers = {"Accept": "application/json"}
+        if auth is not None:
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         try:
-            resp = self._session.get(
-                realm,
-                params=params,
-                auth=auth,
-                headers={"Accept": "application/json"},
-                verify=self._verify,
-                timeout=self._timeout,
-            )
+            url = requests.Request("GET", realm, params=params).prepare().url or realm
+            resp = self._send_raw("GET", url, headers)
         except requests.exceptions.RequestException as exc:
             raise self._transport_error(exc, None, realm, service=f"token service {realm_host}") from exc
         with resp:
+            if resp.status_code in (401, 403) and withheld is not None:
+                raise self._error(
+                    f"unauthorized: the credentials for {self.host} were not sent to its token service "
+                    f"({withheld}), and it refused anonymous access",
+                    status=resp.status_code,
+                )
             if resp.status_code in (401, 403):
                 raise self._error(
                     f"unauthorized: check the credentials for {self.host} "
@@ -620,8 +750,9 @@ class RegistryClient:
                     f"token service {realm_host} for {self.host} answered {resp.status_code}",
                     status=resp.status_code,
                 )
+            raw = self._read_limited(resp, _MAX_TOKEN_BYTES, None, f"the token from {realm_host}")
             try:
-                body = resp.json()
+                body = json.loads(raw)
             except ValueError:
                 body = None
         token = None
@@ -630,36 +761,63 @@ class RegistryClient:
         if not isinstance(token, str) or not token:
             raise self._error(f"token service {realm_host} for {self.host} returned no token")
         expires_in = body.get("expires_in") if isinstance(body, dict) else None
-        ttl = float(expires_in) if isinstance(expires_in, (int, float)) and expires_in > 0 else 0
+        ttl = 0.0
+        if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool) and expires_in > 0:
+            # JSON numbers are unbounded (and Python's parser reads Infinity): a day at most.
+            ttl = float(min(expires_in, _MAX_TOKEN_TTL))
         ttl = ttl or _DEFAULT_TOKEN_TTL
+        if withheld is not None:
+            with self._lock:
+                first = self._withheld is None
+                self._withheld = withheld
+            if first:
+                log.warning(
+                    "%s: credentials not sent to its token service (%s); reading anonymously",
+                    self.host,
+                    withheld,
+                )
         # Renew a little early so a token does not expire between cache lookup and use.
         return token, max(ttl - 10.0, ttl / 2)
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _tags_of(self, resp: requests.Response, repository: str) -> list[str]:
-        try:
-            body = resp.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise self._error(
-                f"{self.host} sent an invalid tag list for {repository}",
+    def _tags_of(self, body: bytes, repository: str, status: int) -> list[str]:
+        def invalid(why: str) -> RegistryError:
+            return self._error(
+                f"{self.host} sent an invalid tag list for {repository}: {why}",
                 repository=repository,
-                status=resp.status_code,
+                status=status,
             )
-        tags = body.get("tags")
+
+        try:
+            document = json.loads(body)
+        except ValueError:  # UnicodeDecodeError included
+            raise invalid("not JSON") from None
+        if not isinstance(document, dict):
+            raise invalid("not a JSON object")
+        name = document.get("name")
+        # A proxy may add its own path prefix to the name, or leave out the one in the request
+        # (Artifactory's repository key); a name unrelated to the request is another
+        # repository's tag list.
+        if name is not None and not (
+            isinstance(name, str)
+            and (name == repository or name.endswith("/" + repository) or repository.endswith("/" + name))
+        ):
+            raise invalid(f"it is for {_one_line(str(name), 80)!r}")
+        tags = document.get("tags")
         if tags is None:  # distribution: all manifests deleted -> "tags": null
             return []
-        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            raise self._error(
-                f"{self.host} sent an invalid tag list for {repository}",
-                repository=repository,
-                status=resp.status_code,
-            )
+        if not isinstance(tags, list):
+            raise invalid("'tags' is not a list")
+        for tag in tags:
+            # Every tag becomes part of a URL and a destination reference later.
+            if not isinstance(tag, str) or not _TAG.fullmatch(tag):
+                raise invalid(f"{_one_line(repr(tag), 80)} is not a tag")
         return tags
 
-    def _read_limited(self, resp: requests.Response, max_bytes: int, repository: str, what: str) -> bytes:
+    def _read_limited(
+        self, resp: requests.Response, max_bytes: int, repository: str | None, what: str
+    ) -> bytes:
         def too_big() -> RegistryError:
             return self._error(
                 f"{what} on {self.host} is larger than max_bytes={max_bytes}",
@@ -671,12 +829,21 @@ class RegistryClient:
             raise too_big()
         chunks: list[bytes] = []
         size = 0
+        # The read timeout restarts with every byte: a server sending one byte a second
+        # would never time out. The whole body gets a deadline of its own.
+        deadline = time.monotonic() + _BODY_TIMEOUTS * self._timeout
         try:
             # Counted as it arrives too: Content-Length may be absent (chunked) or encoded.
             for chunk in resp.iter_content(chunk_size=65536):
                 size += len(chunk)
                 if size > max_bytes:
                     raise too_big()
+                if time.monotonic() > deadline:
+                    raise self._error(
+                        f"{what} from {self.host} did not arrive within {_BODY_TIMEOUTS * self._timeout:g}s "
+                        f"({size} bytes so far)",
+                        repository=repository,
+                    )
                 chunks.append(chunk)
         except requests.exceptions.RequestException as exc:
             raise self._transport_error(exc, repository, resp.url) from exc
@@ -737,6 +904,16 @@ class RegistryClient:
         )
 
     def _denied(self, repository: str | None) -> RegistryError:
+        with self._lock:
+            withheld = self._withheld
+        if withheld is not None:
+            target = f"pull of {repository}" if repository else "access"
+            return self._error(
+                f"unauthorized: {self.host} denied {target} to anonymous access: the credentials for "
+                f"{self.host} were not sent to its token service ({withheld})",
+                repository=repository,
+                status=401,
+            )
         who = f"user {self._username}" if self._username else "anonymous access"
         target = f"pull of {repository}" if repository else "access"
         return self._error(

@@ -13,6 +13,12 @@ resolved against `host/path/<name>`'s tags.
 
 Work is breadth-first: each level's tag listings, digests and chart configs run
 concurrently on the context's worker pool, and every listing is fetched once per run.
+
+Each chart version is followed once, so resolution always ends; dependencies that lead back
+to a chart version already on the path (A → B → A, or A → A) are refused as a cycle, named
+chart by chart, at the spec's repository entry that led there. Chart configs and manifests
+come from upstream and are treated as untrusted: any shape other than the documented one is
+a `ResolveError` naming the chart, never a crash.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from . import paths, versions
@@ -56,6 +62,10 @@ class _Want:
     follow: Literal["none", "all", "newest"] = "none"
     dependency_of: str | None = None
     newest_only: bool = False
+    # Where it came from, for errors: the spec's (source, repository) indexes and, for a
+    # dependency, the chart version that asked for it. Not part of identity.
+    root: tuple[int, int] = field(default=(0, 0), compare=False)
+    parent: tuple[str, str, str] | None = field(default=None, compare=False)
 
 
 def resolve(ctx: RunContext, *, skip: frozenset[str] = frozenset()) -> Resolution:
@@ -73,9 +83,10 @@ def resolve(ctx: RunContext, *, skip: frozenset[str] = frozenset()) -> Resolutio
             regex=repo.tag_regex,
             all_tags=repo.all_tags,
             follow=repo.follow_dependencies,
+            root=(s, r),
         )
-        for source in ctx.spec.sources
-        for repo in source.repositories
+        for s, source in enumerate(ctx.spec.sources)
+        for r, repo in enumerate(source.repositories)
     ]
     wants = [w for w in wants if f"{w.registry}/{w.repository}" not in skip]
     resolution = _Resolver(ctx).run(wants)
@@ -96,6 +107,10 @@ class _Resolver:
         self.digests: dict[tuple[str, str, str], str] = {}
         self.followed: set[tuple[str, str, str, str]] = set()
         self.notes: list[Note] = []
+        # chart version -> the versions its dependencies selected; and which spec entry
+        # first reached each chart version
+        self.edges: dict[tuple[str, str, str], set[tuple[str, str, str]]] = {}
+        self.root_of: dict[tuple[str, str, str], tuple[int, int]] = {}
 
     def run(self, roots: list[_Want]) -> Resolution:
         found: dict[tuple[str, str, str], Artifact] = {}
@@ -116,6 +131,9 @@ class _Resolver:
                 charts: list[tuple[_Want, str, str]] = []
                 for want, tag in selected:
                     key = (want.registry, want.repository, tag)
+                    self.root_of.setdefault(key, want.root)
+                    if want.parent is not None:
+                        self.edges.setdefault(want.parent, set()).add(key)
                     digest = self.digests[key]
                     # A tag asked for directly is not "a dependency" even if a chart needs it too.
                     if key not in found or (found[key].dependency_of and not want.dependency_of):
@@ -123,6 +141,7 @@ class _Resolver:
                     if want.follow != "none" and (*key, want.follow) not in self.followed:
                         self.followed.add((*key, want.follow))
                         charts.append((want, tag, digest))
+                self._refuse_cycles()
                 for deps in _parallel(pool, lambda c: self._dependencies(*c), charts):
                     next_level.extend(deps)
                 level = next_level
@@ -131,6 +150,21 @@ class _Resolver:
             key=lambda a: (a.registry, a.repository, _order(a.tag)),
         )
         return Resolution(tuple(artifacts), tuple(self.notes))
+
+    def _refuse_cycles(self) -> None:
+        cycle = _find_cycle(self.edges, list(self.root_of))
+        if cycle is None:
+            return
+        s, r = self.root_of[cycle[0]]
+        spec = self.ctx.spec
+        source = spec.sources[s]
+        where = spec.location_of(("sources", s, "repositories", r))
+        entry = f"sources[{s}] › repositories[{r}] (name='{source.repositories[r].name}')"
+        chain = " → ".join(f"{registry}/{repository}:{tag}" for registry, repository, tag in cycle)
+        raise ResolveError(
+            f"{where + ': ' if where else ''}{entry}: Helm chart dependencies form a cycle: {chain} "
+            "(charts cannot contain themselves; set helm-dependencies: false to stop following them)"
+        )
 
     def _list_tags(self, pool: ThreadPoolExecutor, repos: set[tuple[str, str]]) -> None:
         todo = sorted(r for r in repos if r not in self.tags)
@@ -177,22 +211,43 @@ class _Resolver:
         """The `oci://` dependencies of one chart version, as wants for the next level."""
         client = self.ctx.client(self.ctx.source_endpoint(want.registry))
         ref = f"{want.registry}/{want.repository}:{tag}"
-        manifest = client.manifest(want.repository, digest).json()
-        config = manifest.get("config") or {}
+
+        def unreadable(what: str) -> ResolveError:
+            return ResolveError(f"{ref}: {what}")
+
+        try:
+            manifest = client.manifest(want.repository, digest).json()
+        except ValueError as exc:
+            raise unreadable(f"unreadable manifest: {exc}") from None
+        config = manifest.get("config")
+        config = config if isinstance(config, dict) else {}
         if config.get("mediaType") != HELM_CONFIG_MEDIA_TYPE:
             self.notes.append(Note("info", f"{ref}: not a Helm chart, no dependencies to follow"))
             return []
+        config_digest = config.get("digest")
+        if not isinstance(config_digest, str):
+            raise unreadable("unreadable Helm chart config: the manifest names no config digest")
         try:
-            chart: Any = json.loads(client.blob(want.repository, config["digest"]))
-        except (ValueError, KeyError) as exc:
-            raise ResolveError(f"{ref}: unreadable Helm chart config: {exc}") from None
+            chart: Any = json.loads(client.blob(want.repository, config_digest))
+        except ValueError as exc:  # UnicodeDecodeError included
+            raise unreadable(f"unreadable Helm chart config: {exc}") from None
+        listed = chart.get("dependencies") if isinstance(chart, dict) else None
+        if not isinstance(listed, list | None):
+            raise unreadable("unreadable Helm chart config: 'dependencies' is not a list")
         deps: list[_Want] = []
-        for dep in chart.get("dependencies") or []:
+        key = (want.registry, want.repository, tag)
+        for dep in listed or []:
+            if not isinstance(dep, dict):
+                raise unreadable("unreadable Helm chart config: a dependency is not a mapping")
             name, repository, constraint = (
                 dep.get("name"),
                 dep.get("repository") or "",
                 dep.get("version") or "*",
             )
+            if not (isinstance(name, str) and isinstance(repository, str) and isinstance(constraint, str)):
+                raise unreadable(
+                    "unreadable Helm chart config: a dependency's name, version or repository is not a string"
+                )
             if not repository.startswith("oci://"):
                 self.notes.append(
                     Note(
@@ -218,9 +273,40 @@ class _Resolver:
                     follow=want.follow,
                     dependency_of=ref,
                     newest_only=want.follow == "newest",
+                    root=want.root,
+                    parent=key,
                 )
             )
         return deps
+
+
+def _find_cycle(
+    edges: dict[tuple[str, str, str], set[tuple[str, str, str]]], starts: list[tuple[str, str, str]]
+) -> list[tuple[str, str, str]] | None:
+    """The first cycle a depth-first walk from `starts` meets, as a path that ends where it
+    began; None if there is none. Iterative: a chain of dependencies may be long."""
+    on_path, done = set(), set()
+    for start in starts:
+        if start in done:
+            continue
+        path = [start]
+        on_path.add(start)
+        stack = [iter(sorted(edges.get(start, ())))]
+        while stack:
+            for child in stack[-1]:
+                if child in on_path:
+                    return [*path[path.index(child) :], child]
+                if child not in done:
+                    path.append(child)
+                    on_path.add(child)
+                    stack.append(iter(sorted(edges.get(child, ()))))
+                    break
+            else:
+                stack.pop()
+                node = path.pop()
+                on_path.discard(node)
+                done.add(node)
+    return None
 
 
 def _order(tag: str) -> tuple[int, Any]:

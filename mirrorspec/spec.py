@@ -14,7 +14,9 @@ password is refused without echoing it.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import types
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,8 +35,13 @@ from pydantic import (
     model_validator,
 )
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+from ruamel.yaml.composer import Composer, ComposerError
+from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent
+from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
+from ruamel.yaml.reader import ReaderError
 
 from . import paths, versions
 from .errors import SpecError
@@ -195,6 +202,9 @@ class Repository(_Model):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
+        # distribution-spec: clients limit host + '/' + name to 255 characters.
+        if len(value) > 255:
+            raise ValueError(f"'{_short(value)}' is longer than 255 characters: not a repository name")
         if not paths.valid_repository(value):
             raise ValueError(
                 f"'{value}' is not a valid repository name "
@@ -251,8 +261,16 @@ class Repository(_Model):
 
 
 def _valid_host(value: str) -> str:
+    if "@" in value:
+        # Not echoed: the part before '@' is probably a user name and password.
+        raise ValueError("a registry host must not hold credentials (user@host): use `credentials:`")
     if not _HOST.match(value):
         raise ValueError(f"'{value}' is not a registry host (host or host:port, no scheme or path)")
+    name, _, port = value.partition(":")
+    if len(name) > 253 or any(not label or len(label) > 63 for label in name.split(".")):
+        raise ValueError(f"'{value}' is not a registry host (DNS labels are 1-63 characters, no '..')")
+    if port and not 0 < int(port) < 65536:
+        raise ValueError(f"'{value}': port {port} is outside 1-65535")
     return value
 
 
@@ -349,7 +367,7 @@ class HarborTarget(_TargetBase):
     """Harbor (API v2.0): replication policies pull from upstream."""
 
     type: Literal["harbor"]
-    url: str = Field(pattern=r"^https?://[^/\s]+/?$")
+    url: str = Field(pattern=r"^https?://[^/\s@]+/?$")
     project: str = Field(pattern=r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
     credentials: str | None = None
     schedule: str | None = None
@@ -365,6 +383,14 @@ class HarborTarget(_TargetBase):
             problem = harbor_cron_problem(value)
             if problem:
                 raise ValueError(problem)
+        return value
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _no_userinfo(cls, value: Any) -> Any:
+        if isinstance(value, str) and "@" in value:
+            # Not echoed: the part before '@' is probably a user name and password.
+            raise ValueError("the url must not hold credentials (user:password@host): use `credentials:`")
         return value
 
     @model_validator(mode="after")
@@ -474,32 +500,76 @@ class Spec(_Model):
 
 # --- loading ---------------------------------------------------------------------------
 
+# Hostile or accidental input (a log file passed by mistake, /dev/zero, a YAML alias bomb)
+# must end in one line, quickly, in bounded memory. The limits sit far above any real spec:
+# a spec of 1,000 repositories is about 120 KB and 7,000 values (YAML nodes), and loads in
+# ~0.35 s on a 2-core runner. ruamel.yaml's round-trip nodes cost 40-100 µs and ~2 KB
+# each, so a 10 MB spec would take minutes and GBs. 1 MiB and 50,000 values (~7,000 such
+# repositories) bound the worst input (all tokens, `{k1: 1, k2: 1, ...}`) to a few
+# seconds and ~100 MB.
+MAX_SPEC_BYTES = 1 << 20
+_MAX_NODES = 50_000
+# The deepest real spec path is 7 levels (targets › [i] › credential-sets › host › key ...).
+# Without a limit, 100,000 nested '[' exhaust Python's recursion in ruamel's composer.
+_MAX_DEPTH = 32
+# Explicit tags a spec may use (`!!str 1.10` keeps a version a string); any other tag
+# (`!!python/object`, `!!binary`, `!custom`) has no meaning in a spec.
+_CORE_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "seq", "map")
+) | {"!"}
+
 
 def load_spec(path: str | Path) -> Spec:
     """Read, parse and validate a spec file; every failure is a one-line `SpecError`."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            info = os.fstat(handle.fileno())
+            # A regular file's size is known up front; a pipe's or device's is not, so at
+            # most one byte over the limit is ever read.
+            if stat.S_ISREG(info.st_mode) and info.st_size > MAX_SPEC_BYTES:
+                raise _too_big(info.st_size, str(path))
+            data = handle.read(MAX_SPEC_BYTES + 1)
     except OSError as exc:
-        raise SpecError(f"cannot read spec: {exc.strerror}", location=str(path)) from None
-    except UnicodeDecodeError:
-        raise SpecError("spec is not UTF-8 text", location=str(path)) from None
+        raise SpecError(f"cannot read spec: {exc.strerror or exc}", location=str(path)) from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise _too_big(None, str(path))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SpecError(
+            f"spec is not UTF-8 text (byte 0x{data[exc.start]:02x})", location=f"{path}:{line}:{col}"
+        ) from None
     spec = parse_spec(text, filename=str(path))
     spec._base_dir = path.resolve().parent
     return spec
 
 
+def _too_big(size: int | None, filename: str) -> SpecError:
+    limit = f"the limit of {MAX_SPEC_BYTES >> 20} MiB"
+    what = f"{size / (1 << 20):.1f} MiB, more than {limit}" if size is not None else f"larger than {limit}"
+    return SpecError(
+        f"spec is {what} (a spec of 1,000 repositories is about 120 KB): is this the right file?",
+        location=filename,
+    )
+
+
 def parse_spec(text: str, *, filename: str = "<spec>") -> Spec:
     """Validate spec text; `filename` only labels error locations."""
+    if len(text) > MAX_SPEC_BYTES // 4 and len(text.encode("utf-8", "surrogatepass")) > MAX_SPEC_BYTES:
+        raise _too_big(len(text.encode("utf-8", "surrogatepass")), filename)
     tree = _load_yaml(text, filename)
     if not isinstance(tree, CommentedMap):
-        raise SpecError("the spec must be a YAML mapping", location=f"{filename}:1:1")
+        found = "nothing (the file is empty)" if tree is None else f"a {_kind_of(_plain(tree))}"
+        raise SpecError(f"the spec must be a YAML mapping, found {found}", location=f"{filename}:1:1")
     # The version decides every other rule, so it is checked first (a v2 spec should say
     # "unsupported version", not list v1's unknown keys).
-    version = tree.get("version")
+    version = _plain(tree.get("version"))
     if not isinstance(version, int) or isinstance(version, bool) or version != 1:  # True == 1
         where = _position(tree, ("version",), filename, key=False) if "version" in tree else None
-        found = repr(tree.get("version")) if "version" in tree else "nothing"
+        found = _short(repr(version)) if "version" in tree else "nothing"
         raise SpecError(f"version: expected 1, found {found}", location=where or f"{filename}:1:1")
     try:
         # Keys are the kebab-case aliases only (`populate_by_name` is for Python callers):
@@ -512,10 +582,15 @@ def parse_spec(text: str, *, filename: str = "<spec>") -> Spec:
     # that "variable not set" can point at the line.
     for name, credential in tree.get("credentials", {}).items():
         for part in credential or ():
-            loc = ("credentials", name, part)
+            loc: tuple[Any, ...] = ("credentials", name, part)
             spec._positions[loc] = _position(tree, loc, filename)
     for i in range(len(tree.get("targets", []))):
         spec._positions[("targets", i)] = _position(tree, ("targets", i), filename)
+    # Resolving finds problems that belong to a repository entry (a Helm dependency cycle).
+    for s, source in enumerate(tree.get("sources", [])):
+        for r in range(len(source.get("repositories", []))):
+            entry: tuple[Any, ...] = ("sources", s, "repositories", r)
+            spec._positions[entry] = _position(tree, entry, filename)
     return spec
 
 
@@ -529,21 +604,138 @@ def json_schema() -> dict[str, Any]:
 
 def _load_yaml(text: str, filename: str) -> Any:
     yaml = YAML(typ="rt")
+    yaml.Composer = _BoundedComposer
+    yaml.Constructor = _Constructor
     try:
         return yaml.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
-        what = (exc.problem or exc.context or "invalid YAML").strip()
+        what = " ".join((exc.problem or exc.context or "invalid YAML").split())
         if "duplicate key" in what:
             what = what.split(" with value")[0]
         elif "<block" in what:
             what += " (is the indentation consistent?)"
         elif "'\\t'" in what:
             what += " (indent with spaces: YAML does not allow tabs)"
+        elif "another document" in what:
+            what = "found a second document ('---'): a spec is one YAML document"
         raise SpecError(f"invalid YAML: {what}", location=where) from None
+    except ReaderError as exc:
+        # A control character (NUL, say): ruamel reports a character offset, not a line.
+        position = exc.position if isinstance(exc.position, int) else 0
+        line = text.count("\n", 0, position) + 1
+        col = position - (text.rfind("\n", 0, position) + 1) + 1
+        char = exc.character if isinstance(exc.character, int) else 0
+        raise SpecError(
+            f"invalid YAML: control character U+{char:04X} is not allowed in YAML",
+            location=f"{filename}:{line}:{col}",
+        ) from None
     except YAMLError as exc:
-        raise SpecError(f"invalid YAML: {str(exc).splitlines()[0]}", location=filename) from None
+        raise SpecError(f"invalid YAML: {_first_line(str(exc))}", location=filename) from None
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, list):
+        return "list"
+    return "string" if isinstance(value, str) else f"{type(value).__name__} value"
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "unreadable"
+
+
+class _BoundedComposer(Composer):
+    """ruamel's composer with the limits above: nesting depth, node count (aliases
+    expanded), core tags only.
+
+    Each anchored node's expanded size (itself plus everything under it, aliases included)
+    is counted once, while it is composed: an alias then costs its anchor's size without
+    being walked, so "billion laughs" (aliases of aliases) is refused in time linear in
+    its text, before anything walks the expanded tree.
+    """
+
+    def __init__(self, loader: Any = None) -> None:
+        super().__init__(loader)
+        # YAML allows an anchor to be redefined; ruamel would warn on stderr.
+        self.warn_double_anchors = False
+        self._sizes: dict[int, int] = {}  # id(anchored node) -> expanded size
+        self._counts: list[int] = [0]  # expanded size of what each open level holds so far
+        self._nodes = 0  # the whole document's, aliases expanded
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.parser.peek_event()
+        if isinstance(event, AliasEvent):
+            target = self.anchors.get(event.anchor)
+            # A collection gets its end mark when it is complete: an alias to one still open
+            # sits inside it (`&a [*a]`).
+            if isinstance(target, (MappingNode, SequenceNode)) and target.end_mark is None:
+                raise ComposerError(
+                    None,
+                    None,
+                    f"alias *{event.anchor} refers to a node that contains it (a recursive structure)",
+                    event.start_mark,
+                )
+            node = super().compose_node(parent, index)
+            size = self._sizes.get(id(node), 1)
+            self._count(
+                size, event, "aliases expand the document to more than {limit} values (an alias bomb?)"
+            )
+            self._counts[-1] += size
+            return node
+        if len(self._counts) > _MAX_DEPTH:
+            raise ComposerError(None, None, f"nesting deeper than {_MAX_DEPTH} levels", event.start_mark)
+        tag = getattr(event, "tag", None)
+        if tag is not None and str(tag) not in _CORE_TAGS:
+            shown = str(tag).replace("tag:yaml.org,2002:", "!!")
+            raise ComposerError(
+                None,
+                None,
+                f"YAML tag '{shown}' is not supported (a spec holds only mappings, lists, "
+                "strings, numbers and booleans)",
+                event.start_mark,
+            )
+        self._count(1, event, "more than {limit} values: far more than a spec holds")
+        self._counts.append(0)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            children = self._counts.pop()
+        self._counts[-1] += 1 + children
+        if event.anchor is not None:
+            self._sizes[id(node)] = 1 + children
+        return node
+
+    def _count(self, nodes: int, event: Any, problem: str) -> None:
+        self._nodes += nodes
+        if self._nodes > _MAX_NODES:
+            raise ComposerError(None, None, problem.format(limit=f"{_MAX_NODES:,}"), event.start_mark)
+
+
+class _Constructor(RoundTripConstructor):
+    """Values Python cannot hold (`0000-01-01`, an integer of 5,000 digits, `!!bool 1`)
+    become a YAML error at the value's position instead of a bare ValueError or KeyError."""
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as exc:
+            why = str(exc).split(": ")[0]
+        except (KeyError, TypeError):
+            why = f"not a valid {str(node.tag).replace('tag:yaml.org,2002:', '!!')}"
+        raise ConstructorError(
+            None, None, f"cannot read value '{_short(str(node.value))}': {why}", node.start_mark
+        )
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _clip_quoted(message: str) -> str:
+    """Shorten every quoted value in a message: an error line echoes what the user wrote,
+    and what they wrote may be a megabyte on one line."""
+    return re.sub(r"'([^']{60,})'", lambda m: f"'{_short(m[1])}'", message)
 
 
 def _plain(node: Any) -> Any:
@@ -551,6 +743,10 @@ def _plain(node: Any) -> Any:
         return {str(k): _plain(v) for k, v in node.items()}
     if isinstance(node, list):
         return [_plain(v) for v in node]
+    if isinstance(node, TaggedScalar):
+        # The round-trip loader keeps an explicit `!!str 1.10` as a TaggedScalar; only core
+        # tags get this far, and `!!str` is the one it keeps.
+        return str(node.value)
     return node
 
 
@@ -601,10 +797,10 @@ def _spec_error(exc: ValidationError, tree: CommentedMap, filename: str) -> Spec
         shown = f"'{error['input']}'" if _safe_to_echo(loc, error.get("input")) else "the value"
         message = f"{shown} is not {expected}"
     elif kind not in ("value_error", "secret_ref", "too_short") and _safe_to_echo(loc, error.get("input")):
-        message += f", found {error['input']!r}"
+        message += f", found {_short(repr(error['input']))}"
     elif error.get("input") is None and kind != "value_error":
         message += ", found nothing"
-    return SpecError(f"{_crumbs(tree, loc)}{message}", location=_position(tree, loc, filename))
+    return SpecError(f"{_crumbs(tree, loc)}{_clip_quoted(message)}", location=_position(tree, loc, filename))
 
 
 def _safe_to_echo(loc: tuple[Any, ...], value: Any) -> bool:
@@ -689,8 +885,9 @@ def _crumbs(tree: Any, loc: Sequence[Any]) -> str:
             label = f"{parts.pop() if parts else ''}[{seg}]"
             if isinstance(item, dict):
                 for key in ("name", "registry"):
-                    if isinstance(item.get(key), str):
-                        label += f" ({key}='{item[key]}')"
+                    # a value with "@" may hold a user and password: never a label
+                    if isinstance(item.get(key), str) and "@" not in item[key]:
+                        label += f" ({key}='{_short(item[key])}')"
                         break
             parts.append(label)
         else:
@@ -769,7 +966,9 @@ def _model_of(annotation: Any, value: Any) -> Any:
 
 def _cross_checks(spec: Spec, tree: CommentedMap, filename: str) -> None:
     def fail(message: str, loc: tuple[Any, ...]) -> None:
-        raise SpecError(f"{_crumbs(tree, loc)}{message}", location=_position(tree, loc, filename))
+        raise SpecError(
+            f"{_crumbs(tree, loc)}{_clip_quoted(message)}", location=_position(tree, loc, filename)
+        )
 
     known = sorted(spec.credentials)
     names = ", ".join(known) if known else "none are defined"
@@ -779,6 +978,22 @@ def _cross_checks(spec: Spec, tree: CommentedMap, filename: str) -> None:
                 f"unknown credentials '{source.credentials}' ({names})",
                 ("sources", i, "credentials"),
             )
+    # An upstream is read with one set of settings (RunContext.source_endpoint takes the
+    # first entry's): two entries for one host that disagree would silently read the
+    # second's repositories with the first's credentials.
+    first_source: dict[str, int] = {}
+    for i, source in enumerate(spec.sources):
+        host = paths.normalize_registry(source.registry)
+        j = first_source.setdefault(host, i)
+        other = spec.sources[j]
+        settings = ("credentials", "insecure", "ca_bundle")
+        differ = [_kebab(k) for k in settings if getattr(source, k) != getattr(other, k)]
+        if differ:
+            fail(
+                f"registry '{host}' is also sources[{j}], with another {' and '.join(differ)}: "
+                "an upstream is read one way; merge the entries or make them agree",
+                ("sources", i, "registry"),
+            )
     seen_targets: dict[str, int] = {}
     for i, target in enumerate(spec.targets):
         if target.name in seen_targets:
@@ -787,6 +1002,18 @@ def _cross_checks(spec: Spec, tree: CommentedMap, filename: str) -> None:
                 ("targets", i, "name"),
             )
         seen_targets[target.name] = i
+        if isinstance(target, EcrTarget):
+            # ECR would get the same destination twice in one replication rule.
+            own = target.registry.split(".", 1)[0]
+            destinations: dict[tuple[str, str], int] = {}
+            for d, replica in enumerate(target.replicate_to):
+                j = destinations.setdefault((replica.region, replica.account or own), d)
+                if j != d:
+                    fail(
+                        f"region '{replica.region}' of account {replica.account or own} is listed twice "
+                        f"(also replicate-to[{j}])",
+                        ("targets", i, "replicate-to", d),
+                    )
         credentials = getattr(target, "credentials", None)
         if credentials is not None and credentials not in spec.credentials:
             fail(f"unknown credentials '{credentials}' ({names})", ("targets", i, "credentials"))

@@ -483,8 +483,8 @@ def test_not_utf8(tmp_path: Path) -> None:
     path.write_bytes(b"version: 1\nname: \xff\xfe\n")
     with pytest.raises(SpecError) as caught:
         load_spec(path)
-    assert caught.value.location == str(path)
-    assert caught.value.message == "spec is not UTF-8 text"
+    assert caught.value.location == f"{path}:2:7"
+    assert caught.value.message == "spec is not UTF-8 text (byte 0xff)"
 
 
 def test_parse_spec_labels_locations_with_filename() -> None:
