@@ -96,9 +96,10 @@ def configure_logging(verbose: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    # nodesemver narrates each step of parsing a range at DEBUG, drowning our own lines.
     # urllib3 narrates every retry at WARNING; our own error says what failed, once.
     logging.getLogger("urllib3").setLevel(logging.DEBUG if verbose >= 2 else logging.ERROR)
-    for sdk in ("botocore", "boto3", "s3transfer", "azure"):
+    for sdk in ("botocore", "boto3", "s3transfer", "azure", "nodesemver"):
         logging.getLogger(sdk).setLevel(logging.WARNING)
 
 

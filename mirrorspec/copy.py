@@ -150,7 +150,9 @@ def find_skopeo() -> Skopeo:
             "skopeo is not installed (Debian/Ubuntu: apt-get install skopeo); "
             "it copies what a registry cannot replicate natively"
         )
-    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False).stdout
+    out = subprocess.run(
+        [path, "--version"], capture_output=True, text=True, check=False, env=_skopeo_environment()
+    ).stdout
     match = re.search(r"(\d+)\.(\d+)\.(\d+)", out)
     if match is None:
         raise MirrorspecError(f"cannot tell the version of {path} from {out.strip()!r}")
