@@ -413,3 +413,46 @@ def test_no_secret_reaches_output_files_argv_environment_or_tmpdir(runner: tuple
     run("terraform-external", stdin=query)
     assert run.files_clean(before) == ["audit.json", "main.tf.json", "plan.json", "skopeo.yaml"]
     assert run.skopeo_seen or "harbor" in spec.read_text(), "no skopeo child was sampled"
+
+
+# --- failures whose message could carry the secret ------------------------------------------
+
+# (case, what the one-line error must say instead)
+FAILURES = [
+    (Case("wrong source password (401)", "registry", env={"SEQERA_TOKEN": WRONG_CANARY}), "unauthorized"),
+    (
+        Case(
+            "wrong token-auth password",
+            "token",
+            password="{env: TOKEN_PASSWORD}",
+            env={"TOKEN_PASSWORD": WRONG_CANARY},
+        ),
+        "rejected them",
+    ),
+    (Case("wrong push password (401)", "registry", env={"LAB_PASSWORD": WRONG_CANARY}), "unauthorized"),
+    (
+        Case(
+            "wrong Harbor admin password",
+            "harbor",
+            "harbor.yaml",
+            "dc1",
+            env={"HARBOR_PASSWORD": WRONG_CANARY},
+        ),
+        "401",
+    ),
+    (
+        Case("literal password in the spec", "registry", password=f'"{LITERAL_CANARY}"'),
+        "a literal password is refused",
+    ),
+]
+
+
+@pytest.mark.parametrize(("runner", "says"), FAILURES, ids=[c.kind for c, _ in FAILURES], indirect=["runner"])
+def test_a_failure_names_the_problem_never_the_secret(runner: tuple[Runner, Path], says: str) -> None:
+    run, spec = runner
+    commands = [("plan", str(spec), "--format", "json")]
+    if LITERAL_CANARY in spec.read_text():  # refused offline, before any secret is read
+        commands.insert(0, ("validate", str(spec)))
+    for argv in commands:
+        last = run(*argv, exit_code=1).rstrip("\n").splitlines()[-1]
+        assert last.startswith("error: ") and says in last, last
