@@ -83,7 +83,8 @@ def cli(verbose: int) -> None:
       mirrorspec apply spec.yaml         do it (asks first; --yes to skip)
       mirrorspec audit spec.yaml --content   is everything really there? (exit 2 on drift)
 
-    Exit codes: 0 ok / in sync, 1 error, 2 changes pending (plan --detailed-exitcode) or drift (audit).
+    Exit codes: 0 ok / in sync, 1 error, 2 changes pending (plan --detailed-exitcode) or drift (audit),
+    130 / 143 interrupted by SIGINT / SIGTERM.
     """
     configure_logging(verbose)
 
@@ -467,7 +468,7 @@ def main(argv: list[str] | None = None) -> None:
         if sys.stderr.isatty():
             click.echo(err=True)  # after the terminal's ^C echo
         name = signal.Signals(exc.signum).name
-        click.echo(f"interrupted by {name}: {exc.detail or 'nothing was copied'}", err=True)
+        click.echo(f"interrupted by {name}: {exc.detail or 'nothing was changed'}", err=True)
         sys.exit(128 + exc.signum)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
