@@ -9,7 +9,8 @@ itself and of `user:secret` — HTTP Basic auth and skopeo's auth file encode it
 absent from:
 
 - stdout and stderr of every run;
-- every file a run wrote (the rendered .tf.json), and every file left in TMPDIR (a test-owned
+- every file written (plan and audit JSON, skopeo YAML, the rendered .tf.json), and every
+  file left in TMPDIR (a test-owned
   directory: the `mirrorspec-*` workspace with skopeo's auth files must be gone too);
 - `/proc/<pid>/cmdline` of every descendant process, sampled while each command runs;
 - `/proc/<pid>/environ` of the skopeo children: a judgement call — the environment is
@@ -19,11 +20,17 @@ absent from:
 
 Kinds: a source registry's basic auth from `{env}`, from `{file}`, and from a token-auth
 registry (bearer tokens fetched with the password); the Docker Hub and cr.seqera.io logins an
-ECR target stores in Secrets Manager for pull-through cache; the logins an ACR target sends
+ECR target stores in Secrets Manager for pull-through cache, and a Secrets Manager secret the
+spec names by `aws-secret-arn` (handed to ECR, never read); the logins an ACR target sends
 in import requests (its credential sets name Key Vault secrets, whose values mirrorspec never
 reads); the Harbor admin password and the upstream logins written into Harbor registry
 endpoints; the lab registry's push password; and cloud credentials in the environment
-(`AWS_SECRET_ACCESS_KEY`, really used to sign the ECR bed's requests; `AZURE_CLIENT_SECRET`).
+(`AWS_SECRET_ACCESS_KEY`, really used to sign the ECR bed's requests; `AZURE_CLIENT_SECRET`,
+present but unused: the ACR bed's token comes from an injected credential). What registries
+and clouds hand out during a run is checked too: ECR's authorization token, ACR's refresh
+token and the Azure AD access token. Each case then checks that its secrets were really used
+(copies made, the secret stored, the import request carrying the login), so that their
+absence means something.
 
 The CLI runs in a subprocess as `python -c LAUNCHER`: `mirrorspec.cli.main` unchanged, with
 its `RunContext` pointed at the provider bed the way `test_audit_providers.py` does in-process
@@ -48,16 +55,20 @@ from typing import Any
 
 import provider_beds as beds
 import pytest
+import requests
+from emulators.acr import TOKEN_USER, AcrEmulator
 from emulators.ecr import EcrEmulator
 from testbed import RegistryServer, push_image, start_registry
 
 TESTS = Path(__file__).resolve().parent
+AAD_TOKEN = "emulator-aad-token-5b2e91"  # the ACR emulator's (checked when the bed starts)
 
 AWS_CANARY = "aws-secret-canary-0c6e9b2d47"
 AWS_PROFILE_CANARY = "aws-dr-profile-canary-8e1f5a3b90"
 AZURE_CANARY = "azure-client-secret-canary-3d9a7c1e52"
 # Characters JSON and URLs escape: the escaped forms differ from the raw value.
 TOKEN_CANARY = 'token-canary-"q\\7b4e0f'
+SM_CANARY = "secrets-manager-canary-4b8e1d7f20"  # in a secret the spec names by ARN
 WRONG_CANARY = "wrong-password-canary-6a2d8f1c03"
 LITERAL_CANARY = "literal-password-canary-95b0e7d4a1"
 USERS = {
@@ -71,6 +82,11 @@ USERS = {
     AWS_CANARY: "AKIAEXAMPLECANARY",
     AWS_PROFILE_CANARY: "AKIAEXAMPLEDR",
     AZURE_CANARY: "00000000-0000-0000-0000-00000000c11e",
+    SM_CANARY: "hub-arn-bot",
+    # What registries and clouds hand out during a run is secret too.
+    beds.ECR_TOKEN: "AWS",  # GetAuthorizationToken's password for the ECR endpoint
+    AcrEmulator.refresh_token: TOKEN_USER,  # the ACR login server's refresh token
+    AAD_TOKEN: TOKEN_USER,  # the Azure AD access token (the emulator's static one)
 }
 
 
@@ -176,6 +192,7 @@ class Runner:
     env: dict[str, str]
     bed_config: dict[str, Any]
     target: str
+    bed: beds.Bed
     skopeo_seen: int = 0
 
     @property
@@ -392,8 +409,9 @@ def runner(
             env["AWS_ENDPOINT_URL"] = ecr_emulator.url
         if case.bed == "acr":
             emu = bed.emulator
-            config["acr"] = {"url": emu.url, "ca": str(emu.ca_file), "token": emu.credential.token}
-        yield Runner(tmp_path, env, config, case.target), spec
+            assert emu.credential.token == AAD_TOKEN
+            config["acr"] = {"url": emu.url, "ca": str(emu.ca_file), "token": AAD_TOKEN}
+        yield Runner(tmp_path, env, config, case.target, bed), spec
 
 
 @pytest.mark.parametrize("runner", CASES, ids=[c.kind for c in CASES], indirect=True)
@@ -412,7 +430,60 @@ def test_no_secret_reaches_output_files_argv_environment_or_tmpdir(runner: tuple
     query = json.dumps({"spec": str(spec), "action": "audit", "content": "true"})
     run("terraform-external", stdin=query)
     assert run.files_clean(before) == ["audit.json", "main.tf.json", "plan.json", "skopeo.yaml"]
-    assert run.skopeo_seen or "harbor" in spec.read_text(), "no skopeo child was sampled"
+    assert leaks((run.workdir / "main.tf.json").read_text()) == []
+    assert run.skopeo_seen or run.bed.kind == "harbor", "no skopeo child was sampled"
+    used(run.bed)
+    if run.bed.kind == "ecr":
+        secret_given_by_arn(run, spec)
+
+
+def secret_given_by_arn(run: Runner, spec: Path) -> None:
+    """Docker Hub's login as a Secrets Manager secret the spec names by ARN: ECR's rule reads
+    it, mirrorspec never does — and where it would need it itself, says so without it."""
+    arn = run.bed.emulator.client("secretsmanager").create_secret(
+        Name="ecr-pullthroughcache/hub",
+        SecretString=json.dumps({"username": USERS[SM_CANARY], "accessToken": SM_CANARY}),
+    )["ARN"]
+    text = spec.read_text()
+    by_env = "  dockerhub:\n    username: {env: DOCKERHUB_USER}\n    password: {env: DOCKERHUB_TOKEN}\n"
+    versions = '      - name: bitnami/postgresql\n        versions: "^16.0.0"'
+    assert by_env in text and versions in text
+    text = text.replace(by_env, f"  dockerhub:\n    aws-secret-arn: {arn}\n")
+    # Only what the pull-through cache serves is left from docker.io: no copy needs the login.
+    by_arn = run.workdir / "by-arn.yaml"
+    by_arn.write_text("\n".join(line for line in text.replace(versions, "").splitlines() if line.strip()))
+    run("apply", str(by_arn), "--yes", "--prune")
+    rules = run.bed.emulator.client("ecr").describe_pull_through_cache_rules()["pullThroughCacheRules"]
+    (hub,) = [r for r in rules if r["ecrRepositoryPrefix"] == "vendor/docker.io"]
+    assert hub["credentialArn"] == arn
+    # render skopeo lists docker.io's tags itself, and cannot log in with a secret it never reads
+    refused = run("render", "skopeo", str(by_arn), "--target", run.target, exit_code=1)
+    assert refused.splitlines()[-1] == (
+        "error: credentials 'dockerhub' are provider-native (aws-secret-arn or azure-credential-set); "
+        "registry copies need username + password references"
+    )
+
+
+def used(bed: beds.Bed) -> None:
+    """The secrets really were used, so their absence from everything above means something."""
+    if bed.kind == "registry":  # copies went through: the source and target logins worked
+        catalog = requests.get(
+            f"{bed.storage.url}/v2/_catalog",
+            auth=("lab-bot", beds.LAB_CANARY),
+            verify=str(bed.storage.ca_file),
+            timeout=10,
+        )
+        catalog.raise_for_status()
+        assert [r for r in catalog.json()["repositories"] if r.startswith("mirror/")], "nothing was copied"
+    elif bed.kind == "ecr":
+        secrets = bed.emulator.client("secretsmanager")
+        hub = secrets.get_secret_value(SecretId="ecr-pullthroughcache/mirrorspec/aws-prod/docker.io")
+        assert json.loads(hub["SecretString"])["accessToken"] == beds.DOCKERHUB_CANARY
+    elif bed.kind == "acr":
+        carrying = [c for c in bed.emulator.calls if beds.SEQERA_CANARY in str(c.body)]
+        assert carrying and {c.operation for c in carrying} == {"Registries_ImportImage"}
+    elif bed.kind == "harbor":
+        assert bed.emulator.stored_secret("mirrorspec-vendor-cr.seqera.io") == beds.SEQERA_CANARY
 
 
 # --- failures whose message could carry the secret ------------------------------------------
