@@ -145,13 +145,20 @@ def wait_for(condition: Callable[[], bool], what: str, proc: subprocess.Popen[st
 
 
 @pytest.mark.parametrize(
-    ("signum", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+    ("signals", "exit_code"),
+    [
+        ((signal.SIGINT,), 130),
+        ((signal.SIGTERM,), 143),
+        # an impatient double Ctrl-C: the second one must not cut the cleanup short
+        ((signal.SIGINT, signal.SIGINT), 130),
+    ],
+    ids=["SIGINT", "SIGTERM", "SIGINT-twice"],
 )
 def test_a_signal_mid_apply_stops_in_order_and_the_next_plan_shows_exactly_the_rest(
     upstream: RegistryServer,
     registry_factory: Callable[..., RegistryServer],
     tmp_path: Path,
-    signum: signal.Signals,
+    signals: tuple[signal.Signals, ...],
     exit_code: int,
 ) -> None:
     destination = registry_factory(tls=True, users={"alice": PASSWORD})
@@ -171,7 +178,8 @@ def test_a_signal_mid_apply_stops_in_order_and_the_next_plan_shows_exactly_the_r
 
     try:
         wait_for(mid_way, "a first copied tag with a copy still running", proc)
-        proc.send_signal(signum)
+        for signum in signals:
+            proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=WAIT)
     finally:
         if proc.poll() is None:
@@ -182,7 +190,7 @@ def test_a_signal_mid_apply_stops_in_order_and_the_next_plan_shows_exactly_the_r
     assert "Traceback" not in stderr
     assert PASSWORD not in stdout + stderr
     last = stderr.rstrip("\n").splitlines()[-1]
-    name = signal.Signals(signum).name
+    name = signal.Signals(signals[0]).name
     assert last.startswith(f"interrupted by {name}: "), stderr
     done = int(last.split(": ", 1)[1].split(" of ")[0])
     assert f"{done} of {len(TAGS)} tag(s) copied and verified, {len(TAGS) - done} not copied" in last
@@ -191,6 +199,9 @@ def test_a_signal_mid_apply_stops_in_order_and_the_next_plan_shows_exactly_the_r
     # skopeo children were stopped and reaped, not orphaned to finish on their own
     assert skopeo, "no skopeo child was seen running"
     assert [pid for pid in skopeo if alive(pid)] == []
+    for pid in skopeo:  # each ran in its own process group, now empty
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, 0)
     # the private workspace with the auth files existed while copying, and is gone
     assert workspaces, "no mirrorspec-* workspace was seen in TMPDIR"
     assert list(bed.tmp.iterdir()) == []
