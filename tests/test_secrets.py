@@ -47,8 +47,9 @@ import subprocess
 import sys
 import threading
 import urllib.parse
+import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,7 @@ class Runner:
     bed_config: dict[str, Any]
     target: str
     bed: beds.Bed
+    prefix: str  # of the registry target's copies
     skopeo_seen: int = 0
 
     @property
@@ -264,6 +266,20 @@ def ecr_emulator() -> Iterator[EcrEmulator]:
 
 
 @pytest.fixture(scope="module")
+def ups(seeded: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[beds.Upstreams]:
+    """The upstreams, shared: no case writes to them."""
+    with beds.upstreams(seeded, tmp_path_factory.mktemp("upstreams")) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def lab(ups: beds.Upstreams, tmp_path_factory: pytest.TempPathFactory) -> Iterator[beds.Bed]:
+    """The registry target, shared: each case copies under a prefix of its own."""
+    with beds.registry_bed(ups, tmp_path_factory.mktemp("lab")) as bed:
+        yield bed
+
+
+@pytest.fixture(scope="module")
 def token_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
     with start_registry(
         tmp_path_factory.mktemp("token"), token=True, users={"tok-bot": TOKEN_CANARY}
@@ -320,7 +336,7 @@ targets:
     type: registry
     registry: {lab}
     ca-bundle: {ca}
-    prefix: mirror
+    prefix: {prefix}
     credentials: lab
 """
 
@@ -360,7 +376,8 @@ CASES = [
 @pytest.fixture
 def runner(
     request: pytest.FixtureRequest,
-    seeded: dict[str, Path],
+    ups: beds.Upstreams,
+    lab: beds.Bed,
     ecr_emulator: EcrEmulator,
     token_upstream: RegistryServer,
     tmp_path: Path,
@@ -368,12 +385,12 @@ def runner(
     case: Case = request.param
     env = {**base_env(tmp_path), **case.env}
     (tmp_path / "seqera-token.txt").write_text(beds.SEQERA_CANARY + "\n")
+    prefix = f"m{uuid.uuid4().hex[:10]}"
     with ExitStack() as stack:
-        ups = stack.enter_context(beds.upstreams(seeded, tmp_path / "upstreams"))
         config: dict[str, Any] = {"overrides": {}}
         starters: dict[str, Callable[[], AbstractContextManager[beds.Bed]]] = {
-            "registry": lambda: beds.registry_bed(ups, tmp_path),
-            "token": lambda: beds.registry_bed(ups, tmp_path),
+            "registry": lambda: nullcontext(lab),
+            "token": lambda: nullcontext(lab),
             "ecr": lambda: beds.ecr_bed(ecr_emulator, ups, tmp_path),
             "acr": lambda: beds.acr_bed(ups, tmp_path),
             "harbor": lambda: beds.harbor_bed(ups, tmp_path),
@@ -395,6 +412,7 @@ def runner(
                     tags=tags,
                     lab=bed.storage.host,
                     ca=bed.storage.ca_file,
+                    prefix=prefix,
                 )
             )
         else:
@@ -411,7 +429,7 @@ def runner(
             emu = bed.emulator
             assert emu.credential.token == AAD_TOKEN
             config["acr"] = {"url": emu.url, "ca": str(emu.ca_file), "token": AAD_TOKEN}
-        yield Runner(tmp_path, env, config, case.target, bed), spec
+        yield Runner(tmp_path, env, config, case.target, bed, prefix), spec
 
 
 @pytest.mark.parametrize("runner", CASES, ids=[c.kind for c in CASES], indirect=True)
@@ -432,7 +450,7 @@ def test_no_secret_reaches_output_files_argv_environment_or_tmpdir(runner: tuple
     assert run.files_clean(before) == ["audit.json", "main.tf.json", "plan.json", "skopeo.yaml"]
     assert leaks((run.workdir / "main.tf.json").read_text()) == []
     assert run.skopeo_seen or run.bed.kind == "harbor", "no skopeo child was sampled"
-    used(run.bed)
+    used(run.bed, run.prefix)
     if run.bed.kind == "ecr":
         secret_given_by_arn(run, spec)
 
@@ -464,7 +482,7 @@ def secret_given_by_arn(run: Runner, spec: Path) -> None:
     )
 
 
-def used(bed: beds.Bed) -> None:
+def used(bed: beds.Bed, prefix: str) -> None:
     """The secrets really were used, so their absence from everything above means something."""
     if bed.kind == "registry":  # copies went through: the source and target logins worked
         catalog = requests.get(
@@ -474,7 +492,7 @@ def used(bed: beds.Bed) -> None:
             timeout=10,
         )
         catalog.raise_for_status()
-        assert [r for r in catalog.json()["repositories"] if r.startswith("mirror/")], "nothing was copied"
+        assert [r for r in catalog.json()["repositories"] if r.startswith(f"{prefix}/")], "nothing was copied"
     elif bed.kind == "ecr":
         secrets = bed.emulator.client("secretsmanager")
         hub = secrets.get_secret_value(SecretId="ecr-pullthroughcache/mirrorspec/aws-prod/docker.io")
