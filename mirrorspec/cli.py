@@ -2,7 +2,14 @@
 
 Exit codes: 0 success / in sync; 1 any error (bad input, failed call, failed copy — and
 usage errors too, so that a typo is never mistaken for "changes pending"); 2 changes
-pending (`plan --detailed-exitcode`) or drift (`audit`); 130 interrupted.
+pending (`plan --detailed-exitcode`) or drift (`audit`); 128 + the signal's number when
+interrupted: 130 for SIGINT (Ctrl-C), 143 for SIGTERM, the shell's convention for a process
+a signal ended, so that a caller can tell which one stopped the run.
+
+SIGINT and SIGTERM end a run the same orderly way: running skopeo copies are stopped and
+waited for, temporary auth files removed, and one line says what was copied and what was
+not (the next `plan` lists exactly the rest). A second signal during that shutdown is
+ignored, so that a quick double Ctrl-C cannot leave credentials behind.
 """
 
 from __future__ import annotations
@@ -10,7 +17,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,8 +30,8 @@ import click
 from . import __version__, engine, output
 from . import spec as specmod
 from .context import RunContext
-from .copy import CopySummary, default_workers, find_skopeo
-from .credentials import redact
+from .copy import CopyResult, CopySummary, default_workers, find_skopeo
+from .credentials import redact, register_environment_secrets
 from .errors import MirrorspecError
 from .plan import to_json
 
@@ -74,7 +83,8 @@ def cli(verbose: int) -> None:
       mirrorspec apply spec.yaml         do it (asks first; --yes to skip)
       mirrorspec audit spec.yaml --content   is everything really there? (exit 2 on drift)
 
-    Exit codes: 0 ok / in sync, 1 error, 2 changes pending (plan --detailed-exitcode) or drift (audit).
+    Exit codes: 0 ok / in sync, 1 error, 2 changes pending (plan --detailed-exitcode) or drift (audit),
+    130 / 143 interrupted by SIGINT / SIGTERM.
     """
     configure_logging(verbose)
 
@@ -87,9 +97,10 @@ def configure_logging(verbose: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    # nodesemver narrates each step of parsing a range at DEBUG, drowning our own lines.
     # urllib3 narrates every retry at WARNING; our own error says what failed, once.
     logging.getLogger("urllib3").setLevel(logging.DEBUG if verbose >= 2 else logging.ERROR)
-    for sdk in ("botocore", "boto3", "s3transfer", "azure"):
+    for sdk in ("botocore", "boto3", "s3transfer", "azure", "nodesemver"):
         logging.getLogger(sdk).setLevel(logging.WARNING)
 
 
@@ -380,8 +391,22 @@ def _execute(ctx: RunContext, the_plan: Any, *, copies_only: bool) -> None:
     """Apply the plan, showing copies as they finish; end with the totals; exit 1 on failure."""
     total = sum(len(c.tags) for t in the_plan.targets for c in t.copies if c.engine == "skopeo")
     skipped = sum(t.up_to_date for t in the_plan.targets)
-    with output.copy_progress(total) as on_copy:
-        result = engine.apply(ctx, the_plan, copies_only=copies_only, on_copy=on_copy)
+    copied = 0
+    with output.copy_progress(total) as progress:
+
+        def on_copy(result: CopyResult) -> None:
+            nonlocal copied
+            copied += result.ok
+            progress(result)
+
+        try:
+            result = engine.apply(ctx, the_plan, copies_only=copies_only, on_copy=on_copy)
+        except Interrupted as exc:
+            done = f"{copied} of {total} tag(s) copied and verified, {total - copied} not copied"
+            if not copies_only and any(t.changes for t in the_plan.targets):
+                done += " (native changes may be partly applied)"
+            exc.detail = f"{done}; temporary credentials removed; `mirrorspec plan` shows what remains"
+            raise
     summary = CopySummary.of(result.copied)
     applied = f"{result.changed} change(s), {summary.copied} of {total} tag(s) copied and verified"
     click.echo(f"Applied: {applied}.")
@@ -394,6 +419,40 @@ def _execute(ctx: RunContext, the_plan: Any, *, copies_only: bool) -> None:
         raise MirrorspecError(f"{len(result.failures)} operation(s) failed; the rest was applied")
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived. A BaseException like KeyboardInterrupt, so that no
+    `except Exception` swallows it, but not one, so that click does not turn it into Abort."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.detail = ""
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    # From here on the run is shutting down: a second signal must not cut the cleanup short.
+    for other in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(other, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGINT and SIGTERM raise `Interrupted` while the command runs (main thread only:
+    elsewhere Python cannot install handlers); the previous handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, _on_signal)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
 class _RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
@@ -401,8 +460,16 @@ class _RedactingFormatter(logging.Formatter):
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: the one place that turns errors into messages and exit codes."""
+    register_environment_secrets()
     try:
-        cli.main(args=argv, prog_name="mirrorspec", standalone_mode=False)
+        with _signals_interrupt():
+            cli.main(args=argv, prog_name="mirrorspec", standalone_mode=False)
+    except Interrupted as exc:
+        if sys.stderr.isatty():
+            click.echo(err=True)  # after the terminal's ^C echo
+        name = signal.Signals(exc.signum).name
+        click.echo(f"interrupted by {name}: {exc.detail or 'nothing was changed'}", err=True)
+        sys.exit(128 + exc.signum)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:

@@ -6,7 +6,15 @@ What shaped it (research/sync.md §1, testbed.md §3):
 - Sources are copied *by digest* (`repo@sha256:…` → `dest:tag`): apply copies exactly what
   the plan showed, even if upstream moves the tag in between.
 - Credentials reach skopeo only through 0600 auth files in a private 0700 directory that
-  is removed afterwards — never argv, where any local user can read them in `ps`.
+  is removed afterwards — never argv, where any local user can read them in `ps` — and
+  skopeo's environment is ours minus every variable holding a secret we read and the
+  cloud credentials it never needs (`_skopeo_environment`).
+- Interrupted (Ctrl-C, SIGTERM turned into an exception by the CLI), no new copy starts,
+  every running skopeo is terminated and waited for, and the auth files are removed before
+  the exception goes on. skopeo runs in its own session, so it stops because we stop it,
+  whether the signal came from a terminal or from `kill <our pid>`. A killed copy is not
+  counted: skopeo pushes the manifest last, so its tag does not exist and the next plan
+  still lists it.
 - A CA bundle becomes a cert dir holding `ca.crt` (skopeo loads only `*.crt` files).
 - Destinations are always explicit, never skopeo's `--scoped` or last-component naming.
 
@@ -35,12 +43,14 @@ Scheduling, because `skopeo sync` copies one image after another and re-reads ev
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -98,6 +108,7 @@ RETRIES = 3  # attempts after the first, for transient failures only
 BACKOFF = 1.0  # seconds before the first retry; doubles each time, with jitter
 BACKOFF_MAX = 30.0
 PER_REGISTRY_MAX = 8
+STOP_GRACE = 5.0  # seconds an interrupted skopeo gets to exit before SIGKILL
 
 
 def default_workers() -> int:
@@ -139,7 +150,9 @@ def find_skopeo() -> Skopeo:
             "skopeo is not installed (Debian/Ubuntu: apt-get install skopeo); "
             "it copies what a registry cannot replicate natively"
         )
-    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False).stdout
+    out = subprocess.run(
+        [path, "--version"], capture_output=True, text=True, check=False, env=_skopeo_environment()
+    ).stdout
     match = re.search(r"(\d+)\.(\d+)\.(\d+)", out)
     if match is None:
         raise MirrorspecError(f"cannot tell the version of {path} from {out.strip()!r}")
@@ -229,11 +242,14 @@ def copy_all(
     callback_lock = threading.Lock()
     with _workspace() as workspace:
         crashed: list[BaseException] = []
+        children = _Children()
 
         def work() -> None:
             try:
                 while (task := schedule.take()) is not None:
-                    error, transient = _copy_one(skopeo, workspace, task.run_job(), timeout)
+                    error, transient = _copy_one(skopeo, workspace, children, task.run_job(), timeout)
+                    if error is not None and children.stopping:
+                        return  # interrupted: a killed copy is neither done nor failed
                     if error is None:
                         error = _verify(task.job, ctx)
                     result = schedule.finish(task, error, transient)
@@ -253,8 +269,11 @@ def copy_all(
                 thread.start()
             for thread in threads:
                 thread.join()
-        except BaseException:  # Ctrl-C: start nothing new; running skopeo got the signal too
+        except BaseException:  # interrupted: start nothing new, stop what runs, then clean up
             schedule.abort()
+            children.stop()
+            for thread in threads:
+                thread.join(timeout=STOP_GRACE)
             raise
     if crashed:
         raise crashed[0]
@@ -433,7 +452,9 @@ class _Schedule:
             return [t.result for t in self._tasks if t.result is not None]
 
 
-def _copy_one(skopeo: Skopeo, workspace: _Workspace, job: CopyJob, timeout: float) -> tuple[str | None, bool]:
+def _copy_one(
+    skopeo: Skopeo, workspace: _Workspace, children: _Children, job: CopyJob, timeout: float
+) -> tuple[str | None, bool]:
     """(error or None, whether the error is worth another attempt)."""
     argv = [
         skopeo.path,
@@ -445,23 +466,92 @@ def _copy_one(skopeo: Skopeo, workspace: _Workspace, job: CopyJob, timeout: floa
         f"docker://{job.source_ref}",
         f"docker://{job.destination_ref}",
     ]
+    proc = children.start(argv)
+    if proc is None:
+        return "interrupted before it started", False
     try:
-        proc = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        _, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
         return f"skopeo did not finish within {timeout:.0f}s", False
-    failures = _FAILURE.findall(proc.stderr)
+    finally:
+        children.forget(proc)
+    failures = _FAILURE.findall(stderr)
     if proc.returncode != 0 or failures:
         # skopeo logs Go-quoted messages; the last error is the one that ended the copy.
-        detail = failures[-1].replace('\\"', '"') if failures else _last_line(proc.stderr)
+        detail = failures[-1].replace('\\"', '"') if failures else _last_line(stderr)
         return redact(f"skopeo exited {proc.returncode}: {detail}"), is_transient(detail)
     return None, False
+
+
+# Variables skopeo never needs and that hold cloud credentials: the SDKs' own, by prefix.
+_CLOUD_CREDENTIALS = re.compile(r"^(?:AWS_|AZURE_|ARM_|GOOGLE_|GCLOUD_|CLOUDSDK_)")
+
+
+def _skopeo_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment skopeo runs with: ours without cloud credentials and without any
+    variable whose value holds a secret we have read (an `{env: VAR}` password, say). A
+    process's environment is readable by its owner in /proc, and skopeo gets its
+    credentials from the auth file anyway; proxies, HOME and TLS settings stay."""
+    environ = dict(os.environ if environ is None else environ)
+    return {
+        name: value
+        for name, value in environ.items()
+        if not _CLOUD_CREDENTIALS.match(name) and redact(value) == value
+    }
+
+
+class _Children:
+    """The skopeo processes running now, so that an interruption can stop them all."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[str]] = set()
+        self.stopping = False
+
+    def start(self, argv: list[str]) -> subprocess.Popen[str] | None:
+        """A started skopeo, or None once stopping (no copy may start after that)."""
+        with self._lock:
+            if self.stopping:
+                return None
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=_skopeo_environment(),
+                # Its own session: a terminal's Ctrl-C reaches only us, and we stop it, so
+                # the shutdown is the same for Ctrl-C and `kill <pid>`.
+                start_new_session=True,
+            )
+            self._running.add(proc)
+            return proc
+
+    def forget(self, proc: subprocess.Popen[str]) -> None:
+        with self._lock:
+            self._running.discard(proc)
+
+    def stop(self) -> None:
+        """Terminate every running skopeo and wait for it (SIGKILL after `STOP_GRACE`)."""
+        with self._lock:
+            self.stopping = True
+            running = list(self._running)
+        for proc in running:
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE
+        for proc in running:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen[str], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # already gone
+        os.killpg(proc.pid, signum)
 
 
 def _last_line(text: str) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from .errors import CredentialError
 from .spec import EnvRef, FileRef, SecretRef, Spec
 
-__all__ = ["BasicAuth", "redact", "register_secret", "resolve_basic_auth"]
+__all__ = ["BasicAuth", "redact", "register_environment_secrets", "register_secret", "resolve_basic_auth"]
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -34,6 +34,25 @@ def register_secret(value: str) -> None:
     if len(value) >= 4:
         with _lock:
             _secrets.add(value)
+
+
+# Cloud SDK credentials mirrorspec may run with: never ours to print, so scrubbed like the
+# spec's secrets from anything an SDK or server echoes back.
+CLOUD_SECRET_VARIABLES = (
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "AZURE_PASSWORD",
+)
+
+
+def register_environment_secrets() -> None:
+    """Register the cloud credentials present in the environment (`CLOUD_SECRET_VARIABLES`)."""
+    for name in CLOUD_SECRET_VARIABLES:
+        value = os.environ.get(name)
+        if value:
+            register_secret(value)
 
 
 def redact(text: str) -> str:
