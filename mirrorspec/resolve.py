@@ -180,14 +180,23 @@ class _Resolver:
 
     def _select(self, want: _Want) -> list[str]:
         tags = self.tags[(want.registry, want.repository)]
-        selected = versions.select_tags(
-            tags,
-            versions=want.versions,
-            globs=want.globs,
-            regex=want.regex,
-            all_tags=want.all_tags,
-            newest_only=want.newest_only,
-        )
+        try:
+            selected = versions.select_tags(
+                tags,
+                versions=want.versions,
+                globs=want.globs,
+                regex=want.regex,
+                all_tags=want.all_tags,
+                newest_only=want.newest_only,
+            )
+        except ValueError as exc:  # the spec validated it; only a runaway tag-regex gets here
+            s, r = want.root
+            where = self.ctx.spec.location_of(("sources", s, "repositories", r))
+            name = self.ctx.spec.sources[s].repositories[r].name
+            raise ResolveError(
+                f"{where + ': ' if where else ''}sources[{s}] › repositories[{r}] (name='{name}') › "
+                f"tag-regex: {exc} ({want.registry}/{want.repository})"
+            ) from None
         if not selected:
             what = want.versions or want.regex or ", ".join(want.globs or ()) or "all tags"
             via = f" (dependency of {want.dependency_of})" if want.dependency_of else ""

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import operator
 import re
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
+import regex as timed_re  # `re` syntax, but a match can be given a timeout
 from nodesemver import Range
 
 __all__ = [
@@ -59,6 +61,12 @@ _ITEM_RE = re.compile(
 )
 _SEP_RE = re.compile(r"\s*,\s*|\s+")
 _OP_ALIASES = {"=>": ">=", "=<": "<=", "~>": "~"}
+
+# A spec's tag-regex runs against every upstream tag, and overlapping repetitions such as
+# `^(a|a)+$` backtrack exponentially (seconds at 30 characters, doubling with each one more).
+# Matching gets this much time per repository in all; a regex that needs more is an error,
+# not a hang.
+REGEX_BUDGET_SECONDS = 2.0
 
 
 class _Invalid(Exception):
@@ -246,8 +254,7 @@ def select_tags(
         matched = [tag for tag in tags if any(fnmatchcase(tag, glob) for glob in globs)]
     elif regex is not None:
         validate_regex(regex)
-        pattern = re.compile(regex)
-        matched = [tag for tag in tags if pattern.fullmatch(tag)]
+        matched = _regex_matches(timed_re.compile(regex), tags, regex)
     else:
         matched = list(tags)
     selected = sort_tags(matched)
@@ -256,13 +263,30 @@ def select_tags(
     return selected
 
 
+def _regex_matches(pattern: timed_re.Pattern[str], tags: Iterable[str], text: str) -> list[str]:
+    deadline = time.monotonic() + REGEX_BUDGET_SECONDS
+    matched = []
+    for tag in tags:
+        try:
+            hit = pattern.fullmatch(tag, timeout=max(deadline - time.monotonic(), 0.001))
+        except TimeoutError:
+            raise ValueError(
+                f"tag regex '{text}' needs more than {REGEX_BUDGET_SECONDS:g} s to match this repository's"
+                f" tags (stuck on '{tag[:80]}'): overlapping repetitions such as (a|a)+ backtrack"
+                " exponentially"
+            ) from None
+        if hit:
+            matched.append(tag)
+    return matched
+
+
 def validate_regex(pattern: str) -> None:
     """Raise ValueError if `pattern` is empty or is not a valid Python regex."""
     if not pattern:
         raise ValueError("tag regex must not be empty")
     try:
-        re.compile(pattern)
-    except re.error as exc:
+        timed_re.compile(pattern)
+    except timed_re.error as exc:
         raise ValueError(f"invalid tag regex '{pattern}': {exc}") from None
 
 

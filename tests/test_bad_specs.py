@@ -22,8 +22,8 @@ version constraint that does not parse, a regex that does not compile, a Harbor 
 seconds other than 0, a Harbor cron with minute 61, duplicate target names, one ECR
 replication region listed twice, one upstream listed twice with different credentials, a
 literal password, a reference to undefined credentials.
-Resolution (2): Helm charts whose dependencies form a cycle (A → B → A, and A → A), from a
-real registry.
+Resolution (3): Helm charts whose dependencies form a cycle (A → B → A, and A → A), from a
+real registry; a tag-regex that backtracks exponentially on a real tag.
 Generated: hypothesis mutations of the example specs (values deleted, replaced, retyped,
 unknown keys added, items duplicated), random text and random bytes spliced into them, and
 random documents from scratch.
@@ -551,6 +551,40 @@ def test_a_helm_dependency_cycle_is_one_line_naming_the_cycle_and_the_entry(
         in line
     )
     assert "helm-dependencies: false" in line
+
+
+# --- a tag-regex that backtracks exponentially, against a real registry ---------------------
+
+RUNAWAY_SPEC = """\
+version: 1
+sources:
+  - registry: {host}
+    insecure: true
+    repositories:
+      - name: images/runaway
+        tag-regex: "^(a|a)+$"
+targets:
+  - name: lab
+    type: registry
+    registry: {host}
+    insecure: true
+    prefix: mirror
+"""
+
+
+def test_a_runaway_tag_regex_is_one_line_naming_the_entry(
+    tmp_path: Path, plain_registry: RegistryServer
+) -> None:
+    # Seconds at 30 characters, doubling with each further 'a'; the budget is 2 s.
+    tag = "a" * 60 + "-x"
+    push_image(plain_registry, "images/runaway", tag)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(RUNAWAY_SPEC.format(host=plain_registry.host), encoding="utf-8")
+    result = run_cli("plan", str(spec), cwd=tmp_path)
+    line = assert_one_line_error(result, f"{spec}:6:9: ")
+    entry = "sources[0] › repositories[0] (name='images/runaway') › tag-regex"
+    assert f"{entry}: tag regex '^(a|a)+$' needs more than 2 s" in line
+    assert f"stuck on '{tag}'" in line
 
 
 # --- generated specs ----------------------------------------------------------------------
