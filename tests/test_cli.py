@@ -7,6 +7,7 @@ means "no repository under that prefix".
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -301,19 +302,36 @@ def test_every_target_type_validates_offline_with_or_without_its_provider(
     assert validated.stdout == f"{spec}: valid (1 source(s), 1 repository(ies), 1 target(s))\n"
 
 
+def installed_without(provider: str, site: Path) -> dict[str, str]:
+    """Environment for a mirrorspec whose installed metadata lacks one provider's entry point.
+
+    The first `mirrorspec-*.dist-info` on sys.path wins, so a copy of ours without that entry
+    point, on PYTHONPATH, is what a build shipping without the plugin looks like.
+    """
+    dist = importlib.metadata.distribution("mirrorspec")
+    info = site / f"mirrorspec-{dist.version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(dist.read_text("METADATA") or "")
+    kept = [ep for ep in dist.entry_points if not (ep.group == providers.GROUP and ep.name == provider)]
+    lines = []
+    for group in sorted({ep.group for ep in kept}):
+        lines += [f"[{group}]", *(f"{ep.name} = {ep.value}" for ep in kept if ep.group == group), ""]
+    (info / "entry_points.txt").write_text("\n".join(lines))
+    return {"PYTHONPATH": str(site)}
+
+
 @pytest.mark.parametrize("target_type", sorted(OTHER_TARGETS))
 def test_a_target_type_without_a_provider_fails_plan_in_one_line(
     target_type: str, upstream: RegistryServer, tmp_path: Path
 ) -> None:
-    if target_type in providers.available():
-        pytest.skip(f"the {target_type} provider is installed now; its own tests cover it")
     spec = write_spec(tmp_path / "spec.yaml", upstream, OTHER_TARGETS[target_type])
 
-    proc = run("plan", str(spec))
-    assert proc.returncode == 1
+    proc = run("plan", str(spec), env=installed_without(target_type, tmp_path / "site"))
+    assert proc.returncode == 1, proc.stderr
     message = one_line(proc.stderr)
     assert message.startswith(f"error: no provider is installed for target type '{target_type}' (installed: ")
-    assert "registry" in message
+    others = sorted(set(providers.available()) - {target_type})
+    assert f"(installed: {', '.join(others)})" in message
     assert proc.stdout == ""
 
 
