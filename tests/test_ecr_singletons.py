@@ -22,9 +22,11 @@ pull-through cache rule, so nothing is copied.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,6 +38,7 @@ from plan_helpers import converge, plan_changes
 
 from mirrorspec import cli, engine
 from mirrorspec.context import RunContext
+from mirrorspec.errors import ProviderConflict
 from mirrorspec.plan import Change
 from mirrorspec.providers import ecr as ecr_provider
 from mirrorspec.spec import parse_spec
@@ -433,3 +436,234 @@ def test_soak_foreign_rules_and_statements_survive_at_the_model_limits(
     bed: Bed, scenario: tuple[str, list[dict[str, Any]]], policy: ForeignPolicy, old: Stale
 ) -> None:
     foreign_documents_survive(bed, scenario, policy, old)
+
+
+# --- the model's limits -----------------------------------------------------------------------
+
+
+def test_twenty_four_foreign_rules_at_the_model_limits_leave_room_for_ours_and_no_more(bed: Bed) -> None:
+    widest = {
+        "destinations": [{"region": "us-east-1", "registryId": f"{i:012d}"} for i in range(MAX_DESTINATIONS)],
+        "repositoryFilters": [
+            {"filter": f"team-{i:03d}", "filterType": "PREFIX_MATCH"} for i in range(MAX_FILTERS)
+        ],
+    }
+    rules = [widest] + [
+        {
+            "destinations": [{"region": "ap-south-1", "registryId": ACCOUNT}],
+            "repositoryFilters": [{"filter": f"vendor/team-{i}", "filterType": "PREFIX_MATCH"}],
+        }
+        for i in range(MAX_RULES - 2)
+    ]
+    bed.plant(rules, None)
+    spec = spec_text("vendor", ("us-east-1",), cross_account=False)
+    _, second = converge(bed.ctx(spec))
+    assert second.empty
+    assert bed.rules() == [*rules, our_rule("vendor", ("us-east-1",), cross_account=False)]
+
+    full = [*rules, {**rules[1], "repositoryFilters": [{"filter": "other", "filterType": "PREFIX_MATCH"}]}]
+    bed.plant(full, None)
+    with pytest.raises(ProviderConflict, match="25 other replication rules \\+ ours exceed ECR's 25"):
+        engine.plan(bed.ctx(spec))
+    assert bed.rules() == full
+
+
+# --- someone else writing at the same time ----------------------------------------------------
+
+TEAM_A = {
+    "destinations": [{"region": "ap-south-1", "registryId": ACCOUNT}],
+    "repositoryFilters": [{"filter": "team-a", "filterType": "PREFIX_MATCH"}],
+}
+TEAM_B = {
+    "destinations": [{"region": "us-west-2", "registryId": "999988887777"}],
+    "repositoryFilters": [
+        {"filter": "vendor", "filterType": "PREFIX_MATCH"},
+        {"filter": "team-b", "filterType": "PREFIX_MATCH"},
+    ],
+}
+TEAM_C = {
+    "Sid": "TeamC",
+    "Effect": "Allow",
+    "Principal": {"AWS": ["arn:aws:iam::444455556666:root"]},
+    "Action": "ecr:ReplicateImage",
+    "Resource": f"arn:aws:ecr:{DR_REGION}:{DR_ACCOUNT}:repository/team-c/*",
+}
+TEAM_D = {"Effect": "Deny", "Principal": "*", "Action": "ecr:CreateRepository", "Resource": "*"}
+REPLICATION_ONLY = spec_text("vendor", ("us-east-1",), cross_account=False)
+OURS = our_rule("vendor", ("us-east-1",), cross_account=False)
+RULE_FAILURE = (
+    "aws: create replication-rule vendor: the replication configuration of registry 123456789012 in eu-west-1"
+)
+STATEMENT_FAILURE = (
+    f"aws: create registry-policy-statement {STATEMENT_ID}: the registry policy of registry "
+    f"{DR_ACCOUNT} in {DR_REGION}"
+)
+CHANGED_MEANWHILE = (
+    " changed by someone else while mirrorspec was writing it; nothing written; run plan again"
+)
+CHANGED_AFTER = (
+    " is not what mirrorspec just wrote: someone else wrote it right after, or ECR rewrote it; run plan again"
+)
+
+
+def policy_text(*statements: dict[str, Any]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def writes_rules(bed: Bed, rules: list[dict[str, Any]]) -> Callable[[], None]:
+    """Another tool, with its own client, replacing the replication configuration."""
+    other = bed.emu.client("ecr")
+    return lambda: other.put_replication_configuration(replicationConfiguration={"rules": rules})
+
+
+def writes_policy(bed: Bed, text: str) -> Callable[[], None]:
+    other = bed.emu.client("ecr", DR_REGION)
+    return lambda: other.put_registry_policy(policyText=text)
+
+
+def test_a_rule_added_between_our_read_and_write_stops_ours_and_survives(bed: Bed) -> None:
+    bed.plant([TEAM_A], None)
+    ctx = bed.ctx(REPLICATION_ONLY)
+    plan = engine.plan(ctx)
+    since = len(bed.emu.operations)
+    # Right after apply's first read, before mirrorspec has seen the answer.
+    meddler = bed.emu.after("DescribeRegistry", writes_rules(bed, [TEAM_A, TEAM_B]))
+    result = engine.apply(ctx, plan)
+    assert meddler.fired
+    assert result.failures == [RULE_FAILURE + CHANGED_MEANWHILE]
+    assert bed.puts(since) == ["PutReplicationConfiguration"]  # the other writer's, not ours
+    assert bed.rules() == [TEAM_A, TEAM_B]
+
+    _, second = converge(ctx)  # nobody interferes this time
+    assert second.empty
+    assert bed.rules() == [TEAM_A, TEAM_B, OURS]
+
+
+def test_a_statement_added_between_our_read_and_write_stops_ours_and_survives(bed: Bed) -> None:
+    bed.plant([], policy_text(TEAM_C))
+    ctx = bed.ctx(spec_text("vendor", ("us-east-1",)))
+    plan = engine.plan(ctx)
+    since = len(bed.emu.operations)
+    meddler = bed.emu.after("GetRegistryPolicy", writes_policy(bed, policy_text(TEAM_C, TEAM_D)))
+    result = engine.apply(ctx, plan)
+    assert meddler.fired
+    assert result.failures == [STATEMENT_FAILURE + CHANGED_MEANWHILE]
+    assert sorted(bed.puts(since)) == ["PutRegistryPolicy", "PutReplicationConfiguration"]  # theirs, ours
+    assert bed.statements() == [TEAM_C, TEAM_D]
+    assert bed.rules() == [our_rule("vendor", ("us-east-1",))]  # the other document was fine
+
+    _, second = converge(ctx)
+    assert second.empty
+    assert bed.statements() == [TEAM_C, TEAM_D, OUR_STATEMENT]
+
+
+def test_a_whole_document_written_right_after_ours_is_reported_and_the_next_apply_converges(
+    bed: Bed,
+) -> None:
+    # A tool that owns "the" replication configuration writes its own, without ours.
+    bed.plant([TEAM_A], None)
+    ctx = bed.ctx(REPLICATION_ONLY)
+    plan = engine.plan(ctx)
+    meddler = bed.emu.after("PutReplicationConfiguration", writes_rules(bed, [TEAM_A]))
+    result = engine.apply(ctx, plan)
+    assert meddler.fired
+    assert result.failures == [RULE_FAILURE + CHANGED_AFTER]
+    assert bed.rules() == [TEAM_A]
+
+    _, second = converge(ctx)
+    assert second.empty
+    assert bed.rules() == [TEAM_A, OURS]
+
+
+def test_a_policy_written_right_after_ours_is_reported_and_the_next_apply_converges(bed: Bed) -> None:
+    bed.plant([], policy_text(TEAM_C))
+    ctx = bed.ctx(spec_text("vendor", ("us-east-1",)))
+    plan = engine.plan(ctx)
+    meddler = bed.emu.after("PutRegistryPolicy", writes_policy(bed, policy_text(TEAM_C)))
+    result = engine.apply(ctx, plan)
+    assert meddler.fired
+    assert result.failures == [STATEMENT_FAILURE + CHANGED_AFTER]
+    assert bed.statements() == [TEAM_C]
+
+    _, second = converge(ctx)
+    assert second.empty
+    assert bed.statements() == [TEAM_C, OUR_STATEMENT]
+
+
+def test_a_policy_written_right_after_we_deleted_it_is_reported(bed: Bed) -> None:
+    bed.plant([], policy_text(OUR_STATEMENT))
+    ctx = bed.ctx(spec_text("vendor", ("us-east-1",)))
+    meddler = bed.emu.after("DeleteRegistryPolicy", writes_policy(bed, policy_text(TEAM_D)))
+    delete = Change("delete", ecr_provider.STATEMENT, STATEMENT_ID, OUR_STATEMENT, None)
+    with pytest.raises(ProviderConflict) as caught:
+        ecr_provider.apply(delete, ctx.spec.target("aws"), ctx)
+    assert meddler.fired
+    assert str(caught.value) == STATEMENT_FAILURE.split(": ", 2)[2] + CHANGED_AFTER
+    assert bed.statements() == [TEAM_D]
+
+
+def test_a_write_between_our_last_read_and_our_put_is_lost_unseen(bed: Bed) -> None:
+    """The window no read can close: ECR has no conditional write, so a change landing after
+    our second read and before our put is overwritten, and reading back shows only ours."""
+    bed.plant([TEAM_A], None)
+    ctx = bed.ctx(REPLICATION_ONLY)
+    plan = engine.plan(ctx)
+    meddler = bed.emu.after("DescribeRegistry", writes_rules(bed, [TEAM_A, TEAM_B]), nth=2)
+    result = engine.apply(ctx, plan)
+    assert meddler.fired
+    assert result.ok
+    assert bed.rules() == [TEAM_A, OURS]
+
+
+def test_the_cli_exits_1_with_one_line_naming_the_registry_and_document(
+    bed: Bed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bed.plant([TEAM_A], None)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(REPLICATION_ONLY)
+    monkeypatch.setattr(cli, "RunContext", partial(RunContext, aws_client_factory=bed.aws_client))
+    bed.emu.after("DescribeRegistry", writes_rules(bed, [TEAM_A, TEAM_B]), nth=2)  # 1: plan's
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(["apply", str(spec), "--yes"])
+    finally:
+        logging.getLogger().handlers.clear()  # the CLI's stderr handler
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1
+    assert "Traceback" not in err and "internal error" not in err
+    # In-process, moto's server logs its requests to the same stderr: keep our lines.
+    assert [line for line in err.splitlines() if "error" in line] == [
+        f"error: {RULE_FAILURE}{CHANGED_MEANWHILE}",
+        "error: 1 operation(s) failed; the rest was applied",
+    ]
+    assert bed.rules() == [TEAM_A, TEAM_B]
+
+
+# --- the emulator's concurrent writer ---------------------------------------------------------
+
+
+def test_interference_runs_once_after_the_nth_answer_and_before_the_client_reads_it(bed: Bed) -> None:
+    ecr = bed.client("ecr", DR_REGION)
+    meddler = bed.emu.after("GetRegistryPolicy", writes_policy(bed, policy_text(TEAM_D)), nth=2)
+    for _ in range(2):  # error answers count; the second was made before the write
+        with pytest.raises(ClientError, match="RegistryPolicyNotFoundException"):
+            ecr.get_registry_policy()
+    assert meddler.fired
+    assert bed.statements() == [TEAM_D]
+    writes = bed.emu.operations.count("PutRegistryPolicy")
+    ecr.get_registry_policy()
+    assert bed.emu.operations.count("PutRegistryPolicy") == writes  # once only
+
+
+def test_a_failing_interference_is_reported_as_an_emulator_error(emulator: EcrEmulator) -> None:
+    emulator.reset()
+    ecr = emulator.client("ecr")
+
+    def broken() -> None:
+        raise RuntimeError("the test's writer broke")
+
+    emulator.after("DescribeRegistry", broken)
+    ecr.describe_registry()
+    with pytest.raises(AssertionError, match="interference after DescribeRegistry failed"):
+        emulator.check()
+    emulator.internal_errors.clear()
