@@ -422,7 +422,7 @@ def test_foreign_rules_and_statements_survive_apply_change_and_prune(
 
 @pytest.mark.soak
 @settings(
-    max_examples=2000,
+    max_examples=1000,
     deadline=None,
     derandomize=True,
     suppress_health_check=[

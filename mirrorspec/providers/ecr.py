@@ -521,9 +521,12 @@ def _read_policy(ecr: Any) -> dict[str, Any] | None:
         if _code(exc) == "RegistryPolicyNotFoundException":
             return None
         raise
-    policy = json.loads(text)
-    if not isinstance(policy, dict):
-        raise MirrorspecError(f"the registry policy is not a JSON object: {text[:80]}")
+    try:
+        policy = json.loads(text)
+    except ValueError:
+        policy = None
+    if not isinstance(policy, dict):  # ECR validates the text it stores: not expected
+        raise MirrorspecError("the registry policy ECR returned is not a JSON object")
     return policy
 
 
