@@ -122,7 +122,7 @@ class Bed:
     def ctx(self, text: str) -> RunContext:
         return RunContext(parse_spec(text), workers=1, aws_client_factory=self.aws_client)
 
-    # What ECR holds, read through the API by someone other than mirrorspec.
+    # What ECR holds, read back through the API.
     def rules(self) -> list[dict[str, Any]]:
         config = self.client("ecr").describe_registry()["replicationConfiguration"]
         return list(config.get("rules", []))
