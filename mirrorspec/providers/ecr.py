@@ -23,8 +23,9 @@ Facts that shaped it (research/ecr.md):
   `ecr-pullthroughcache/...` holding `username` and `accessToken`.
 - A rule can change only its credential in place; anything else is delete + create.
 - The replication configuration and the registry policy are one document per registry and
-  `Put*` replaces it whole: we read it, change only our rule / statements, write the rest
-  back unchanged and read it again to check nobody else's rule was lost.
+  `Put*` replaces it whole, with no conditional write: we read it, change only our rule /
+  statement, read it again and write only if nobody changed it meanwhile, then read it back
+  and report it when it is not what we wrote (`_read_modify_write`).
 - botocore checks only minimum lengths client-side, so limits are checked here at plan time.
 """
 
@@ -32,10 +33,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .. import paths
 from ..context import Endpoint, RunContext
@@ -69,6 +70,7 @@ __all__ = [
 ]
 
 Target = EcrTarget
+_Doc = TypeVar("_Doc")
 MANAGED = "managed-by: mirrorspec"
 MAX_RULES = 50  # pull-through cache rules per registry, not adjustable (service quotas)
 MAX_REPLICATION_RULES = 25  # botocore model
@@ -374,25 +376,53 @@ def observe(target: Any, ctx: RunContext) -> base.Observed:
                     name = repo["repositoryName"]
                     if name.startswith(target.prefix.strip("/") + "/"):
                         resources.append(Resource(REPOSITORY, name, {}, managed=False))
-        registry = ecr.describe_registry()
-    rules = (registry.get("replicationConfiguration") or {}).get("rules", [])
-    for index, rule in enumerate(rules):
-        ours = target.prefix and _rule_id(rule) == target.prefix.strip("/")
-        attrs = {
-            "destinations": rule.get("destinations", []),
-            "repositoryFilters": rule.get("repositoryFilters", []),
-        }
-        resources.append(Resource(REPLICATION, _rule_id(rule) or f"rule-{index}", attrs, managed=bool(ours)))
+        rules = _read_rules(ecr)
+    resources += _observe_replication(target, rules)
     for dest in target.replicate_to:
         if dest.profile and dest.account and dest.account != account:
             resources += _observe_statements(ctx, dest.account, dest.region, dest.profile, target)
     return base.Observed(resources=tuple(resources))
 
 
-def _rule_id(rule: Mapping[str, Any]) -> str:
-    """A replication rule is ours when its only filter is our prefix; its id is that filter."""
-    filters = rule.get("repositoryFilters") or []
-    return str(filters[0]["filter"]) if len(filters) == 1 else ""
+def _observe_replication(target: EcrTarget, rules: Sequence[Mapping[str, Any]]) -> list[Resource]:
+    """Our rule (once, even if an earlier failure left copies) and every other rule, each with
+    an id of its own: its only filter when that is free, else one no prefix can spell."""
+    prefix = target.prefix.strip("/") if target.prefix else None
+    ours = [rule for rule in rules if prefix is not None and _is_ours(rule, prefix)]
+    resources = []
+    if prefix is not None and ours:
+        # Copies of ours concatenate their destinations, so they differ from the spec and the
+        # next apply writes one rule in their place.
+        attrs = {
+            "destinations": [d for rule in ours for d in rule.get("destinations", [])],
+            "repositoryFilters": ours[0].get("repositoryFilters", []),
+        }
+        resources.append(Resource(REPLICATION, prefix, attrs, managed=True))
+    taken = {prefix or ""}
+    for index, rule in enumerate(rules):
+        if prefix is not None and _is_ours(rule, prefix):
+            continue
+        filters = rule.get("repositoryFilters") or []
+        rule_id = str(filters[0]["filter"]) if len(filters) == 1 else f"rule-{index}"
+        if rule_id in taken:
+            rule_id = f"{rule_id} #{index}"  # a space: never a repository prefix
+        taken.add(rule_id)
+        attrs = {"destinations": rule.get("destinations", []), "repositoryFilters": filters}
+        resources.append(Resource(REPLICATION, rule_id, attrs, managed=False))
+    return resources
+
+
+def _is_ours(rule: Mapping[str, Any], prefix: str) -> bool:
+    """Exactly the rule mirrorspec writes: one PREFIX_MATCH filter, our prefix, and no
+    deleteReplication (we never turn it on). ECR rules carry no owner or description, so a rule
+    that also names our prefix among other filters, or turns deletes on, is someone else's."""
+    return rule.get("repositoryFilters") == [
+        {"filter": prefix, "filterType": "PREFIX_MATCH"}
+    ] and not _delete_replication(rule)
+
+
+def _delete_replication(rule: Mapping[str, Any]) -> bool:
+    return bool((rule.get("deleteReplication") or {}).get("enabled"))
 
 
 def _owned(target: EcrTarget, ctx: RunContext, rule_prefix: str) -> bool:
@@ -466,26 +496,44 @@ def _secret_json(auth: BasicAuth) -> str:
 def _observe_statements(
     ctx: RunContext, account: str, region: str, profile: str, target: EcrTarget
 ) -> list[Resource]:
-    policy = _get_policy(ctx.aws_client("ecr", region, profile), target)
+    """Our statement in a destination account's registry policy: ours by its exact Sid. Other
+    `mirrorspec-` Sids are other installations' (another source account replicating there)."""
+    with _mapped(target, "GetRegistryPolicy"):
+        policy = _read_policy(ctx.aws_client("ecr", region, profile))
+    sid = _our_sid(target)
     return [
-        Resource(STATEMENT, f"{account}/{region}/{s['Sid']}", s, managed=True)
-        for s in policy.get("Statement", [])
-        if str(s.get("Sid", "")).startswith("mirrorspec-")
+        Resource(STATEMENT, f"{account}/{region}/{sid}", dict(s), managed=True)
+        for s in _statements(policy)
+        if isinstance(s, dict) and s.get("Sid") == sid
     ]
 
 
-def _get_policy(ecr: Any, target: EcrTarget) -> dict[str, Any]:
-    with _mapped(target, "GetRegistryPolicy"):
-        try:
-            text = ecr.get_registry_policy()["policyText"]
-        except Exception as exc:
-            if _code(exc) == "RegistryPolicyNotFoundException":
-                return {"Version": "2012-10-17", "Statement": []}
-            raise
-    policy: dict[str, Any] = json.loads(text)
-    if isinstance(policy.get("Statement"), dict):
-        policy["Statement"] = [policy["Statement"]]
+def _our_sid(target: EcrTarget) -> str:
+    account, _ = _account_region(target)
+    return str(_replicate_statement(account, "", "")["Sid"])
+
+
+def _read_policy(ecr: Any) -> dict[str, Any] | None:
+    """The registry policy as ECR holds it, or None when the registry has none."""
+    try:
+        text = ecr.get_registry_policy()["policyText"]
+    except Exception as exc:
+        if _code(exc) == "RegistryPolicyNotFoundException":
+            return None
+        raise
+    try:
+        policy = json.loads(text)
+    except ValueError:
+        policy = None
+    if not isinstance(policy, dict):  # ECR validates the text it stores: not expected
+        raise MirrorspecError("the registry policy ECR returned is not a JSON object")
     return policy
+
+
+def _statements(policy: Mapping[str, Any] | None) -> list[Any]:
+    """`Statement` is a list or, legally, one statement object."""
+    found = (policy or {}).get("Statement", [])
+    return [found] if isinstance(found, dict) else list(found)
 
 
 # --- plan-time limits --------------------------------------------------------------------
@@ -611,39 +659,147 @@ def _apply_secret(secrets: Any, ctx: RunContext, target: EcrTarget, change: Chan
 
 
 def _apply_replication(ecr: Any, target: EcrTarget, change: Change) -> None:
-    """Merge our rule into the registry's one replication document; verify the others survived."""
-    current = (ecr.describe_registry().get("replicationConfiguration") or {}).get("rules", [])
-    others = [rule for rule in current if _rule_id(rule) != change.id]
-    rules = list(others)
+    """Put our rule into the registry's one replication configuration (where it was, else at
+    the end), or take it out; every other rule is written back as read, in its order."""
+    account, region = _account_region(target)
+    wanted = None
     if change.action != "delete":
         after = dict(change.after or {})
-        rules.append({"destinations": after["destinations"], "repositoryFilters": after["repositoryFilters"]})
-    ecr.put_replication_configuration(replicationConfiguration={"rules": rules})
-    written = (ecr.describe_registry().get("replicationConfiguration") or {}).get("rules", [])
-    missing = [rule for rule in others if rule not in written]
-    if missing:
-        raise ProviderConflict(
-            f"after writing the replication configuration {len(missing)} other rule(s) were missing "
-            "(changed concurrently?); re-run plan",
-            provider="ecr",
-            target=target.name,
-            operation="PutReplicationConfiguration",
-        )
+        wanted = {"destinations": after["destinations"], "repositoryFilters": after["repositoryFilters"]}
+
+    def merge(current: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return _replace_ours(current, lambda rule: _is_ours(rule, change.id), wanted)
+
+    def write(rules: list[dict[str, Any]]) -> None:
+        ecr.put_replication_configuration(replicationConfiguration={"rules": rules})
+
+    document = _Singleton(
+        f"the replication configuration of registry {account} in {region}",
+        "PutReplicationConfiguration",
+        lambda: _read_rules(ecr),
+        write,
+        _normal_rules,
+    )
+    _read_modify_write(target, document, merge)
+
+
+def _read_rules(ecr: Any) -> list[dict[str, Any]]:
+    return list((ecr.describe_registry().get("replicationConfiguration") or {}).get("rules", []))
+
+
+def _normal_rules(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rules as compared between reads: an absent or empty filter list, and deleteReplication
+    absent or off, mean the same (whether ECR fills either in on read is unconfirmed)."""
+    normal = []
+    for rule in rules:
+        same = {k: v for k, v in rule.items() if k not in ("deleteReplication", "repositoryFilters")}
+        if rule.get("repositoryFilters"):
+            same["repositoryFilters"] = rule["repositoryFilters"]
+        if _delete_replication(rule):
+            same["deleteReplication"] = rule["deleteReplication"]
+        normal.append(same)
+    return normal
 
 
 def _apply_statement(ctx: RunContext, target: EcrTarget, change: Change) -> None:
+    """Put our statement into a destination registry's policy (where it was, else at the end),
+    or take it out; every other statement is written back as read, in its order."""
     account, region, sid = change.id.split("/", 2)
-    profile = next(d.profile for d in target.replicate_to if d.account == account and d.region == region)
+    profile = next(
+        (d.profile for d in target.replicate_to if d.account == account and d.region == region), None
+    )
+    if profile is None:
+        raise ProviderConflict(
+            f"the spec names no profile for account {account} in {region}; cannot reach its registry policy",
+            provider="ecr",
+            target=target.name,
+            operation="PutRegistryPolicy",
+        )
     ecr = ctx.aws_client("ecr", region, profile)
-    policy = _get_policy(ecr, target)
-    statements = [s for s in policy["Statement"] if s.get("Sid") != sid]
-    if change.action != "delete":
-        statements.append(dict(change.after or {}))
-    policy["Statement"] = statements
-    if statements:
-        ecr.put_registry_policy(policyText=json.dumps(policy))
-    else:
-        ecr.delete_registry_policy()
+    wanted = None if change.action == "delete" else dict(change.after or {})
+
+    def merge(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        statements = _replace_ours(
+            _statements(current), lambda s: isinstance(s, dict) and s.get("Sid") == sid, wanted
+        )
+        if not statements:
+            return None  # ECR refuses a policy without statements: delete it instead
+        return {**(current or {"Version": "2012-10-17"}), "Statement": statements}
+
+    def write(policy: dict[str, Any] | None) -> None:
+        if policy is None:
+            ecr.delete_registry_policy()
+        else:
+            ecr.put_registry_policy(policyText=json.dumps(policy))
+
+    document = _Singleton(
+        f"the registry policy of registry {account} in {region}",
+        "PutRegistryPolicy",
+        lambda: _read_policy(ecr),
+        write,
+        lambda policy: None if policy is None else {**policy, "Statement": _statements(policy)},
+    )
+    _read_modify_write(target, document, merge)
+
+
+def _replace_ours(items: Sequence[Any], ours: Callable[[Any], bool], wanted: Any | None) -> list[Any]:
+    """`items` with ours replaced by `wanted` where the first of ours was (at the end if none
+    was), or dropped when `wanted` is None; copies of ours go, everything else stays in order."""
+    result = []
+    placed = wanted is None
+    for item in items:
+        if not ours(item):
+            result.append(item)
+        elif not placed:
+            result.append(wanted)
+            placed = True
+    if not placed:
+        result.append(wanted)
+    return result
+
+
+@dataclass(frozen=True)
+class _Singleton(Generic[_Doc]):
+    """One of a registry's whole-document settings: the replication configuration, the policy."""
+
+    name: str  # for messages: "the registry policy of registry <id> in <region>"
+    operation: str
+    read: Callable[[], _Doc]
+    write: Callable[[_Doc], None]
+    normal: Callable[[_Doc], object]  # what two reads are compared as
+
+
+def _read_modify_write(target: EcrTarget, document: _Singleton[_Doc], merge: Callable[[_Doc], _Doc]) -> None:
+    """Read, merge our part in, read again, write, read back.
+
+    ECR offers no conditional write for these documents (no ETag, no version, no
+    compare-and-set), so no read can close the window between the second read and the put: a
+    write by someone else landing in it is replaced by ours and goes unnoticed. The second read
+    keeps that window to one round trip and refuses to write over a change made while we were
+    merging; the read-back reports a write that landed right after ours (or ECR rewriting the
+    document), so that nobody's change is lost silently there.
+    """
+    first = document.read()
+    wanted = merge(first)
+    if document.normal(wanted) == document.normal(first):
+        return
+    if document.normal(document.read()) != document.normal(first):
+        raise ProviderConflict(
+            f"{document.name} changed by someone else while mirrorspec was writing it; nothing written; "
+            "run plan again",
+            provider="ecr",
+            target=target.name,
+            operation=document.operation,
+        )
+    document.write(wanted)
+    if document.normal(document.read()) != document.normal(wanted):
+        raise ProviderConflict(
+            f"{document.name} is not what mirrorspec just wrote: someone else wrote it right after, or "
+            "ECR rewrote it; run plan again",
+            provider="ecr",
+            target=target.name,
+            operation=document.operation,
+        )
 
 
 # --- endpoint and errors -----------------------------------------------------------------

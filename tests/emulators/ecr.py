@@ -84,6 +84,14 @@ NOT emulated:
 - The ``failure`` texts of ``ValidatePullThroughCacheRule`` are the emulator's own.
 - moto's state is global to the process. Entering ``mock_aws()`` in the same process wipes it
   (research/testbed.md §6).
+
+Concurrent writers: ECR has no conditional write for its two per-registry documents (the
+replication configuration and the registry policy), so a test must be able to make "someone
+else" write one of them at a precise moment. :meth:`EcrEmulator.after` runs a callable once, right
+after the emulator has answered the n-th request of an operation and before that answer is sent:
+the client that made the request sees the state from before, and its next request sees the
+other writer's change. The callable should act through the API (``emulator.client(...)``), as a
+real concurrent writer would; it runs on the request's server thread, outside the state lock.
 """
 
 from __future__ import annotations
@@ -113,7 +121,14 @@ from moto.server import ThreadedMotoServer
 from .botocore_contract import format_errors, validate_request, validate_response
 from .wire import read_body
 
-__all__ = ["DEFAULT_ACCOUNT_ID", "EMULATED_OPERATIONS", "EcrApiError", "EcrEmulator", "EmulatorBug"]
+__all__ = [
+    "DEFAULT_ACCOUNT_ID",
+    "EMULATED_OPERATIONS",
+    "EcrApiError",
+    "EcrEmulator",
+    "EmulatorBug",
+    "Interference",
+]
 
 DEFAULT_ACCOUNT_ID = "123456789012"  # moto's default account (research/testbed.md §6)
 TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
@@ -181,6 +196,16 @@ class EcrApiError(Exception):
 
 class EmulatorBug(AssertionError):
     """The emulator broke the contract itself (bad response shape, unlisted error code)."""
+
+
+@dataclass
+class Interference:
+    """A write by "someone else", armed with :meth:`EcrEmulator.after`."""
+
+    operation: str
+    remaining: int  # answers of ``operation`` still to serve before ``action`` runs
+    action: Callable[[], None]
+    fired: bool = False
 
 
 @dataclass
@@ -270,6 +295,7 @@ class EcrEmulator:
         self._thread: threading.Thread | None = None
         self._lock = threading.RLock()
         self._registries: dict[tuple[str, str], _Registry] = {}
+        self._interferences: list[Interference] = []
         self._secrets_clients: dict[str, Any] = {}
         self.service_model: ServiceModel = botocore.session.get_session().get_service_model("ecr")
         self._handlers: dict[str, Callable[[_Ctx, JsonObject], JsonObject]] = {
@@ -374,11 +400,45 @@ class EcrEmulator:
             service, region_name=region, endpoint_url=self.url, config=config, **DUMMY_CREDENTIALS, **kwargs
         )
 
+    def after(self, operation: str, action: Callable[[], None], *, nth: int = 1) -> Interference:
+        """Run ``action`` once, right after the ``nth`` answer to ``operation`` from now on
+        (error answers count) and before that answer reaches its client.
+
+        An exception raised by ``action`` is recorded like an emulator bug (:meth:`check`).
+        """
+        if nth < 1:
+            raise ValueError("nth counts answers from 1")
+        interference = Interference(operation, nth, action)
+        with self._lock:
+            self._interferences.append(interference)
+        return interference
+
+    def _interfere(self, operation: str) -> None:
+        with self._lock:
+            due = []
+            for interference in self._interferences:
+                if interference.operation == operation:
+                    interference.remaining -= 1
+                    if interference.remaining == 0:
+                        due.append(interference)
+            self._interferences = [i for i in self._interferences if i not in due]
+        for interference in due:  # outside the lock: the action makes requests of its own
+            interference.fired = True
+            try:
+                interference.action()
+            except Exception:
+                with self._lock:
+                    self.internal_errors.append(
+                        f"interference after {operation} failed:\n{traceback.format_exc()}"
+                    )
+
     def reset(self) -> None:
-        """Forget the emulator's state and calls, and reset moto (``POST /moto-api/reset``)."""
+        """Forget the emulator's state, calls and armed interferences, and reset moto
+        (``POST /moto-api/reset``)."""
         with self._lock:
             self._registries.clear()
             self.calls.clear()
+            self._interferences.clear()
         status, _, body = self._moto_request("POST", "/moto-api/reset", [], b"")
         if status != 200:
             raise RuntimeError(f"moto reset failed: {status} {body!r}")
@@ -407,6 +467,9 @@ class EcrEmulator:
             with self._lock:
                 self.internal_errors.append(traceback.format_exc())
             status, headers, body = self._json(500, {"__type": "ServerException", "message": "emulator bug"})
+        else:
+            if operation is not None:
+                self._interfere(operation)
         handler.send_response(status)
         for name, value in headers:
             handler.send_header(name, value)
