@@ -949,7 +949,9 @@ class _Api:
             session.auth = (reach.auth.username, reach.auth.password)
         retry = Retry(
             total=4,
-            status_forcelist=(429, 502, 503, 504),
+            # 500 too: Harbor answers it for passing database and job-service trouble, and
+            # these methods are safe to repeat (a DELETE's 404 counts as done).
+            status_forcelist=(429, 500, 502, 503, 504),
             allowed_methods=frozenset({"GET", "PUT", "DELETE"}),
             backoff_factor=RETRY_BACKOFF,
             respect_retry_after_header=True,

@@ -380,6 +380,17 @@ class AcrEmulator:
         assert proxy is not None
         return f"127.0.0.1:{proxy.server_address[1]}"
 
+    def reset(self) -> None:
+        """Forget every registry's cache rules, credential sets and added replications, and the
+        calls: a fresh start for the next scenario without new servers (registries stay)."""
+        with self._lock:
+            for registry in self._registries.values():
+                registry.rules.clear()
+                registry.credential_sets.clear()
+                home = registry.replications.get(registry.location)
+                registry.replications = {registry.location: home} if home is not None else {}
+            self.calls.clear()
+
     def check(self) -> None:
         """Raise when a client broke the contract or the emulator did."""
         with self._lock:

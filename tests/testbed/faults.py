@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import http.client
 import random
+import re
 import socket
 import ssl
 import struct
@@ -42,6 +43,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -129,6 +131,7 @@ class FaultProxy:
         self.seed: int | None = None
         self.injected: list[Injected] = []
         self.forwarded = 0
+        self._script: list[tuple[str, str, str, re.Pattern[str], tuple[str, str] | None]] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.host = ""
@@ -185,11 +188,30 @@ class FaultProxy:
             self.forwarded = 0
 
     def off(self) -> None:
+        """No more faults, random or scripted."""
         with self._lock:
             self.rate = 0.0
+            self._script.clear()
 
-    def _draw(self, method: str, path: str) -> Injected | None:
+    def script(
+        self, phase: str, kind: str, method: str, path: str, *, header: tuple[str, str] | None = None
+    ) -> None:
+        """Fault the next request that matches, whatever the rate: `method`, `path` (a regular
+        expression, matched in full) and a `header` (name, value) it must carry. For tests of
+        one precise failure; every scripted fault is injected at most once, in order of match."""
+        assert (phase, kind) in KINDS, (phase, kind)
         with self._lock:
+            self._script.append((phase, kind, method, re.compile(path), header))
+
+    def _draw(self, method: str, path: str, headers: Message) -> Injected | None:
+        with self._lock:
+            for index, (phase, kind, want_method, want_path, header) in enumerate(self._script):
+                wanted_header = header is None or headers.get(header[0]) == header[1]
+                if method == want_method and want_path.fullmatch(path) and wanted_header:
+                    del self._script[index]
+                    fault = Injected(phase, kind, method, path)
+                    self.injected.append(fault)
+                    return fault
             if self.rate == 0.0 or self._rng.random() >= self.rate:
                 return None
             phase, kind = self._rng.choice(KINDS)
@@ -205,7 +227,7 @@ class FaultProxy:
 
     def _handle(self, handler: _Handler) -> None:
         body = _read_body(handler)
-        fault = self._draw(handler.command, urlsplit(handler.path).path)
+        fault = self._draw(handler.command, urlsplit(handler.path).path, handler.headers)
         if fault is not None and fault.phase == "before":
             if fault.kind == "slow":
                 time.sleep(self._delay())
