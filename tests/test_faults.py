@@ -34,6 +34,7 @@ import provider_beds as beds
 import pytest
 from azure.mgmt.containerregistry import models
 from botocore.config import Config
+from botocore.retries.standard import ExponentialBackoff
 from emulators.acr import TOKEN_USER, AcrEmulator
 from emulators.ecr import DUMMY_CREDENTIALS, EcrEmulator
 from emulators.harbor import HarborEmulator
@@ -48,6 +49,8 @@ from mirrorspec.providers import harbor as harbor_provider
 
 FAST_SEEDS = range(30)
 TEST_BACKOFF = 0.05  # seconds, see Cli
+# (seed, rate, first apply's exit code, faults injected during it), summed up at the end (-s)
+OUTCOMES: list[tuple[int, float, int, Counter[str]]] = []
 SOAK_SEEDS = range(200)
 SOAK_RATES = (0.1, 0.2, 0.4)
 ACCOUNT = beds.ACCOUNT
@@ -273,6 +276,21 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultBed]:
         finally:
             for proxy in proxies.values():
                 proxy.stop()
+            summarize()
+
+
+def summarize() -> None:
+    """Per rate: how many first applies converged or exited 1, and which faults were injected."""
+    for rate in sorted({rate for _, rate, _, _ in OUTCOMES}):
+        runs = [(code, injected) for _, r, code, injected in OUTCOMES if r == rate]
+        kinds: Counter[str] = Counter()
+        for _, injected in runs:
+            kinds.update({key.split(": ", 1)[1]: n for key, n in injected.items()})
+        codes = Counter(code for code, _ in runs)
+        print(
+            f"\nfaults at {rate:.0%}: {len(runs)} seed(s), first apply exit 0: {codes[0]}, exit 1: "
+            f"{codes[1]}; {sum(kinds.values())} fault(s) injected: {dict(sorted(kinds.items()))}"
+        )
 
 
 # --- planting and checking foreign rules ----------------------------------------------------
@@ -398,8 +416,9 @@ class Cli:
     """The real CLI in-process, its run context pointed at the proxies.
 
     Retries keep their production logic but wait less: mirrorspec's backoffs (0.5 s doubling
-    for registry calls and Harbor, 1 s doubling for copies) are sized for real registries and
-    would make each seed take tens of seconds here. Retry-After (0-1 s) is still honoured.
+    for registry calls and Harbor, 1 s doubling for copies, botocore's 1 s for throttling) are
+    sized for real registries and would make each seed take tens of seconds here. Retry-After
+    (0-1 s) is still honoured.
     """
 
     def __init__(self, bed: FaultBed, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
@@ -410,6 +429,8 @@ class Cli:
         monkeypatch.setattr(harbor_provider, "RETRY_BACKOFF", TEST_BACKOFF)
         monkeypatch.setattr(harbor_provider, "POLL_INTERVAL", (TEST_BACKOFF, 0.5))
         monkeypatch.setattr(acr_provider, "EXCHANGE_BACKOFF", TEST_BACKOFF)
+        # botocore's throttling backoff starts at 1 s (its other errors' at 50 ms)
+        monkeypatch.setitem(ExponentialBackoff._DEFAULT_BACKOFF_CONFIG, "throttling_base_scale", TEST_BACKOFF)
 
     def __call__(self, *argv: str) -> tuple[int, str, str]:
         with pytest.raises(SystemExit) as exit_:
@@ -458,7 +479,7 @@ def run_seed(
     bed.off()
     injected = bed.injected()
     where = f"seed {seed} at {rate:.0%}, injected {dict(injected)}"
-    print(f"{where}: first apply exit {first}")
+    OUTCOMES.append((seed, rate, first, injected))
     assert first in (0, 1), (where, err)
     if first == 1:
         check_failure_report(err)

@@ -26,9 +26,11 @@ kinds are what a seed guarantees. Every injected fault is recorded in `injected`
 
 Bodies: a request body (Content-Length or chunked) is read whole and forwarded with a
 Content-Length; a response body is streamed through as it arrives, with the backend's
-Content-Length or re-chunked. The client's `Host` header is passed on, so a backend that builds
-absolute URLs from it (docker-registry 2.8 does for upload `Location`s) names the proxy; any
-header value that still names the backend (the ACR emulator's polling URLs) is rewritten.
+Content-Length or re-chunked. The client's `Host` header is passed on: docker-registry 2.8.2
+answers an upload's POST with an absolute `Location: http://<Host>/v2/<repo>/blobs/uploads/
+<uuid>?_state=...` built from it, which then names the proxy, so the PATCH and PUT that follow
+come back through it. Any header value that still names the backend (the ACR emulator's
+polling URLs) is rewritten to the proxy.
 """
 
 from __future__ import annotations
