@@ -22,7 +22,7 @@ from typing import Literal
 from . import paths, providers
 from .context import Endpoint, RunContext
 from .copy import CopyJob, CopyResult, copy_all
-from .errors import MirrorspecError
+from .errors import MirrorspecError, ProviderError, RegistryError
 from .plan import (
     Artifact,
     Audit,
@@ -71,11 +71,12 @@ def plan(
 
 @contextmanager
 def _naming(target: Target) -> Iterator[None]:
-    """Errors while looking at a target start with its name: `lab: cannot reach ...`, so a
-    run over many targets says which one failed (apply's failures are named the same way)."""
+    """A registry's or provider's error while looking at a target starts with the target's
+    name (`lab: cannot reach ...`), so a run over many targets says which one failed, as
+    apply's failures do. Spec and credential errors already say where they come from."""
     try:
         yield
-    except MirrorspecError as exc:
+    except (RegistryError, ProviderError) as exc:
         message = str(exc)
         if not message.startswith(f"{target.name}: ") and len(exc.args) == 1:
             exc.args = (f"{target.name}: {message}",)
