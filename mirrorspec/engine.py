@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
 from . import paths, providers
 from .context import Endpoint, RunContext
 from .copy import CopyJob, CopyResult, copy_all
-from .errors import MirrorspecError
+from .errors import MirrorspecError, ProviderError, RegistryError
 from .plan import (
     Artifact,
     Audit,
@@ -61,8 +62,25 @@ def plan(
     """Resolve upstream once, then plan every selected target against what it really holds."""
     chosen = selected_targets(ctx, targets)
     resolution, cached = _resolve_for(ctx, chosen)
-    plans = tuple(_plan_target(_look(ctx, t, resolution, cached[t.name]), prune) for t in chosen)
-    return Plan(spec=spec_name, targets=plans, artifacts=resolution.artifacts)
+    plans = []
+    for target in chosen:
+        with _naming(target):
+            plans.append(_plan_target(_look(ctx, target, resolution, cached[target.name]), prune))
+    return Plan(spec=spec_name, targets=tuple(plans), artifacts=resolution.artifacts)
+
+
+@contextmanager
+def _naming(target: Target) -> Iterator[None]:
+    """A registry's or provider's error while looking at a target starts with the target's
+    name (`lab: cannot reach ...`), so a run over many targets says which one failed, as
+    apply's failures do. Spec and credential errors already say where they come from."""
+    try:
+        yield
+    except (RegistryError, ProviderError) as exc:
+        message = str(exc)
+        if not message.startswith(f"{target.name}: ") and len(exc.args) == 1:
+            exc.args = (f"{target.name}: {message}",)
+        raise
 
 
 @dataclass(frozen=True)
@@ -226,7 +244,14 @@ def apply(
                     result.failures.append(
                         f"{target.name}: {change.action} {change.resource} {change.id}: {exc}"
                     )
-        endpoint = provider.endpoint(target, ctx)
+        if not target_plan.copies:
+            continue
+        try:
+            endpoint = provider.endpoint(target, ctx)
+        except MirrorspecError as exc:  # its copies cannot start; the other targets' still run
+            tags = sum(len(c.tags) for c in target_plan.copies)
+            result.failures.append(f"{target.name}: {tags} tag(s) not copied: {exc}")
+            continue
         for copy in target_plan.copies:
             if copy.engine == "skopeo":
                 jobs += _jobs(ctx, copy, endpoint)
@@ -258,7 +283,11 @@ def _native_copy(
     client = ctx.client(endpoint)
     _, _, repository = copy.destination.partition("/")
     for tag in copy.tags:
-        actual = client.digest(repository, tag.tag)
+        try:
+            actual = client.digest(repository, tag.tag)
+        except MirrorspecError as exc:
+            failures.append(f"{target.name}: cannot check {copy.destination}:{tag.tag}: {exc}")
+            continue
         if actual != tag.digest:
             failures.append(
                 f"{target.name}: {copy.engine} {claimed} {copy.destination}:{tag.tag} has "
@@ -290,7 +319,8 @@ def audit(
     resolution, cached = _resolve_for(ctx, chosen)
     audits = []
     for target in chosen:
-        look = _look(ctx, target, resolution, cached[target.name])
+        with _naming(target):
+            look = _look(ctx, target, resolution, cached[target.name])
         support = look.provider.SUPPORT_KINDS
         rules = [r for r in look.observed.resources if r.kind not in support]
         wanted = [r for r in look.desired.resources if r.kind not in support]
@@ -299,7 +329,8 @@ def audit(
         checks: tuple[ContentCheck, ...] | None = None
         endpoint = look.endpoint
         if content:
-            checks = tuple(check_content(ctx, endpoint, target, look.stored))
+            with _naming(target):
+                checks = tuple(check_content(ctx, endpoint, target, look.stored))
         elif not look.desired.resources and not look.observed.resources:
             notes.append(
                 Note(

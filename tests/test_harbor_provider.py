@@ -561,7 +561,7 @@ def test_wrong_harbor_credentials_are_a_one_line_auth_error(
         engine.plan(_seqera_dc1(bed, tmp_path), targets=["dc1"])
     message = str(caught.value)
     assert message.startswith(
-        "Harbor GET /registries: HTTP 401 UNAUTHORIZED: unauthorized (check the target's credentials"
+        "dc1: Harbor GET /registries: HTTP 401 UNAUTHORIZED: unauthorized (check the target's credentials"
     )
     assert "\n" not in message and "not-the-password" not in message
 

@@ -108,6 +108,7 @@ ENGINE = "acr-import"
 MAX_CACHE_RULES = 1000  # per registry (artifact-cache-overview.md)
 MANAGED_TAG = ("managed-by", "mirrorspec")
 ARM_SCOPE = "https://management.azure.com/.default"
+EXCHANGE_BACKOFF = 0.5  # seconds before the token exchange's second retry; doubles after
 # The user name of an ACR refresh token (`az acr login --expose-token`).
 TOKEN_USER = "00000000-0000-0000-0000-000000000000"
 NAME = re.compile(r"^[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*$")
@@ -858,15 +859,29 @@ def endpoint(target: Any, ctx: RunContext) -> Endpoint:
     if target.tenant_id:
         data["tenant"] = target.tenant_id
     url = f"https://{reached.host}/oauth2/exchange"
+    # The exchange only mints a token, so repeating it is safe: retried like a GET, or one
+    # reset connection or 503 from the login server fails the whole plan.
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    retry = Retry(
+        total=5,
+        allowed_methods=frozenset({"POST"}),
+        status_forcelist=(429, 500, 502, 503, 504),
+        backoff_factor=EXCHANGE_BACKOFF,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
     try:
         with requests.Session() as session:
             session.trust_env = False  # like RegistryClient: verify= must not be overridden
+            session.mount("https://", HTTPAdapter(max_retries=retry))
             response = session.post(
                 url, data=data, timeout=30, verify=False if reached.insecure else (reached.ca_bundle or True)
             )
     except requests.RequestException as exc:
         raise ProviderError(
-            redact(f"token exchange at {login_server}: {exc}"),
+            redact(f"token exchange at {login_server}: {_request_reason(exc)}"),
             provider="acr",
             target=target.name,
             operation="oauth2/exchange",
@@ -935,6 +950,13 @@ def _mapped(target: AcrTarget, operation: str) -> Iterator[None]:
         raise ProviderError(
             redact(f"{operation}: {exc.message}"), provider="acr", target=target.name, operation=operation
         ) from None
+
+
+def _request_reason(exc: BaseException) -> str:
+    """requests' exception text without urllib3's wrapping (`... (Caused by X(...))`)."""
+    text = str(exc.args[0] if exc.args else exc)
+    match = re.search(r"\(Caused by (\w+\(.*)\)$", text)
+    return " ".join((match.group(1) if match else text).split())[:300]
 
 
 def _message(exc: Any) -> str:

@@ -629,7 +629,20 @@ def _apply_rule(
     }
     if arn:
         params["credentialArn"] = arn
-    ecr.create_pull_through_cache_rule(**params)
+    try:
+        ecr.create_pull_through_cache_rule(**params)
+    except Exception as exc:
+        # botocore retries a create whose answer was lost; the retry then finds our own rule.
+        if _code(exc) != "PullThroughCacheRuleAlreadyExistsException":
+            raise
+        (rule,) = ecr.describe_pull_through_cache_rules(
+            registryId=account, ecrRepositoryPrefixes=[change.id]
+        )["pullThroughCacheRules"]
+        if (
+            rule.get("upstreamRegistryUrl") != params["upstreamRegistryUrl"]
+            or rule.get("credentialArn") != arn
+        ):
+            raise
 
 
 def _apply_template(ecr: Any, change: Change) -> None:
@@ -643,7 +656,15 @@ def _apply_template(ecr: Any, change: Change) -> None:
         if change.action == "update"
         else ecr.create_repository_creation_template
     )
-    call(prefix=change.id, appliedFor=after["appliedFor"], description=after["description"])
+    try:
+        call(prefix=change.id, appliedFor=after["appliedFor"], description=after["description"])
+    except Exception as exc:
+        if _code(exc) != "TemplateAlreadyExistsException":
+            raise
+        # A retried create whose first answer was lost: make it what we want.
+        ecr.update_repository_creation_template(
+            prefix=change.id, appliedFor=after["appliedFor"], description=after["description"]
+        )
 
 
 def _apply_secret(secrets: Any, ctx: RunContext, target: EcrTarget, change: Change) -> None:
@@ -652,10 +673,14 @@ def _apply_secret(secrets: Any, ctx: RunContext, target: EcrTarget, change: Chan
         return
     value = _secret_json(_wanted_secret_values(target, ctx)[change.id])
     if change.action == "create":
-        secrets.create_secret(Name=change.id, SecretString=value, Description=MANAGED)
-    else:
-        secrets.put_secret_value(SecretId=change.id, SecretString=value)
-        secrets.update_secret(SecretId=change.id, Description=MANAGED)
+        try:
+            secrets.create_secret(Name=change.id, SecretString=value, Description=MANAGED)
+            return
+        except Exception as exc:
+            if _code(exc) != "ResourceExistsException":  # a retried create whose answer was lost
+                raise
+    secrets.put_secret_value(SecretId=change.id, SecretString=value)
+    secrets.update_secret(SecretId=change.id, Description=MANAGED)
 
 
 def _apply_replication(ecr: Any, target: EcrTarget, change: Change) -> None:

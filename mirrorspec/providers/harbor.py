@@ -67,7 +67,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -120,6 +120,9 @@ MAX_TAG_FILTER = 1000  # characters of one `{a,b,...}` tag filter before it is s
 MAX_REGISTRY_NAME = 64
 EXECUTION_TIMEOUT = 3600.0  # seconds one execution may run before apply stops it
 POLL_INTERVAL = (0.2, 5.0)  # first and longest wait between execution polls, seconds
+RETRY_BACKOFF = 0.5  # seconds; doubled per retry (a longer Retry-After wins, up to the max)
+RETRY_AFTER_MAX = 30.0  # seconds: a confused Retry-After must not stall a run
+CREATE_ATTEMPTS = 4  # for a POST whose lost answer can be recovered (`_Api.create`)
 MASKED = "masked"  # what a set secret looks like: Harbor returns it as "*****"
 
 ENDPOINT = "registry-endpoint"
@@ -665,7 +668,7 @@ def _apply_endpoint(api: _Api, target: HarborTarget, ctx: RunContext, change: Ch
         body["credential"] = {"type": "basic", "access_key": auth.username, "access_secret": auth.password}
     if pem:
         body["ca_certificate"] = pem
-    api.create("/registries", body, bad_request=unhealthy)
+    api.create_named("/registries", body, bad_request=unhealthy)
 
 
 def _host_of_url(url: str) -> str:
@@ -676,7 +679,7 @@ def _host_of_url(url: str) -> str:
 
 def _create_project(api: _Api, body: Mapping[str, Any], *, exists_ok: bool = False) -> None:
     try:
-        api.create("/projects", body)
+        api.create_named("/projects", body)
     except _HarborError as exc:
         if not (exists_ok and exc.status == 409):
             raise
@@ -718,7 +721,7 @@ def _apply_policy(api: _Api, target: HarborTarget, ctx: RunContext, change: Chan
         )
     body = _policy_body(change.id, after, int(registry["id"]))
     if existing is None:
-        policy_id = api.create("/replication/policies", body)
+        policy_id = api.create_named("/replication/policies", body)
     else:
         policy_id = int(existing["id"])
         api.put(f"/replication/policies/{policy_id}", body)
@@ -751,7 +754,13 @@ def _policy_body(name: str, attrs: Mapping[str, Any], registry_id: int) -> dict[
 
 def _run_policy(api: _Api, target: HarborTarget, policy_id: int, name: str) -> dict[str, Any]:
     """Start an execution of a policy, wait for it, fail unless it replicated something."""
-    execution_id = api.create("/replication/executions", {"policy_id": policy_id})
+    before = _latest_execution(api, policy_id)
+
+    def lost() -> int | None:
+        latest = _latest_execution(api, policy_id)
+        return latest if latest is not None and latest != before else None
+
+    execution_id = api.create("/replication/executions", {"policy_id": policy_id}, lost=lost)
     log.info("%s: replication policy %s: execution %d started", target.name, name, execution_id)
     wait, last = POLL_INTERVAL[0], None
     deadline = time.monotonic() + EXECUTION_TIMEOUT
@@ -798,6 +807,17 @@ def _run_policy(api: _Api, target: HarborTarget, policy_id: int, name: str) -> d
             "(Harbor reports success for an empty run): check the endpoint's URL and credentials",
         )
     return execution
+
+
+def _latest_execution(api: _Api, policy_id: int) -> int | None:
+    """The id of the policy's newest execution, or None before its first."""
+    response = api.request(
+        "GET",
+        "/replication/executions",
+        params={"policy_id": policy_id, "sort": "-id", "page": 1, "page_size": 1},
+    )
+    executions = _json(response)
+    return int(executions[0]["id"]) if isinstance(executions, list) and executions else None
 
 
 def _failure_detail(api: _Api, execution_id: int) -> str:
@@ -895,6 +915,7 @@ class _HarborError(Exception):
         self.call = call  # "POST /registries" when Harbor answered
         self.request_id = request_id
         self.hint = hint
+        self.retry_after: float | None = None  # seconds, from a 429's or 503's Retry-After
 
 
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
@@ -928,9 +949,11 @@ class _Api:
             session.auth = (reach.auth.username, reach.auth.password)
         retry = Retry(
             total=4,
-            status_forcelist=(429, 502, 503, 504),
+            # 500 too: Harbor answers it for passing database and job-service trouble, and
+            # these methods are safe to repeat (a DELETE's 404 counts as done).
+            status_forcelist=(429, 500, 502, 503, 504),
             allowed_methods=frozenset({"GET", "PUT", "DELETE"}),
-            backoff_factor=0.5,
+            backoff_factor=RETRY_BACKOFF,
             respect_retry_after_header=True,
             raise_on_status=False,
         )
@@ -972,7 +995,7 @@ class _Api:
                 if response.status_code == 412
                 else ""
             )
-            raise _HarborError(
+            error = _HarborError(
                 response.status_code,
                 code,
                 message,
@@ -980,6 +1003,9 @@ class _Api:
                 request_id=response.headers.get("X-Request-Id", request_id),
                 hint=hint,
             )
+            retry_after = response.headers.get("Retry-After", "")
+            error.retry_after = float(retry_after) if retry_after.isdigit() else None
+            raise error
         return response
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
@@ -1019,8 +1045,54 @@ class _Api:
         found = [i for i in self.list(path, {"q": f"name={name}"}) if i.get("name") == name]
         return found[0] if found else None
 
-    def create(self, path: str, body: Any, *, bad_request: str = "") -> int:
-        """POST → 201 with the new id only in `Location`."""
+    def create_named(self, path: str, body: Mapping[str, Any], *, bad_request: str = "") -> int:
+        """Create the item called `body["name"]` (`project_name` for projects): names are
+        unique, so after a lost answer the retry finds it by name rather than make another."""
+        name = str(body.get("name") or body.get("project_name"))
+
+        def lost() -> int | None:
+            found = self.find(path, name)
+            return None if found is None else int(found.get("id") or found.get("project_id") or 0)
+
+        return self.create(path, body, bad_request=bad_request, lost=lost)
+
+    def create(
+        self,
+        path: str,
+        body: Any,
+        *,
+        bad_request: str = "",
+        lost: Callable[[], int | None] | None = None,
+    ) -> int:
+        """POST → 201 with the new id only in `Location`.
+
+        A POST is not idempotent, so it is retried only when `lost` is given: after a reset
+        connection, a 429 or a 5xx, Harbor may have created the object and lost only the
+        answer. `lost()` looks for it (by its unique name, say) and returns its id, so the
+        retry finds it instead of creating a second one; None means it was not created.
+        """
+        attempt = 1
+        while True:
+            try:
+                return self._create_once(path, body, bad_request)
+            except (_HarborError, requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+                transient = not isinstance(exc, _HarborError) or exc.status == 429 or exc.status >= 500
+                conflict = isinstance(exc, _HarborError) and exc.status == 409 and attempt > 1
+                if lost is None or attempt >= CREATE_ATTEMPTS or not (transient or conflict):
+                    raise
+                wait = RETRY_BACKOFF * 2 ** (attempt - 1)
+                if isinstance(exc, _HarborError) and exc.retry_after is not None:
+                    wait = max(wait, min(exc.retry_after, RETRY_AFTER_MAX))
+                log.info("POST %s: %s; looking for what it may have created", path, exc)
+                time.sleep(wait)
+                found = lost()
+                if found is not None:
+                    return found
+                if conflict:  # someone else's object of that name appeared meanwhile
+                    raise
+                attempt += 1
+
+    def _create_once(self, path: str, body: Any, bad_request: str) -> int:
         response = self.request("POST", path, body=body, expect=(201,), bad_request=bad_request)
         location = response.headers.get("Location", "")
         ident = location.rstrip("/").rsplit("/", 1)[-1]

@@ -334,6 +334,12 @@ class AcrEmulator:
         assert self._arm is not None, "call start() first"
         return f"https://127.0.0.1:{self._arm.server_address[1]}"
 
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        """The servers' TLS context (certificate for 127.0.0.1 from :attr:`ca_file`'s CA), for a
+        fault proxy in front (testbed.faults) to serve as the emulator does."""
+        return self._ssl
+
     def client(self, subscription: str, **kwargs: Any) -> Any:
         """A ContainerRegistryManagementClient pointed here; retries off and no polling delay."""
         from azure.mgmt.containerregistry import ContainerRegistryManagementClient
@@ -343,8 +349,9 @@ class AcrEmulator:
         # azure-core reads `Retry-After: 0` as "no header" (`if delay:` in base_polling's
         # _extract_delay) and then waits polling_interval, 30 s by default.
         kwargs.setdefault("polling_interval", 0)
+        base_url = kwargs.pop("base_url", self.url)  # a fault proxy in front, say
         return ContainerRegistryManagementClient(
-            self.credential, subscription, base_url=self.url, connection_verify=str(self.ca_file), **kwargs
+            self.credential, subscription, base_url=base_url, connection_verify=str(self.ca_file), **kwargs
         )
 
     def add_registry(
@@ -372,6 +379,17 @@ class AcrEmulator:
         proxy = self._by_name(name).proxy
         assert proxy is not None
         return f"127.0.0.1:{proxy.server_address[1]}"
+
+    def reset(self) -> None:
+        """Forget every registry's cache rules, credential sets and added replications, and the
+        calls: a fresh start for the next scenario without new servers (registries stay)."""
+        with self._lock:
+            for registry in self._registries.values():
+                registry.rules.clear()
+                registry.credential_sets.clear()
+                home = registry.replications.get(registry.location)
+                registry.replications = {registry.location: home} if home is not None else {}
+            self.calls.clear()
 
     def check(self) -> None:
         """Raise when a client broke the contract or the emulator did."""

@@ -428,6 +428,7 @@ class HarborEmulator:
         self._thread: threading.Thread | None = None
         self.ca_file: Path = self._workdir / "certs" / "ca.crt"
         self.host = ""
+        self.ssl_context: ssl.SSLContext | None = None
         self._handlers: dict[str, Callable[[_Request], _Answer]] = {
             "getPing": self._ping,
             "getHealth": self._health,
@@ -467,6 +468,7 @@ class HarborEmulator:
         ca.cert_pem.write_to_path(str(self.ca_file))
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         cert.configure_cert(context)
+        self.ssl_context = context  # for a fault proxy in front (testbed.faults) to serve as us
         server = _Server(("127.0.0.1", 0), _Handler)
         server.emulator = self
         # The handshake happens in the request's own thread, not in the accept loop.
@@ -1135,7 +1137,10 @@ class HarborEmulator:
         return execution
 
     def _list_executions(self, request: _Request) -> _Answer:
-        items = [self._execution_out(e) for _, e in sorted(self._state.executions.items(), reverse=True)]
+        # Newest first (Harbor's default, start time descending); `sort=id` is oldest first.
+        oldest_first = request.query.get("sort", ["-id"])[0] == "id"
+        ordered = sorted(self._state.executions.items(), reverse=not oldest_first)
+        items = [self._execution_out(e) for _, e in ordered]
         if "policy_id" in request.query:
             items = [e for e in items if e["policy_id"] == int(request.query["policy_id"][0])]
         if "status" in request.query:

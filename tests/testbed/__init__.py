@@ -1,7 +1,8 @@
 """A local OCI registry test bed: distribution + a token issuer + skopeo-pushed artifacts.
 
 Importable by pytest fixtures and by demo scripts alike, so nothing here imports pytest.
-See research/testbed.md for the verified facts each piece relies on.
+See research/testbed.md for the verified facts each piece relies on; `faults.FaultProxy`
+stands in front of any of these servers (and the emulators) to inject failures.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from .artifacts import (
     retag,
     run_skopeo,
 )
+from .faults import KINDS as FAULT_KINDS
+from .faults import FaultProxy, Injected
 from .registry import (
     AccessRecord,
     RegistryServer,
@@ -32,8 +35,11 @@ from .tokens import TokenIssuer, TokenRequest, libtrust_key_id
 __all__ = [
     "CHART_CONFIG_MEDIA_TYPE",
     "CHART_LAYER_MEDIA_TYPE",
+    "FAULT_KINDS",
     "MANIFEST_ACCEPT",
     "AccessRecord",
+    "FaultProxy",
+    "Injected",
     "RegistryServer",
     "TestbedError",
     "TokenIssuer",
