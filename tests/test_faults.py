@@ -42,7 +42,7 @@ from testbed import FaultProxy, RegistryServer, push_image, start_registry
 
 from mirrorspec import cli, context, engine
 from mirrorspec.context import Endpoint, RunContext
-from mirrorspec.copy import copy_all
+from mirrorspec.copy import copy_all, is_transient
 from mirrorspec.oci import RegistryClient
 from mirrorspec.providers import acr as acr_provider
 from mirrorspec.providers import harbor as harbor_provider
@@ -564,3 +564,23 @@ def test_lost_answers_and_transient_errors_are_recovered_in_the_same_run(
     assert code == 0, (out, err)
     assert duplicates(bed, "lost") == []
     assert foreign_rules(bed) == bed.snapshot
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        # skopeo 1.x's words for the injected 500s and 503s, as seeded runs saw them
+        "pinging container registry 127.0.0.1:46353: invalid status code from registry 503 "
+        "(Service Unavailable)",
+        "reading config blob sha256:65d9: Error fetching blob: invalid status code from registry 503 "
+        "(Service Unavailable)",
+        "trying to reuse blob sha256:e6ea at destination: failed to read from destination repository "
+        "r/docker.io/bitnami/postgresql: 500 (Internal Server Error)",
+        "writing blob: uploading layer chunked: received unexpected HTTP status: 503 Service Unavailable",
+        'Get "http://127.0.0.1:35089/v2/": read tcp 127.0.0.1:43012->127.0.0.1:35089: read: '
+        "connection reset by peer",
+        'writing blob: Post "https://127.0.0.1:40859/v2/y1/a/blobs/uploads/": EOF',
+    ],
+)
+def test_skopeo_errors_of_injected_faults_are_retried(error: str) -> None:
+    assert is_transient(error)
