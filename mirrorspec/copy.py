@@ -89,7 +89,7 @@ _TRANSIENT = re.compile(
     r"|TLS handshake timeout|timeout awaiting response headers|context deadline exceeded"
     r"|Client\.Timeout exceeded|server closed idle connection|http2: server sent GOAWAY"
     r"|use of closed network connection|network is unreachable|no route to host"
-    r"|HTTP status: 5\d\d|StatusCode: 5\d\d|\b50[0234] (?:Internal Server Error|Bad Gateway"
+    r"|HTTP status: 5\d\d|StatusCode: 5\d\d|\b50[0234] \(?(?:Internal Server Error|Bad Gateway"
     r"|Service Unavailable|Gateway Timeout)|\bunavailable:|(?:HTTP status: |StatusCode: )429\b"
     r"|too ?many ?requests",
     re.IGNORECASE,

@@ -891,10 +891,17 @@ def endpoint(target: Any, ctx: RunContext) -> Endpoint:
     except ValueError:  # not JSON: not a login server
         refresh = None
     if not refresh:
-        raise ProviderAuthError(
+        unavailable = response.status_code == 429 or response.status_code >= 500  # after the retries
+        kind = ProviderError if unavailable else ProviderAuthError
+        hint = (
+            "the login server kept failing; retry later"
+            if unavailable
+            else "does the identity have a role on the registry, e.g. AcrPush?"
+        )
+        raise kind(
             redact(
-                f"token exchange at {login_server} answered {response.status_code}: {response.text[:200]} "
-                "(does the identity have a role on the registry, e.g. AcrPush?)"
+                f"token exchange at {login_server} answered {response.status_code}: "
+                f"{' '.join(response.text[:200].split())} ({hint})"
             ),
             provider="acr",
             target=target.name,

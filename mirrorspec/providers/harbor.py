@@ -1160,7 +1160,9 @@ _HINTS = {
 
 @contextmanager
 def _mapped(target: HarborTarget, operation: str) -> Iterator[None]:
-    """Translate Harbor's answers and requests' exceptions into ours, on one line, redacted."""
+    """Translate Harbor's answers and requests' exceptions into ours, on one line, redacted.
+    The message does not repeat `operation`: the caller's report names it (engine: `dc1:
+    create registry-endpoint X: ...`); it is kept on the exception."""
     try:
         yield
     except _HarborError as exc:
@@ -1184,23 +1186,21 @@ def _mapped(target: HarborTarget, operation: str) -> Iterator[None]:
         ) from None
     except requests.exceptions.SSLError as exc:
         raise ProviderError(
-            redact(
-                f"{operation}: TLS failed talking to {target.url}: {_reason(exc)} (set ca-bundle or insecure)"
-            ),
+            redact(f"TLS failed talking to {target.url}: {_reason(exc)} (set ca-bundle or insecure)"),
             provider="harbor",
             target=target.name,
             operation=operation,
         ) from None
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
         raise ProviderError(
-            redact(f"{operation}: cannot reach Harbor at {target.url}: {_reason(exc)}"),
+            redact(f"cannot reach Harbor at {target.url}: {_reason(exc)}"),
             provider="harbor",
             target=target.name,
             operation=operation,
         ) from None
     except requests.exceptions.RequestException as exc:
         raise ProviderError(
-            redact(f"{operation}: {type(exc).__name__}: {_reason(exc)}"),
+            redact(f"{type(exc).__name__} talking to {target.url}: {_reason(exc)}"),
             provider="harbor",
             target=target.name,
             operation=operation,

@@ -59,6 +59,10 @@ deleted; a PUT cannot change a credential set's login server.
 NOT emulated: pulls through the cache (no content is ever cached), credential health checks
 against Key Vault (sets are always Healthy), ``untaggedTargetRepositories`` (recorded as an
 emulator gap), the preview APIs (ActiveSync, identities on rules), any other resource type.
+
+Faults (429, 5xx, reset connections, slow answers) are not emulated here: a
+``testbed.faults.FaultProxy`` in front of the ARM server or a login server, serving
+:attr:`AcrEmulator.ssl_context`, injects them.
 """
 
 from __future__ import annotations

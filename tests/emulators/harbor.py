@@ -77,6 +77,9 @@ listing quirks (Docker Hub's namespace listing, Quay, GitLab APIs); robot accoun
 authenticated user is an admin); ``/v2/`` writes (the proxy serves GET and HEAD only) and Harbor's
 bearer-token service (``/v2/`` answers a Basic challenge); copy-by-chunk and speed limits; the
 periodic registry health check (``status`` is the result of the last create or update).
+
+Faults (429, 5xx, reset connections, slow answers) are not emulated here: a
+``testbed.faults.FaultProxy`` in front, serving :attr:`HarborEmulator.ssl_context`, injects them.
 """
 
 from __future__ import annotations
