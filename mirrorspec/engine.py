@@ -141,9 +141,28 @@ def _plan_target(look: _Look, prune: bool) -> TargetPlan:
         registry=look.endpoint.host,
         changes=tuple(changes),
         copies=tuple(copies),
-        notes=look.notes,
+        notes=look.notes if prune else (*look.notes, *_kept_notes(look)),
         up_to_date=sum(1 for c in checks if c.status == "present"),
     )
+
+
+def _kept_notes(look: _Look) -> list[Note]:
+    """Rules mirrorspec made that the spec no longer asks for stay until `--prune`: say so, or
+    a plan with no changes would look like a registry that holds only what the spec says."""
+    wanted = {(r.kind, r.id) for r in look.desired.resources}
+    kept = sorted(
+        f"{r.kind} {r.id}" for r in look.observed.resources if r.managed and (r.kind, r.id) not in wanted
+    )
+    if not kept:
+        return []
+    shown = ", ".join(kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
+    return [
+        Note(
+            "info",
+            f"{len(kept)} rule(s) mirrorspec made are no longer in the spec and are kept: {shown}; "
+            "`apply --prune` deletes them",
+        )
+    ]
 
 
 def _setting_notes(ctx: RunContext, target: Target) -> list[Note]:

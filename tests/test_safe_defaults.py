@@ -258,6 +258,12 @@ def deletes(capsys: pytest.CaptureFixture[str], spec: Path, *extra: str) -> list
     ]
 
 
+def notes(capsys: pytest.CaptureFixture[str], spec: Path, *extra: str) -> list[str]:
+    code, out = cli_run(capsys, "plan", str(spec), "--format", "json", *extra)
+    assert code == 0
+    return [n["message"] for t in json.loads(out)["targets"] for n in t["notes"]]
+
+
 def test_a_rule_that_left_the_spec_is_deleted_only_with_prune(
     harbor: beds.Bed, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -277,6 +283,10 @@ def test_a_rule_that_left_the_spec_is_deleted_only_with_prune(
     assert deletes(capsys, smaller) == []
     table = cli_run(capsys, "plan", str(smaller))[1]
     assert [line for line in table.splitlines() if line.split()[:1] == ["delete"]] == []
+    # Kept, but said: a plan without deletes must not read as "the registry matches the spec".
+    kept = f"1 rule(s) mirrorspec made are no longer in the spec and are kept: {' '.join(policy)}; "
+    assert kept + "`apply --prune` deletes them" in notes(capsys, smaller)
+    assert not any("are kept" in note for note in notes(capsys, smaller, "--prune"))
     assert cli_run(capsys, "apply", str(smaller), "--yes")[0] == 0
     _, out = cli_run(capsys, "audit", str(smaller), "--format", "json")
     managed = {
