@@ -89,9 +89,9 @@ from urllib.parse import parse_qs, quote, urlsplit
 import requests
 import trustme
 from testbed import RegistryServer, TestbedError, run_skopeo
+from testbed.wire import read_body
 
 from .arm_contract import ArmSpec, Operation
-from .wire import read_body
 
 __all__ = ["API_VERSION", "TOKEN_USER", "AcrEmulator", "ArmError", "EmulatorBug", "StaticTokenCredential"]
 

@@ -117,9 +117,9 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.model import ServiceModel, StructureShape
 from moto.server import ThreadedMotoServer
+from testbed.wire import read_body
 
 from .botocore_contract import format_errors, validate_request, validate_response
-from .wire import read_body
 
 __all__ = [
     "DEFAULT_ACCOUNT_ID",

@@ -51,6 +51,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+from .wire import read_body
+
 __all__ = ["KINDS", "FaultProxy", "Injected"]
 
 # (phase, kind): what a faulty request can get.
@@ -228,7 +230,7 @@ class FaultProxy:
     # -- one request ----------------------------------------------------------------------
 
     def _handle(self, handler: _Handler) -> None:
-        body = _read_body(handler)
+        body = read_body(handler)
         fault = self._draw(handler.command, urlsplit(handler.path).path, handler.headers)
         if fault is not None and fault.phase == "before":
             if fault.kind == "slow":
@@ -320,19 +322,3 @@ class FaultProxy:
 def _generic_error(kind: str) -> tuple[str, bytes]:
     """The error body of registries and Harbor; `error_body` gives another API its own."""
     return "application/json", b'{"errors":[{"code":"INJECTED","message":"fault injected by the test bed"}]}'
-
-
-def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
-    """The whole request body, whether sent with Content-Length or chunked."""
-    if "chunked" in handler.headers.get("Transfer-Encoding", "").lower():
-        chunks: list[bytes] = []
-        while True:
-            size = int(handler.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-            if size == 0:
-                while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
-                    pass
-                return b"".join(chunks)
-            chunks.append(handler.rfile.read(size))
-            handler.rfile.readline()
-    length = int(handler.headers.get("Content-Length") or 0)
-    return handler.rfile.read(length) if length else b""

@@ -1,4 +1,4 @@
-"""HTTP details every emulator's request handler needs."""
+"""HTTP details every test-bed server that reads requests needs (the emulators, the fault proxy)."""
 
 from __future__ import annotations
 
