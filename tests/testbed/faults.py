@@ -10,8 +10,8 @@ backend's own certificate (`ssl_context`), so clients keep verifying TLS with th
 With probability `rate` a request gets one fault, drawn uniformly from `KINDS`:
 
 - before forwarding (the backend never sees the request): `429` with a `Retry-After` of 0 or 1
-  second, `500`, `503`, a connection reset (RST, SO_LINGER 0), or a slow request (a delay, then
-  forwarded normally);
+  second (always 0 with `faults(..., retry_after=0)`), `500`, `503`, a connection reset (RST,
+  SO_LINGER 0), or a slow request (a delay, then forwarded normally);
 - after forwarding (the backend did the work, the client gets an error instead of the answer):
   `500`, `503` or a reset. These are what make a non-idempotent POST dangerous: a client that
   retries it, or a next run that does not look first, creates the object twice.
@@ -133,6 +133,7 @@ class FaultProxy:
         self._rng = random.Random(0)
         self.rate = 0.0
         self.seed: int | None = None
+        self._retry_after = 1
         self.injected: list[Injected] = []
         self.forwarded = 0
         self._script: list[tuple[str, str, str, re.Pattern[str], tuple[str, str] | None]] = []
@@ -181,12 +182,12 @@ class FaultProxy:
 
     # -- the switch -----------------------------------------------------------------------
 
-    def faults(self, rate: float, seed: int) -> None:
-        """From now on, fault `rate` of the requests, drawn from `random.Random(seed)`; the
-        record of injected faults starts empty."""
-        assert 0.0 <= rate <= 1.0
+    def faults(self, rate: float, seed: int, *, retry_after: int = 1) -> None:
+        """From now on, fault `rate` of the requests, drawn from `random.Random(seed)`, a 429's
+        `Retry-After` from 0 to `retry_after` seconds; the record of injected faults starts empty."""
+        assert 0.0 <= rate <= 1.0 and retry_after >= 0
         with self._lock:
-            self.rate, self.seed = rate, seed
+            self.rate, self.seed, self._retry_after = rate, seed, retry_after
             self._rng = random.Random(seed)
             self.injected = []
             self.forwarded = 0
@@ -309,7 +310,7 @@ class FaultProxy:
         handler.send_response(int(kind))
         if kind == "429":
             with self._lock:
-                handler.send_header("Retry-After", str(self._rng.randint(0, 1)))
+                handler.send_header("Retry-After", str(self._rng.randint(0, self._retry_after)))
         handler.send_header("Content-Type", content_type)
         handler.send_header("Content-Length", str(len(raw)))
         handler.send_header("Connection", "close")
