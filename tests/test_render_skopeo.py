@@ -96,7 +96,7 @@ def bed(registry_factory: Callable[..., RegistryServer], tmp_path: Path) -> Bed:
     for repository, tags in (
         ("app", ("1.9", "1.10", "2.0")),
         ("a/b/app", ("v1.0.0", "v1.1.0", "v2.0.0")),
-        ("c/app", ("v1.0.0", "v1.1.0")),
+        ("c/app", ("v1.0.0", "v1.1.0", "on")),  # `on` is a bool to YAML 1.1 (skopeo's yaml.v2)
         ("charts/app", ("v1.0.0", "v1.1.0")),
     ):
         for tag in tags:
@@ -121,7 +121,7 @@ sources:
       - name: a/b/app
         tags: ["v1.*"]
       - name: c/app
-        tags: ["v1.*"]
+        tags: ["v1.*", "on"]
       - name: charts/app
         tags: ["v1.0.0"]
 targets:
@@ -174,7 +174,9 @@ def test_rendered_skopeo_sync_documents_reproduce_the_design_paths(bed: Bed) -> 
     assert by_destination == {
         f"{dest}/{bed.scope}": {host: {"images": {"app": {"1.9", "1.10"}}, "tls-verify": False}},
         f"{dest}/{bed.scope}/a/b": {host: {"images": {"a/b/app": {"v1.0.0", "v1.1.0"}}, "tls-verify": False}},
-        f"{dest}/{bed.scope}/c": {host: {"images": {"c/app": {"v1.0.0", "v1.1.0"}}, "tls-verify": False}},
+        f"{dest}/{bed.scope}/c": {
+            host: {"images": {"c/app": {"v1.0.0", "v1.1.0", "on"}}, "tls-verify": False}
+        },
         f"{dest}/{bed.scope}/charts": {
             host: {
                 "images": {
@@ -215,7 +217,7 @@ def test_rendered_skopeo_sync_documents_reproduce_the_design_paths(bed: Bed) -> 
     bed.mirrorspec("audit", str(bed.spec), "--content")
     report = json.loads(bed.mirrorspec("audit", str(bed.spec), "--content", "--format", "json").stdout)
     content = [c for t in report["targets"] for c in t["content"]]
-    assert len(content) == 11
+    assert len(content) == 12
     assert {c["status"] for c in content} == {"present"}
 
 
