@@ -67,6 +67,7 @@ class RunContext:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _sources: dict[str, Endpoint] = field(default_factory=dict, repr=False)
     _azure: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+    _aws: dict[tuple[str, str, str | None], Any] = field(default_factory=dict, repr=False)
 
     def endpoint(
         self,
@@ -116,14 +117,22 @@ class RunContext:
         return replace(override, auth=endpoint.auth or override.auth)
 
     def aws_client(self, service: str, region: str, profile: str | None = None) -> Any:
-        """A boto3 client (standard retry mode: throttling is retried with backoff)."""
+        """A boto3 client (standard retry mode: throttling is retried with backoff), one per
+        service, region and profile for the run: building a session and client loads the
+        service model and resolves credentials, tens of milliseconds each time."""
         if self.aws_client_factory is not None:
             return self.aws_client_factory(service, region, profile)
-        import boto3  # imported here so that specs without AWS targets never pay for it
-        from botocore.config import Config
+        with self._lock:
+            key = (service, region, profile)
+            if key not in self._aws:
+                import boto3  # imported here so that specs without AWS targets never pay for it
+                from botocore.config import Config
 
-        session = boto3.Session(profile_name=profile, region_name=region)
-        return session.client(service, config=Config(retries={"mode": "standard", "max_attempts": 8}))
+                # Sessions are not thread-safe, clients are: one session per client, built here.
+                session = boto3.Session(profile_name=profile, region_name=region)
+                config = Config(retries={"mode": "standard", "max_attempts": 8})
+                self._aws[key] = session.client(service, config=config)
+            return self._aws[key]
 
     def azure_credential(self, target: Any) -> Any:
         """The Azure token credential for an `acr` target, one per target for the run."""
