@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import bcrypt
+import provider_beds as beds
 import pytest
 import requests
 from emulators.harbor import HarborEmulator
@@ -92,22 +93,7 @@ SEQERA_USERS = {"seqera-bot": SEQERA_CANARY}
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Upstream registry contents, pushed once; each test starts its registries on a copy."""
-    root = tmp_path_factory.mktemp("harbor-upstreams")
-    with start_registry(root / "upstream") as upstream:
-        for tag in ("15.4.0", "16.1.0", "16.2.0"):
-            push_image(upstream, "bitnami/postgresql", tag)
-        push_image(upstream, "prometheus/node-exporter", "v1.8.0")
-        push_image(upstream, "library/redis", "7.2.4")
-        redis = [{"name": "redis", "version": "~18.0.0", "repository": "oci://public.cr.seqera.io/charts"}]
-        for version in ("18.0.1", "19.0.0"):
-            push_chart(upstream, "charts/redis", version)
-        for version in ("1.0.0", "1.2.0", "1.5.3", "2.0.0"):
-            push_chart(upstream, "charts/platform", version, dependencies=redis)
-    with start_registry(root / "seqera", users=SEQERA_USERS) as seqera:
-        for repo in ("backend", "frontend"):
-            for tag in ("v25.1.0", "v25.1.3", "v25.2.0"):
-                push_image(seqera, f"private/nf-tower-enterprise/{repo}", tag, user="seqera-bot")
-    return {"upstream": root / "upstream" / "data", "seqera": root / "seqera" / "data"}
+    return beds.seed(tmp_path_factory.mktemp("harbor-upstreams"))
 
 
 @pytest.fixture
