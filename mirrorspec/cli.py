@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +35,7 @@ from .copy import CopyResult, CopySummary, default_workers, find_skopeo
 from .credentials import redact, register_environment_secrets
 from .errors import MirrorspecError
 from .plan import to_json
+from .redaction import RedactingStream
 
 __all__ = ["configure_logging", "main"]
 
@@ -284,7 +286,7 @@ def render_terraform(spec_file: Path, target: str, output: Path | None, workers:
     if output is None:
         click.echo(rendered.to_json(), nl=False)
         return
-    output.write_text(rendered.to_json(), encoding="utf-8")
+    output.write_text(redact(rendered.to_json()), encoding="utf-8")
     click.echo(f"wrote {output}", err=True)
 
 
@@ -347,7 +349,7 @@ def import_skopeo(
     if output is None:
         click.echo(converted.text, nl=False)
         return
-    output.write_text(converted.text, encoding="utf-8")
+    output.write_text(redact(converted.text), encoding="utf-8")
     click.echo(f"wrote {output}", err=True)
 
 
@@ -459,8 +461,23 @@ class _RedactingFormatter(logging.Formatter):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: the one place that turns errors into messages and exit codes."""
+    """Console entry point: the one place that turns errors into messages and exit codes.
+
+    stdout and stderr are wrapped for the whole run (`RedactingStream`): every byte printed —
+    tables, JSON, rendered files, logs, an internal error's traceback — is redacted on its way
+    out, whichever code printed it."""
     register_environment_secrets()
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(streams[0]), RedactingStream(streams[1])
+    try:
+        _main(argv)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = streams
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         with _signals_interrupt():
             cli.main(args=argv, prog_name="mirrorspec", standalone_mode=False)
@@ -483,7 +500,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except Exception as exc:  # a bug: say so, keep it one line unless asked for more
         if os.environ.get("MIRRORSPEC_DEBUG"):
-            raise
+            traceback.print_exc()  # through the redacting stderr, unlike Python's own hook
+            sys.exit(1)
         click.echo(
             f"internal error (this is a bug in mirrorspec): {type(exc).__name__}: {redact(str(exc))}; "
             "set MIRRORSPEC_DEBUG=1 for the traceback",

@@ -2,9 +2,10 @@
 
 A spec names credentials (`credentials: seqera`) and the spec's `credentials:` block says
 where each value lives. Values are read only when a registry is about to be called, and
-every value read is registered here so that `redact()` can remove it from anything that
-reaches a terminal, a log, a plan file or an exception message — including text that came
-back from skopeo or a server, which we do not control.
+every value read is registered (`redaction.py`) so that `redact()` removes it, in every form
+it can travel in, from anything that reaches a terminal, a log, a file or an exception
+message — including text that came back from skopeo or a server, which we do not control.
+Passwords shorter than `MIN_SECRET_LENGTH` or holding control characters are refused.
 
 `aws-secret-arn`, `azure-key-vault-secret` and `azure-credential-set` are provider-native:
 ECR pull-through cache and ACR credential sets consume them directly, so they are not
@@ -14,27 +15,14 @@ resolved here.
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import CredentialError
+from .redaction import MIN_SECRET_LENGTH, redact, register_secret
 from .spec import EnvRef, FileRef, SecretRef, Spec
 
 __all__ = ["BasicAuth", "redact", "register_environment_secrets", "register_secret", "resolve_basic_auth"]
-
-_lock = threading.Lock()
-_secrets: set[str] = set()
-REDACTED = "***"
-
-
-def register_secret(value: str) -> None:
-    """Remember `value` so that `redact()` hides it. Very short values are not secrets
-    worth hiding and would mangle ordinary words."""
-    if len(value) >= 4:
-        with _lock:
-            _secrets.add(value)
-
 
 # Cloud SDK credentials mirrorspec may run with: never ours to print, so scrubbed like the
 # spec's secrets from anything an SDK or server echoes back.
@@ -53,15 +41,6 @@ def register_environment_secrets() -> None:
         value = os.environ.get(name)
         if value:
             register_secret(value)
-
-
-def redact(text: str) -> str:
-    """`text` with every registered secret replaced by `***`, longest first."""
-    with _lock:
-        known = sorted(_secrets, key=len, reverse=True)
-    for secret in known:
-        text = text.replace(secret, REDACTED)
-    return text
 
 
 @dataclass(frozen=True)
@@ -89,8 +68,29 @@ def resolve_basic_auth(spec: Spec, name: str) -> BasicAuth:
         else _read(credential.username, spec, name, "username")
     )
     password = _read(credential.password, spec, name, "password")
-    register_secret(password)
+    register_secret(password)  # before any check below can fail and mention it
+    _check_password(password, spec, name)
     return BasicAuth(username, password)
+
+
+def _check_password(password: str, spec: Spec, name: str) -> None:
+    """A password that cannot be scrubbed reliably, or that would break the auth file or a
+    header it travels in, is refused before it is ever sent (redaction.py says why)."""
+    where = spec.location_of(("credentials", name, "password"))
+    prefix = f"{where}: " if where else ""
+    if len(password) < MIN_SECRET_LENGTH:
+        raise CredentialError(
+            f"{prefix}credentials '{name}' password: is {len(password)} characters long; mirrorspec "
+            f"needs at least {MIN_SECRET_LENGTH}, so that it can keep it out of every output without "
+            "rewriting ordinary words",
+            credential=name,
+        )
+    if not password.isprintable():
+        raise CredentialError(
+            f"{prefix}credentials '{name}' password: contains a control character (a line break, "
+            "tab or NUL); no registry login has one — check the file or variable",
+            credential=name,
+        )
 
 
 def _read(ref: SecretRef, spec: Spec, name: str, part: str) -> str:

@@ -51,6 +51,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from . import paths, versions
 from .errors import SpecError
+from .redaction import register_secret
 from .spec import Host, RegistryTarget, Repository, parse_spec
 
 __all__ = ["Converted", "SkopeoFileError", "anchored_regex", "convert_skopeo", "import_skopeo"]
@@ -215,9 +216,11 @@ class _Reader:
         setattr(registry, attr, value)
 
     def credentials(self, block: CommentedMap, key: str, value: Any, crumb: str) -> None:
-        # Never echo a value from here: it is a secret.
+        # Never echo a value from here: it is a secret — and scrubbed, should anything else do so.
         if not isinstance(value, CommentedMap):
             raise self.fail(block, key, f"{crumb}: expected a mapping with username and password")
+        if isinstance(value.get("password"), str):
+            register_secret(value["password"])
         for part in value:
             if part not in CREDENTIAL_KEYS:
                 raise self.fail(

@@ -55,6 +55,7 @@ from urllib3.util.retry import Retry
 
 from mirrorspec import __version__
 from mirrorspec.errors import RegistryError
+from mirrorspec.redaction import clip, register_secret
 
 __all__ = ["MANIFEST_ACCEPT", "Manifest", "RegistryClient"]
 
@@ -279,11 +280,6 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 class RegistryClient:
     """One registry, many repositories; safe to share between threads."""
 
@@ -317,7 +313,8 @@ class RegistryClient:
         self._auth_kind: str | None = None  # "basic" or "bearer", learned from a challenge
         self._bearer: _Challenge | None = None  # last realm/service seen, for later scopes
         self._tokens: dict[str, _Token] = {}
-        self._secrets: set[str] = {password} if password else set()
+        if password:
+            register_secret(password)
         self._withheld: str | None = None  # why credentials were not sent to the token realm
         if insecure:
             # The user opted out of verification; urllib3 would warn on every request.
@@ -674,7 +671,7 @@ class RegistryClient:
         with self._lock:
             registry_scheme = self._scheme
         if parts.scheme != "https" and not (parts.scheme == "http" and registry_scheme == "http"):
-            return f"its realm {_one_line(realm, 100)} is not https"
+            return f"its realm {clip(realm, 100)} is not https"
         if realm_host == registry_host:
             return None
         domain = registry_host
@@ -705,8 +702,8 @@ class RegistryClient:
             if cached is not None and cached.value != stale and cached.expires_at > time.monotonic():
                 return cached.value
             value, lifetime = self._fetch_token(challenge, scope)
+            register_secret(value)
             with self._lock:
-                self._secrets.add(value)
                 self._tokens[scope] = _Token(value, time.monotonic() + lifetime)
             return value
 
@@ -803,7 +800,7 @@ class RegistryClient:
             isinstance(name, str)
             and (name == repository or name.endswith("/" + repository) or repository.endswith("/" + name))
         ):
-            raise invalid(f"it is for {_one_line(str(name), 80)!r}")
+            raise invalid(f"it is for {clip(str(name), 80)!r}")
         tags = document.get("tags")
         if tags is None:  # distribution: all manifests deleted -> "tags": null
             return []
@@ -812,7 +809,7 @@ class RegistryClient:
         for tag in tags:
             # Every tag becomes part of a URL and a destination reference later.
             if not isinstance(tag, str) or not _TAG.fullmatch(tag):
-                raise invalid(f"{_one_line(repr(tag), 80)} is not a tag")
+                raise invalid(f"{clip(repr(tag), 80)} is not a tag")
         return tags
 
     def _read_limited(
@@ -872,18 +869,11 @@ class RegistryClient:
         if not (_TAG.fullmatch(reference) or _DIGEST.fullmatch(reference)):
             raise self._error(f"invalid tag or digest {reference!r} for {repository}", repository=repository)
 
-    def _redact(self, text: str) -> str:
-        with self._lock:
-            secrets = sorted(self._secrets, key=len, reverse=True)
-        for secret in secrets:
-            text = text.replace(secret, "***")
-        return text
-
     def _error(
         self, message: str, *, repository: str | None = None, status: int | None = None
     ) -> RegistryError:
         return RegistryError(
-            self._redact(_one_line(message)),
+            clip(message),  # redacted before it is cut (redaction.py)
             registry=self.host,
             repository=repository,
             status=status,
@@ -957,7 +947,7 @@ class RegistryClient:
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
             code = str(errors[0].get("code", ""))
             text = str(errors[0].get("message", ""))
-            return _one_line(f"{code}: {text}" if code and text else code or text, 160)
+            return clip(f"{code}: {text}" if code and text else code or text, 160)
         return ""
 
     def _transport_error(

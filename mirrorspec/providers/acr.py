@@ -71,6 +71,7 @@ from ..errors import (
     RegistryError,
 )
 from ..plan import Artifact, Change, Copy, CopyTag, Note, Resource
+from ..redaction import clip
 from ..spec import AcrTarget, AzureKeyVaultRef, Source
 from . import base
 
@@ -901,7 +902,7 @@ def endpoint(target: Any, ctx: RunContext) -> Endpoint:
         raise kind(
             redact(
                 f"token exchange at {login_server} answered {response.status_code}: "
-                f"{' '.join(response.text[:200].split())} ({hint})"
+                f"{clip(response.text, 200)} ({hint})"
             ),
             provider="acr",
             target=target.name,
@@ -963,7 +964,7 @@ def _request_reason(exc: BaseException) -> str:
     """requests' exception text without urllib3's wrapping (`... (Caused by X(...))`)."""
     text = str(exc.args[0] if exc.args else exc)
     match = re.search(r"\(Caused by (\w+\(.*)\)$", text)
-    return " ".join((match.group(1) if match else text).split())[:300]
+    return clip(match.group(1) if match else text)
 
 
 def _message(exc: Any) -> str:

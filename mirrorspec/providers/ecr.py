@@ -448,7 +448,7 @@ def _observe_secrets(target: EcrTarget, ctx: RunContext, region: str) -> list[Re
             current = "stale"
             if name in wanted:
                 value = secrets.get_secret_value(SecretId=secret["ARN"]).get("SecretString", "")
-                register_secret(value)
+                _register_secret_string(value)
                 if _secret_json(wanted[name]) == value:
                     current = "current"
             description = secret.get("Description", "")
@@ -841,6 +841,21 @@ def endpoint(target: Any, ctx: RunContext) -> Endpoint:
     user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
     register_secret(password)
     return ctx.reach(Endpoint(target.registry, BasicAuth(user, password)))
+
+
+def _register_secret_string(value: str) -> None:
+    """A pull-through cache secret is JSON (`username`, `accessToken`): the token may come
+    back alone (an older one, rotated away from the spec's), so it is registered on its own
+    as well as the whole document."""
+    register_secret(value)
+    try:
+        document = json.loads(value)
+    except ValueError:
+        return
+    if isinstance(document, dict):
+        for key, item in document.items():
+            if key != "username" and isinstance(item, str):
+                register_secret(item)
 
 
 def _code(exc: BaseException) -> str:

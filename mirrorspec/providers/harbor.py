@@ -89,6 +89,7 @@ from ..errors import (
     ProviderThrottled,
 )
 from ..plan import Artifact, Change, Copy, Note, Resource
+from ..redaction import clip
 from ..spec import HarborTarget
 from . import base
 
@@ -829,7 +830,7 @@ def _failure_detail(api: _Api, execution_id: int) -> str:
     lines = [line for line in text.splitlines() if line.strip()]
     failing = [line for line in lines if re.search(r"error|fail", line, re.IGNORECASE)]
     last = (failing or lines or [""])[-1]
-    return f"{task.get('src_resource', '')}: {last}"[:300]
+    return clip(f"{task.get('src_resource', '')}: {last}")
 
 
 def copy(copy: Copy, target: Any, ctx: RunContext) -> None:
@@ -1138,7 +1139,7 @@ def _error_of(response: requests.Response) -> tuple[str, str]:
         first = errors[0] if errors else {}
         return str(first.get("code") or ""), " ".join(str(first.get("message") or "").split())
     except (ValueError, AttributeError, IndexError):
-        return "", " ".join(response.text.split())[:200]
+        return "", clip(response.text, 200)
 
 
 def _next_page(link: str) -> int | None:
@@ -1210,4 +1211,4 @@ def _mapped(target: HarborTarget, operation: str) -> Iterator[None]:
 def _reason(exc: BaseException) -> str:
     text = str(exc.args[0] if exc.args else exc)
     match = re.search(r"\(Caused by (\w+\(.*)\)$", text)
-    return " ".join((match.group(1) if match else text).split())[:300]
+    return clip(match.group(1) if match else text)
