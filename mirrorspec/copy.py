@@ -5,17 +5,27 @@ What shaped it (research/sync.md §1, testbed.md §3):
   copy counts as done only when the destination then serves the planned digest.
 - Sources are copied *by digest* (`repo@sha256:…` → `dest:tag`): apply copies exactly what
   the plan showed, even if upstream moves the tag in between.
-- Credentials reach skopeo only through 0600 auth files in a private 0700 directory that
-  is removed afterwards — never argv, where any local user can read them in `ps` — and
-  skopeo's environment is ours minus every variable holding a secret we read and the
-  cloud credentials it never needs (`_skopeo_environment`).
+- Credentials reach skopeo only through auth files that exist nowhere on disk: an anonymous
+  in-memory file (`memfd_create`, mode 0600) per endpoint, handed to each skopeo as an
+  inherited descriptor and named `/proc/self/fd/N` on its command line (containers/image
+  opens the path like any other file). They vanish with the last process holding them, so
+  even `kill -9` of mirrorspec leaves no credential behind — a file in `$TMPDIR` would stay
+  forever. Never argv (any local user reads it in `ps`); skopeo's environment is ours minus
+  every variable holding a secret we read and the cloud credentials it never needs
+  (`_skopeo_environment`). Where memfd does not exist (not Linux), 0600 files in a private
+  0700 directory are the fallback.
+- skopeo dies with us. It runs in its own session (a terminal's Ctrl-C reaches only us, and
+  we stop it, so the shutdown is the same for Ctrl-C and `kill <our pid>`), which also means
+  nothing tied its life to ours: killed with -9, we would leave it copying. So it is started
+  through util-linux `setpriv --pdeathsig KILL`, which sets PR_SET_PDEATHSIG and then execs
+  skopeo: the kernel kills skopeo when the thread that started it dies, however it dies.
 - Interrupted (Ctrl-C, SIGTERM turned into an exception by the CLI), no new copy starts,
-  every running skopeo is terminated and waited for, and the auth files are removed before
-  the exception goes on. skopeo runs in its own session, so it stops because we stop it,
-  whether the signal came from a terminal or from `kill <our pid>`. A killed copy is not
-  counted: skopeo pushes the manifest last, so its tag does not exist and the next plan
-  still lists it.
-- A CA bundle becomes a cert dir holding `ca.crt` (skopeo loads only `*.crt` files).
+  every running skopeo is terminated and waited for, and the workspace is removed before the
+  exception goes on. A killed copy is not counted: skopeo pushes the manifest last, so its
+  tag does not exist and the next plan still lists it.
+- A CA bundle becomes a cert dir holding `ca.crt` (skopeo loads only `*.crt` files), in a
+  private directory `mirrorspec-<pid>-*` made only when needed; one left by a process that
+  was killed is removed by the next run (it holds public certificates only).
 - Destinations are always explicit, never skopeo's `--scoped` or last-component naming.
 
 Scheduling, because `skopeo sync` copies one image after another and re-reads everything
@@ -51,6 +61,7 @@ import random
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -456,17 +467,19 @@ def _copy_one(
     skopeo: Skopeo, workspace: _Workspace, children: _Children, job: CopyJob, timeout: float
 ) -> tuple[str | None, bool]:
     """(error or None, whether the error is worth another attempt)."""
+    src_flags, src_fds = workspace.flags("src", job.source)
+    dest_flags, dest_fds = workspace.flags("dest", job.destination)
     argv = [
         skopeo.path,
         "copy",
         "--all",
         "--preserve-digests",
-        *workspace.flags("src", job.source),
-        *workspace.flags("dest", job.destination),
+        *src_flags,
+        *dest_flags,
         f"docker://{job.source_ref}",
         f"docker://{job.destination_ref}",
     ]
-    proc = children.start(argv)
+    proc = children.start(argv, pass_fds=(*src_fds, *dest_fds))
     if proc is None:
         return "interrupted before it started", False
     try:
@@ -477,6 +490,9 @@ def _copy_one(
         return f"skopeo did not finish within {timeout:.0f}s", False
     finally:
         children.forget(proc)
+    # Redacted whole, before anything is picked out or cut: a registry may have echoed our
+    # Authorization header into the message skopeo prints.
+    stderr = redact(stderr)
     failures = _FAILURE.findall(stderr)
     if proc.returncode != 0 or failures:
         # skopeo logs Go-quoted messages; the last error is the one that ended the copy.
@@ -510,18 +526,19 @@ class _Children:
         self._running: set[subprocess.Popen[str]] = set()
         self.stopping = False
 
-    def start(self, argv: list[str]) -> subprocess.Popen[str] | None:
+    def start(self, argv: list[str], *, pass_fds: Sequence[int] = ()) -> subprocess.Popen[str] | None:
         """A started skopeo, or None once stopping (no copy may start after that)."""
         with self._lock:
             if self.stopping:
                 return None
             proc = subprocess.Popen(
-                argv,
+                [*_die_with_parent(), *argv],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
                 env=_skopeo_environment(),
+                pass_fds=tuple(pass_fds),
                 # Its own session: a terminal's Ctrl-C reaches only us, and we stop it, so
                 # the shutdown is the same for Ctrl-C and `kill <pid>`.
                 start_new_session=True,
@@ -549,6 +566,22 @@ class _Children:
                 proc.wait()
 
 
+@cache
+def _die_with_parent() -> tuple[str, ...]:
+    """The argv prefix that makes a child die with the thread that started it.
+
+    `setpriv --pdeathsig KILL` (util-linux ≥ 2.33) calls prctl(PR_SET_PDEATHSIG) and execs
+    the command; the setting survives exec (prctl(2)). Done in the child by Python instead
+    (`preexec_fn`), it would run Python code between fork and exec in a threaded process,
+    which subprocess documents as unsafe. The thread that starts a skopeo waits for it, so
+    the signal comes only when the process itself dies."""
+    path = shutil.which("setpriv")
+    if path is None:
+        log.debug("setpriv not found: skopeo children will not die with mirrorspec if it is killed")
+        return ()
+    return (path, "--pdeathsig", "KILL")
+
+
 def _signal_group(proc: subprocess.Popen[str], signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):  # already gone
         os.killpg(proc.pid, signum)
@@ -574,60 +607,122 @@ def _verify(job: CopyJob, ctx: RunContext) -> str | None:
 
 
 class _Workspace:
-    """A private directory of auth files and cert dirs for one batch of copies."""
+    """Auth files (in memory) and cert dirs (in a private directory) for one batch of copies."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._made: dict[tuple[str, Endpoint], Path] = {}
+        self._auth: dict[Endpoint, tuple[str, int | None]] = {}  # path, descriptor to pass
+        self._certs: dict[Endpoint, Path] = {}
+        self._root: Path | None = None
+        self._fds: list[int] = []
 
-    def flags(self, side: str, endpoint: Endpoint) -> list[str]:
-        flags = [f"--{side}-authfile", str(self._authfile(endpoint))]
+    @property
+    def root(self) -> Path | None:
+        return self._root
+
+    def flags(self, side: str, endpoint: Endpoint) -> tuple[list[str], list[int]]:
+        """skopeo's flags for one side of a copy, and the descriptors they name."""
+        path, fd = self._authfile(endpoint)
+        flags = [f"--{side}-authfile", path]
         if endpoint.insecure:
             flags.append(f"--{side}-tls-verify=false")
         elif endpoint.ca_bundle:
             flags += [f"--{side}-cert-dir", str(self._certdir(endpoint))]
-        return flags
+        return flags, [] if fd is None else [fd]
 
-    def _authfile(self, endpoint: Endpoint) -> Path:
-        def make(path: Path) -> None:
-            auths = {}
-            if endpoint.auth is not None:
-                token = f"{endpoint.auth.username}:{endpoint.auth.password}".encode()
-                auths[endpoint.host] = {"auth": base64.b64encode(token).decode()}
-            # An explicit (possibly empty) auth file keeps skopeo from picking up whatever
-            # credentials the user's ~/.docker/config.json happens to hold.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                json.dump({"auths": auths}, handle)
+    def close(self) -> None:
+        with self._lock:
+            for fd in self._fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._fds.clear()
+            if self._root is not None:
+                shutil.rmtree(self._root, ignore_errors=True)
+                self._root = None
 
-        return self._once("auth", endpoint, make)
+    def _authfile(self, endpoint: Endpoint) -> tuple[str, int | None]:
+        with self._lock:
+            made = self._auth.get(endpoint)
+            if made is None:
+                auths = {}
+                if endpoint.auth is not None:
+                    token = f"{endpoint.auth.username}:{endpoint.auth.password}".encode()
+                    auths[endpoint.host] = {"auth": base64.b64encode(token).decode()}
+                # An explicit (possibly empty) auth file keeps skopeo from picking up whatever
+                # credentials the user's ~/.docker/config.json happens to hold.
+                content = json.dumps({"auths": auths}).encode()
+                made = self._auth[endpoint] = self._write_auth(content, len(self._auth))
+            return made
+
+    def _write_auth(self, content: bytes, index: int) -> tuple[str, int | None]:
+        if hasattr(os, "memfd_create"):
+            fd = os.memfd_create(f"mirrorspec-auth-{index}", os.MFD_CLOEXEC)
+            self._fds.append(fd)
+            os.fchmod(fd, 0o600)
+            os.write(fd, content)
+            # Each skopeo opens /proc/self/fd/N afresh (a new open file, read from the start);
+            # its own descriptor N is this one, inherited through pass_fds.
+            return f"/proc/self/fd/{fd}", fd
+        path = self._private_dir() / f"auth-{index}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+        return str(path), None
 
     def _certdir(self, endpoint: Endpoint) -> Path:
-        def make(path: Path) -> None:
-            path.mkdir(mode=0o700)
-            assert endpoint.ca_bundle is not None
-            try:
-                shutil.copyfile(endpoint.ca_bundle, path / "ca.crt")
-            except OSError as exc:
-                raise MirrorspecError(f"cannot read ca-bundle {endpoint.ca_bundle}: {exc.strerror}") from None
-
-        return self._once("certs", endpoint, make)
-
-    def _once(self, kind: str, endpoint: Endpoint, make: Callable[[Path], None]) -> Path:
         with self._lock:
-            path = self._made.get((kind, endpoint))
+            path = self._certs.get(endpoint)
             if path is None:
-                path = self.root / f"{kind}-{len(self._made)}"
-                make(path)
-                self._made[(kind, endpoint)] = path
+                path = self._private_dir() / f"certs-{len(self._certs)}"
+                path.mkdir(mode=0o700)
+                assert endpoint.ca_bundle is not None
+                try:
+                    shutil.copyfile(endpoint.ca_bundle, path / "ca.crt")
+                except OSError as exc:
+                    raise MirrorspecError(
+                        f"cannot read ca-bundle {endpoint.ca_bundle}: {exc.strerror}"
+                    ) from None
+                self._certs[endpoint] = path
             return path
+
+    def _private_dir(self) -> Path:
+        if self._root is None:
+            _sweep_stale_workspaces()
+            # mode 0700; the pid lets a later run tell a dead process's directory from a live one
+            self._root = Path(tempfile.mkdtemp(prefix=f"mirrorspec-{os.getpid()}-"))
+        return self._root
+
+
+_STALE = re.compile(r"mirrorspec-(\d+)-[A-Za-z0-9_]+")
+
+
+def _sweep_stale_workspaces() -> None:
+    """Remove the workspaces of mirrorspec processes that no longer exist (killed with -9:
+    nothing ran to clean up). Only our own user's, only names we make."""
+    tmp = Path(tempfile.gettempdir())
+    try:
+        entries = list(tmp.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        match = _STALE.fullmatch(entry.name)
+        if match is None or int(match[1]) == os.getpid():
+            continue
+        try:
+            info = entry.lstat()
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+                continue
+            os.kill(int(match[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+        except (OSError, OverflowError):
+            continue  # alive but not ours to signal, or gone meanwhile
 
 
 @contextmanager
 def _workspace() -> Iterator[_Workspace]:
-    root = Path(tempfile.mkdtemp(prefix="mirrorspec-"))  # mode 0700
+    workspace = _Workspace()
     try:
-        yield _Workspace(root)
+        yield workspace
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        workspace.close()

@@ -63,6 +63,8 @@ for flag, value in zip(args, args[1:]):
             "path": value,
             "mode": stat.S_IMODE(path.stat().st_mode),
             "dir_mode": stat.S_IMODE(path.parent.stat().st_mode),
+            # /proc/self/fd/N names what the descriptor is: "/memfd:… (deleted)" for a memfd
+            "target": os.readlink(value) if value.startswith("/proc/self/fd/") else None,
             "content": path.read_text(),
         }}
     elif flag.endswith("-cert-dir"):
@@ -310,8 +312,10 @@ def test_credentials_and_tls_settings_reach_skopeo_through_private_files(
 
         src, dest = files["--src-authfile"], files["--dest-authfile"]
         for auth in (src, dest):
+            # an anonymous in-memory file, inherited: nothing on disk that a kill -9 could leave
+            assert auth["path"].startswith("/proc/self/fd/")
+            assert auth["target"].startswith("/memfd:mirrorspec-auth-"), auth["target"]
             assert auth["mode"] == 0o600
-            assert auth["dir_mode"] == 0o700
         # no credentials configured: an explicit empty file, so ~/.docker/config.json is not used
         assert json.loads(src["content"]) == {"auths": {}}
         auths = json.loads(dest["content"])["auths"]
@@ -321,7 +325,7 @@ def test_credentials_and_tls_settings_reach_skopeo_through_private_files(
         certs = files["--dest-cert-dir"]
         assert certs["mode"] == 0o700
         assert certs["listing"] == {"ca.crt": Path(str(tls_registry.ca_file)).read_text()}
-        workspaces |= {Path(src["path"]).parent, Path(dest["path"]).parent, Path(certs["path"]).parent}
+        workspaces.add(Path(certs["path"]).parent)
     assert copies == {
         (
             f"docker://{source.host}/{seeded.repository}@{digest}",
@@ -329,11 +333,12 @@ def test_credentials_and_tls_settings_reach_skopeo_through_private_files(
         )
         for tag, digest in seeded.digests.items()
     }
-    # one private directory per batch, each file made once per endpoint
+    # one private directory per batch (for the CA), each file made once per endpoint
     assert len(workspaces) == 1
     assert len({r["files"]["--dest-authfile"]["path"] for r in records}) == 1
     (workspace,) = workspaces
-    assert not workspace.exists(), "the auth files' directory must be removed after the copies"
+    assert workspace.name.startswith(f"mirrorspec-{os.getpid()}-")
+    assert not workspace.exists(), "the cert dirs' directory must be removed after the copies"
 
 
 @pytest.mark.parametrize("behaviour", ["silent", "exit-1"])
@@ -352,7 +357,7 @@ def test_the_private_directory_is_removed_after_failed_copies_too(
 
     assert not result.ok
     (record,) = fake.records()
-    workspace = Path(record["files"]["--dest-authfile"]["path"]).parent
+    workspace = Path(record["files"]["--dest-cert-dir"]["path"]).parent
     assert not workspace.exists()
 
 
