@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from testbed import RegistryServer, add_tags, push_image, start_registry
+from testbed import FaultProxy, RegistryServer, add_tags, push_image, start_registry
 
 MIRRORSPEC = str(Path(sys.executable).with_name("mirrorspec"))
 PASSWORD = "interrupt-canary-5f0d2c8e91"
@@ -46,7 +46,15 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServe
 
 
 class Run:
-    def __init__(self, upstream: RegistryServer, destination: RegistryServer, tmp_path: Path) -> None:
+    def __init__(
+        self,
+        upstream: RegistryServer,
+        destination: RegistryServer,
+        tmp_path: Path,
+        *,
+        source_host: str | None = None,  # a proxy in front of `upstream`
+    ) -> None:
+        source_host = source_host or upstream.host
         self.destination = destination
         self.tmp = tmp_path / "tmpdir"
         self.tmp.mkdir()
@@ -59,7 +67,7 @@ credentials:
     username: alice
     password: {{env: DEST_PASSWORD}}
 sources:
-  - registry: {upstream.host}
+  - registry: {source_host}
     insecure: true
     repositories:
       - name: {REPOSITORY}
@@ -78,7 +86,7 @@ targets:
             "DEST_PASSWORD": PASSWORD,
             "TMPDIR": str(self.tmp),
         }
-        self.dest_repository = f"mirror/{upstream.host.replace(':', '_')}/{REPOSITORY}"
+        self.dest_repository = f"mirror/{source_host.replace(':', '_')}/{REPOSITORY}"
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
@@ -214,6 +222,97 @@ def test_a_signal_mid_apply_stops_in_order_and_the_next_plan_shows_exactly_the_r
     assert planned == sorted(set(TAGS) - set(present))
 
     # and the next apply finishes the job
+    finished = bed.run("apply", str(bed.spec), "--yes")
+    assert finished.returncode == 0, finished.stderr
+    assert bed.dest_tags() == sorted(TAGS)
+    assert list(bed.tmp.iterdir()) == []
+
+
+def holds_credentials(tmp: Path) -> list[str]:
+    """Files under `tmp` holding the destination password, as is or base64'd at any offset
+    (an auth file holds base64("alice:" + password))."""
+    from mirrorspec.redaction import forget_secrets, redact, register_secret
+
+    forget_secrets()
+    register_secret(PASSWORD)
+    found = []
+    for path in tmp.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            text = path.read_bytes().decode(errors="replace")
+            if redact(text) != text:
+                found.append(str(path.relative_to(tmp)))
+    forget_secrets()
+    return found
+
+
+@pytest.mark.parametrize("whole_group", [False, True], ids=["kill -9 mirrorspec", "kill -9 its process group"])
+def test_kill_9_mid_apply_leaves_no_credential_and_no_skopeo_behind(
+    upstream: RegistryServer,
+    registry_factory: Callable[..., RegistryServer],
+    tmp_path: Path,
+    whole_group: bool,
+    request: pytest.FixtureRequest,
+) -> None:
+    """SIGKILL gives mirrorspec no chance to clean up, so nothing may depend on it: skopeo's
+    credentials were never on disk (memfd), and skopeo dies with its parent (PDEATHSIG).
+
+    One copy's blob download hangs (the proxy holds it unanswered): a skopeo blocked on the
+    network writes nothing, so it would not even die of a broken pipe — only the parent-death
+    signal can stop it. The others copy normally, so the destination is half-way."""
+    destination = registry_factory(tls=True, users={"alice": PASSWORD})
+    manifest = requests.get(
+        f"{upstream.url}/v2/{REPOSITORY}/manifests/{TAGS[3]}",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+        timeout=10,
+    ).json()
+    stalled_blob = manifest["layers"][0]["digest"]
+    proxy = FaultProxy(upstream.url).start()
+    request.addfinalizer(proxy.stop)
+    proxy.hold("GET", f"/v2/{REPOSITORY}/blobs/{stalled_blob}")
+    bed = Run(upstream, destination, tmp_path, source_host=proxy.host)
+    proc = subprocess.Popen(
+        [MIRRORSPEC, "apply", str(bed.spec), "--yes", "--workers", "2"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=bed.env,
+        start_new_session=True,  # its own process group, to kill it whole
+    )
+    skopeo: dict[int, str] = {}
+    leaked: list[str] = []
+
+    def copying() -> bool:
+        running = {p: c for p, c in children_of(proc.pid).items() if "skopeo" in c and " copy " in c}
+        skopeo.update(running)
+        leaked.extend(holds_credentials(bed.tmp))
+        return len(bed.dest_tags()) >= 1 and bool(running) and proxy.held >= 1
+
+    try:
+        wait_for(copying, "a copied tag, and a skopeo copy hanging on a blob", proc)
+        if whole_group:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+        proc.communicate(timeout=WAIT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+
+    assert skopeo, "no skopeo child was seen running"
+    deadline = time.monotonic() + WAIT
+    while [pid for pid in skopeo if alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [cmd for pid, cmd in skopeo.items() if alive(pid)] == [], "skopeo outlived its parent"
+    # what a kill -9 leaves in TMPDIR holds no credential in any form (the CA's cert dir may stay)
+    assert leaked == []
+    assert holds_credentials(bed.tmp) == []
+    assert {p.name.split("-")[1] for p in bed.tmp.glob("mirrorspec-*")} <= {str(proc.pid)}
+
+    # the next run sweeps what the dead one left, and finishes the job
+    proxy.release()
     finished = bed.run("apply", str(bed.spec), "--yes")
     assert finished.returncode == 0, finished.stderr
     assert bed.dest_tags() == sorted(TAGS)

@@ -137,6 +137,9 @@ class FaultProxy:
         self.injected: list[Injected] = []
         self.forwarded = 0
         self._script: list[tuple[str, str, str, re.Pattern[str], tuple[str, str] | None]] = []
+        self._holds: list[tuple[str, re.Pattern[str]]] = []
+        self._released = threading.Event()
+        self.held = 0  # requests held unanswered so far
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.host = ""
@@ -160,6 +163,7 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
+        self._released.set()  # held requests end (their connections close) before the server
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -208,6 +212,26 @@ class FaultProxy:
         with self._lock:
             self._script.append((phase, kind, method, re.compile(path), header))
 
+    def hold(self, method: str, path: str) -> None:
+        """From now on, every request that matches (`path` a regular expression, in full) is read
+        and never answered until the proxy stops: a server that accepted the request and hangs
+        (a stalled blob download, say). `held` counts them as they arrive."""
+        with self._lock:
+            self._holds.append((method, re.compile(path)))
+
+    def release(self) -> None:
+        """No more holds; the requests held so far end (their connections close)."""
+        with self._lock:
+            self._holds.clear()
+        self._released.set()
+
+    def _held(self, method: str, path: str) -> bool:
+        with self._lock:
+            if not any(method == m and p.fullmatch(path) for m, p in self._holds):
+                return False
+            self.held += 1
+        return True
+
     def _draw(self, method: str, path: str, headers: Message) -> Injected | None:
         with self._lock:
             for index, (phase, kind, want_method, want_path, header) in enumerate(self._script):
@@ -232,6 +256,10 @@ class FaultProxy:
 
     def _handle(self, handler: _Handler) -> None:
         body = read_body(handler)
+        if self._held(handler.command, urlsplit(handler.path).path):
+            self._released.wait()
+            handler.close_connection = True
+            return
         fault = self._draw(handler.command, urlsplit(handler.path).path, handler.headers)
         if fault is not None and fault.phase == "before":
             if fault.kind == "slow":
