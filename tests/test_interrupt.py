@@ -245,7 +245,7 @@ def holds_credentials(tmp: Path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("whole_group", [False, True], ids=["kill -9 mirrorspec", "kill -9 its process group"])
+@pytest.mark.parametrize("whole_group", [False, True], ids=["kill -9 mirrorspec", "kill -9 its group"])
 def test_kill_9_mid_apply_leaves_no_credential_and_no_skopeo_behind(
     upstream: RegistryServer,
     registry_factory: Callable[..., RegistryServer],
