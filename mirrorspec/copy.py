@@ -496,7 +496,7 @@ def _copy_one(
     failures = _FAILURE.findall(stderr)
     if proc.returncode != 0 or failures:
         # skopeo logs Go-quoted messages; the last error is the one that ended the copy.
-        detail = failures[-1].replace('\\"', '"') if failures else _last_line(stderr)
+        detail = _go_unquote(failures[-1]) if failures else _last_line(stderr)
         return redact(f"skopeo exited {proc.returncode}: {detail}"), is_transient(detail)
     return None, False
 
@@ -585,6 +585,24 @@ def _die_with_parent() -> tuple[str, ...]:
 def _signal_group(proc: subprocess.Popen[str], signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):  # already gone
         os.killpg(proc.pid, signum)
+
+
+_GO_ESCAPE = re.compile(r'\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[abfnrtv\\"\'])')
+_GO_SHORT = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+
+
+def _go_unquote(text: str) -> str:
+    """The message logrus quoted with Go's strconv.Quote rules, as the registry or skopeo
+    wrote it (a registry's `\\` would otherwise reach the user doubled). Control
+    characters stay escaped."""
+
+    def one(match: re.Match[str]) -> str:
+        escape = match[1]
+        char = chr(int(escape[1:], 16)) if escape[0] in "xuU" else _GO_SHORT.get(escape, escape)
+        # a control character stays escaped: the message must remain one line
+        return char if char.isprintable() else match[0]
+
+    return _GO_ESCAPE.sub(one, text)
 
 
 def _last_line(text: str) -> str:

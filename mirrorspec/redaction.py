@@ -306,6 +306,10 @@ def _text_forms(secret: str) -> set[str]:
         for plus in (False, True):
             for upper in (True, False):
                 forms.add(_percent(secret, safe, plus=plus, upper=upper))
+    # One encoding inside another: a server's HTML or URL-encoded echo, printed by a Go
+    # program (`%q`) or put into a JSON string.
+    forms |= {_go_quote(form, ascii_only=False) for form in list(forms)}
+    forms |= {json.dumps(form, ensure_ascii=False)[1:-1] for form in list(forms)}
     # Upper- and lower-case \u escapes: Python and Go write lower case, others upper.
     forms |= {_upper_unicode_escapes(form) for form in forms if "\\u" in form}
     forms.discard("")

@@ -53,7 +53,7 @@ from urllib.parse import urlsplit
 
 from .wire import read_body
 
-__all__ = ["KINDS", "FaultProxy", "Injected"]
+__all__ = ["KINDS", "Answer", "FaultProxy", "Injected"]
 
 # (phase, kind): what a faulty request can get.
 KINDS: tuple[tuple[str, str], ...] = (
@@ -70,6 +70,10 @@ _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"}
 )
 _CHUNK = 64 * 1024
+
+
+# (method, path, headers) -> (status, content type, body), or None to forward the request
+Answer = Callable[[str, str, Message], "tuple[int, str, bytes] | None"]
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,7 @@ class FaultProxy:
         self.forwarded = 0
         self._script: list[tuple[str, str, str, re.Pattern[str], tuple[str, str] | None]] = []
         self._holds: list[tuple[str, re.Pattern[str]]] = []
+        self._answer: Answer | None = None
         self._released = threading.Event()
         self.held = 0  # requests held unanswered so far
         self._server: _Server | None = None
@@ -219,6 +224,13 @@ class FaultProxy:
         with self._lock:
             self._holds.append((method, re.compile(path)))
 
+    def answer(self, answer: Answer | None) -> None:
+        """From now on, `answer(method, path, headers)` may answer a request itself with
+        (status, content type, body) instead of the backend — a proxy or registry that says
+        something of its own, such as echoing the request's headers; None forwards it."""
+        with self._lock:
+            self._answer = answer
+
     def release(self) -> None:
         """No more holds; the requests held so far end (their connections close)."""
         with self._lock:
@@ -259,6 +271,19 @@ class FaultProxy:
         if self._held(handler.command, urlsplit(handler.path).path):
             self._released.wait()
             handler.close_connection = True
+            return
+        with self._lock:
+            answer = self._answer
+        reply = answer(handler.command, urlsplit(handler.path).path, handler.headers) if answer else None
+        if reply is not None:
+            status, content_type, raw = reply
+            handler.send_response(status)
+            handler.send_header("Content-Type", content_type)
+            handler.send_header("Content-Length", str(len(raw)))
+            handler.end_headers()
+            if handler.command != "HEAD":
+                handler.wfile.write(raw)
+            handler.wfile.flush()
             return
         fault = self._draw(handler.command, urlsplit(handler.path).path, handler.headers)
         if fault is not None and fault.phase == "before":
