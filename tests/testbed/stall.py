@@ -4,13 +4,16 @@ A `StallServer` listens on a loopback address and, for every connection, does on
 
 - `silent`: accepts and never sends a byte (a TLS client waits for the ServerHello forever);
 - `headers`: reads the request, sends the status line at once, then one header byte every
-  `interval` seconds, forever (each byte well inside any read timeout);
+  `interval` seconds, forever (each byte well inside any read timeout); a TLS ClientHello sent
+  to a plain `headers` or `body` server gets a 400, as from any plain-HTTP server;
 - `body`: reads the request, sends complete headers of a chunked `200`, then one body byte
   every `interval` seconds, forever.
 
-With `ssl_context` the handshake completes first (the client must trust the certificate), then
-the stall. Every accepted connection's monotonic time is recorded in `accepted`. Written raw on
-sockets, not with `http.server`: the point is to misbehave below the HTTP layer.
+`mode` may also be a function of the request's path that returns one of them (`silent` then
+means: the request is read, never answered). With `ssl_context` the handshake completes first
+(the client must trust the certificate), then the stall. Every accepted connection's monotonic
+time is recorded in `accepted`. Written raw on sockets, not with `http.server`: the point is to
+misbehave below the HTTP layer.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -31,7 +35,7 @@ _BODY_HEADERS = b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r
 
 @dataclass
 class StallServer:
-    mode: str  # silent | headers | body
+    mode: str | Callable[[str], str]  # silent | headers | body, or path -> one of them
     interval: float = 1.0
     ssl_context: ssl.SSLContext | None = None
     address: str = "127.0.0.1"
@@ -42,7 +46,7 @@ class StallServer:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
-        assert self.mode in ("silent", "headers", "body"), self.mode
+        assert callable(self.mode) or self.mode in ("silent", "headers", "body"), self.mode
 
     @property
     def host(self) -> str:
@@ -102,12 +106,19 @@ class StallServer:
                 self._wait(conn)
                 return
             sock = self._handshake(conn) if self.ssl_context is not None else conn
-            if sock is None or not self._read_request(sock):
+            if sock is None:
                 return
-            sock.sendall(_STATUS + (_BODY_HEADERS if self.mode == "body" else b""))
+            path = self._read_request(sock)
+            if path is None:
+                return
+            mode = self.mode(path) if callable(self.mode) else self.mode
+            if mode == "silent":
+                self._wait(sock)
+                return
+            sock.sendall(_STATUS + (_BODY_HEADERS if mode == "body" else b""))
             while not self._stop.wait(self.interval):
                 # headers: an endless header line; body: an endless chunk of one-byte chunks
-                sock.sendall(b"x" if self.mode == "headers" else b"1\r\n \r\n")
+                sock.sendall(b"x" if mode == "headers" else b"1\r\n \r\n")
         except OSError:
             pass  # the client cut the connection: what a deadline is for
         finally:
@@ -135,16 +146,23 @@ class StallServer:
             self._open.append(sock)
         return sock
 
-    def _read_request(self, sock: socket.socket) -> bool:
+    def _read_request(self, sock: socket.socket) -> str | None:
+        """The request's path, once its headers are in; None if there is nothing to answer."""
         data = b""
         while b"\r\n\r\n" not in data:
             if self._stop.is_set() or len(data) > 65536:
-                return False
+                return None
             try:
                 chunk = sock.recv(4096)
             except TimeoutError:
                 continue
             if not chunk:
-                return False
+                return None
             data += chunk
-        return True
+            if data.startswith(b"\x16"):
+                # A TLS ClientHello: answer it as any plain-HTTP server does (the client sees
+                # "wrong version number"), so that an `insecure` client falls back to http.
+                sock.sendall(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+                return None
+        parts = data.split(b"\r\n", 1)[0].split()
+        return parts[1].decode("latin-1") if len(parts) >= 2 else "/"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["Certificates", "TlsFront", "certificates"]
+__all__ = ["Certificates", "TlsFront", "certificates", "server_context"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Certificates:
 
     ca_file: Path  # the trusted CA: give it as `ca-bundle`
     good: Path  # for 127.0.0.1, by the trusted CA
-    wrong_host: Path  # for registry.invalid only, by the trusted CA
+    wrong_host: Path  # for registry.invalid and 127.0.0.2, by the trusted CA
     unknown_ca: Path  # for 127.0.0.1, by a CA nobody trusts
     expired: Path  # for 127.0.0.1, by the trusted CA, expired yesterday
 
@@ -38,13 +38,14 @@ def certificates(workdir: Path) -> Certificates:
     workdir.mkdir(parents=True, exist_ok=True)
     trusted, stranger = trustme.CA(), trustme.CA()
     now = datetime.datetime.now(datetime.timezone.utc)
+    day = datetime.timedelta(days=1)
     issued = {
         "good": trusted.issue_cert("127.0.0.1"),
-        "wrong_host": trusted.issue_cert("registry.invalid", "other.invalid"),
+        # Names and an IP address, none of them the one asked for (127.0.0.1): Go then lists
+        # the IP addresses it is valid for, Python says "IP address mismatch".
+        "wrong_host": trusted.issue_cert("registry.invalid", "127.0.0.2"),
         "unknown_ca": stranger.issue_cert("127.0.0.1"),
-        "expired": trusted.issue_cert(
-            "127.0.0.1", not_before=now - datetime.timedelta(days=30), not_after=now - datetime.timedelta(days=1)
-        ),
+        "expired": trusted.issue_cert("127.0.0.1", not_before=now - 30 * day, not_after=now - day),
     }
     paths: dict[str, Path] = {}
     for name, leaf in issued.items():
@@ -54,6 +55,13 @@ def certificates(workdir: Path) -> Certificates:
     ca_file = workdir / "ca.crt"  # `.crt`: skopeo loads only *.crt from a cert dir
     trusted.cert_pem.write_to_path(str(ca_file))
     return Certificates(ca_file=ca_file, **paths)
+
+
+def server_context(pem: Path) -> ssl.SSLContext:
+    """A server's TLS context that presents `pem` (one of `Certificates`)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(pem))
+    return context
 
 
 @dataclass
@@ -106,8 +114,7 @@ class TlsFront:
                 continue
             except OSError:
                 return
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(str(self.certificate))  # the one chosen now
+            context = server_context(self.certificate)  # the one chosen now
             threading.Thread(target=self._serve, args=(conn, context), daemon=True).start()
 
     def _serve(self, conn: socket.socket, context: ssl.SSLContext) -> None:
