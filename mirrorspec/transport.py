@@ -159,14 +159,17 @@ class _Host:
         return float("inf") if self.failing_since is None else self.failing_since + self.budget
 
     def give_up(self) -> str:
-        if self.down is None:
-            self.down = (
-                f"gave up on {self.name} for this run: {self.failure or 'no answer'} for "
-                f"{seconds(self.budget)} (the per-host budget, {HOST_BUDGET_TIMEOUTS} × the "
-                f"{self.timeout:g}s timeout)"
-            )
-            log.info("%s", self.down)
-        return self.down
+        """Mark the host down for the run (its attempts in flight are cut); the message."""
+        with _REAPER.cond:  # re-entrant: the reaper itself calls this holding it
+            if self.down is None:
+                self.down = (
+                    f"gave up on {self.name} for this run: {self.failure or 'no answer'} for "
+                    f"{seconds(self.budget)} (the per-host budget, {HOST_BUDGET_TIMEOUTS} × the "
+                    f"{self.timeout:g}s timeout)"
+                )
+                log.info("%s", self.down)
+                _REAPER.cond.notify()
+            return self.down
 
 
 @dataclass(eq=False)
@@ -190,7 +193,7 @@ class _Reaper:
     """The one thread that cuts connections whose attempt passed its deadline or budget."""
 
     def __init__(self) -> None:
-        self.cond = threading.Condition()
+        self.cond = threading.Condition(threading.RLock())
         self._owned: dict[Any, _Attempt] = {}  # connection -> the attempt that owns it now
         self._thread: threading.Thread | None = None
 
