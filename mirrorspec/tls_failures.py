@@ -23,6 +23,8 @@ Texts recognised, with their sources:
   has expired or is not yet valid: current time T is after/before U"; crypto/tls "tls: first
   record does not look like a TLS handshake" and net/http "http: server gave HTTP response to
   HTTPS client" for a plain-HTTP server. All checked against skopeo 1.9.3 (Go 1.19) here.
+- Any other handshake failure gives its own reason (OpenSSL's "[SSL: CODE] reason", Go's
+  "tls: reason"); a TLS *timeout* is no TLS failure here (None): it is a timeout, retried.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ _GO_NO_NAMES = re.compile(r"x509: certificate is not valid for any names, but wa
 _PY_MISMATCH = re.compile(r"(?:Hostname|IP address) mismatch, certificate is not valid for '([^']*)'")
 _URLLIB3_MISMATCH = re.compile(r"hostname '([^']*)' doesn't match")
 _PY_VERIFY = re.compile(r"certificate verify failed: ([^(]+?)\s*(?:\(_ssl\.c|$|['\"])")
+_PY_SSL = re.compile(r"\[SSL: \w+\] ([^(]+?)\s*\(_ssl\.c")
 _URL_HOST = re.compile(r"https://([^/\"'\s]+)")
 
 _UNKNOWN_AUTHORITY = (
@@ -98,6 +101,11 @@ def explain_tls_failure(text: str, host: str | None = None) -> str | None:
         return f"TLS handshake with {where} failed: it answers in plain HTTP; if it is meant to, set insecure"
     if "CERTIFICATE_VERIFY_FAILED" in text:
         return f"TLS verification of {where}'s certificate failed"
+    if "EOF occurred in violation of protocol" in text or "UNEXPECTED_EOF_WHILE_READING" in text:
+        return f"TLS handshake with {where} failed: the server closed the connection"
+    other = _PY_SSL.search(text) or re.search(r"\btls: ([^\"]+)", text)
+    if other is not None:
+        return f"TLS handshake with {where} failed: {_clip(other[1]).rstrip('.')}"
     return None
 
 

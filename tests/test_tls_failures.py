@@ -115,6 +115,20 @@ EXPECTED = {"wrong_host": MISMATCH, "unknown_ca": UNKNOWN, "expired": EXPIRED}
             'Get "https://r.example/v2/": http: server gave HTTP response to HTTPS client',
             "TLS handshake with H failed: it answers in plain HTTP; if it is meant to, set insecure",
         ),
+        (
+            "SSLError(1, '[SSL: SSLV3_ALERT_HANDSHAKE_FAILURE] sslv3 alert handshake failure (_ssl.c:1006)')",
+            "TLS handshake with H failed: sslv3 alert handshake failure",
+        ),
+        (
+            "SSLEOFError(8, '[SSL: UNEXPECTED_EOF_WHILE_READING] EOF occurred in violation of protocol "
+            "(_ssl.c:1006)')",
+            "TLS handshake with H failed: the server closed the connection",
+        ),
+        (
+            'Get "https://r.example/v2/": remote error: tls: handshake failure',
+            "TLS handshake with H failed: handshake failure",
+        ),
+        ('Get "https://r.example/v2/": net/http: TLS handshake timeout', None),  # a timeout: transient
         ("connection refused", None),
         ("manifest unknown: manifest unknown", None),
     ],
