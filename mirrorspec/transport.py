@@ -48,7 +48,9 @@ the socket anywhere), and since it is ours it is never closed behind our back an
 another file. It is closed with the connection. A connection cut after its response was read
 and then returned to the pool is found dead by urllib3's check on the next checkout and
 replaced. What the reaper cannot cut: a DNS lookup (`getaddrinfo` blocks in C); the connect
-itself is bounded by its socket timeout, set to what is left of the deadline.
+itself is bounded by its socket timeout, set to what is left of the deadline (for each address
+a name resolves to). Not covered here: skopeo's own requests, and the AWS and Azure SDKs, which
+keep their own timeouts and retries.
 """
 
 from __future__ import annotations
