@@ -36,6 +36,7 @@ from .credentials import redact, register_environment_secrets
 from .errors import MirrorspecError
 from .plan import to_json
 from .redaction import RedactingStream
+from .transport import BODY_TIMEOUTS, DEFAULT_TIMEOUT, HOST_BUDGET_TIMEOUTS
 
 __all__ = ["configure_logging", "main"]
 
@@ -75,7 +76,17 @@ def _format(*choices: str) -> Callable[[Any], Any]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="mirrorspec")
 @click.option("-v", "--verbose", count=True, help="More logging on stderr (-vv for debug).")
-def cli(verbose: int) -> None:
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1, max=3600),
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="Each registry or API request must connect and send its response headers within SECONDS "
+    f"(its body gets {BODY_TIMEOUTS}x); a timeout is retried at most twice. A host that answers "
+    f"nothing useful for {HOST_BUDGET_TIMEOUTS}x SECONDS is given up for the rest of the run.",
+)
+def cli(verbose: int, timeout: float) -> None:
     """Mirror upstream images and Helm charts into your registries, as one declarative spec.
 
     \b
@@ -89,6 +100,12 @@ def cli(verbose: int) -> None:
     130 / 143 interrupted by SIGINT / SIGTERM.
     """
     configure_logging(verbose)
+
+
+def _timeout() -> float:
+    """The group's `--timeout`, for the command running now."""
+    value = click.get_current_context().find_root().params.get("timeout", DEFAULT_TIMEOUT)
+    return float(value)
 
 
 def configure_logging(verbose: int) -> None:
@@ -301,8 +318,9 @@ def terraform_external() -> None:
     """
     from . import terraform
 
+    timeout = _timeout()
     try:
-        answer = terraform.external(sys.stdin.read())
+        answer = terraform.external(sys.stdin.read(), context=lambda spec: RunContext(spec, timeout=timeout))
     except MirrorspecError as exc:
         raise MirrorspecError(terraform.one_line(str(exc))) from None
     click.echo(answer)
@@ -358,7 +376,8 @@ def import_skopeo(
 
 @contextmanager
 def _run(spec_file: Path, workers: int, *, rotate_credentials: bool = False) -> Iterator[RunContext]:
-    ctx = RunContext(specmod.load_spec(spec_file), workers=workers, rotate_credentials=rotate_credentials)
+    spec = specmod.load_spec(spec_file)
+    ctx = RunContext(spec, workers=workers, rotate_credentials=rotate_credentials, timeout=_timeout())
     try:
         yield ctx
     finally:

@@ -17,6 +17,7 @@ from . import paths
 from .credentials import BasicAuth, resolve_basic_auth
 from .oci import RegistryClient
 from .spec import Spec
+from .transport import DEFAULT_TIMEOUT, Transport
 
 __all__ = ["ACR_API_VERSION", "Endpoint", "RunContext"]
 
@@ -53,6 +54,11 @@ class RunContext:
     Azure: `DefaultAzureCredential` (narrowed by the target's tenant / client id) and a
     `ContainerRegistryManagementClient` pinned to `ACR_API_VERSION`; tests inject factories
     that point them at the ARM contract emulator.
+
+    `timeout` (the CLI's `--timeout`) bounds every HTTP request of the run through one
+    `transport`: connect + TLS + response headers within it, a body within 10 times it, and a
+    host that answers nothing useful for 4 times it is given up for the rest of the run
+    (`mirrorspec.transport`).
     """
 
     spec: Spec
@@ -63,11 +69,16 @@ class RunContext:
     registry_overrides: dict[str, Endpoint] = field(default_factory=dict)
     # Re-send upstream secrets a registry cannot show back (Harbor masks them on read).
     rotate_credentials: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+    transport: Transport = field(init=False, repr=False)
     _clients: dict[Endpoint, RegistryClient] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _sources: dict[str, Endpoint] = field(default_factory=dict, repr=False)
     _azure: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
     _aws: dict[tuple[str, str, str | None], Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.transport = Transport(self.timeout)
 
     def endpoint(
         self,
@@ -185,6 +196,8 @@ class RunContext:
                     insecure=endpoint.insecure,
                     ca_bundle=endpoint.ca_bundle,
                     pool_size=max(self.workers, 4),
+                    timeout=self.timeout,
+                    transport=self.transport,
                 )
                 self._clients[endpoint] = client
             return client

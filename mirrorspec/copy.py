@@ -76,6 +76,7 @@ from pathlib import Path
 from .context import Endpoint, RunContext
 from .credentials import redact
 from .errors import MirrorspecError, RegistryError
+from .tls_failures import explain_tls_failure
 
 __all__ = [
     "CopyJob",
@@ -497,7 +498,9 @@ def _copy_one(
     if proc.returncode != 0 or failures:
         # skopeo logs Go-quoted messages; the last error is the one that ended the copy.
         detail = _go_unquote(failures[-1]) if failures else _last_line(stderr)
-        return redact(f"skopeo exited {proc.returncode}: {detail}"), is_transient(detail)
+        # A TLS failure in Go's words becomes its real reason (never a hint to go insecure).
+        reason = explain_tls_failure(detail) or detail
+        return redact(f"skopeo exited {proc.returncode}: {reason}"), is_transient(detail)
     return None, False
 
 

@@ -49,13 +49,12 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
-from urllib3.response import BaseHTTPResponse
-from urllib3.util.retry import Retry
 
 from mirrorspec import __version__
 from mirrorspec.errors import RegistryError
 from mirrorspec.redaction import clip, register_secret
+from mirrorspec.tls_failures import explain_tls_failure
+from mirrorspec.transport import BodyTimeout, GaveUp, Transport, attempts_note
 
 __all__ = ["MANIFEST_ACCEPT", "Manifest", "RegistryClient"]
 
@@ -70,10 +69,6 @@ _MANIFEST_TYPES = frozenset(MANIFEST_ACCEPT.split(", "))
 
 # distribution-spec suggests registries accept manifests up to 4 MiB; anything larger is abuse.
 _MAX_MANIFEST_BYTES = 4 << 20
-_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-# A hostile or confused Retry-After (hours) must not stall a whole sync run.
-_RETRY_AFTER_CAP = 60.0
-_BACKOFF_MAX = 30.0
 _DEFAULT_TOKEN_TTL = 60  # token.md: "defaults to 60 seconds" when expires_in is absent
 _MAX_TAG_PAGES = 10_000
 # One tag list page: Docker Hub and distribution answer every tag in one page; 100,000 tags
@@ -88,9 +83,6 @@ _MAX_STALLED_PAGES = 10
 _MAX_TOKEN_BYTES = 1 << 20
 _MAX_TOKEN_TTL = 86_400
 _MAX_REDIRECTS = 10
-# A body (tag list, manifest, config, token) must arrive within this many read timeouts
-# (5 minutes by default): 8 MiB in that time is ~220 kbit/s.
-_BODY_TIMEOUTS = 10
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _USER_AGENT = f"mirrorspec/{__version__}"
 
@@ -119,14 +111,6 @@ class Manifest:
         if not isinstance(value, dict):
             raise ValueError("manifest is not a JSON object")
         return value
-
-
-class _Retry(Retry):
-    """urllib3's Retry, with Retry-After capped (urllib3 < 2.5 has no cap of its own)."""
-
-    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
-        value = super().get_retry_after(response)
-        return None if value is None else min(value, _RETRY_AFTER_CAP)
 
 
 @dataclass(frozen=True)
@@ -295,7 +279,12 @@ class RegistryClient:
         retries: int = 5,
         backoff: float = 0.5,
         pool_size: int = 16,
+        transport: Transport | None = None,
     ) -> None:
+        """`transport` is the run's (`RunContext.transport`): its timeout and per-host budget
+        apply, shared with the run's other clients; without one, the client has its own with
+        `timeout`. A request is retried `retries` times (timeouts at most twice; see
+        `mirrorspec.transport`), backing off from `backoff` seconds."""
         if not host or "/" in host or host != host.strip():
             raise RegistryError(f"invalid registry host {host!r}: expected host[:port]", registry=str(host))
         self.host = host
@@ -304,7 +293,8 @@ class RegistryClient:
         self._password = password
         self._insecure = insecure
         self._verify: bool | str = False if insecure else (ca_bundle or True)
-        self._timeout = timeout
+        self._transport = transport or Transport(timeout)
+        self._timeout = self._transport.timeout
         self._retries = retries
         # None = not probed yet; only an insecure client may end up on plain http.
         self._scheme: str | None = None if insecure else "https"
@@ -323,22 +313,16 @@ class RegistryClient:
         session = _Session()
         session.trust_env = False  # REQUESTS_CA_BUNDLE & co. would override verify=
         session.headers["User-Agent"] = _USER_AGENT
-        retry = _Retry(
-            total=retries,
-            connect=retries,
-            read=retries,
-            status=retries,
-            other=0,  # TLS failures and the like: retrying cannot help, fail fast
-            allowed_methods=frozenset({"GET", "HEAD"}),
-            status_forcelist=_RETRY_STATUSES,
-            backoff_factor=backoff,
-            backoff_jitter=backoff,
-            backoff_max=_BACKOFF_MAX,
-            respect_retry_after_header=True,
-            raise_on_status=False,  # the last response becomes a RegistryError with its status
-            raise_on_redirect=False,
+        # Timeouts, broken connections and 429/5xx are retried by the adapter, counted and
+        # bounded by the deadline and the host's budget; TLS failures are not retried. The
+        # last 429/5xx answer comes back as it is and becomes a RegistryError with its status.
+        adapter = self._transport.adapter(
+            retries=retries,
+            backoff=backoff,
+            methods=frozenset({"GET", "HEAD"}),
+            pool_connections=4,
+            pool_maxsize=pool_size,
         )
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=retry)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         self._session = session
@@ -612,8 +596,7 @@ class RegistryClient:
                 url,
                 headers=headers,
                 verify=self._verify,
-                timeout=self._timeout,
-                stream=True,
+                stream=True,  # the deadlines are the transport's (connect + headers, then body)
                 allow_redirects=False,
             )
             location = resp.headers.get("Location")
@@ -826,9 +809,19 @@ class RegistryClient:
             raise too_big()
         chunks: list[bytes] = []
         size = 0
-        # The read timeout restarts with every byte: a server sending one byte a second
-        # would never time out. The whole body gets a deadline of its own.
-        deadline = time.monotonic() + _BODY_TIMEOUTS * self._timeout
+
+        def late() -> RegistryError:
+            return self._error(
+                f"{what} from {self.host} did not arrive within {self._transport.body_timeout:g}s "
+                f"({size} bytes so far)",
+                repository=repository,
+            )
+
+        # A socket's read timeout restarts with every byte: a server sending one byte a second
+        # would never time out. The transport gives the whole body a deadline of its own and
+        # cuts the connection when it passes (a read blocked on a 64 KiB chunk returns then);
+        # the check below is the same deadline seen from here.
+        deadline = time.monotonic() + self._transport.body_timeout
         try:
             # Counted as it arrives too: Content-Length may be absent (chunked) or encoded.
             for chunk in resp.iter_content(chunk_size=65536):
@@ -836,12 +829,10 @@ class RegistryClient:
                 if size > max_bytes:
                     raise too_big()
                 if time.monotonic() > deadline:
-                    raise self._error(
-                        f"{what} from {self.host} did not arrive within {_BODY_TIMEOUTS * self._timeout:g}s "
-                        f"({size} bytes so far)",
-                        repository=repository,
-                    )
+                    raise late()
                 chunks.append(chunk)
+        except BodyTimeout as exc:
+            raise late() from exc
         except requests.exceptions.RequestException as exc:
             raise self._transport_error(exc, repository, resp.url) from exc
         return b"".join(chunks)
@@ -959,18 +950,21 @@ class RegistryClient:
         service: str | None = None,
     ) -> RegistryError:
         target = service or self.host
-        if isinstance(exc, requests.exceptions.SSLError):
-            text = str(exc)
-            if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-                message = f"TLS verification failed for {target}: set ca-bundle or insecure"
-            else:
-                message = f"TLS handshake with {target} failed: if it serves plain HTTP, set insecure"
+        if isinstance(exc, GaveUp):
+            # Says what timed out, after how many attempts and how long in all, or that the
+            # host's budget is spent (mirrorspec.transport); it names the host it waited for.
+            message = str(exc) if service is None else f"{service}: {exc}"
+        elif isinstance(exc, requests.exceptions.SSLError):
+            # The real reason (hostname mismatch, unknown authority, expired...); `insecure` is
+            # suggested only when the server answered the handshake in plain HTTP.
+            message = explain_tls_failure(str(exc), target) or f"TLS handshake with {target} failed"
         elif _is_timeout(exc):
-            message = f"timed out talking to {target} after {self._timeout:g}s"
+            # A read that got no byte for a whole timeout, in a body (headers have a deadline).
+            message = f"{target} sent no data for {self._timeout:g}s"
         elif isinstance(exc, requests.exceptions.ConnectionError):
             match = _ERRNO.search(str(exc))
             reason = match[1].strip() if match else type(exc).__name__
-            message = f"cannot connect to {target}: {reason} ({urlsplit(url).scheme})"
+            message = f"cannot connect to {target}: {reason} ({urlsplit(url).scheme}){attempts_note(exc)}"
         elif isinstance(exc, requests.exceptions.TooManyRedirects):
             message = f"too many redirects from {target}"
         else:

@@ -26,7 +26,6 @@ from testbed import (
     push_image,
     retag,
 )
-from urllib3 import HTTPResponse
 
 from mirrorspec.errors import RegistryError
 from mirrorspec.oci import (
@@ -34,7 +33,6 @@ from mirrorspec.oci import (
     Manifest,
     RegistryClient,
     _parse_challenges,
-    _Retry,
 )
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -281,7 +279,10 @@ def test_tls_without_ca_fails_with_a_tls_message(tls_registry: RegistryServer) -
     client = RegistryClient(tls_registry.host, **alice(tls_registry), retries=1)
     with client, pytest.raises(RegistryError) as info:
         client.ping()
-    assert str(info.value) == (f"TLS verification failed for {tls_registry.host}: set ca-bundle or insecure")
+    assert str(info.value) == (
+        f"TLS certificate of {tls_registry.host} is not trusted (unknown authority): "
+        "set ca-bundle to the CA that signed it"
+    )
     assert info.value.status is None
 
 
@@ -458,12 +459,6 @@ def test_retry_after_is_honoured(fake: Callable[[Responder], FakeServer]) -> Non
     assert server.requests[1].at - server.requests[0].at >= 0.95
 
 
-def test_retry_after_is_capped() -> None:
-    retry = _Retry(total=1, respect_retry_after_header=True)
-    response = HTTPResponse(body=b"", status=429, headers={"Retry-After": "86400"})
-    assert retry.get_retry_after(response) == 60.0
-
-
 def test_5xx_exhausting_retries_reports_the_status(fake: Callable[[Responder], FakeServer]) -> None:
     def respond(seen: Seen, n: int) -> tuple[int, dict[str, str], bytes]:
         return 503, JSON, b'{"errors":[{"code":"UNAVAILABLE","message":"down for maintenance"}]}'
@@ -553,7 +548,9 @@ def test_read_timeout_is_one_clear_line(fake: Callable[[Responder], FakeServer])
     client = RegistryClient(server.host, insecure=True, retries=0, timeout=0.2)
     with client, pytest.raises(RegistryError) as info:
         client.ping()
-    assert str(info.value) == f"timed out talking to {server.host} after 0.2s"
+    message = str(info.value)
+    expected = f"no answer from {server.host} within 0.2s (response headers; 1 attempt, "
+    assert message.startswith(expected), message
 
 
 def test_www_authenticate_parsing() -> None:

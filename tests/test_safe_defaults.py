@@ -1,8 +1,9 @@
 """Safe defaults, as a user meets them through the real CLI.
 
 - TLS is verified: a registry with a self-signed certificate (a trustme CA) is refused, on
-  the source side and on the target side, with one line naming the host and the two ways
-  out (`ca-bundle` or `insecure`); giving the CA makes it trusted; `insecure: true` is
+  the source side and on the target side, with one line naming the host, the reason (unknown
+  authority) and the fix (`ca-bundle`, never `insecure`, which would accept an interception
+  too); giving the CA makes it trusted; `insecure: true` is
   accepted, works end to end, and every plan — table and JSON — says so.
 - Nothing is deleted without `--prune`: a managed Harbor replication policy that left the
   spec is kept by plan and apply, and deleted only with `--prune`.
@@ -146,8 +147,9 @@ def test_a_self_signed_registry_is_refused_in_one_line_naming_host_and_fix(
         assert proc.returncode == 1
         assert proc.stderr.count("\n") == 1, proc.stderr
         line = proc.stderr.strip()
-        assert line.startswith("error: ") and f"TLS verification failed for {refused}" in line
-        assert "ca-bundle" in line and "insecure" in line
+        assert line.startswith("error: ") and f"TLS certificate of {refused} is not trusted" in line
+        # The fix is the CA; `insecure` would also accept an interception, so it is not offered.
+        assert "set ca-bundle to the CA that signed it" in line and "insecure" not in line
     assert copied_tags(tls_registry, dest_repository(lab, self_signed_source)) == []
 
 

@@ -73,6 +73,7 @@ from ..errors import (
 from ..plan import Artifact, Change, Copy, CopyTag, Note, Resource
 from ..redaction import clip
 from ..spec import AcrTarget, AzureKeyVaultRef, Source
+from ..tls_failures import explain_tls_failure
 from . import base
 
 __all__ = [
@@ -861,28 +862,25 @@ def endpoint(target: Any, ctx: RunContext) -> Endpoint:
         data["tenant"] = target.tenant_id
     url = f"https://{reached.host}/oauth2/exchange"
     # The exchange only mints a token, so repeating it is safe: retried like a GET, or one
-    # reset connection or 503 from the login server fails the whole plan.
-    from requests.adapters import HTTPAdapter
-    from urllib3.util.retry import Retry
-
-    retry = Retry(
-        total=5,
-        allowed_methods=frozenset({"POST"}),
-        status_forcelist=(429, 500, 502, 503, 504),
-        backoff_factor=EXCHANGE_BACKOFF,
-        respect_retry_after_header=True,
-        raise_on_status=False,
-    )
+    # reset connection or 503 from the login server fails the whole plan. The run's transport
+    # bounds it (`--timeout`: deadline, counted retries, the host's budget).
+    adapter = ctx.transport.adapter(retries=5, backoff=EXCHANGE_BACKOFF, methods=frozenset({"POST"}))
     try:
         with requests.Session() as session:
             session.trust_env = False  # like RegistryClient: verify= must not be overridden
-            session.mount("https://", HTTPAdapter(max_retries=retry))
+            session.mount("https://", adapter)
             response = session.post(
-                url, data=data, timeout=30, verify=False if reached.insecure else (reached.ca_bundle or True)
+                url, data=data, verify=False if reached.insecure else (reached.ca_bundle or True)
             )
     except requests.RequestException as exc:
+        # A TLS failure keeps its real reason, and never suggests `insecure`.
+        reason = (
+            explain_tls_failure(str(exc), reached.host)
+            if isinstance(exc, requests.exceptions.SSLError)
+            else None
+        )
         raise ProviderError(
-            redact(f"token exchange at {login_server}: {_request_reason(exc)}"),
+            redact(f"token exchange at {login_server}: {reason or _request_reason(exc)}"),
             provider="acr",
             target=target.name,
             operation="oauth2/exchange",

@@ -75,8 +75,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from .. import paths
 from ..context import Endpoint, RunContext
@@ -91,6 +89,7 @@ from ..errors import (
 from ..plan import Artifact, Change, Copy, Note, Resource
 from ..redaction import clip
 from ..spec import HarborTarget
+from ..tls_failures import explain_tls_failure
 from . import base
 
 __all__ = [
@@ -948,18 +947,18 @@ class _Api:
         session.headers.update({"Accept": "application/json", "User-Agent": "mirrorspec"})
         if reach.auth is not None:
             session.auth = (reach.auth.username, reach.auth.password)
-        retry = Retry(
-            total=4,
-            # 500 too: Harbor answers it for passing database and job-service trouble, and
-            # these methods are safe to repeat (a DELETE's 404 counts as done).
-            status_forcelist=(429, 500, 502, 503, 504),
-            allowed_methods=frozenset({"GET", "PUT", "DELETE"}),
-            backoff_factor=RETRY_BACKOFF,
-            respect_retry_after_header=True,
-            raise_on_status=False,
+        # The run's deadlines and per-host budget (`--timeout`), and counted retries of
+        # timeouts and of 429/5xx: 500 too, Harbor answers it for passing database and
+        # job-service trouble, and these methods are safe to repeat (a DELETE's 404 counts as
+        # done). POSTs are retried by `create`, which looks first.
+        adapter = ctx.transport.adapter(
+            retries=4,
+            backoff=RETRY_BACKOFF,
+            methods=frozenset({"GET", "PUT", "DELETE"}),
+            statuses=frozenset({429, 500, 502, 503, 504}),
         )
-        session.mount("https://", HTTPAdapter(max_retries=retry))
-        session.mount("http://", HTTPAdapter(max_retries=retry))
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
         self.session = session
 
     def close(self) -> None:
@@ -985,7 +984,6 @@ class _Api:
             json=None if body is _NO_BODY else body,
             headers={"X-Request-Id": request_id, **(headers or {})},
             verify=self.verify,
-            timeout=60,
         )
         if response.status_code not in expect:
             code, message = _error_of(response)
@@ -1186,8 +1184,10 @@ def _mapped(target: HarborTarget, operation: str) -> Iterator[None]:
             redact(" ".join(message.split())), provider="harbor", target=target.name, operation=operation
         ) from None
     except requests.exceptions.SSLError as exc:
+        # The real reason; never "insecure" for a certificate that does not verify.
+        explained = explain_tls_failure(str(exc), target.url)
         raise ProviderError(
-            redact(f"TLS failed talking to {target.url}: {_reason(exc)} (set ca-bundle or insecure)"),
+            redact(explained or f"TLS failed talking to {target.url}: {_reason(exc)}"),
             provider="harbor",
             target=target.name,
             operation=operation,

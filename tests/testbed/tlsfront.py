@@ -1,0 +1,152 @@
+"""A TLS front with a certificate the test chooses: for a wrong host, from an unknown CA, expired.
+
+`TlsFront(backend_host)` terminates TLS on a loopback port and forwards the bytes, both ways,
+to a plain-HTTP backend (a real docker-registry, say), so that clients see a registry whose only
+fault is its certificate. `certificates(workdir)` makes the usual bad ones with trustme; the
+front serves `front.certificate` to each new connection, and the test may change it at any
+moment (connections already open keep theirs), e.g. between `apply`'s plan and its copies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import socket
+import ssl
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ["Certificates", "TlsFront", "certificates", "server_context"]
+
+
+@dataclass(frozen=True)
+class Certificates:
+    """PEM files (certificate chain + key in one) for 127.0.0.1, and the CA a client trusts."""
+
+    ca_file: Path  # the trusted CA: give it as `ca-bundle`
+    good: Path  # for 127.0.0.1, by the trusted CA
+    wrong_host: Path  # for registry.invalid and 127.0.0.2, by the trusted CA
+    unknown_ca: Path  # for 127.0.0.1, by a CA nobody trusts
+    expired: Path  # for 127.0.0.1, by the trusted CA, expired yesterday
+
+
+def certificates(workdir: Path) -> Certificates:
+    import trustme
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    trusted, stranger = trustme.CA(), trustme.CA()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    day = datetime.timedelta(days=1)
+    issued = {
+        "good": trusted.issue_cert("127.0.0.1"),
+        # Names and an IP address, none of them the one asked for (127.0.0.1): Go then lists
+        # the IP addresses it is valid for, Python says "IP address mismatch".
+        "wrong_host": trusted.issue_cert("registry.invalid", "127.0.0.2"),
+        "unknown_ca": stranger.issue_cert("127.0.0.1"),
+        "expired": trusted.issue_cert("127.0.0.1", not_before=now - 30 * day, not_after=now - day),
+    }
+    paths: dict[str, Path] = {}
+    for name, leaf in issued.items():
+        path = workdir / f"{name}.pem"
+        path.write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems) + leaf.private_key_pem.bytes())
+        paths[name] = path
+    ca_file = workdir / "ca.crt"  # `.crt`: skopeo loads only *.crt from a cert dir
+    trusted.cert_pem.write_to_path(str(ca_file))
+    return Certificates(ca_file=ca_file, **paths)
+
+
+def server_context(pem: Path) -> ssl.SSLContext:
+    """A server's TLS context that presents `pem` (one of `Certificates`)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(pem))
+    return context
+
+
+@dataclass
+class TlsFront:
+    backend: str  # host:port of a plain-HTTP server
+    certificate: Path
+    _listener: socket.socket | None = field(default=None, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _open: list[socket.socket] = field(default_factory=list, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def host(self) -> str:
+        assert self._listener is not None, "not started"
+        return f"127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def start(self) -> TlsFront:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        listener.settimeout(0.05)
+        self._listener = listener
+        threading.Thread(target=self._accept, name="tls-front", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.close()
+        with self._lock:
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.close()
+            self._open.clear()
+
+    def __enter__(self) -> TlsFront:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            context = server_context(self.certificate)  # the one chosen now
+            threading.Thread(target=self._serve, args=(conn, context), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, context: ssl.SSLContext) -> None:
+        conn.settimeout(10)
+        try:
+            client = context.wrap_socket(conn, server_side=True)
+        except (ssl.SSLError, OSError):
+            conn.close()  # the client refused our certificate: what the test wants
+            return
+        try:
+            host, port = self.backend.rsplit(":", 1)
+            backend = socket.create_connection((host, int(port)), timeout=10)
+        except OSError:
+            client.close()
+            return
+        client.settimeout(None)
+        backend.settimeout(None)
+        with self._lock:
+            self._open += [client, backend]
+        threading.Thread(target=_pipe, args=(backend, client), daemon=True).start()
+        _pipe(client, backend)
+
+    # Bytes are copied as they come; either side's end closes both.
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while chunk := source.recv(65536):
+            sink.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
