@@ -65,6 +65,7 @@ from pathlib import Path
 from .context import Endpoint, RunContext
 from .credentials import redact
 from .errors import MirrorspecError, RegistryError
+from .storage_damage import BlobDamage, manifest_digest
 
 __all__ = [
     "CopyJob",
@@ -239,6 +240,7 @@ def copy_all(
     skopeo = find_skopeo()
     limit = per_registry if per_registry is not None else default_per_registry(ctx.workers)
     schedule = _Schedule(jobs, limit, retries, backoff)
+    damage = BlobDamage(ctx)
     callback_lock = threading.Lock()
     with _workspace() as workspace:
         crashed: list[BaseException] = []
@@ -252,6 +254,8 @@ def copy_all(
                         return  # interrupted: a killed copy is neither done nor failed
                     if error is None:
                         error = _verify(task.job, ctx)
+                    elif transient and (diagnosis := damage.judge(task.job, error)) is not None:
+                        error, transient = diagnosis, False  # a 5xx that repeats: no retry fixes it
                     result = schedule.finish(task, error, transient)
                     if result is not None and on_done is not None:
                         with callback_lock:
@@ -562,7 +566,7 @@ def _last_line(text: str) -> str:
 def _verify(job: CopyJob, ctx: RunContext) -> str | None:
     """None when the destination now serves the planned digest under the tag."""
     try:
-        actual = ctx.client(job.destination).digest(job.destination_repository, job.tag)
+        actual = manifest_digest(ctx.client(job.destination), job.destination_repository, job.tag)
     except RegistryError as exc:
         return redact(f"copied, but could not verify {job.destination_ref}: {exc}")
     if actual != job.digest:
