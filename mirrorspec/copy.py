@@ -30,7 +30,9 @@ Scheduling, because `skopeo sync` copies one image after another and re-reads ev
   a job waiting out its backoff holds neither a worker nor a registry slot. Authentication,
   authorisation, unknown manifests and anything unrecognised fail at once: retrying cannot
   fix them. skopeo's own `--retry-times` is not used, so that retries happen in one place,
-  with jitter (1.9.3 has none) and counted in the summary.
+  with jitter (1.9.3 has none) and counted in the summary. A 5xx of skopeo's check of a
+  destination blob that repeats for the same blob is damaged storage, not retried
+  (`storage_damage.py`: a full disk leaves docker-registry answering 500 for it forever).
 - Copies running at once go to different destination repositories (round-robin), so the tags
   of one repository, which usually share layers, follow each other and find them there.
 - Tags of one destination repository that share a digest are copied once: the first copy
