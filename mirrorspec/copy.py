@@ -40,7 +40,9 @@ Scheduling, because `skopeo sync` copies one image after another and re-reads ev
   a job waiting out its backoff holds neither a worker nor a registry slot. Authentication,
   authorisation, unknown manifests and anything unrecognised fail at once: retrying cannot
   fix them. skopeo's own `--retry-times` is not used, so that retries happen in one place,
-  with jitter (1.9.3 has none) and counted in the summary.
+  with jitter (1.9.3 has none) and counted in the summary. A 5xx of skopeo's check of a
+  destination blob that repeats for the same blob is damaged storage, not retried
+  (`storage_damage.py`: a full disk leaves docker-registry answering 500 for it forever).
 - Copies running at once go to different destination repositories (round-robin), so the tags
   of one repository, which usually share layers, follow each other and find them there.
 - Tags of one destination repository that share a digest are copied once: the first copy
@@ -76,6 +78,7 @@ from pathlib import Path
 from .context import Endpoint, RunContext
 from .credentials import redact
 from .errors import MirrorspecError, RegistryError
+from .storage_damage import BlobDamage, manifest_digest
 from .tls_failures import explain_tls_failure
 
 __all__ = [
@@ -251,6 +254,7 @@ def copy_all(
     skopeo = find_skopeo()
     limit = per_registry if per_registry is not None else default_per_registry(ctx.workers)
     schedule = _Schedule(jobs, limit, retries, backoff)
+    damage = BlobDamage(ctx)
     callback_lock = threading.Lock()
     with _workspace() as workspace:
         crashed: list[BaseException] = []
@@ -264,6 +268,8 @@ def copy_all(
                         return  # interrupted: a killed copy is neither done nor failed
                     if error is None:
                         error = _verify(task.job, ctx)
+                    elif transient and (diagnosis := damage.judge(task.job, error)) is not None:
+                        error, transient = diagnosis, False  # a 5xx that repeats: no retry fixes it
                     result = schedule.finish(task, error, transient)
                     if result is not None and on_done is not None:
                         with callback_lock:
@@ -616,7 +622,7 @@ def _last_line(text: str) -> str:
 def _verify(job: CopyJob, ctx: RunContext) -> str | None:
     """None when the destination now serves the planned digest under the tag."""
     try:
-        actual = ctx.client(job.destination).digest(job.destination_repository, job.tag)
+        actual = manifest_digest(ctx.client(job.destination), job.destination_repository, job.tag)
     except RegistryError as exc:
         return redact(f"copied, but could not verify {job.destination_ref}: {exc}")
     if actual != job.digest:

@@ -38,6 +38,7 @@ from .plan import (
 from .providers.base import Desired, Observed, Provider
 from .resolve import Resolution, resolve
 from .spec import Target
+from .storage_damage import manifest_digest
 
 __all__ = ["ApplyResult", "apply", "audit", "plan", "selected_targets"]
 
@@ -193,7 +194,7 @@ def check_content(
 
     def check(artifact: Artifact) -> ContentCheck:
         repository = destination_of(ctx, target, artifact)
-        actual = client.digest(repository, artifact.tag)
+        actual = manifest_digest(client, repository, artifact.tag)
         status: Literal["present", "missing", "digest-mismatch"] = (
             "present" if actual == artifact.digest else "missing" if actual is None else "digest-mismatch"
         )

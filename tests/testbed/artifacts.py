@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import subprocess
 import tarfile
 import tempfile
@@ -76,13 +77,19 @@ def push_image(
     seed: str = "",
     docker_format: bool = False,
     user: str | None = None,
+    filler: int = 0,
 ) -> str:
     """Push a one-layer image and return its manifest digest.
 
     `docker_format=True` lets skopeo convert it to a Docker schema2 manifest (`--format v2s2`).
+    `filler` adds a file of that many pseudo-random bytes (a function of `seed`) to the layer:
+    they do not compress, so the layer is a little larger than `filler`.
     """
     text = f"repository={repository}\ntag={tag}\nseed={seed}\n".encode()
-    tar = _tar({"testbed.txt": text})
+    files = {"testbed.txt": text}
+    if filler:
+        files["filler.bin"] = random.Random(f"filler:{seed}").randbytes(filler)
+    tar = _tar(files)
     layer = _gzip(tar)
     config = _json(
         {
