@@ -48,6 +48,15 @@ Scheduling, because `skopeo sync` copies one image after another and re-reads ev
 - Tags of one destination repository that share a digest are copied once: the first copy
   moves the blobs; the others wait for it and then copy from the destination itself
   (`dest@digest` → `dest:tag`), which moves no blob and sends the source no request at all.
+- Copies of one digest into one destination repository run one at a time (a worker takes
+  other ready work meanwhile): each of them re-uploads the same manifest, and
+  docker-registry 2.8 rewrites its revision link on every upload in place, truncating the
+  file first (registry/storage/driver/filesystem/driver.go: `PutContent` → `Writer` →
+  `fp.Truncate(0)`; distribution v3 writes a temporary file and renames it), so a concurrent
+  `GET …/manifests/sha256:…` can read the empty link and answer 500 "invalid checksum digest
+  format" (registry/storage/blobstore.go: `readlink` → `digest.Parse`). Eight such copies at
+  once met it in 21 of 100 rounds here. Serialising per manifest, not per repository, keeps
+  the tags of one repository with different digests copying in parallel.
 - Bytes are not reported: skopeo 1.9.3 prints blob digests off a terminal but neither their
   sizes nor whether a blob was skipped or mounted, so bytes moved are not observable here.
 """
@@ -321,6 +330,13 @@ class _Task:
         job = self.run_job()
         return frozenset({job.source.host.lower(), job.destination.host.lower()})
 
+    def manifest(self) -> tuple[str, str, str]:
+        """The manifest this task uploads: (destination host, repository, digest). Whether
+        skopeo or, one day, a manifest PUT of our own does it, two uploads of one manifest
+        must not overlap (see the module docstring)."""
+        job = self.job
+        return (job.destination.host.lower(), job.destination_repository, job.digest)
+
 
 def _round_robin(tasks: Sequence[_Task]) -> list[_Task]:
     """The first task of every destination repository, then every second one, and so on."""
@@ -364,7 +380,8 @@ class _Schedule:
             self._queues.setdefault(pair, deque()).append(task)
         self._hosts: dict[str, _Host] = {}
         self._limit = max(1, limit)
-        self._waiting: list[_Task] = []  # in backoff, or behind a leader that has not finished
+        self._waiting: list[_Task] = []  # in backoff, or behind a leader or an upload of its manifest
+        self._uploading: set[tuple[str, str, str]] = set()  # manifests of the tasks running now
         self._unfinished = len(self._tasks)
         self._aborted = False
 
@@ -383,6 +400,7 @@ class _Schedule:
                 if task is not None:
                     for host in task.hosts():
                         self._host(host).busy += 1
+                    self._uploading.add(task.manifest())
                     task.attempts += 1
                     if task.attempts == 1:
                         task.started = now
@@ -399,8 +417,12 @@ class _Schedule:
         for queue in self._queues.values():
             while queue:
                 task = queue[0]
-                if task.leader is not None and task.leader.result is None:
-                    self._waiting.append(queue.popleft())  # starts once its leader is done
+                if (task.leader is not None and task.leader.result is None) or (
+                    task.manifest() in self._uploading
+                ):
+                    # starts once its leader, or the upload of the same manifest, is done;
+                    # meanwhile the queue goes on, so a worker takes other work instead
+                    self._waiting.append(queue.popleft())
                     continue
                 if not self._ready(task):
                     break
@@ -409,6 +431,8 @@ class _Schedule:
 
     def _ready(self, task: _Task) -> bool:
         if task.leader is not None and task.leader.result is None:
+            return False
+        if task.manifest() in self._uploading:
             return False
         return all(self._host(h).busy < self._host(h).limit for h in task.hosts())
 
@@ -424,6 +448,7 @@ class _Schedule:
             hosts = task.hosts()
             for host in hosts:
                 self._host(host).busy -= 1
+            self._uploading.discard(task.manifest())
             self._cond.notify_all()
             if error is None:
                 for host in hosts:
