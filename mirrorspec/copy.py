@@ -65,6 +65,7 @@ from pathlib import Path
 from .context import Endpoint, RunContext
 from .credentials import redact
 from .errors import MirrorspecError, RegistryError
+from .files import read_ca_bundle
 
 __all__ = [
     "CopyJob",
@@ -607,10 +608,15 @@ class _Workspace:
         def make(path: Path) -> None:
             path.mkdir(mode=0o700)
             assert endpoint.ca_bundle is not None
+            # Read like every user-named file (a FIFO or /dev/zero must not stall a copy), and
+            # written as read: skopeo then trusts exactly what was checked.
+            pem = read_ca_bundle(endpoint.ca_bundle)
             try:
-                shutil.copyfile(endpoint.ca_bundle, path / "ca.crt")
+                (path / "ca.crt").write_bytes(pem)
             except OSError as exc:
-                raise MirrorspecError(f"cannot read ca-bundle {endpoint.ca_bundle}: {exc.strerror}") from None
+                raise MirrorspecError(
+                    f"cannot write a copy of ca-bundle {endpoint.ca_bundle}: {exc.strerror}"
+                ) from None
 
         return self._once("certs", endpoint, make)
 
