@@ -79,7 +79,11 @@ class FileTooLarge(UnreadableFile):
     def __init__(self, what: str, path: str | Path, size: int | None, limit: int) -> None:
         self.size = size
         self.limit = limit
-        found = f"{_amount(size)}, more than" if size is not None else "larger than"
+        if size is None:
+            found = "larger than"
+        else:  # in bytes when rounding would show the limit itself ("64 KiB, more than 64 KiB")
+            amount = _amount(size) if _amount(size) != _amount(limit) else f"{size:,} bytes"
+            found = f"{amount}, more than"
         super().__init__(what, path, f"it is {found} the limit of {_amount(limit)} for a {what}")
 
 
