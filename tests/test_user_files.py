@@ -2,7 +2,7 @@
 a credential's `{file: path}`, a `ca-bundle`, the file given to `import skopeo`.
 
 Each may be a FIFO nobody writes to (a plain open() blocks forever), a symlink to /dev/zero
-(a plain read() fills memory), a directory, a file over its limit, or missing. Each must end
+(a plain read() fills memory), a directory, a socket, a file over its limit, or missing. Each must end
 in one line on stderr naming the file and what it is, exit 1, no traceback — within the
 subprocess timeout and under the memory limit of tests/test_bad_specs.py, so that a hang or
 an unbounded read fails the test instead of stalling the suite.
@@ -107,6 +107,11 @@ def _directory(path: Path, limit: int) -> None:
     path.mkdir()
 
 
+def _socket(path: Path, limit: int) -> None:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))  # the socket file stays after close (pytest's tmp paths are short)
+
+
 def _oversized(path: Path, limit: int) -> None:
     with path.open("wb") as handle:  # one byte over, so the cap is exact
         handle.write(b"# " + b"x" * (limit - 3) + b"\n" + b"y")
@@ -123,6 +128,7 @@ BAD_FILES: dict[str, tuple[Callable[[Path, int], None], str]] = {
         "it is a character device (through a symlink to /dev/zero), not a regular file",
     ),
     "directory": (_directory, "it is a directory, not a regular file"),
+    "socket": (_socket, "it is a socket, not a regular file"),
     "oversized": (_oversized, "it is {over:,} bytes, more than the limit of"),
     "missing": (_missing, "No such file or directory"),
 }
