@@ -16,7 +16,7 @@ from typing import Any
 from . import paths
 from .credentials import BasicAuth, resolve_basic_auth
 from .oci import RegistryClient
-from .spec import Spec
+from .spec import Spec, check_ca_bundle
 from .transport import DEFAULT_TIMEOUT, Transport
 
 __all__ = ["ACR_API_VERSION", "Endpoint", "RunContext"]
@@ -90,7 +90,10 @@ class RunContext:
     ) -> Endpoint:
         """An endpoint with credentials read now and `ca-bundle` made absolute."""
         auth = resolve_basic_auth(self.spec, credentials) if credentials else None
-        bundle = str((self.spec.base_dir / ca_bundle).resolve()) if ca_bundle else None
+        # Checked again here, just before a client uses it (a library caller may never have
+        # called load_spec, and the file may have changed since): requests would crash on a
+        # missing path ("Could not find a suitable TLS CA certificate bundle") and block on a FIFO.
+        bundle = check_ca_bundle(self.spec, ca_bundle) if ca_bundle else None
         return Endpoint(host, auth, insecure, bundle)
 
     def source_endpoint(self, host: str) -> Endpoint:

@@ -87,6 +87,7 @@ from pathlib import Path
 from .context import Endpoint, RunContext
 from .credentials import redact
 from .errors import MirrorspecError, RegistryError
+from .files import read_ca_bundle
 from .storage_damage import BlobDamage, manifest_digest
 from .tls_failures import explain_tls_failure
 
@@ -725,14 +726,17 @@ class _Workspace:
         with self._lock:
             path = self._certs.get(endpoint)
             if path is None:
+                assert endpoint.ca_bundle is not None
+                # Read like every user-named file (a FIFO or /dev/zero must not stall a copy),
+                # and written as read: skopeo then trusts exactly what was checked.
+                pem = read_ca_bundle(endpoint.ca_bundle)
                 path = self._private_dir() / f"certs-{len(self._certs)}"
                 path.mkdir(mode=0o700)
-                assert endpoint.ca_bundle is not None
                 try:
-                    shutil.copyfile(endpoint.ca_bundle, path / "ca.crt")
+                    (path / "ca.crt").write_bytes(pem)
                 except OSError as exc:
                     raise MirrorspecError(
-                        f"cannot read ca-bundle {endpoint.ca_bundle}: {exc.strerror}"
+                        f"cannot write a copy of ca-bundle {endpoint.ca_bundle}: {exc.strerror}"
                     ) from None
                 self._certs[endpoint] = path
             return path

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import CredentialError
+from .files import MAX_CREDENTIAL_BYTES, UnreadableFile, read_user_file
 from .redaction import MIN_SECRET_LENGTH, redact, register_secret
 from .spec import EnvRef, FileRef, SecretRef, Spec
 
@@ -109,10 +110,16 @@ def _read(ref: SecretRef, spec: Spec, name: str, part: str) -> str:
         if not path.is_absolute():
             path = spec.base_dir / path
         try:
-            return path.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
+            data = read_user_file(path, what="credential file", max_bytes=MAX_CREDENTIAL_BYTES)
+            return data.decode("utf-8").rstrip("\r\n")
+        except UnreadableFile as exc:
             raise CredentialError(
-                f"{prefix}credentials '{name}' {part}: cannot read {ref.file}: {exc.strerror}",
+                f"{prefix}credentials '{name}' {part}: cannot read {ref.file}: {exc.reason}",
+                credential=name,
+            ) from None
+        except UnicodeDecodeError:  # the bytes are not echoed: they are the secret
+            raise CredentialError(
+                f"{prefix}credentials '{name}' {part}: {ref.file} is not UTF-8 text",
                 credential=name,
             ) from None
     raise CredentialError(

@@ -51,8 +51,9 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from . import paths, versions
 from .errors import SpecError
+from .files import UnreadableFile, read_user_file
 from .redaction import register_secret
-from .spec import Host, RegistryTarget, Repository, parse_spec
+from .spec import MAX_SPEC_BYTES, Host, RegistryTarget, Repository, parse_spec
 
 __all__ = ["Converted", "SkopeoFileError", "anchored_regex", "convert_skopeo", "import_skopeo"]
 
@@ -102,9 +103,10 @@ def import_skopeo(
     """Read a skopeo sync file and convert it (see the module docstring for the rules)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SkopeoFileError(f"cannot read skopeo sync file: {exc.strerror}", location=str(path)) from None
+        # The spec's limit: a sync file is a spec's shape, and what it converts to must load.
+        text = read_user_file(path, what="skopeo sync file", max_bytes=MAX_SPEC_BYTES).decode("utf-8")
+    except UnreadableFile as exc:
+        raise SkopeoFileError(f"cannot read skopeo sync file: {exc.reason}", location=str(path)) from None
     except UnicodeDecodeError:
         raise SkopeoFileError("skopeo sync file is not UTF-8 text", location=str(path)) from None
     return convert_skopeo(

@@ -14,9 +14,7 @@ password is refused without echoing it.
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 import types
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,7 +41,7 @@ from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
-from . import paths, versions
+from . import files, paths, versions
 from .errors import SpecError
 
 __all__ = [
@@ -64,6 +62,7 @@ __all__ = [
     "Source",
     "Spec",
     "Target",
+    "check_ca_bundle",
     "harbor_cron_problem",
     "json_schema",
     "load_spec",
@@ -523,17 +522,12 @@ def load_spec(path: str | Path) -> Spec:
     """Read, parse and validate a spec file; every failure is a one-line `SpecError`."""
     path = Path(path)
     try:
-        with path.open("rb") as handle:
-            info = os.fstat(handle.fileno())
-            # A regular file's size is known up front; a pipe's or device's is not, so at
-            # most one byte over the limit is ever read.
-            if stat.S_ISREG(info.st_mode) and info.st_size > MAX_SPEC_BYTES:
-                raise _too_big(info.st_size, str(path))
-            data = handle.read(MAX_SPEC_BYTES + 1)
-    except OSError as exc:
-        raise SpecError(f"cannot read spec: {exc.strerror or exc}", location=str(path)) from None
-    if len(data) > MAX_SPEC_BYTES:
-        raise _too_big(None, str(path))
+        # A regular file only (a FIFO would block, /dev/zero never end), at most the limit.
+        data = files.read_user_file(path, what="spec", max_bytes=MAX_SPEC_BYTES)
+    except files.FileTooLarge as exc:
+        raise _too_big(exc.size, str(path)) from None
+    except files.UnreadableFile as exc:
+        raise SpecError(f"cannot read spec: {exc.reason}", location=str(path)) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -544,7 +538,42 @@ def load_spec(path: str | Path) -> Spec:
         ) from None
     spec = parse_spec(text, filename=str(path))
     spec._base_dir = path.resolve().parent
+    # Offline, but local: a missing or broken CA bundle is a spec error here, not a crash
+    # (or "certificate verify failed") at the first request of a plan.
+    for _, _, value in _ca_bundles(spec):
+        check_ca_bundle(spec, value)
     return spec
+
+
+def _ca_bundles(spec: Spec) -> list[tuple[str, int, str]]:
+    """`(section, index, ca-bundle)` of every source and target that sets a `ca-bundle`."""
+    items: list[tuple[str, int, Source | Target]] = [("sources", i, s) for i, s in enumerate(spec.sources)]
+    items += [("targets", i, t) for i, t in enumerate(spec.targets)]
+    bundles = [(section, i, getattr(item, "ca_bundle", None)) for section, i, item in items]
+    return [(section, i, value) for section, i, value in bundles if value]
+
+
+def check_ca_bundle(spec: Spec, ca_bundle: str) -> str:
+    """The absolute path of `ca-bundle: <ca_bundle>` (relative to the spec's directory),
+    once the file is read and found to be a PEM CA bundle (`files.read_ca_bundle`).
+
+    Otherwise a `SpecError` at the first entry that names it: which file and what is wrong.
+    `load_spec` checks every bundle; `RunContext` checks again before a client uses one.
+    """
+    path = spec.base_dir / ca_bundle  # not resolved yet: a symlink's target is named in errors
+    try:
+        files.read_ca_bundle(path)
+    except files.UnreadableFile as exc:
+        for section, i, value in _ca_bundles(spec):
+            if value == ca_bundle:
+                item: Source | Target = spec.sources[i] if section == "sources" else spec.targets[i]
+                label = f"registry='{item.registry}'" if isinstance(item, Source) else f"name='{item.name}'"
+                raise SpecError(
+                    f"{section}[{i}] ({label}) › ca-bundle: cannot use {ca_bundle}: {exc.reason}",
+                    location=spec.location_of((section, i, "ca-bundle")),
+                ) from None
+        raise SpecError(f"ca-bundle: cannot use {ca_bundle}: {exc.reason}") from None
+    return str(path.resolve())
 
 
 def _too_big(size: int | None, filename: str) -> SpecError:
@@ -586,6 +615,13 @@ def parse_spec(text: str, *, filename: str = "<spec>") -> Spec:
             spec._positions[loc] = _position(tree, loc, filename)
     for i in range(len(tree.get("targets", []))):
         spec._positions[("targets", i)] = _position(tree, ("targets", i), filename)
+    # A CA bundle is read at load (`check_ca_bundle`), after parsing: its errors point here.
+    for section in ("sources", "targets"):
+        for i, item in enumerate(tree.get(section, [])):
+            if "ca-bundle" in item:
+                spec._positions[(section, i, "ca-bundle")] = _position(
+                    tree, (section, i, "ca-bundle"), filename
+                )
     # Resolving finds problems that belong to a repository entry (a Helm dependency cycle).
     for s, source in enumerate(tree.get("sources", [])):
         for r in range(len(source.get("repositories", []))):

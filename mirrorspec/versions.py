@@ -290,11 +290,49 @@ def validate_regex(pattern: str) -> None:
         raise ValueError(f"invalid tag regex '{pattern}': {exc}") from None
 
 
+# distribution-spec (spec.md, "Pulling manifests"): a tag matches
+# [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}, so it is at most 128 characters long.
+MAX_TAG_LENGTH = 128
+
+
 def validate_glob(pattern: str) -> None:
-    """Raise ValueError if `pattern` cannot be a tag glob (empty, '/', whitespace)."""
+    """Raise ValueError if `pattern` cannot be a tag glob (empty, '/', whitespace, or only
+    able to match tags longer than an OCI tag can be)."""
     if not pattern:
         raise ValueError("tag glob must not be empty")
     if "/" in pattern:
         raise ValueError(f"invalid tag glob '{pattern}': '/' cannot occur in a tag")
     if any(ch.isspace() for ch in pattern):
         raise ValueError(f"invalid tag glob '{pattern}': whitespace cannot occur in a tag")
+    shortest = _shortest_match(pattern)
+    if shortest > MAX_TAG_LENGTH:
+        limit = f"an OCI tag is at most {MAX_TAG_LENGTH} characters (distribution-spec)"
+        if not any(ch in pattern for ch in "*?["):
+            raise ValueError(f"tag '{pattern[:40]}…' is {len(pattern)} characters: {limit}")
+        raise ValueError(
+            f"tag glob '{pattern[:40]}…' only matches tags of {shortest} characters or more: {limit}"
+        )
+
+
+def _shortest_match(pattern: str) -> int:
+    """The length of the shortest text `fnmatchcase(text, pattern)` accepts: `*` matches
+    nothing, `?` and a closed `[...]` one character, anything else itself (the rules of
+    fnmatch.translate, including a `[` without its `]` being a literal)."""
+    length, i, n = 0, 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        i += 1
+        if ch == "*":
+            continue
+        if ch == "[":
+            j = i
+            if j < n and pattern[j] == "!":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 1
+            if j < n:  # a closed set: one character; otherwise '[' is a literal
+                i = j + 1
+        length += 1
+    return length

@@ -7,21 +7,25 @@ tests/test_spec.py checks positions and wording case by case in-process; this fi
 catalogue of *kinds* of bad input, each through the real console script. The kinds covered
 (README-ready; `KINDS` below, plus the Helm cycle and the generated specs at the end):
 
-Files (8): a missing file, a path through a file, a directory, a device that never ends
-(/dev/zero), a 10 MB file, an empty file, bytes that are not UTF-8, a UTF-16 file.
+Files (10): a missing file, a path through a file, a directory, a device that never ends
+(/dev/zero), a symlink to it, a FIFO no one writes to, a 10 MB file, an empty file, bytes that
+are not UTF-8, a UTF-16 file.
 YAML (21): a NUL byte, a raw terminal escape sequence, a newline inside a key, an escaped
 terminal sequence in a value, two documents, a top-level list, a top-level scalar, tab
 indentation, an unterminated quoted string, a duplicate key, 100,000 nested `[`, 100,000
 nested `{`, an alias bomb ("billion laughs"), a recursive alias, an undefined alias, a
 `!!python/object` tag, a date Python cannot hold, `!!bool 1`, an integer of 5,000 digits,
 60,000 values in a small file, a 500 KB repository name.
-Schema (18): an unsupported version, a number where a list belongs, a list where a string
+Schema (20): an unsupported version, a number where a list belongs, a list where a string
 belongs, an unknown top-level key, an empty source list, a missing required key, a port
 outside 1-65535, a registry host with user:password@, a Harbor url with user:password@, a
 version constraint that does not parse, a regex that does not compile, a Harbor cron with
 seconds other than 0, a Harbor cron with minute 61, duplicate target names, one ECR
 replication region listed twice, one upstream listed twice with different credentials, a
-literal password, a reference to undefined credentials.
+literal password, a reference to undefined credentials, a 129-character tag, a tag glob
+that only matches tags longer than 128 characters.
+Referenced files (2): a missing `ca-bundle`, a `ca-bundle` that holds no PEM certificate
+(tests/test_user_files.py covers every file a spec names, kind by kind).
 Resolution (3): Helm charts whose dependencies form a cycle (A → B → A, and A → A), from a
 real registry; a tag-regex that backtracks exponentially on a real tag.
 Generated: hypothesis mutations of the example specs (values deleted, replaced, retyped,
@@ -128,6 +132,8 @@ IN_PROCESS = {
     "duplicate-replication-region",
     "literal-password",
     "undefined-credentials",
+    "tag-of-129-characters",
+    "glob-only-longer-than-128",
 }
 
 
@@ -149,12 +155,36 @@ def _dev_zero(tmp: Path) -> Path:
     return Path("/dev/zero")
 
 
+def _symlink_to_dev_zero(tmp: Path) -> Path:
+    (tmp / "spec.yaml").symlink_to("/dev/zero")
+    return tmp / "spec.yaml"
+
+
+def _fifo(tmp: Path) -> Path:
+    os.mkfifo(tmp / "spec.yaml")  # nobody ever opens it for writing: a blocking open() never returns
+    return tmp / "spec.yaml"
+
+
 KINDS = [
     # --- the file itself ------------------------------------------------------------------
     Kind("missing-file", None, "cannot read spec: No such file or directory", None, path=_missing),
     Kind("path-through-a-file", None, "cannot read spec: Not a directory", None, path=_through_a_file),
     Kind("directory", None, "is a directory", None, path=_directory),
-    Kind("endless-device", None, "spec is larger than the limit of 1 MiB", None, path=_dev_zero),
+    Kind(
+        "endless-device",
+        None,
+        "cannot read spec: it is a character device, not a regular",
+        None,
+        path=_dev_zero,
+    ),
+    Kind(
+        "symlink-to-endless-device",
+        None,
+        "cannot read spec: it is a character device (through a symlink to /dev/zero), not a regular file",
+        None,
+        path=_symlink_to_dev_zero,
+    ),
+    Kind("fifo", None, "cannot read spec: it is a named pipe (FIFO), not a regular file", None, path=_fifo),
     Kind(
         "10-mb-file",
         "version: 1\n" + "# padding\n" * 1_000_000,
@@ -330,6 +360,31 @@ KINDS = [
         "unknown credentials 'lab-push'",
         "11:18",
     ),
+    Kind(
+        "tag-of-129-characters",
+        VALID.replace('"7.2.4"', f'"7.2.4", "{"x" * 129}"'),
+        f"tags: tag '{'x' * 40}…' is 129 characters: an OCI tag is at most 128 characters",
+        "6:15",
+    ),
+    Kind(
+        "glob-only-longer-than-128",
+        VALID.replace('"7.2.4"', f'"v{"?" * 128}*"'),
+        "only matches tags of 129 characters or more: an OCI tag is at most 128 characters",
+        "6:15",
+    ),
+    # --- files the spec names, read at load (offline, local) ------------------------------
+    Kind(
+        "missing-ca-bundle",
+        VALID + "    ca-bundle: certs/internal-ca.pem\n",
+        "targets[0] (name='lab') › ca-bundle: cannot use certs/internal-ca.pem: No such file or directory",
+        "11:16",
+    ),
+    Kind(
+        "ca-bundle-not-pem",
+        VALID + "    ca-bundle: spec.yaml\n",
+        "ca-bundle: cannot use spec.yaml: it holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+        "11:16",
+    ),
 ]
 
 # Each kind runs through one command, in turn, so that every command's error path is seen
@@ -419,7 +474,7 @@ def test_bad_input_is_one_line_and_exit_1(
 
 
 def test_catalogue_has_at_least_30_distinct_kinds() -> None:
-    assert len({kind.id for kind in KINDS}) == len(KINDS) == 8 + 21 + 18  # as the docstring counts
+    assert len({kind.id for kind in KINDS}) == len(KINDS) == 10 + 21 + 20 + 2  # as the docstring counts
     assert {kind.id for kind in KINDS} >= IN_PROCESS
 
 

@@ -80,12 +80,12 @@ from .. import paths
 from ..context import Endpoint, RunContext
 from ..credentials import redact, resolve_basic_auth
 from ..errors import (
-    MirrorspecError,
     ProviderAuthError,
     ProviderConflict,
     ProviderError,
     ProviderThrottled,
 )
+from ..files import read_ca_bundle
 from ..plan import Artifact, Change, Copy, Note, Resource
 from ..redaction import clip
 from ..spec import HarborTarget
@@ -247,11 +247,8 @@ def _ca_fingerprint(ctx: RunContext, ca_bundle: str | None) -> str:
 def _read_ca(ctx: RunContext, ca_bundle: str | None) -> str:
     if not ca_bundle:
         return ""
-    path = ctx.spec.base_dir / ca_bundle
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise MirrorspecError(f"cannot read ca-bundle {ca_bundle}: {exc.strerror}") from None
+    # Certificates are ASCII; text around them (a bundle's comments) need not be UTF-8.
+    return read_ca_bundle(ctx.spec.base_dir / ca_bundle).decode("utf-8", "replace")
 
 
 # --- translate ---------------------------------------------------------------------------
