@@ -42,6 +42,8 @@ __all__ = ["configure_logging", "main"]
 
 log = logging.getLogger("mirrorspec")
 
+MAX_QUERY_CHARACTERS = 1 << 20  # terraform-external's stdin
+
 SPEC = click.argument("spec_file", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
 TARGETS = click.option(
     "--target",
@@ -320,7 +322,10 @@ def terraform_external() -> None:
 
     timeout = _timeout()
     try:
-        answer = terraform.external(sys.stdin.read(), context=lambda spec: RunContext(spec, timeout=timeout))
+        query = sys.stdin.read(MAX_QUERY_CHARACTERS + 1)  # a query is a few hundred bytes
+        if len(query) > MAX_QUERY_CHARACTERS:
+            raise MirrorspecError(f"the query on stdin is larger than {MAX_QUERY_CHARACTERS:,} characters")
+        answer = terraform.external(query, context=lambda spec: RunContext(spec, timeout=timeout))
     except MirrorspecError as exc:
         raise MirrorspecError(terraform.one_line(str(exc))) from None
     click.echo(answer)

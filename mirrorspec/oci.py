@@ -591,14 +591,23 @@ class RegistryClient:
         """
         headers = dict(headers)
         for _ in range(_MAX_REDIRECTS + 1):
-            resp = self._session.request(
-                method,
-                url,
-                headers=headers,
-                verify=self._verify,
-                stream=True,  # the deadlines are the transport's (connect + headers, then body)
-                allow_redirects=False,
-            )
+            try:
+                resp = self._session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    verify=self._verify,
+                    stream=True,  # the deadlines are the transport's (connect + headers, then body)
+                    allow_redirects=False,
+                )
+            except requests.exceptions.RequestException:
+                raise
+            except OSError as exc:
+                # requests opens a ca-bundle path itself and fails with a bare OSError ("Could
+                # not find a suitable TLS CA certificate bundle") if it vanished since it was
+                # checked: say which file, in one line.
+                reason = exc.strerror or "cannot be read"
+                raise self._error(f"cannot use ca-bundle {self._verify} for {self.host}: {reason}") from None
             location = resp.headers.get("Location")
             if resp.status_code not in _REDIRECT_STATUSES or not location:
                 return resp

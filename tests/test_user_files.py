@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import trustme
-from test_bad_specs import assert_one_line_error, run_cli
+from test_bad_specs import MIRRORSPEC, assert_one_line_error, run_cli
+from testbed import RegistryServer
 
 from mirrorspec.context import RunContext
-from mirrorspec.errors import SpecError
+from mirrorspec.errors import RegistryError, SpecError
 from mirrorspec.files import MAX_CA_BUNDLE_BYTES, MAX_CREDENTIAL_BYTES
+from mirrorspec.oci import RegistryClient
 from mirrorspec.spec import MAX_SPEC_BYTES, load_spec
 
 SPEC = """\
@@ -291,3 +294,35 @@ def test_a_tag_of_128_characters_and_a_glob_that_can_match_one_are_valid(tmp_pat
     spec.write_text(text.replace('"v1"', tags), encoding="utf-8")
     result = run_cli("validate", str(spec), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_ca_bundle_gone_between_the_check_and_the_request_is_one_line(
+    tls_registry: RegistryServer, tmp_path: Path
+) -> None:
+    """The narrowest window: the client is built with a bundle that vanishes before its first
+    request. requests opens the path itself and raises a bare OSError; the client names the file."""
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(Path(str(tls_registry.ca_file)).read_bytes())
+    with RegistryClient(
+        tls_registry.host, ca_bundle=str(bundle), username="alice", password="x" * 8
+    ) as client:
+        bundle.unlink()
+        with pytest.raises(RegistryError) as caught:
+            client.ping()
+    assert str(caught.value).startswith(f"cannot use ca-bundle {bundle} for {tls_registry.host}: "), (
+        caught.value
+    )
+
+
+def test_terraform_external_reads_a_bounded_query(tmp_path: Path) -> None:
+    """stdin is a pipe the caller controls: 2 MiB of it is refused in one line, not read whole."""
+    result = subprocess.run(
+        [str(MIRRORSPEC), "terraform-external"],
+        input="x" * (2 << 20),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == ["error: the query on stdin is larger than 1,048,576 characters"]
