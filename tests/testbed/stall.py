@@ -21,11 +21,10 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from types import TracebackType
+
+from .rawserver import RawServer
 
 __all__ = ["StallServer"]
 
@@ -33,71 +32,31 @@ _STATUS = b"HTTP/1.1 200 OK\r\n"
 _BODY_HEADERS = b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 
-@dataclass
-class StallServer:
-    mode: str | Callable[[str], str]  # silent | headers | body, or path -> one of them
-    interval: float = 1.0
-    ssl_context: ssl.SSLContext | None = None
-    address: str = "127.0.0.1"
-    accepted: list[float] = field(default_factory=list)
-    _listener: socket.socket | None = field(default=None, repr=False)
-    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
-    _open: list[socket.socket] = field(default_factory=list, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def __post_init__(self) -> None:
-        assert callable(self.mode) or self.mode in ("silent", "headers", "body"), self.mode
-
-    @property
-    def host(self) -> str:
-        assert self._listener is not None, "not started"
-        return f"{self.address}:{self._listener.getsockname()[1]}"
+class StallServer(RawServer):
+    def __init__(
+        self,
+        mode: str | Callable[[str], str],  # silent | headers | body, or path -> one of them
+        interval: float = 1.0,
+        ssl_context: ssl.SSLContext | None = None,
+        address: str = "127.0.0.1",
+    ) -> None:
+        assert callable(mode) or mode in ("silent", "headers", "body"), mode
+        super().__init__()
+        self.mode = mode
+        self.interval = interval
+        self.ssl_context = ssl_context
+        self.address = address
+        self.accepted: list[float] = []  # monotonic time of every accepted connection
 
     @property
     def url(self) -> str:
         return f"{'https' if self.ssl_context else 'http'}://{self.host}"
 
-    def start(self) -> StallServer:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self.address, 0))
-        listener.listen(64)
-        listener.settimeout(0.05)
-        self._listener = listener
-        threading.Thread(target=self._accept, name="stall-accept", daemon=True).start()
-        return self
+    def on_accept(self, conn: socket.socket) -> None:
+        self.accepted.append(time.monotonic())
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._listener is not None:
-            self._listener.close()
-        with self._lock:
-            for sock in self._open:
-                with contextlib.suppress(OSError):
-                    sock.close()
-            self._open.clear()
-
-    def __enter__(self) -> StallServer:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def _accept(self) -> None:
-        assert self._listener is not None
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return  # closed by stop()
-            self.accepted.append(time.monotonic())
-            with self._lock:
-                self._open.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), name="stall-conn", daemon=True).start()
+    def serve(self, conn: socket.socket) -> None:
+        self._serve(conn)
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -142,8 +101,7 @@ class StallServer:
         except (ssl.SSLError, OSError):
             return None
         sock.settimeout(0.1)
-        with self._lock:
-            self._open.append(sock)
+        self.track(sock)
         return sock
 
     def _read_request(self, sock: socket.socket) -> str | None:

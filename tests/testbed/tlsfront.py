@@ -14,9 +14,10 @@ import datetime
 import socket
 import ssl
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
+
+from .rawserver import RawServer
 
 __all__ = ["Certificates", "TlsFront", "certificates", "server_context"]
 
@@ -64,58 +65,14 @@ def server_context(pem: Path) -> ssl.SSLContext:
     return context
 
 
-@dataclass
-class TlsFront:
-    backend: str  # host:port of a plain-HTTP server
-    certificate: Path
-    _listener: socket.socket | None = field(default=None, repr=False)
-    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
-    _open: list[socket.socket] = field(default_factory=list, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+class TlsFront(RawServer):
+    def __init__(self, backend: str, certificate: Path) -> None:
+        super().__init__()
+        self.backend = backend  # host:port of a plain-HTTP server
+        self.certificate = certificate
 
-    @property
-    def host(self) -> str:
-        assert self._listener is not None, "not started"
-        return f"127.0.0.1:{self._listener.getsockname()[1]}"
-
-    def start(self) -> TlsFront:
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(64)
-        listener.settimeout(0.05)
-        self._listener = listener
-        threading.Thread(target=self._accept, name="tls-front", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._listener is not None:
-            self._listener.close()
-        with self._lock:
-            for sock in self._open:
-                with contextlib.suppress(OSError):
-                    sock.close()
-            self._open.clear()
-
-    def __enter__(self) -> TlsFront:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def _accept(self) -> None:
-        assert self._listener is not None
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            context = server_context(self.certificate)  # the one chosen now
-            threading.Thread(target=self._serve, args=(conn, context), daemon=True).start()
+    def serve(self, conn: socket.socket) -> None:
+        self._serve(conn, server_context(self.certificate))  # the one chosen now
 
     def _serve(self, conn: socket.socket, context: ssl.SSLContext) -> None:
         conn.settimeout(10)
@@ -132,8 +89,8 @@ class TlsFront:
             return
         client.settimeout(None)
         backend.settimeout(None)
-        with self._lock:
-            self._open += [client, backend]
+        self.track(client)
+        self.track(backend)
         threading.Thread(target=_pipe, args=(backend, client), daemon=True).start()
         _pipe(client, backend)
 

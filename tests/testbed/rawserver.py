@@ -1,0 +1,84 @@
+"""The lifecycle every raw-socket test server shares: listen on loopback, accept in a thread,
+serve each connection in its own, and close everything that is still open on `stop()`.
+
+For servers that must misbehave below HTTP (`stall.StallServer`, `tlsfront.TlsFront`); servers
+that speak HTTP use `http.server` (`hostile.py`, `faults.py`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from types import TracebackType
+from typing import Any
+
+__all__ = ["RawServer"]
+
+
+class RawServer:
+    """Subclasses implement `serve(conn)`; `track(sock)` adds a socket for `stop()` to close."""
+
+    address = "127.0.0.1"
+
+    def __init__(self) -> None:
+        self._listener: socket.socket | None = None
+        self._stop = threading.Event()
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    @property
+    def host(self) -> str:
+        assert self._listener is not None, "not started"
+        return f"{self.address}:{self._listener.getsockname()[1]}"
+
+    def start(self) -> Any:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.address, 0))
+        listener.listen(64)
+        listener.settimeout(0.05)
+        self._listener = listener
+        threading.Thread(target=self._accept, name=f"{type(self).__name__}-accept", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.close()
+        with self._lock:
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.close()
+            self._open.clear()
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def track(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.append(sock)
+
+    def on_accept(self, conn: socket.socket) -> None:
+        """Called in the accept thread for each new connection, before it is served."""
+
+    def serve(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # closed by stop()
+            self.track(conn)
+            self.on_accept(conn)
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
