@@ -91,7 +91,8 @@ BEHAVIOURS = {
     "exit-1": "print('fatal: the registry went away', file=sys.stderr)\nsys.exit(1)",
     # the real skopeo, as a child, so that its exit code can be recorded
     "real": (
-        f"rc = subprocess.call([{REAL_SKOPEO!r}, *args])\n"
+        # close_fds=False: the auth files are inherited descriptors (/proc/self/fd/N)
+        f"rc = subprocess.call([{REAL_SKOPEO!r}, *args], close_fds=False)\n"
         'output.write_text(json.dumps({**record, "rc": rc}))\n'
         "sys.exit(rc)"
     ),

@@ -80,7 +80,8 @@ record = {{"argv": args, "running": running(), "order": time.monotonic()}}
 (log / "calls" / f"{{os.getpid()}}.json").write_text(json.dumps(record))
 
 def run_real():
-    rc = subprocess.call([{real!r}, *args])
+    # close_fds=False: the auth files are inherited descriptors (/proc/self/fd/N)
+    rc = subprocess.call([{real!r}, *args], close_fds=False)
     path = log / "calls" / f"{{os.getpid()}}.json"
     path.write_text(json.dumps({{**json.loads(path.read_text()), "rc": rc}}))
     marker.unlink(missing_ok=True)

@@ -75,7 +75,8 @@ for path in (log / "running").iterdir():
             pass
 if source.split("/", 1)[0] == destination.split("/", 1)[0]:
     time.sleep(0.3)
-rc = subprocess.call([real, *args])
+# close_fds=False: the auth files are inherited descriptors (/proc/self/fd/N)
+rc = subprocess.call([real, *args], close_fds=False)
 (log / "calls" / f"{{os.getpid()}}.json").write_text(json.dumps({{**copy, "running": running, "rc": rc}}))
 marker.unlink()
 sys.exit(rc)
