@@ -327,7 +327,9 @@ class _HTTPSConnection(HTTPSConnection):
 
 
 class _HTTPPool(HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
+    """A connection belongs to the current attempt from checkout (`_get_conn`) to return."""
+
+    ConnectionCls: type[HTTPConnection] = _HTTPConnection
 
     def _get_conn(self, timeout: float | None = None) -> Any:
         conn = super()._get_conn(timeout)
@@ -340,18 +342,9 @@ class _HTTPPool(HTTPConnectionPool):
         super()._put_conn(conn)
 
 
-class _HTTPSPool(HTTPSConnectionPool):
+# The same hooks over HTTPS: the MRO puts them in front of HTTPSConnectionPool's own.
+class _HTTPSPool(_HTTPPool, HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
-
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        conn = super()._get_conn(timeout)
-        _REAPER.claim(conn)
-        return conn
-
-    def _put_conn(self, conn: Any) -> None:
-        if conn is not None:
-            _REAPER.release(conn)
-        super()._put_conn(conn)
 
 
 class _Response(requests.Response):
