@@ -669,10 +669,6 @@ class _Workspace:
         self._root: Path | None = None
         self._fds: list[int] = []
 
-    @property
-    def root(self) -> Path | None:
-        return self._root
-
     def flags(self, side: str, endpoint: Endpoint) -> tuple[list[str], list[int]]:
         """skopeo's flags for one side of a copy, and the descriptors they name."""
         path, fd = self._authfile(endpoint)

@@ -154,10 +154,6 @@ class RedactingStream(io.TextIOBase):
         self._lock = threading.RLock()
 
     @property
-    def inner(self) -> TextIO:
-        return self._inner
-
-    @property
     def encoding(self) -> str:  # type: ignore[override]
         return self._inner.encoding
 
