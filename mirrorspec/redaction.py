@@ -117,16 +117,19 @@ def redact_fragment(text: str, *, head: bool = True, tail: bool = True) -> str:
     if not text or not forms.texts:
         return text
     candidates = forms.texts + forms.cores
-    if tail:
-        body = text.rstrip(" \t\r\n.…")
-        cut = _longest_prefix_at_end(body, candidates)
-        if cut:
-            text = body[: len(body) - cut] + REDACTED + text[len(body) :]
-    if head:
-        cut = _longest_suffix_at_start(text, candidates)
-        if cut:
-            text = REDACTED + text[cut:]
-    return text
+    # Both edges are measured on the same text: replacing one first could break the match at
+    # the other (the prefix found at the end may be part of the suffix at the start).
+    body = text.rstrip(" \t\r\n.…")
+    end = len(body) - _longest_prefix_at_end(body, candidates) if tail else len(body)
+    start = _longest_suffix_at_start(text, candidates) if head else 0
+    if start >= end:  # the two pieces meet: all of it is secret
+        return REDACTED + text[len(body) :] if start or end < len(body) else text
+    return (
+        (REDACTED if start else "")
+        + text[start:end]
+        + (REDACTED if end < len(body) else "")
+        + text[len(body) :]
+    )
 
 
 def clip(text: str, limit: int = 300) -> str:
