@@ -117,19 +117,23 @@ def redact_fragment(text: str, *, head: bool = True, tail: bool = True) -> str:
     if not text or not forms.texts:
         return text
     candidates = forms.texts + forms.cores
+    # Where the cut text ends: at its last character, or before a mark of the cut ("…",
+    # "...") that whoever cut it added. Dots and spaces may belong to the secret itself, so
+    # only a whole mark is set aside.
+    body = text
+    stripped = text.rstrip()
+    for mark in ("…", "..."):
+        if stripped.endswith(mark) and not _longest_prefix_at_end(text, candidates):
+            body = stripped[: -len(mark)]
+            break
     # Both edges are measured on the same text: replacing one first could break the match at
     # the other (the prefix found at the end may be part of the suffix at the start).
-    body = text.rstrip(" \t\r\n.…")
     end = len(body) - _longest_prefix_at_end(body, candidates) if tail else len(body)
     start = _longest_suffix_at_start(text, candidates) if head else 0
     if start >= end:  # the two pieces meet: all of it is secret
         return REDACTED + text[len(body) :] if start or end < len(body) else text
-    return (
-        (REDACTED if start else "")
-        + text[start:end]
-        + (REDACTED if end < len(body) else "")
-        + text[len(body) :]
-    )
+    shown = text[start:end]
+    return (REDACTED if start else "") + shown + (REDACTED if end < len(body) else "") + text[len(body) :]
 
 
 def clip(text: str, limit: int = 300) -> str:
