@@ -57,15 +57,18 @@ Behaviour and its source (research/harbor.md unless noted):
   instead: "only support specific repository name"). Each candidate must pass every name filter;
   its tags must pass every tag filter (``matches``/``excludes``, chained); a repository without a
   matching tag yields no task. Destinations follow Harbor's ``replaceNamespace`` (-1: namespace +
-  last component; 0: namespace + path; n: drop n leading components; more than the path has: the
-  execution fails). A missing destination project is created; a proxy-cache destination project
-  is skipped. **One task per repository**, whose resources read ``"<repo> [<n> item(s) in
-  total]"`` (flow/stage.go ``getResourceName``). A tag already at the destination with the same
+  last component; 0: namespace + path; n: drop n leading components; more than the components
+  before the last, or a result of one component: the execution fails). A missing destination
+  project is created; a proxy-cache destination project is skipped. **One task per
+  repository**, whose resources read ``"<repo> [<n> item(s) in total]"`` (flow/stage.go
+  ``getResourceName``). A tag already at the destination with the same
   digest, or with another digest while ``override`` is false, is not copied. An execution that
   matched nothing ends ``Succeed`` with ``total`` 0. ``PUT`` stops it (``Stopped``).
 - Filters (§5) use doublestar v1 semantics, :func:`doublestar_match`: ``*`` within a path
-  component, ``**`` as a whole component across ``/``, ``?``, ``[abc]``/``[a-z]``/``[^x]``/
-  ``[!x]``, ``{a,b}`` (nested allowed), ``\\`` escapes; an empty pattern matches everything.
+  component, ``**`` as a whole component across ``/``, ``?``, ``[abc]``/``[a-z]``/``[^x]`` (``!`` is
+  no negation in v1), ``{a,b}`` (nested allowed), ``\\`` escapes; an empty pattern matches
+  everything; a malformed part is an error only when matching reaches it. Checked against
+  doublestar v1.3.4's and Harbor's own test tables (tests/test_harbor_golden.py).
 - Projects (§7): ``project_name`` matches Harbor's ``^[a-z0-9]+(?:[._-][a-z0-9]+)*$``; a
   ``registry_id`` makes a proxy-cache project, only for the permitted adapter types, and gives it
   a retention policy (``metadata.retention_id``; Harbor's is "pulled within 7 days"). Deleting a
@@ -114,7 +117,9 @@ from .swagger_contract import Operation, SwaggerContract, load_contract
 
 __all__ = [
     "ALL_ADAPTERS",
+    "AT_LEAST_TWO",
     "DEFAULT_WHITELIST",
+    "ONLY_TWO",
     "PROXY_CACHE_TYPES",
     "SWAGGER_PATH",
     "HarborApiError",
@@ -122,6 +127,8 @@ __all__ = [
     "RequestRecord",
     "doublestar_match",
     "is_specific_path",
+    "is_specific_path_component",
+    "replace_namespace",
 ]
 
 # The official contract, saved verbatim in tests/contracts/ (a copy of shared/harbor/swagger.yaml).
@@ -209,10 +216,26 @@ JsonObject = dict[str, Any]
 def doublestar_match(pattern: str, name: str) -> bool:
     """Harbor's `util.Match`: doublestar v1 `Match(pattern, name)`; an empty pattern matches all.
 
-    Raises ValueError for a malformed pattern (doublestar's ErrBadPattern)."""
+    Raises ValueError for a malformed pattern (doublestar's ErrBadPattern) — as doublestar v1.3.4
+    does, only when matching reaches the malformed part: `a[` against `a` is no match, against
+    `ab` an error (its own test table, see tests/test_harbor_golden.py)."""
     if pattern == "":
         return True
-    return re.fullmatch(_doublestar_regex(pattern), name, flags=re.DOTALL) is not None
+    try:
+        regex = _doublestar_regex(pattern)
+    except _BadPattern as bad:
+        prefix = _doublestar_regex(pattern[: bad.position])
+        if re.match(prefix + "(?=[^/])", name, flags=re.DOTALL):
+            raise ValueError(f"bad pattern {pattern!r}: {bad.reason}") from None
+        return False
+    return re.fullmatch(regex, name, flags=re.DOTALL) is not None
+
+
+class _BadPattern(Exception):
+    def __init__(self, position: int, reason: str) -> None:
+        super().__init__(reason)
+        self.position = position  # where the malformed term starts, at the pattern's top level
+        self.reason = reason
 
 
 def _doublestar_regex(pattern: str) -> str:
@@ -222,7 +245,7 @@ def _doublestar_regex(pattern: str) -> str:
         c = pattern[i]
         if c == "\\":
             if i + 1 >= n:
-                raise ValueError(f"bad pattern {pattern!r}: trailing backslash")
+                raise _BadPattern(i, "trailing backslash")
             out.append(re.escape(pattern[i + 1]))
             i += 2
         elif c == "*":
@@ -243,17 +266,10 @@ def _doublestar_regex(pattern: str) -> str:
             out.append("[^/]")
             i += 1
         elif c == "[":
-            end = pattern.find("]", i + 2)
+            end = _class_end(pattern, i + 1)
             if end < 0:
-                raise ValueError(f"bad pattern {pattern!r}: unclosed [")
-            body = pattern[i + 1 : end]
-            negate = body[:1] in ("^", "!")
-            if negate:
-                body = body[1:]
-            if not body:
-                raise ValueError(f"bad pattern {pattern!r}: empty class")
-            chars = "".join("\\" + ch if ch in "\\]^[" else ch for ch in body)
-            out.append(f"(?!/)[{'^' if negate else ''}{chars}]")
+                raise _BadPattern(i, "unclosed [")
+            out.append(_class_regex(pattern[i + 1 : end], i))
             i = end + 1
         elif c == "{":
             depth, j, start, alternatives = 1, i + 1, i + 1, []
@@ -272,8 +288,12 @@ def _doublestar_regex(pattern: str) -> str:
                     start = j + 1
                 j += 1
             if depth:
-                raise ValueError(f"bad pattern {pattern!r}: unclosed {{")
-            out.append("(?:" + "|".join(_doublestar_regex(a) if a else "" for a in alternatives) + ")")
+                raise _BadPattern(i, "unclosed {")
+            try:
+                regexes = [_doublestar_regex(a) if a else "" for a in alternatives]
+            except _BadPattern as bad:
+                raise _BadPattern(i, bad.reason) from None
+            out.append("(?:" + "|".join(regexes) + ")")
             i = j
         else:
             out.append(re.escape(c))
@@ -281,25 +301,86 @@ def _doublestar_regex(pattern: str) -> str:
     return "".join(out)
 
 
+def _class_end(pattern: str, start: int) -> int:
+    """The index of the `]` closing a class whose body starts at `start` (an escaped `]` does
+    not close it; an empty body is malformed later), or -1."""
+    j = start
+    while j < len(pattern):
+        if pattern[j] == "\\":
+            j += 2
+            continue
+        if pattern[j] == "]":
+            return j
+        j += 1
+    return -1
+
+
+def _class_regex(body: str, position: int) -> str:
+    """A doublestar v1 character class: `^` negates (`!` is an ordinary character there), items
+    are a character, `\\`-escaped character or `lo-hi` range; a bare `-` starting an item or
+    ending a range, and an empty class, are malformed."""
+    negate = body.startswith("^")
+    items = body[1:] if negate else body
+    if not body:
+        raise _BadPattern(position, "empty class")
+    if not items:  # `[^]`: doublestar v1 lets it match any one character
+        return "[^/]"
+    parts: list[str] = []
+    k = 0
+
+    def char() -> str:
+        nonlocal k
+        if items[k] == "\\":
+            if k + 1 >= len(items):
+                raise _BadPattern(position, "trailing backslash in class")
+            k += 2
+            return items[k - 1]
+        k += 1
+        return items[k - 1]
+
+    while k < len(items):
+        if items[k] == "-":
+            raise _BadPattern(position, "class item starts with -")
+        low = char()
+        high = low
+        if k < len(items) and items[k] == "-":
+            k += 1
+            if k >= len(items) or items[k] == "-":
+                raise _BadPattern(position, "unfinished range")
+            high = char()
+        parts.append(re.escape(low) if low == high else f"{re.escape(low)}-{re.escape(high)}")
+    return f"(?!/)[{'^' if negate else ''}{''.join(parts)}]"
+
+
 def is_specific_path(pattern: str) -> list[str] | None:
     """`util.IsSpecificPath`: the names a wildcard-free name filter stands for, or None.
 
-    Each path component may hold one `{a,b}` group (not nested) and none of `*?[]\\^`."""
+    goharbor/harbor src/pkg/reg/util/pattern.go (59c3de10a65890517fced56b1923e98e9ab9e002): every
+    `/`-separated component must be specific; the names are every combination of theirs."""
     if not pattern:
         return None
-    names = [""]
+    names: list[str] = []
     for component in pattern.split("/"):
-        if any(ch in component for ch in "*?[]\\^") or component.count("{") > 1:
+        choices = is_specific_path_component(component)
+        if choices is None:
             return None
-        match = re.fullmatch(r"([^{}]*)\{([^{}]*)\}([^{}]*)", component)
-        if match:
-            choices = [f"{match[1]}{alt}{match[3]}" for alt in match[2].split(",")]
-        elif "{" in component or "}" in component:
-            return None
-        else:
-            choices = [component]
-        names = [f"{prefix}/{choice}" if prefix else choice for prefix in names for choice in choices]
+        names = [f"{prefix}/{choice}" for prefix in names for choice in choices] if names else choices
     return names
+
+
+def is_specific_path_component(component: str) -> list[str] | None:
+    """`util.IsSpecificPathComponent`: not empty, none of `*?[\\]^/`; a component with any of
+    `{},` must hold exactly one `{` before its last `}`, whose comma-separated insides, each
+    between what precedes the `{` and what follows the last `}`, are the names."""
+    if not component or any(ch in component for ch in "*?[\\]^/"):
+        return None
+    if not any(ch in component for ch in "{},"):
+        return [component]
+    opening, closing = component.find("{"), component.rfind("}")
+    if component.count("{") > 1 or opening < 0 or closing < 0 or opening > closing:
+        return None
+    prefix, suffix = component[:opening], component[closing + 1 :]
+    return [prefix + choice + suffix for choice in component[opening + 1 : closing].split(",")]
 
 
 # --- cron as Harbor validates it ---------------------------------------------------------------
@@ -1225,19 +1306,19 @@ class HarborEmulator:
                 return
         plan = []
         for repository, tags in resources:
-            destination = _replace_namespace(
-                repository, policy["dest_namespace"], policy["dest_namespace_replace_count"]
-            )
+            count = policy["dest_namespace_replace_count"]
+            # The local Harbor is the destination of a pull: AT_LEAST_TWO components
+            # (src/pkg/reg/adapter/harbor/base/adapter.go, SupportedRepositoryPathComponentType).
+            destination = replace_namespace(repository, policy["dest_namespace"], count, AT_LEAST_TWO)
             if destination is None:
-                self._finish(
-                    eid,
-                    "Failed",
-                    f"the repository {repository} contains only {len(repository.split('/'))} substrings, but "
-                    f"the destination namespace replace count is {policy['dest_namespace_replace_count']}",
+                depth = len(repository.split("/")) - 1
+                reason = (
+                    _replace_namespace_error(repository, count)
+                    if 0 <= depth < count
+                    else f"the destination repository for {repository} contains only 1 path components, "
+                    "but the destination registry requires at least 2"
                 )
-                return
-            if "/" not in destination:
-                self._finish(eid, "Failed", f"the destination {destination} needs a project and a repository")
+                self._finish(eid, "Failed", reason)
                 return
             if self._prepare_project(destination.split("/", 1)[0]):
                 plan.append((repository, destination, tags))
@@ -1507,20 +1588,41 @@ class HarborEmulator:
         yield from items
 
 
-def _replace_namespace(repository: str, namespace: str, count: int) -> str | None:
-    """Harbor's flow/stage.go replaceNamespace; None where Harbor fails the execution."""
+ONLY_TWO = "ONLY_TWO"  # model.RepositoryPathComponentTypeOnlyTwo (docker-hub)
+AT_LEAST_TWO = "AT_LEAST_TWO"  # model.RepositoryPathComponentTypeAtLeastTwo (harbor: a pull's destination)
+
+
+def replace_namespace(repository: str, namespace: str, count: int, path_type: str = "") -> str | None:
+    """Harbor's flow/stage.go `replaceNamespace`; None where Harbor returns an error (and the
+    execution fails). goharbor/harbor src/controller/replication/flow/stage.go at
+    c50c7ddd6ea4e335a480b49c618281882ab7eec9: an empty namespace keeps the repository; a
+    negative count keeps only the last component; otherwise `count` leading components are
+    dropped, and a count above the number of components *before the last* is an error; the
+    result is then checked against the destination adapter's path component type."""
     if not namespace:
         return repository
+    components = repository.split("/")
     if count < 0:
-        return f"{namespace}/{repository.rsplit('/', 1)[-1]}"
-    parts = repository.split("/")
-    if count == 0:
-        return f"{namespace}/{repository}"
-    if count == len(parts):
-        return namespace
-    if count > len(parts):
+        prefix = namespace
+    elif count > len(components) - 1:
         return None
-    return f"{namespace}/{'/'.join(parts[count:])}"
+    else:
+        prefix = "/".join([namespace, *components[count:-1]])
+    destination = f"{prefix}/{components[-1]}"
+    length = len(destination.split("/"))
+    if (path_type == ONLY_TWO and length != 2) or (path_type == AT_LEAST_TWO and length < 2):
+        return None
+    return destination
+
+
+def _replace_namespace_error(repository: str, count: int) -> str:
+    """The message of replaceNamespace's error for a count beyond the repository's depth."""
+    components = repository.split("/")
+    return (
+        f"the source repository {json.dumps(repository)} contains only {len(components) - 1} path "
+        f"components [{' '.join(components[:-1])}] excepting the last one, but the destination "
+        f"namespace flattening level is {count}"
+    )
 
 
 @dataclass(frozen=True)
