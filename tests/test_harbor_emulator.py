@@ -429,3 +429,42 @@ def test_specific_paths_expand_one_brace_group_per_component() -> None:
     assert is_specific_path("org/{a,b}{c,d}") is None
     assert is_specific_path("org/*") is None
     assert is_specific_path("") is None
+
+
+# --- the filters column (issue 13, item 4) ------------------------------------------------------
+
+
+def _tag_filter_of_column_length(length: int) -> str:
+    """A `{1.0.0,...}` tag filter that makes policy_body()'s filters column `length` long."""
+    tags = [f"1.0.{n}" for n in range(400)]
+    for count in range(1, len(tags)):
+        value = "{" + ",".join(tags[:count]) + "}"
+        filters = [{"type": "name", "value": "team/app"}, {"type": "tag", "value": value}]
+        size = len(harbor_emulator.filters_column(filters))
+        if size >= length - 12:
+            return value[:-1] + "," + "x" * (length - size - 1) + "}"
+    raise AssertionError("unreachable")
+
+
+def test_filters_longer_than_their_varchar_1024_column_are_a_500(bed: Bed) -> None:
+    registry_id = create(bed.emu, "/registries", registry_body())
+    fits = _tag_filter_of_column_length(1024)
+    body = policy_body(
+        registry_id, filters=[{"type": "name", "value": "team/app"}, {"type": "tag", "value": fits}]
+    )
+    assert len(harbor_emulator.filters_column(body["filters"])) == 1024
+    policy_id = create(bed.emu, "/replication/policies", body)
+
+    too_long = _tag_filter_of_column_length(1025)
+    body["filters"][1]["value"] = too_long
+    for method, path in (("PUT", f"/replication/policies/{policy_id}"), ("POST", "/replication/policies")):
+        body["name"] = "pull-app" if method == "PUT" else "pull-app-2"
+        response = bed.emu.api(method, path, json_body=body)
+        assert response.status_code == 500, response.text
+        # src/lib/http/error.go: a 5xx body never says why.
+        assert response.json() == {"errors": [{"code": "UNKNOWN", "message": "internal server error"}]}
+    (stored,) = bed.emu.policies()
+    assert stored["filters"][1]["value"] == fits
+    assert harbor_emulator.filters_column([{"type": "name", "value": "a<b&c>"}]) == (
+        '[{"type":"name","value":"a\\u003cb\\u0026c\\u003e"}]'
+    )

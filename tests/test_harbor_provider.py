@@ -21,9 +21,17 @@ import bcrypt
 import provider_beds as beds
 import pytest
 import requests
-from emulators.harbor import HarborEmulator
+from emulators.harbor import FILTERS_COLUMN, HarborEmulator, filters_column
 from plan_helpers import converge, plan_changes, plan_notes
-from testbed import RegistryServer, delete_tag, push_chart, push_image, request_log, start_registry
+from testbed import (
+    RegistryServer,
+    add_tags,
+    delete_tag,
+    push_chart,
+    push_image,
+    request_log,
+    start_registry,
+)
 
 from mirrorspec import engine
 from mirrorspec.context import Endpoint, RunContext
@@ -583,6 +591,40 @@ def test_a_long_tag_list_is_split_across_policies(
     assert bed.policy(PLATFORM + "#2")["description"].endswith("; part 2/2")
     assert second.empty
     assert bed.stored_tags("vendor/public.cr.seqera.io/charts/platform") == ["1.2.0", "1.5.3"]
+
+
+def _tool_spec(versions: str) -> str:
+    return (
+        "version: 1\n"
+        "credentials:\n  harbor-admin:\n    username: {env: HARBOR_USER}\n"
+        "    password: {env: HARBOR_PASSWORD}\n"
+        "sources:\n  - registry: quay.io\n    repositories:\n"
+        f"      - name: team/data-platform/tool\n        versions: '{versions}'\n"
+        f"targets:\n  - {{name: dc1, type: harbor, url: 'https://{HARBOR_HOST}', project: vendor, "
+        "credentials: harbor-admin}\n"
+    )
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13 item 4: the provider overflows the filters column")
+def test_a_semver_range_of_143_versions_never_overflows_harbors_filters_column(bed: Bed) -> None:
+    """Harbor stores all of a policy's filters as JSON in a varchar(1024) column; a longer one
+    is a 500 (issue 13, item 4). A range resolving to 143 versions (about 1,100 characters of
+    tag filter) is split across policies, each of whose filters fits, and the plan says so."""
+    versions = [f"16.{minor}.{patch}" for minor in range(13) for patch in range(11)]
+    push_image(bed.upstream, "team/data-platform/tool", versions[0])
+    add_tags(bed.upstream, "team/data-platform/tool", versions[0], versions[1:])
+    ctx = bed.ctx(parse_spec(_tool_spec("^16.0.0")))
+
+    first, second = converge(ctx)
+
+    assert "do not fit one Harbor replication policy" in plan_notes(first)
+    assert "split across 2 policies" in plan_notes(first)
+    policies = [p for p in bed.emu.policies() if p["name"].startswith("mirrorspec/")]
+    assert len(policies) == 2
+    assert all(len(filters_column(p["filters"])) <= FILTERS_COLUMN for p in policies)
+    assert not [r for r in bed.emu.requests if r.status >= 500]  # nothing the database refused
+    assert second.empty
+    assert bed.stored_tags("vendor/quay.io/team/data-platform/tool") == sorted(versions)
 
 
 # --- cache mode ------------------------------------------------------------------------------

@@ -119,6 +119,7 @@ __all__ = [
     "ALL_ADAPTERS",
     "AT_LEAST_TWO",
     "DEFAULT_WHITELIST",
+    "FILTERS_COLUMN",
     "ONLY_TWO",
     "PROXY_CACHE_TYPES",
     "SWAGGER_PATH",
@@ -126,6 +127,7 @@ __all__ = [
     "HarborEmulator",
     "RequestRecord",
     "doublestar_match",
+    "filters_column",
     "is_specific_path",
     "is_specific_path_component",
     "replace_namespace",
@@ -1145,6 +1147,7 @@ class HarborEmulator:
 
     def _create_policy(self, request: _Request) -> _Answer:
         policy = self._policy_from_body(request.body or {})
+        _check_filters_column(policy["filters"])
         if any(p["name"] == policy["name"] for p in self._state.policies.values()):
             raise HarborApiError(409, f"policy {policy['name']} already exists")
         ident = self._state.new_id("policy")
@@ -1156,6 +1159,7 @@ class HarborEmulator:
         ident = int(request.path_params["id"])
         current = self._find_policy(ident)
         policy = self._policy_from_body(request.body or {})
+        _check_filters_column(policy["filters"])
         if any(p["name"] == policy["name"] for i, p in self._state.policies.items() if i != ident):
             raise HarborApiError(409, f"policy {policy['name']} already exists")
         policy.update(creation_time=current["creation_time"], update_time=_now())
@@ -1586,6 +1590,40 @@ class HarborEmulator:
         with self._lock:
             items = [self._policy_out(i, p) for i, p in sorted(self._state.policies.items())]
         yield from items
+
+
+# `replication_policy.filters` is `varchar(1024)`: goharbor/harbor
+# make/migrations/postgresql/0001_initial_schema.up.sql (last changed in 5fa8eb78542b), and no
+# later migration alters the column (checked up to c50c7ddd6ea4e335a480b49c618281882ab7eec9).
+FILTERS_COLUMN = 1024
+
+
+def filters_column(filters: list[JsonObject]) -> str:
+    """What Harbor stores in `replication_policy.filters`: `json.Marshal` of the policy's
+    `[]*model.Filter` (src/controller/replication/model/model.go `To`), whose fields are
+    `type`, `value`, `decoration,omitempty` (src/pkg/reg/model/policy.go) — compact, with Go's
+    escaping of `<`, `>`, `&`, U+2028 and U+2029; no filters store ''."""
+    if not filters:
+        return ""
+    items = []
+    for item in filters:
+        out = {"type": item["type"], "value": item["value"]}
+        if item.get("decoration"):
+            out["decoration"] = item["decoration"]
+        items.append(out)
+    text = json.dumps(items, separators=(",", ":"), ensure_ascii=False)
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(char, escaped)
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def _check_filters_column(filters: list[JsonObject]) -> None:
+    """PostgreSQL refuses a longer value (22001, "value too long for type character varying
+    (1024)"); Harbor maps no code for it, so the insert's or update's error becomes a 500 whose
+    body hides it: src/lib/http/error.go `SendError` answers every status >= 500 with code
+    UNKNOWN and "internal server error". varchar(n) counts characters, not bytes."""
+    if len(filters_column(filters)) > FILTERS_COLUMN:
+        raise HarborApiError(500, "internal server error")
 
 
 ONLY_TWO = "ONLY_TWO"  # model.RepositoryPathComponentTypeOnlyTwo (docker-hub)
