@@ -579,18 +579,32 @@ def test_observe_reads_every_page(bed: Bed, tmp_path: Path) -> None:
 def test_a_long_tag_list_is_split_across_policies(
     bed: Bed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(harbor, "MAX_TAG_FILTER", 12)  # "{1.2.0,1.5.3}" is 13 characters
+    # A smaller column: the backend's "{v25.1.0,v25.1.3}" no longer fits, each tag alone does.
+    single, both = (
+        len(harbor._filters_column(harbor._filters("private/nf-tower-enterprise/frontend", tags)))
+        for tags in ("v25.1.0", "{v25.1.0,v25.1.3}")
+    )
+    monkeypatch.setattr(harbor, "FILTERS_COLUMN", single)
+    assert both - 1 > single
     ctx = _seqera_dc1(bed, tmp_path)
 
     first, second = converge(ctx, targets=["dc1"])
 
     policies = [c[2] for c in plan_changes(first) if c[1] == "replication-policy"]
-    assert PLATFORM in policies and PLATFORM + "#2" in policies
-    assert bed.policy(PLATFORM)["filters"][1]["value"] == "1.2.0"
-    assert bed.policy(PLATFORM + "#2")["filters"][1]["value"] == "1.5.3"
-    assert bed.policy(PLATFORM + "#2")["description"].endswith("; part 2/2")
+    assert BACKEND in policies and BACKEND + "#2" in policies and FRONTEND + "#2" in policies
+    assert PLATFORM in policies and PLATFORM + "#2" not in policies
+    assert bed.policy(BACKEND)["filters"][1]["value"] == "v25.1.0"
+    assert bed.policy(BACKEND + "#2")["filters"][1]["value"] == "v25.1.3"
+    assert bed.policy(BACKEND + "#2")["description"].endswith("; part 2/2")
+    assert (
+        "cr.seqera.io/private/nf-tower-enterprise/backend: 2 versions do not fit one Harbor "
+        "replication policy" in plan_notes(first)
+    )
     assert second.empty
-    assert bed.stored_tags("vendor/public.cr.seqera.io/charts/platform") == ["1.2.0", "1.5.3"]
+    assert bed.stored_tags("vendor/cr.seqera.io/private/nf-tower-enterprise/backend") == [
+        "v25.1.0",
+        "v25.1.3",
+    ]
 
 
 def _tool_spec(versions: str) -> str:
@@ -605,7 +619,6 @@ def _tool_spec(versions: str) -> str:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 4: the provider overflows the filters column")
 def test_a_semver_range_of_143_versions_never_overflows_harbors_filters_column(bed: Bed) -> None:
     """Harbor stores all of a policy's filters as JSON in a varchar(1024) column; a longer one
     is a 500 (issue 13, item 4). A range resolving to 143 versions (about 1,100 characters of
@@ -625,6 +638,25 @@ def test_a_semver_range_of_143_versions_never_overflows_harbors_filters_column(b
     assert not [r for r in bed.emu.requests if r.status >= 500]  # nothing the database refused
     assert second.empty
     assert bed.stored_tags("vendor/quay.io/team/data-platform/tool") == sorted(versions)
+
+
+def test_a_plan_whose_filters_overflow_the_column_is_refused_before_sending(
+    bed: Bed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plan made elsewhere (or by an older mirrorspec) must not make Harbor's database refuse a
+    body: the 500 it would answer looks transient and would be retried."""
+    ctx = _seqera_dc1(bed, tmp_path)
+    plan = engine.plan(ctx, targets=["dc1"])
+    monkeypatch.setattr(harbor, "FILTERS_COLUMN", 100)
+
+    result = engine.apply(ctx, plan)
+
+    refused = [f for f in result.failures if "as Harbor stores them" in f]
+    assert refused and all("\n" not in f for f in refused)
+    assert any(f.startswith(f"dc1: create replication-policy {BACKEND}: its filters take ") for f in refused)
+    assert all(f.endswith("than the 100 its column holds; re-run plan, which splits them") for f in refused)
+    sent = [r.body["filters"] for r in bed.emu.requests if r.operation == "createReplicationPolicy"]
+    assert all(len(filters_column(f)) <= 100 for f in sent)  # only those that fit were sent
 
 
 # --- cache mode ------------------------------------------------------------------------------

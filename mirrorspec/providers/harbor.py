@@ -27,16 +27,18 @@ What each part of the spec becomes (facts and sources: research/harbor.md):
   (whose endpoint URL is the registry host — unverified against a real Harbor), `_json_key` and
   the key file's content for `google-gcr`.
 - **Mirror mode**: one pull-based **replication policy** per source repository, named
-  `mirrorspec/<destination path>` (`#2`, `#3`… when the tag list is split). Its name filter is the
-  exact repository (a wildcard would make Harbor list the upstream's `_catalog`, which GHCR,
+  `mirrorspec/<destination path>` (`#2`, `#3`… when the tag list is split). Its name filter is
+  the exact repository (a wildcard would make Harbor list the upstream's `_catalog`, which GHCR,
   Quay and Docker Hub refuse or charge for), its tag filter the resolved versions as an exact
-  doublestar list `{1.2.0,1.5.3}` — Harbor has no semver — split across policies beyond
-  `MAX_TAG_FILTER` characters. The destination is exact: `dest_namespace` is the destination
-  path without the repository and `dest_namespace_replace_count` 0, so `charts/platform` from
-  `public.cr.seqera.io` lands at `vendor/public.cr.seqera.io/charts/platform` as
-  `paths.destination` says. PUT replaces a policy whole (an omitted `enabled` disables it, an
-  omitted replace count flattens the path), so every write carries every field, `deletion` and
-  the ignored-on-write `replicate_deletion` both.
+  doublestar list `{1.2.0,1.5.3}` — Harbor has no semver — split across policies so that each
+  policy's filters, as Harbor stores them (JSON in a `varchar(1024)` column), fit: a longer
+  value is a database error Harbor answers with a bare 500. The plan notes every split. The
+  destination is exact: `dest_namespace` is the destination path without the repository and
+  `dest_namespace_replace_count` 0, so `charts/platform` from `public.cr.seqera.io` lands at
+  `vendor/public.cr.seqera.io/charts/platform` as `paths.destination` says. PUT replaces a
+  policy whole (an omitted `enabled` disables it, an omitted replace count flattens the path),
+  so every write carries every field, `deletion` and the ignored-on-write `replicate_deletion`
+  both.
 - **Apply** writes a changed policy, starts an execution of it and waits (progress at INFO),
   failing when it ends `Failed` or `Stopped`, or "succeeds" having matched nothing. Tags the
   engine finds missing at plan time are native copies (`copy()`): the execution of their
@@ -63,6 +65,7 @@ from __future__ import annotations
 
 import hashlib
 import http.cookiejar
+import json
 import logging
 import re
 import time
@@ -94,8 +97,8 @@ from . import base
 
 __all__ = [
     "ENGINE",
+    "FILTERS_COLUMN",
     "IN_PLACE",
-    "MAX_TAG_FILTER",
     "PERMISSIONS",
     "SUPPORT_KINDS",
     "Target",
@@ -116,7 +119,10 @@ Target = HarborTarget
 MANAGED = "managed-by: mirrorspec"
 ENGINE = "harbor-replication"
 PAGE_SIZE = 100  # the contract's maximum (larger → 422)
-MAX_TAG_FILTER = 1000  # characters of one `{a,b,...}` tag filter before it is split (ours, not Harbor's)
+# Characters of a policy's filters as Harbor stores them: `replication_policy.filters` is
+# varchar(1024) — goharbor/harbor make/migrations/postgresql/0001_initial_schema.up.sql, never
+# altered by a later migration (checked up to c50c7ddd6ea4e335a480b49c618281882ab7eec9).
+FILTERS_COLUMN = 1024
 MAX_REGISTRY_NAME = 64
 EXECUTION_TIMEOUT = 3600.0  # seconds one execution may run before apply stops it
 POLL_INTERVAL = (0.2, 5.0)  # first and longest wait between execution polls, seconds
@@ -291,7 +297,17 @@ def translate(artifacts: Sequence[Artifact], target: Any, ctx: RunContext) -> ba
             Resource(PROXY, _proxy_name(target, host), {"registry": _endpoint_name(target, host)})
         )
     for (host, repository), tags in groups.items():
-        resources += _policies(target, ctx, host, repository, tags)
+        policies = _policies(target, ctx, host, repository, tags)
+        resources += policies
+        if len(policies) > 1:
+            notes.append(
+                Note(
+                    "info",
+                    f"{host}/{repository}: {len(tags)} versions do not fit one Harbor replication "
+                    f"policy (Harbor stores a policy's filters in {FILTERS_COLUMN} characters of "
+                    f"JSON); split across {len(policies)} policies",
+                )
+            )
 
     if any(r.kind == ENDPOINT and r.attrs["secret"] != "none" for r in resources):
         notes.append(
@@ -374,16 +390,44 @@ def _endpoint_resource(target: HarborTarget, ctx: RunContext, upstream: _Upstrea
     return Resource(ENDPOINT, _endpoint_name(target, upstream.host), attrs)
 
 
-def _tag_filters(tags: Sequence[str]) -> list[str]:
-    """Exact doublestar tag filters covering `tags`, each at most MAX_TAG_FILTER characters."""
+def _tag_filters(repository: str, tags: Sequence[str]) -> list[str]:
+    """Exact doublestar tag filters covering `tags`, as few as fit: each with the name filter
+    of `repository` must fit Harbor's filters column (`_filters_column`)."""
     chunks: list[list[str]] = [[]]
     for tag in tags:
         candidate = [*chunks[-1], tag]
-        if chunks[-1] and len(_alternatives(candidate)) > MAX_TAG_FILTER:
+        if (
+            chunks[-1]
+            and len(_filters_column(_filters(repository, _alternatives(candidate)))) > FILTERS_COLUMN
+        ):
             chunks.append([tag])
         else:
             chunks[-1] = candidate
     return [_alternatives(chunk) for chunk in chunks if chunk]
+
+
+def _filters(repository: str, tag_filter: str) -> list[dict[str, str]]:
+    return [
+        {"type": "name", "value": repository},
+        {"type": "tag", "value": tag_filter, "decoration": "matches"},
+    ]
+
+
+def _filters_column(filters: Sequence[Mapping[str, Any]]) -> str:
+    """A policy's filters as Harbor stores them: `json.Marshal` of `[]*model.Filter` (fields
+    `type`, `value`, `decoration,omitempty`: goharbor/harbor src/pkg/reg/model/policy.go,
+    src/controller/replication/model/model.go `To`) — compact JSON with Go's escaping of `<`,
+    `>`, `&`, U+2028 and U+2029. PostgreSQL's varchar(n) counts characters."""
+    items = []
+    for item in filters:
+        out = {"type": item.get("type"), "value": item.get("value")}
+        if item.get("decoration"):
+            out["decoration"] = item["decoration"]
+        items.append(out)
+    text = json.dumps(items, separators=(",", ":"), ensure_ascii=False) if items else ""
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(char, escaped)
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 def _alternatives(tags: Sequence[str]) -> str:
@@ -414,7 +458,7 @@ def _policies(
     trigger = (
         {"type": "scheduled", "cron": target.schedule} if target.schedule else {"type": "manual", "cron": ""}
     )
-    filters = _tag_filters(tags)
+    filters = _tag_filters(repository, tags)
     resources = []
     for part, tag_filter in enumerate(filters, start=1):
         description = f"{MANAGED}; source {host}/{repository}"
@@ -424,10 +468,7 @@ def _policies(
             "src_registry": _endpoint_name(target, host),
             "dest_namespace": namespace,
             "dest_namespace_replace_count": 0,
-            "filters": [
-                {"type": "name", "value": repository},
-                {"type": "tag", "value": tag_filter, "decoration": "matches"},
-            ],
+            "filters": _filters(repository, tag_filter),
             "trigger": trigger,
             "enabled": True,
             "override": True,
@@ -717,6 +758,16 @@ def _apply_policy(api: _Api, target: HarborTarget, ctx: RunContext, change: Chan
             f"registry endpoint {after['src_registry']} does not exist (was its creation refused?)",
         )
     body = _policy_body(change.id, after, int(registry["id"]))
+    stored = len(_filters_column(body["filters"]))
+    if stored > FILTERS_COLUMN:
+        # Never sent: Harbor would answer a bare 500 (a database error), which looks transient.
+        raise ProviderError(
+            f"its filters take {stored} characters as Harbor stores them, more than the "
+            f"{FILTERS_COLUMN} its column holds; re-run plan, which splits them",
+            provider="harbor",
+            target=target.name,
+            operation=change.action,
+        )
     if existing is None:
         policy_id = api.create_named("/replication/policies", body)
     else:
