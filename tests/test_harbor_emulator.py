@@ -468,3 +468,39 @@ def test_filters_longer_than_their_varchar_1024_column_are_a_500(bed: Bed) -> No
     assert harbor_emulator.filters_column([{"type": "name", "value": "a<b&c>"}]) == (
         '[{"type":"name","value":"a\\u003cb\\u0026c\\u003e"}]'
     )
+
+
+# --- single active replication (issue 13, item 7) -----------------------------------------------
+
+
+@pytest.mark.parametrize("single", [True, False])
+def test_a_run_started_while_another_of_the_policy_runs_is_skipped_with_single_active(
+    bed: Bed, single: bool
+) -> None:
+    push_image(bed.upstream, "team/app", "1.0")
+    registry_id = create(bed.emu, "/registries", registry_body())
+    policy_id = create(
+        bed.emu, "/replication/policies", policy_body(registry_id, single_active_replication=single)
+    )
+    bed.emu.release.clear()  # the first run stays InProgress until released
+    first = create(bed.emu, "/replication/executions", {"policy_id": policy_id})
+    second = create(bed.emu, "/replication/executions", {"policy_id": policy_id})
+    running = bed.emu.api("GET", f"/replication/executions/{first}").json()
+    other = bed.emu.api("GET", f"/replication/executions/{second}").json()
+    bed.emu.release.set()
+    bed.emu.wait_idle()
+
+    assert running["status"] == "InProgress"
+    if single:
+        assert (other["status"], other["status_text"], other["total"]) == (
+            "Failed",
+            harbor_emulator.SKIPPED,
+            0,
+        )
+        assert other["end_time"]
+    else:
+        assert other["status"] == "InProgress"
+    statuses = [
+        e["status"] for e in bed.emu.api("GET", "/replication/executions", params={"sort": "id"}).json()
+    ]
+    assert statuses == (["Succeed", "Failed"] if single else ["Succeed", "Succeed"])

@@ -12,6 +12,8 @@ they can in production.
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ import bcrypt
 import provider_beds as beds
 import pytest
 import requests
-from emulators.harbor import FILTERS_COLUMN, HarborEmulator, filters_column
+from emulators.harbor import FILTERS_COLUMN, SKIPPED, HarborEmulator, filters_column
 from plan_helpers import converge, plan_changes, plan_notes
 from testbed import (
     RegistryServer,
@@ -284,6 +286,44 @@ def test_a_new_upstream_version_updates_the_tag_filter_on_the_next_plan(bed: Bed
     )
     assert put.body["enabled"] is True and put.body["dest_namespace_replace_count"] == 0
     assert bed.policy(PLATFORM)["enabled"] is True
+    ctx.close()
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13 item 7: apply reports a skipped run as a failure")
+def test_a_run_harbor_skips_for_a_running_execution_is_waited_for_and_run_again(
+    bed: Bed, tmp_path: Path
+) -> None:
+    """Harbor skips a run started while another execution of the policy runs (issue 13, item
+    7): apply waits for the running one and runs again, not a copy failure."""
+    ctx = _seqera_dc1(bed, tmp_path)
+    converge(ctx, targets=["dc1"])
+    redis = [{"name": "redis", "version": "~18.0.0", "repository": "oci://public.cr.seqera.io/charts"}]
+    push_chart(bed.upstream, "charts/platform", "1.6.0", dependencies=redis)
+    plan = engine.plan(ctx, targets=["dc1"])
+    policy_id = bed.policy(PLATFORM)["id"]
+    bed.emu.release.clear()  # the schedule's run, started before apply, keeps running
+    started = bed.emu.api("POST", "/replication/executions", json_body={"policy_id": policy_id})
+    assert started.status_code == 201
+    outcome: dict[str, Any] = {}
+    applying = threading.Thread(target=lambda: outcome.update(result=engine.apply(ctx, plan)))
+    applying.start()
+
+    def executions() -> list[dict[str, Any]]:
+        found = bed.get("/replication/executions", policy_id=policy_id, page_size=100, sort="id")
+        return found  # type: ignore[no-any-return]
+
+    deadline = time.monotonic() + 120  # generous: only a broken apply takes long here
+    while not any(e["status_text"] == SKIPPED for e in executions()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    bed.emu.release.set()
+    applying.join(timeout=300)
+
+    assert not applying.is_alive()
+    result = outcome["result"]
+    assert result.ok, result.failures
+    statuses = [(e["status"], e["status_text"]) for e in executions()]
+    assert statuses[:3] == [("Succeed", ""), ("Failed", SKIPPED), ("Succeed", "")]
+    assert bed.stored_tags("vendor/public.cr.seqera.io/charts/platform") == ["1.2.0", "1.5.3", "1.6.0"]
     ctx.close()
 
 

@@ -50,20 +50,23 @@ Behaviour and its source (research/harbor.md unless noted):
   is -1 (flatten), ``replicate_deletion`` is ignored on write and ``deletion`` is what is stored;
   reads return both. Policies embed full registry objects; the local Harbor is registry 0.
   Deleting a policy with a running execution → 412.
-- Executions (§6): ``POST {policy_id}`` → 201 + Location; a disabled policy → 412 "the policy N
-  is disabled" (controller ``Start``). The flow: the first name filter, when specific
-  (``IsSpecificPath``: no ``*?[]`` and at most one ``{a,b}`` per path component), is expanded into
-  candidate names; otherwise the upstream's ``/v2/_catalog`` is read (``github-ghcr`` fails
-  instead: "only support specific repository name"). Each candidate must pass every name filter;
-  its tags must pass every tag filter (``matches``/``excludes``, chained); a repository without a
-  matching tag yields no task. Destinations follow Harbor's ``replaceNamespace`` (-1: namespace +
-  last component; 0: namespace + path; n: drop n leading components; more than the components
-  before the last, or a result of one component: the execution fails). A missing destination
-  project is created; a proxy-cache destination project is skipped. **One task per
-  repository**, whose resources read ``"<repo> [<n> item(s) in total]"`` (flow/stage.go
-  ``getResourceName``). A tag already at the destination with the same
-  digest, or with another digest while ``override`` is false, is not copied. An execution that
-  matched nothing ends ``Succeed`` with ``total`` 0. ``PUT`` stops it (``Stopped``).
+- Executions (§6): ``POST {policy_id}`` → 201 + Location; a disabled policy → 412 "the policy N is
+  disabled" (controller ``Start``); with ``single_active_replication``, a start while another
+  execution of the policy is ``InProgress`` → 201, the new one ``Failed`` at once with
+  ``status_text`` "Execution skipped: active replication still in progress." (Harbor v2.14.0+).
+  :attr:`HarborEmulator.release` holds executions ``InProgress`` while a test keeps it clear. The
+  flow: the first name filter, when specific (``IsSpecificPath``: no ``*?[]`` and at most one
+  ``{a,b}`` per path component), is expanded into candidate names; otherwise the upstream's
+  ``/v2/_catalog`` is read (``github-ghcr`` fails instead: "only support specific repository
+  name"). Each candidate must pass every name filter; its tags must pass every tag filter
+  (``matches``/``excludes``, chained); a repository without a matching tag yields no task.
+  Destinations follow Harbor's ``replaceNamespace`` (-1: namespace + last component; 0: namespace
+  + path; n: drop n leading components; more than the components before the last, or a result of
+  one component: the execution fails). A missing destination project is created; a proxy-cache
+  destination project is skipped. **One task per repository**, whose resources read ``"<repo> [<n>
+  item(s) in total]"`` (flow/stage.go ``getResourceName``). A tag already at the destination with
+  the same digest, or with another digest while ``override`` is false, is not copied. An execution
+  that matched nothing ends ``Succeed`` with ``total`` 0. ``PUT`` stops it (``Stopped``).
 - Filters (§5) use doublestar v1 semantics, :func:`doublestar_match`: ``*`` within a path
   component, ``**`` as a whole component across ``/``, ``?``, ``[abc]``/``[a-z]``/``[^x]`` (``!`` is
   no negation in v1), ``{a,b}`` (nested allowed), ``\\`` escapes; an empty pattern matches
@@ -122,6 +125,7 @@ __all__ = [
     "FILTERS_COLUMN",
     "ONLY_TWO",
     "PROXY_CACHE_TYPES",
+    "SKIPPED",
     "SWAGGER_PATH",
     "HarborApiError",
     "HarborEmulator",
@@ -508,6 +512,10 @@ class HarborEmulator:
         self._state = _State()
         self._lock = threading.RLock()
         self._threads: list[threading.Thread] = []
+        # Executions start their flow only while this is set: a test clears it to hold them
+        # `InProgress` (as a long real replication would be) and sets it to let them run.
+        self.release = threading.Event()
+        self.release.set()
         self._workdir = Path(workdir or tempfile.mkdtemp(prefix="harbor-emulator-"))
         self._own_workdir = workdir is None
         self._server: _Server | None = None
@@ -568,6 +576,7 @@ class HarborEmulator:
         return self
 
     def stop(self) -> None:
+        self.release.set()
         for thread in list(self._threads):
             thread.join(timeout=_SKOPEO_TIMEOUT)
         if self._server is not None:
@@ -1187,6 +1196,14 @@ class HarborEmulator:
             raise HarborApiError(404, f"policy {ident} not found")
         if not policy["enabled"]:
             raise HarborApiError(412, f"the policy {ident} is disabled")
+        # With single_active_replication (Harbor v2.14.0+, goharbor/harbor#21347), a run started
+        # while another execution of the policy runs is created and at once marked Error with
+        # this message, which the API shows as status Failed / status_text (controller
+        # replication/execution.go `Start`, handler/replication.go `convertExecution`, at
+        # c50c7ddd6ea4e335a480b49c618281882ab7eec9). Still 201 with its Location.
+        skipped = policy["single_active_replication"] and any(
+            e["policy_id"] == ident and e["status"] == "InProgress" for e in self._state.executions.values()
+        )
         eid = self._state.new_id("execution")
         self._state.executions[eid] = {
             "id": eid,
@@ -1202,6 +1219,9 @@ class HarborEmulator:
             "stopped": 0,
             "_stop": False,
         }
+        if skipped:
+            self._state.executions[eid].update(status="Failed", status_text=SKIPPED, end_time=_now())
+            return 201, None, {"Location": f"{BASE}/replication/executions/{eid}"}
         snapshot = json.loads(json.dumps(policy))
         source = dict(self._state.registries[policy["src_id"]]) if policy["src_id"] else None
         thread = threading.Thread(
@@ -1278,6 +1298,7 @@ class HarborEmulator:
             self._finish(eid, "Failed", "emulator error")
 
     def _replicate(self, eid: int, policy: JsonObject, source: JsonObject | None) -> None:
+        self.release.wait(timeout=_SKOPEO_TIMEOUT)
         if source is None:
             self._finish(eid, "Failed", "push-based replication is not emulated")
             return
@@ -1626,6 +1647,7 @@ def _check_filters_column(filters: list[JsonObject]) -> None:
         raise HarborApiError(500, "internal server error")
 
 
+SKIPPED = "Execution skipped: active replication still in progress."
 ONLY_TWO = "ONLY_TWO"  # model.RepositoryPathComponentTypeOnlyTwo (docker-hub)
 AT_LEAST_TWO = "AT_LEAST_TWO"  # model.RepositoryPathComponentTypeAtLeastTwo (harbor: a pull's destination)
 
