@@ -125,6 +125,7 @@ PAGE_SIZE = 100  # the contract's maximum (larger → 422)
 FILTERS_COLUMN = 1024
 MAX_REGISTRY_NAME = 64
 EXECUTION_TIMEOUT = 3600.0  # seconds one execution may run before apply stops it
+SKIPPED_RUNS = 3  # re-runs after Harbor skipped ours for a running execution of the policy
 POLL_INTERVAL = (0.2, 5.0)  # first and longest wait between execution polls, seconds
 RETRY_BACKOFF = 0.5  # seconds; doubled per retry (a longer Retry-After wins, up to the max)
 RETRY_AFTER_MAX = 30.0  # seconds: a confused Retry-After must not stall a run
@@ -801,7 +802,62 @@ def _policy_body(name: str, attrs: Mapping[str, Any], registry_id: int) -> dict[
 
 
 def _run_policy(api: _Api, target: HarborTarget, policy_id: int, name: str) -> dict[str, Any]:
-    """Start an execution of a policy, wait for it, fail unless it replicated something."""
+    """Start an execution of a policy, wait for it, fail unless it replicated something.
+
+    Our policies set `single_active_replication`, so Harbor (v2.14.0+) skips a run started while
+    another execution of the policy is running — a schedule's, or another apply's — and marks it
+    `Failed` "Execution skipped: ..." at once. That is no copy failure: wait for the running one
+    to end and run again (the running one may predate our policy update), at most
+    SKIPPED_RUNS times, all within EXECUTION_TIMEOUT."""
+    deadline = time.monotonic() + EXECUTION_TIMEOUT
+    skipped = 0
+    while True:
+        execution = _start_and_wait(api, target, policy_id, name, deadline)
+        if not _was_skipped(execution):
+            break
+        skipped += 1
+        if skipped > SKIPPED_RUNS:
+            raise _HarborError(
+                409,
+                "SKIPPED",
+                f"replication execution {execution['id']} of {name} was skipped {skipped} times: other "
+                "executions of the policy keep running (single active replication); re-run apply later",
+            )
+        _wait_for_running(api, target, policy_id, name, int(execution["id"]), deadline)
+    status = execution.get("status")
+    if status != "Succeed":
+        detail = _failure_detail(api, execution["id"]) or execution.get("status_text") or ""
+        raise _HarborError(
+            500,
+            str(status).upper(),
+            f"replication execution {execution['id']} of {name} ended {status}"
+            + (f": {detail}" if detail else ""),
+        )
+    if not execution.get("total"):
+        raise _HarborError(
+            500,
+            "NOTHING_REPLICATED",
+            f"replication execution {execution['id']} of {name} succeeded but matched nothing upstream "
+            "(Harbor reports success for an empty run): check the endpoint's URL and credentials",
+        )
+    return execution
+
+
+def _was_skipped(execution: Mapping[str, Any]) -> bool:
+    """Harbor's single-active-replication skip: the execution is marked Error (shown `Failed`)
+    with "Execution skipped: active replication still in progress." — goharbor/harbor
+    src/controller/replication/execution.go `Start` (added in 221037378ad2, v2.14.0) and
+    src/server/v2.0/handler/replication.go `convertExecution`, at c50c7ddd6ea4."""
+    return execution.get("status") == "Failed" and str(execution.get("status_text") or "").startswith(
+        "Execution skipped"
+    )
+
+
+def _start_and_wait(
+    api: _Api, target: HarborTarget, policy_id: int, name: str, deadline: float
+) -> dict[str, Any]:
+    """Start one execution and poll it until it is no longer InProgress (stopping it at the
+    deadline: it is ours)."""
     before = _latest_execution(api, policy_id)
 
     def lost() -> int | None:
@@ -811,7 +867,6 @@ def _run_policy(api: _Api, target: HarborTarget, policy_id: int, name: str) -> d
     execution_id = api.create("/replication/executions", {"policy_id": policy_id}, lost=lost)
     log.info("%s: replication policy %s: execution %d started", target.name, name, execution_id)
     wait, last = POLL_INTERVAL[0], None
-    deadline = time.monotonic() + EXECUTION_TIMEOUT
     while True:
         execution: dict[str, Any] = api.get(f"/replication/executions/{execution_id}")
         progress = (execution.get("succeed", 0), execution.get("failed", 0), execution.get("total", 0))
@@ -828,7 +883,7 @@ def _run_policy(api: _Api, target: HarborTarget, policy_id: int, name: str) -> d
             )
             last = progress
         if execution.get("status") != "InProgress":
-            break
+            return execution
         if time.monotonic() > deadline:
             api.put(f"/replication/executions/{execution_id}", None)
             raise _HarborError(
@@ -838,23 +893,38 @@ def _run_policy(api: _Api, target: HarborTarget, policy_id: int, name: str) -> d
             )
         time.sleep(wait)
         wait = min(wait * 1.5, POLL_INTERVAL[1])
-    status = execution.get("status")
-    if status != "Succeed":
-        detail = _failure_detail(api, execution_id) or execution.get("status_text") or ""
-        raise _HarborError(
-            500,
-            str(status).upper(),
-            f"replication execution {execution_id} of {name} ended {status}"
-            + (f": {detail}" if detail else ""),
-        )
-    if not execution.get("total"):
-        raise _HarborError(
-            500,
-            "NOTHING_REPLICATED",
-            f"replication execution {execution_id} of {name} succeeded but matched nothing upstream "
-            "(Harbor reports success for an empty run): check the endpoint's URL and credentials",
-        )
-    return execution
+
+
+def _wait_for_running(
+    api: _Api, target: HarborTarget, policy_id: int, name: str, skipped_id: int, deadline: float
+) -> None:
+    """Wait until no execution of the policy is InProgress. Not ours to stop: at the deadline,
+    fail and say which are still running."""
+    wait, logged = POLL_INTERVAL[0], ""
+    while True:
+        running = api.list("/replication/executions", {"policy_id": policy_id, "status": "InProgress"})
+        if not running:
+            return
+        ids = ", ".join(str(e.get("id")) for e in running)
+        if time.monotonic() > deadline:
+            raise _HarborError(
+                408,
+                "TIMEOUT",
+                f"replication execution {skipped_id} of {name} was skipped while execution(s) {ids} ran, "
+                f"still running after {EXECUTION_TIMEOUT:.0f}s; re-run apply when they end",
+            )
+        if ids != logged:
+            log.info(
+                "%s: %s: execution %d skipped while execution(s) %s run (single active replication); "
+                "waiting to run it again",
+                target.name,
+                name,
+                skipped_id,
+                ids,
+            )
+            logged = ids
+        time.sleep(wait)
+        wait = min(wait * 1.5, POLL_INTERVAL[1])
 
 
 def _latest_execution(api: _Api, policy_id: int) -> int | None:
