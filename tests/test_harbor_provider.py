@@ -732,6 +732,23 @@ def test_a_plan_whose_filters_overflow_the_column_is_refused_before_sending(
     assert all(len(filters_column(f)) <= 100 for f in sent)  # only those that fit were sent
 
 
+def test_an_endpoint_ca_certificate_is_marked_unverified_for_harbor_before_2_15(
+    bed: Bed, tmp_path: Path
+) -> None:
+    """`ca_certificate` on registry endpoints arrived in Harbor v2.15.0 (issue 13, item 8)."""
+    shutil.copy(bed.emu.ca_file, tmp_path / "upstream-ca.pem")
+    text = _tool_spec("^16.0.0").replace(
+        "  - registry: quay.io\n", "  - registry: quay.io\n    ca-bundle: upstream-ca.pem\n"
+    )
+    (tmp_path / "spec.yaml").write_text(text)
+    push_image(bed.upstream, "team/data-platform/tool", "16.0.0")
+    plan = engine.plan(bed.ctx(load_spec(tmp_path / "spec.yaml")))
+
+    (note,) = [line for line in plan_notes(plan).splitlines() if "ca_certificate" in line]
+    assert "mirrorspec-vendor-quay.io" in note and "unverified" in note and "v2.15.0" in note
+    assert "mirrorspec-vendor" not in plan_notes(engine.plan(bed.ctx(parse_spec(_tool_spec("^16.0.0")))))
+
+
 # --- cache mode ------------------------------------------------------------------------------
 
 

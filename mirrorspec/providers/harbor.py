@@ -310,6 +310,19 @@ def translate(artifacts: Sequence[Artifact], target: Any, ctx: RunContext) -> ba
                 )
             )
 
+    for resource in resources:
+        if resource.kind == ENDPOINT and resource.attrs["ca_certificate"]:
+            # The field, its column and its use arrived in Harbor v2.15.0 (goharbor/harbor
+            # 7f5ac5b57b37, #22535; make/migrations/postgresql/0180_2.15.0_schema.up.sql).
+            notes.append(
+                Note(
+                    "warning",
+                    f"registry endpoint {resource.id} carries the source's ca-bundle as ca_certificate, "
+                    "which Harbor supports since v2.15.0; on an older Harbor this is unverified (the "
+                    "field is likely dropped: the endpoint would not trust that CA, and every plan "
+                    "would show it changed)",
+                )
+            )
     if any(r.kind == ENDPOINT and r.attrs["secret"] != "none" for r in resources):
         notes.append(
             Note(
