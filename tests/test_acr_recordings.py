@@ -170,7 +170,8 @@ def _follow(emu: AcrEmulator, url: str, recorded: list[Exchange], started: Excha
                 break
         if (answer.status_code, answer.content) != (final.status, b""):
             problems.append(
-                f"{where}: Location poll ended {answer.status_code} {answer.content!r}, recording {final.status} ''"
+                f"{where}: Location poll ended {answer.status_code} {answer.content!r}, "
+                f"recording {final.status} with no body"
             )
         return problems
     # Azure-AsyncOperation: 200 with {"status": ...}, running states then Succeeded.
@@ -237,7 +238,8 @@ def _spec(extra: str = "", *, replicate: bool = True, local: str = "") -> Any:
         + (
             "sources:\n"
             "  - registry: docker.io\n    repositories:\n      - {name: library/redis, all-tags: true}\n"
-            "  - registry: quay.io\n    repositories:\n      - {name: prometheus/node-exporter, all-tags: true}\n"
+            "  - registry: quay.io\n    repositories:\n"
+            "      - {name: prometheus/node-exporter, all-tags: true}\n"
             if not local
             else f"sources:\n  - registry: {local}\n    insecure: true\n    repositories:\n"
             '      - {name: library/redis, tags: ["7.2.4"]}\n'
