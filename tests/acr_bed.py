@@ -12,11 +12,14 @@ from mirrorspec.context import Endpoint, RunContext
 SUB = "00000000-0000-0000-0000-000000000000"
 
 
-def acr_context(emu: AcrEmulator, spec: Any, upstream: RegistryServer) -> RunContext:
+def acr_context(
+    emu: AcrEmulator, spec: Any, upstream: RegistryServer, *, also: tuple[str, ...] = ()
+) -> RunContext:
     """The emulator's ARM client and credential; docker.io and quay.io served by `upstream`; the
-    login server of every registry the emulator holds reached over its HTTPS front."""
+    login server of every target registry reached over its HTTPS front; `also` names more
+    upstream hosts `upstream` stands in for."""
     plain = Endpoint(upstream.host, insecure=True)
-    overrides = {"docker.io": plain, "quay.io": plain}
+    overrides = {host: plain for host in ("docker.io", "quay.io", *also)}
     for target in spec.targets:
         name = target.registry
         overrides[f"{name.lower()}.azurecr.io"] = Endpoint(emu.login_host(name), ca_bundle=str(emu.ca_file))

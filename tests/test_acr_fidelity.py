@@ -1,0 +1,136 @@
+"""Where real ACR differs from what the provider assumed (issue 13: items 5, 6 and 8, ACR part).
+
+Against the emulator as corrected by the recordings (tests/test_acr_recordings.py): credential
+sets start Unhealthy/Forbidden until their identity may get the Key Vault secrets; a cache rule
+on another ACR needs a user-assigned identity the 2023-07-01 contract cannot send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from acr_bed import SUB, acr_context
+from emulators.acr import TOKEN_USER, AcrEmulator
+from plan_helpers import converge, plan_changes, plan_notes
+from testbed import RegistryServer, push_chart, push_image
+
+from mirrorspec import engine
+from mirrorspec.errors import SpecError
+from mirrorspec.spec import parse_spec
+
+GROUP = "registries"
+KV = "https://mycompany-kv.vault.azure.net/secrets"
+TARGET = (
+    f"{{name: azure, type: acr, subscription: {SUB}, resource-group: {GROUP}, registry: mycompany, "
+    "prefix: vendor"
+)
+
+
+@pytest.fixture
+def emu(registry_factory: Callable[..., RegistryServer]) -> Iterator[tuple[AcrEmulator, RegistryServer]]:
+    upstream = registry_factory()
+    push_image(upstream, "library/redis", "7.2.4")
+    push_image(upstream, "hello-world", "1.0")
+    push_chart(upstream, "charts/redis", "18.0.1")
+    backend = registry_factory(users={TOKEN_USER: AcrEmulator.refresh_token})
+    with AcrEmulator(upstreams={"docker.io": upstream, "quay.io": upstream}) as emulator:
+        emulator.add_registry(SUB, GROUP, "mycompany", backend=backend)
+        yield emulator, upstream
+
+
+def _hub_spec() -> str:
+    return (
+        "version: 1\nmode: cache\n"
+        "sources:\n  - registry: docker.io\n    repositories:\n      - {name: library/redis, all-tags: true}\n"
+        f"targets:\n  - {TARGET},\n"
+        f"     credential-sets: {{docker.io: {{username-secret: {KV}/hub-user, password-secret: {KV}/hub-token}}}}}}\n"
+    )
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13: the provider does not do it yet")
+def test_plan_and_audit_show_an_unhealthy_credential_set_and_the_exact_grant_it_lacks(
+    emu: tuple[AcrEmulator, RegistryServer],
+) -> None:
+    emulator, upstream = emu
+    ctx = acr_context(emulator, parse_spec(_hub_spec()), upstream)
+    first, second = converge(ctx)
+    assert ("create", "credential-set", "mirrorspec-vendor-docker-io") in plan_changes(first)
+    (found,) = emulator.credential_sets("mycompany").values()
+    principal = found["identity"]["principalId"]
+    grant = (
+        f"credential set mirrorspec-vendor-docker-io is Unhealthy (Forbidden): ACR cannot read its Key Vault "
+        f"secrets; grant principal {principal} the role 'Key Vault Secrets User' on key vault mycompany-kv "
+        "(or, if the vault uses access policies, an access policy with secret get)"
+    )
+    assert grant in plan_notes(second)
+    audit = engine.audit(ctx)
+    assert grant in "\n".join(n.message for t in audit.targets for n in t.notes)
+
+    emulator.grant_secret_get("mycompany-kv", principal)
+    healthy = engine.plan(ctx)
+    notes = plan_notes(healthy)
+    assert "credential set mirrorspec-vendor-docker-io is Healthy" in notes
+    assert "Key Vault Secrets User" not in notes and "Unhealthy" not in notes
+    ctx.close()
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13: the provider does not do it yet")
+def test_an_acr_upstream_is_imported_because_its_cache_rule_needs_an_identity_we_cannot_send(
+    emu: tuple[AcrEmulator, RegistryServer],
+) -> None:
+    emulator, upstream = emu
+    spec = parse_spec(
+        "version: 1\nmode: cache\n"
+        "sources:\n  - registry: upstreamregistry.azurecr.io\n    repositories:\n"
+        "      - {name: hello-world, all-tags: true}\n"
+        f"targets:\n  - {TARGET}}}\n"
+    )
+    ctx = acr_context(emulator, spec, upstream, also=("upstreamregistry.azurecr.io",))
+    desired = engine.plan(ctx)
+    assert [c for c in plan_changes(desired) if c[1] in ("cache-rule", "credential-set")] == []
+    assert (
+        "upstreamregistry.azurecr.io: caching from another ACR authenticates with a user-assigned managed "
+        "identity on the cache rule, which the ACR management API 2023-07-01 that mirrorspec speaks cannot "
+        "send (it came with a later preview API); the acr target imports it instead (importImage)"
+    ) in plan_notes(desired)
+    ctx.close()
+
+    # A credential set for another ACR is the wrong mechanism: refused, with the alternative.
+    with pytest.raises(
+        SpecError, match=r"credential-sets: upstreamregistry\.azurecr\.io: .*managed identity"
+    ):
+        bad = parse_spec(
+            "version: 1\nmode: cache\n"
+            "sources:\n  - registry: upstreamregistry.azurecr.io\n    repositories:\n"
+            "      - {name: hello-world, all-tags: true}\n"
+            f"targets:\n  - {TARGET},\n"
+            "     credential-sets: {upstreamregistry.azurecr.io: "
+            f"{{username-secret: {KV}/u, password-secret: {KV}/p}}}}}}\n"
+        )
+        engine.plan(acr_context(emulator, bad, upstream, also=("upstreamregistry.azurecr.io",)))
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13: the provider does not do it yet")
+def test_the_plan_says_unverified_where_it_relies_on_a_docs_only_upstream_or_a_chart_import(
+    emu: tuple[AcrEmulator, RegistryServer],
+) -> None:
+    emulator, upstream = emu
+    spec = parse_spec(
+        "version: 1\nmode: cache\n"
+        "sources:\n  - registry: quay.io\n    repositories:\n"
+        "      - {name: library/redis, all-tags: true}\n"
+        "      - {name: charts/redis, versions: '~18.0.0', helm-dependencies: true}\n"
+        f"targets:\n  - {TARGET}}}\n"
+    )
+    ctx = acr_context(emulator, spec, upstream)
+    notes = plan_notes(engine.plan(ctx))
+    assert (
+        "unverified: quay.io as an artifact-cache upstream rests on the docs' list of supported upstreams "
+        "only (no recording here shows a cache rule for it)"
+    ) in notes
+    assert (
+        "unverified: quay.io/charts/redis is a Helm chart, and the docs say import takes Helm charts from "
+        "another Azure container registry only; importing it from quay.io is not shown to work"
+    ) in notes
+    ctx.close()
