@@ -42,13 +42,14 @@ def emu(registry_factory: Callable[..., RegistryServer]) -> Iterator[tuple[AcrEm
 def _hub_spec() -> str:
     return (
         "version: 1\nmode: cache\n"
-        "sources:\n  - registry: docker.io\n    repositories:\n      - {name: library/redis, all-tags: true}\n"
+        "sources:\n  - registry: docker.io\n    repositories:\n"
+        "      - {name: library/redis, all-tags: true}\n"
         f"targets:\n  - {TARGET},\n"
-        f"     credential-sets: {{docker.io: {{username-secret: {KV}/hub-user, password-secret: {KV}/hub-token}}}}}}\n"
+        f"     credential-sets: {{docker.io: {{username-secret: {KV}/hub-user, "
+        f"password-secret: {KV}/hub-token}}}}}}\n"
     )
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13: the provider does not do it yet")
 def test_plan_and_audit_show_an_unhealthy_credential_set_and_the_exact_grant_it_lacks(
     emu: tuple[AcrEmulator, RegistryServer],
 ) -> None:
@@ -75,7 +76,6 @@ def test_plan_and_audit_show_an_unhealthy_credential_set_and_the_exact_grant_it_
     ctx.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13: the provider does not do it yet")
 def test_an_acr_upstream_is_imported_because_its_cache_rule_needs_an_identity_we_cannot_send(
     emu: tuple[AcrEmulator, RegistryServer],
 ) -> None:
@@ -111,7 +111,6 @@ def test_an_acr_upstream_is_imported_because_its_cache_rule_needs_an_identity_we
         engine.plan(acr_context(emulator, bad, upstream, also=("upstreamregistry.azurecr.io",)))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13: the provider does not do it yet")
 def test_the_plan_says_unverified_where_it_relies_on_a_docs_only_upstream_or_a_chart_import(
     emu: tuple[AcrEmulator, RegistryServer],
 ) -> None:

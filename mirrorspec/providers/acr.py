@@ -58,6 +58,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, cast
+from urllib.parse import urlsplit
 
 from .. import paths
 from ..context import Endpoint, RunContext
@@ -69,6 +70,7 @@ from ..errors import (
     ProviderError,
     ProviderThrottled,
     RegistryError,
+    SpecError,
 )
 from ..plan import Artifact, Change, Copy, CopyTag, Note, Resource
 from ..redaction import clip
@@ -159,7 +161,22 @@ _UPSTREAMS: dict[str, Auth] = {
     "registry.redhat.io": "required",
     "registry.access.redhat.com": "none",
 }
-_UPSTREAM_SUFFIXES: dict[str, Auth] = {".azurecr.io": "required", ".pkg.dev": "required"}
+_UPSTREAM_SUFFIXES: dict[str, Auth] = {".pkg.dev": "required"}
+# Another ACR as upstream: real ACR authenticates such a cache rule with a user-assigned managed
+# identity in the rule's `identity` block, not with a credential set (recording
+# tests/contracts/azure/recordings/test_acr_cache_managed_identity.yaml #7, api-version
+# 2026-03-01-preview; docs: https://learn.microsoft.com/azure/container-registry/artifact-cache-acr-to-acr-cli).
+# The 2023-07-01 contract we speak, and azure-mgmt-containerregistry 15.0.0 (newest API
+# 2025-11-01), have no `identity` on a cache rule, so we cannot create one: imported instead.
+_ACR_SUFFIX = ".azurecr.io"
+ACR_UPSTREAM_WHY = (
+    "caching from another ACR authenticates with a user-assigned managed identity on the cache rule, "
+    "which the ACR management API 2023-07-01 that mirrorspec speaks cannot send (it came with a later "
+    "preview API)"
+)
+# Upstreams a recording here shows real ACR taking in a cache rule (test_acr_cache.yaml #14);
+# every other one rests on the docs' list alone (artifact-cache-overview.md), said as unverified.
+_RECORDED_UPSTREAMS = frozenset({"mcr.microsoft.com"})
 
 
 def upstream_of(host: str) -> Auth | None:
@@ -258,8 +275,17 @@ def _cache_plan(target: AcrTarget, ctx: RunContext, notes: list[Note] | None = N
     notes = [] if notes is None else notes
     layout = ctx.spec.layout_of(target)
     wanted: list[tuple[str, str, _Login | None]] = []
+    for host in target.credential_sets:
+        if paths.normalize_registry(host).endswith(_ACR_SUFFIX):
+            raise SpecError(
+                f"target '{target.name}': credential-sets: {host}: {ACR_UPSTREAM_WHY}, and a credential set "
+                "is not how another ACR is reached; drop this entry (the source is imported with importImage)"
+            )
     for source in ctx.spec.sources:
         host = paths.normalize_registry(source.registry)
+        if host.endswith(_ACR_SUFFIX):
+            notes.append(_import_note(host, ACR_UPSTREAM_WHY))
+            continue
         auth = upstream_of(host)
         if auth is None:
             notes.append(_import_note(host, "not an upstream the ACR artifact cache supports"))
@@ -280,6 +306,14 @@ def _cache_plan(target: AcrTarget, ctx: RunContext, notes: list[Note] | None = N
                 continue
             destination = paths.destination(target.prefix, layout, source.registry, repo.name)
             wanted.append((f"{host}/{repository}", destination, login))
+        if host not in _RECORDED_UPSTREAMS and any(r.all_tags for r in source.repositories):
+            notes.append(
+                Note(
+                    "info",
+                    f"unverified: {host} as an artifact-cache upstream rests on the docs' list of supported "
+                    "upstreams only (no recording here shows a cache rule for it)",
+                )
+            )
     names = _names([destination for _, destination, _ in wanted])
     return [_Rule(names[dest], source, dest, login) for source, dest, login in wanted]
 
@@ -363,11 +397,24 @@ def translate(artifacts: Sequence[Artifact], target: Any, ctx: RunContext) -> Ac
     imports: dict[str, str] = {}  # destination repository -> source repository
     native: set[str] = set()
     copied: set[str] = set()
+    charts = _charts(artifacts, ctx)
     for artifact in artifacts:
         source = f"{artifact.registry}/{artifact.repository}"
         imports[paths.destination(target.prefix, layout, artifact.registry, artifact.repository)] = source
         why = _not_importable(ctx, artifact.registry)
         if why is None:
+            if source in charts and source not in native and not artifact.registry.endswith(_ACR_SUFFIX):
+                # Docs (container-registry-import-images): "Import images or OCI artifacts
+                # including Helm 3 charts from another Azure container registry"; from public and
+                # non-Azure registries they speak of images only.
+                notes.append(
+                    Note(
+                        "info",
+                        f"unverified: {source} is a Helm chart, and the docs say import takes Helm charts "
+                        f"from another Azure container registry only; importing it from {artifact.registry} "
+                        "is not shown to work",
+                    )
+                )
             native.add(source)
         elif source not in copied:
             copied.add(source)
@@ -380,6 +427,18 @@ def translate(artifacts: Sequence[Artifact], target: Any, ctx: RunContext) -> Ac
         notes=tuple(notes),
         imports=frozenset(imports),
     )
+
+
+def _charts(artifacts: Sequence[Artifact], ctx: RunContext) -> set[str]:
+    """`host/repository` of the artifacts known to be Helm charts: a chart's dependencies, and
+    repositories whose spec entry follows Helm dependencies (an artifact carries no media type)."""
+    out = {d.rsplit(":", 1)[0] for a in artifacts if a.dependency_of for d in (a.dependency_of, a.ref)}
+    for source in ctx.spec.sources:
+        host = paths.normalize_registry(source.registry)
+        for repo in source.repositories:
+            if repo.follow_dependencies != "none":
+                out.add(f"{host}/{paths.normalize_repository(source.registry, repo.name)}")
+    return out
 
 
 def _regions(target: AcrTarget) -> list[str]:
@@ -520,18 +579,8 @@ def observe(target: Any, ctx: RunContext) -> AcrObserved:
         set_name = str(found.name)
         managed = set_name in our_sets or bool(marker and set_name.startswith(marker))
         resources.append(Resource(CREDENTIAL_SET, set_name, attrs, managed=managed))
-        if (
-            health
-            and _text(health.status) == "Unhealthy"
-            and (managed or any(r.login and r.login.name == set_name for r in wanted))
-        ):
-            notes.append(
-                Note(
-                    "warning",
-                    f"credential set {set_name} is Unhealthy ({health.error_code}: {health.error_message}); "
-                    "check its Key Vault secrets and that its identity may get them",
-                )
-            )
+        if health and (managed or any(r.login and r.login.name == set_name for r in wanted)):
+            notes.append(_health_note(set_name, attrs, health))
     for replication in replications:
         region = str(replication.location or "").lower().replace(" ", "")
         tags = replication.tags or {}
@@ -540,6 +589,42 @@ def observe(target: Any, ctx: RunContext) -> AcrObserved:
     existing = _existing_repositories(target, ctx, wanted, resources)
     return AcrObserved(
         resources=tuple(resources), notes=tuple(notes), sku=sku, location=location, existing=existing
+    )
+
+
+def _vaults(*secret_uris: str) -> str:
+    """`a` or `a and b`: the Key Vault names of secret URIs (`https://a.vault.azure.net/...`)."""
+    names = sorted({(urlsplit(u).hostname or u).split(".", 1)[0] for u in secret_uris if u})
+    return " and ".join(names) or "(unknown)"
+
+
+def _health_note(name: str, attrs: dict[str, str], health: Any) -> Note:
+    """What ACR says of a credential set's secrets, and for Forbidden the grant that is missing.
+
+    A new set is Unhealthy/Forbidden until its system identity may get the secrets (recording
+    tests/contracts/azure/recordings/test_acr_cache.yaml #2-#12). The grant is the Key Vault
+    Secrets User role (https://learn.microsoft.com/azure/key-vault/general/rbac-guide) or, on a
+    vault with access policies, secret get (the artifact cache tutorial's `az keyvault
+    set-policy --secret-permissions get`: https://learn.microsoft.com/azure/container-registry/artifact-cache-cli).
+    """
+    status = _text(health.status)
+    if status == "Healthy":
+        return Note("info", f"credential set {name} is Healthy: ACR can read its Key Vault secrets")
+    code = str(health.error_code or "")
+    if code == "Forbidden":
+        principal = attrs.get("principalId") or "(unknown)"
+        vaults = _vaults(attrs["usernameSecret"], attrs["passwordSecret"])
+        return Note(
+            "warning",
+            f"credential set {name} is Unhealthy (Forbidden): ACR cannot read its Key Vault secrets; "
+            f"grant principal {principal} the role 'Key Vault Secrets User' on key vault {vaults} (or, if "
+            "the vault uses access policies, an access policy with secret get)",
+        )
+    message = clip(str(health.error_message or ""), 300)
+    return Note(
+        "warning",
+        f"credential set {name} is {status or 'of unknown health'} ({code}: {message}); "
+        "check its Key Vault secrets",
     )
 
 
@@ -656,14 +741,15 @@ def check(desired: base.Desired, observed: base.Observed, target: Any) -> tuple[
         )
     have_sets = {r.id: r for r in observed.resources if r.kind == CREDENTIAL_SET}
     for cred in (r for r in desired.resources if r.kind == CREDENTIAL_SET):
-        principal = have_sets[cred.id].attrs.get("principalId") if cred.id in have_sets else ""
-        who = f"principal {principal}" if principal else "(its principal id is known once created)"
+        if cred.id in have_sets:
+            continue  # observe says how it is, and for an unhealthy one which grant is missing
         vault = str(cred.attrs["passwordSecret"]).split("/secrets/", 1)[0]
         notes.append(
             Note(
                 "info",
-                f"credential set {cred.id}: its system-assigned identity {who} needs Key Vault secret "
-                f"get on {vault} (role 'Key Vault Secrets User', or an access policy with secret get)",
+                f"credential set {cred.id}: its system-assigned identity (its principal id is known once "
+                f"created) needs Key Vault secret get on {vault} (role 'Key Vault Secrets User', or an "
+                "access policy with secret get); until then ACR reports it Unhealthy (Forbidden)",
             )
         )
     if want_rules:
