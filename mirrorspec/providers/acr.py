@@ -28,6 +28,10 @@ the client is pinned to, see `context.ACR_API_VERSION`):
   identity, which therefore needs Key Vault secret `get` (the plan says so). The URIs come
   from the target's `credential-sets:` or from the source's credentials when those are
   `azure-key-vault-secret` references; `azure-credential-set: NAME` reuses an existing set.
+- A new credential set is Unhealthy/Forbidden until its identity may get the secrets; the plan
+  and audit show each set's health and, when Forbidden, the exact grant that is missing
+  (recordings in tests/contracts/azure/recordings/). Another ACR (`*.azurecr.io`) as upstream
+  needs a user-assigned identity on the rule, which the 2023-07-01 API cannot send: imported.
 - A cache rule can change only its credential set in place; anything else is delete +
   create, and a rule cannot be created over an existing repository (deleting a rule keeps its
   repository), so such a plan is refused before anything changes. Names must match
