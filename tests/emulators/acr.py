@@ -466,6 +466,10 @@ class AcrEmulator:
     def cache_rules(self, name: str) -> dict[str, Json]:
         return json.loads(json.dumps(self._by_name(name).rules))  # type: ignore[no-any-return]
 
+    def backend(self, name: str) -> RegistryServer:
+        """The docker-registry holding a registry's content (to stand in for a cached pull)."""
+        return self._by_name(name).backend
+
     def credential_sets(self, name: str) -> dict[str, Json]:
         return json.loads(json.dumps(self._by_name(name).credential_sets))  # type: ignore[no-any-return]
 
@@ -789,15 +793,24 @@ class AcrEmulator:
                     raise ArmError(
                         409, "CacheRuleConflict", f"{target} overlaps the wildcard rule {other['name']}"
                     )
+            # Real ACR refuses a rule over a repository that exists, static or wildcard (an ACR
+            # maintainer: https://github.com/Azure/acr/issues/789); the codes are those real ACR
+            # answered: TargetRepositoryAlreadyPresentInRegistry ("Cache rules cannot be created
+            # for existing repositories in registry", Azure/ARO-HCP#2639) and, for a wildcard,
+            # TargetRepositoryPrefixMatchesExistingRegistries (Azure/ARO-HCP#5176). Deleting a
+            # rule keeps its repository, so this also refuses re-creating a rule that cached.
             taken = (
                 [r for r in self._repositories(registry) if _covers(target, r)]
                 if wildcard
                 else ([target] if self._tags(registry, target) else [])
             )
             if taken:
-                raise ArmError(
-                    409, "TargetRepositoryExists", f"repository {taken[0]} already exists in the registry"
+                code = (
+                    "TargetRepositoryPrefixMatchesExistingRegistries"
+                    if wildcard
+                    else "TargetRepositoryAlreadyPresentInRegistry"
                 )
+                raise ArmError(409, code, f"repository {taken[0]} already exists in the registry")
         rule = self._rule_json(
             registry, name, source, target, credential, "Creating" if existing is None else "Updating"
         )
