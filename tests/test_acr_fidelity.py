@@ -162,7 +162,6 @@ def _rule_change(plan: Plan) -> tuple[str, str]:
     return change.action, change.reason
 
 
-@pytest.mark.xfail(strict=True, reason="the provider PATCHes null, which real ACR ignores")
 def test_removing_a_rules_credential_set_is_planned_as_replace_and_converges(
     emu: tuple[AcrEmulator, RegistryServer],
 ) -> None:
@@ -185,7 +184,6 @@ def test_removing_a_rules_credential_set_is_planned_as_replace_and_converges(
     assert ("DELETE", RULE) in [(c.method, c.path.rsplit("/", 1)[-1]) for c in emulator.writes]
 
 
-@pytest.mark.xfail(strict=True, reason="the provider plans an update that real ACR ignores")
 def test_removing_the_credential_set_of_a_rule_whose_repository_exists_is_refused_with_the_way_out(
     emu: tuple[AcrEmulator, RegistryServer],
 ) -> None:
@@ -214,7 +212,6 @@ def test_removing_the_credential_set_of_a_rule_whose_repository_exists_is_refuse
     assert emulator.cache_rules("mycompany")[RULE]["properties"]["credentialSetResourceId"].endswith(QUAY_SET)
 
 
-@pytest.mark.xfail(strict=True, reason="no 'unverified' note for the in-place credential-set change yet")
 def test_adding_a_credential_set_to_a_rule_stays_in_place_says_unverified_and_converges(
     emu: tuple[AcrEmulator, RegistryServer],
 ) -> None:

@@ -32,9 +32,10 @@ the client is pinned to, see `context.ACR_API_VERSION`):
   and audit show each set's health and, when Forbidden, the exact grant that is missing
   (recordings in tests/contracts/azure/recordings/). Another ACR (`*.azurecr.io`) as upstream
   needs a user-assigned identity on the rule, which the 2023-07-01 API cannot send: imported.
-- A cache rule can change only its credential set in place; anything else is delete +
-  create, and a rule cannot be created over an existing repository (deleting a rule keeps its
-  repository), so such a plan is refused before anything changes. Names must match
+- A cache rule can set or change only its credential set in place (real ACR ignores a PATCH
+  that removes it, so removal is a replace); anything else is delete + create, and a rule
+  cannot be created over an existing repository (deleting a rule keeps its repository), so
+  such a plan is refused before anything changes. Names must match
   `^[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*$`, 5-49 characters (the stricter Terraform rule): ours are
   the destination path made readable, with a short hash only when too long or ambiguous.
 - Mirror mode imports server-side, one `importImage` per tag by digest (`NoForce`, or
@@ -57,11 +58,11 @@ import hashlib
 import ipaddress
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from .. import paths
@@ -101,6 +102,7 @@ __all__ = [
     "copy",
     "endpoint",
     "observe",
+    "replace_when",
     "resource_name",
     "translate",
     "upstream_of",
@@ -143,10 +145,18 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     ),
 }
 IN_PLACE: dict[str, tuple[str, ...]] = {
-    CACHE_RULE: ("credentialSet",),
+    CACHE_RULE: ("credentialSet",),  # set or changed in place; removed only by replace_when
     CREDENTIAL_SET: ("usernameSecret", "passwordSecret"),
     REPLICATION: (),
 }
+# Real ACR answered the PATCH `{"properties": {"credentialSetResourceId": null}}` (what
+# `az acr cache update --remove-cred-set` sends) 201, polled to Succeeded, and the next GET
+# still showed the set: tests/contracts/azure/recordings/test_acr_cache.yaml #21-#24 (Azure/
+# azure-cli commit 1a14345a). A PATCH cannot remove it, so removing it is delete + create.
+KEEPS_CREDENTIAL_SET = (
+    "ACR keeps a cache rule's credential set when a PATCH sets it to null "
+    "(recording test_acr_cache.yaml #21-#24)"
+)
 SUPPORT_KINDS: tuple[str, ...] = ()
 
 Auth = Literal["required", "optional", "none"]
@@ -645,10 +655,24 @@ def _owned_path(target: AcrTarget, ctx: RunContext, repository: str) -> bool:
     return repository.split("/", 1)[0] in {paths.host_segment(s.registry) for s in ctx.spec.sources}
 
 
+def replace_when(have: Resource, want: Resource) -> str | None:
+    """Why a change the attributes allow in place must still be delete + create (see diff)."""
+    if want.kind == CACHE_RULE and _drops_credential_set(have.attrs, want.attrs):
+        return f"{KEEPS_CREDENTIAL_SET}, so removing it is delete + create"
+    return None
+
+
+def _drops_credential_set(have: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
+    return bool(have.get("credentialSet")) and not want.get("credentialSet")
+
+
 def _existing_repositories(
     target: AcrTarget, ctx: RunContext, wanted: Sequence[_Rule], observed: Sequence[Resource]
 ) -> frozenset[str]:
-    """Repositories a cache rule is about to be created (or re-created) over: ACR refuses that."""
+    """Repositories a cache rule is about to be created (or re-created) over: ACR refuses that.
+
+    Deleting a rule keeps its repository, so re-creating a rule that has cached anything is
+    refused too (the rule in tests/emulators/acr.py `_op_cacherules_create` and its sources)."""
     same = {
         r.id
         for r in observed
@@ -657,6 +681,7 @@ def _existing_repositories(
             w.name == r.id
             and r.attrs["sourceRepository"] == w.source
             and r.attrs["targetRepository"] == w.target_repository
+            and not _drops_credential_set(r.attrs, {"credentialSet": w.login.name if w.login else ""})
             for w in wanted
         )
     }
@@ -714,6 +739,24 @@ def check(desired: base.Desired, observed: base.Observed, target: Any) -> tuple[
         raise _conflict(target, f"replicate-to lists {location}, the registry's home region")
     for rule in want_rules.values():
         path = rule.attrs["targetRepository"]
+        have = have_rules.get(rule.id)
+        same_rule = have is not None and all(
+            have.attrs[k] == rule.attrs[k] for k in ("sourceRepository", "targetRepository")
+        )
+        if (
+            have is not None
+            and same_rule
+            and path in existing
+            and _drops_credential_set(have.attrs, rule.attrs)
+        ):
+            host = str(rule.attrs["sourceRepository"]).split("/", 1)[0]
+            raise _conflict(
+                target,
+                f"cache rule {rule.id}: {KEEPS_CREDENTIAL_SET}, and cannot re-create the rule without it "
+                f"because its repository {path} exists (ACR refuses a cache rule over an existing "
+                f"repository); keep credential-sets: {host}, or delete the repository (az acr repository "
+                f"delete --name {target.registry} --repository {path}) and plan again",
+            )
         if path in existing:
             raise _conflict(
                 target,
@@ -726,6 +769,26 @@ def check(desired: base.Desired, observed: base.Observed, target: Any) -> tuple[
         if other is not None:
             raise _conflict(target, f"cache rule {other.id} already targets {path} (wanted: {rule.id})")
     notes = []
+    for rule in want_rules.values():
+        have = have_rules.get(rule.id)
+        if (
+            have is not None
+            and rule.attrs["credentialSet"]
+            and have.attrs["credentialSet"] != rule.attrs["credentialSet"]
+            and all(have.attrs[k] == rule.attrs[k] for k in ("sourceRepository", "targetRepository"))
+        ):
+            # The 2023-07-01 model's CacheRuleUpdateProperties.credentialSetResourceId and the
+            # docs (`az acr cache update --cred-set`, "Update or add a credential set to an
+            # existing cache rule": https://learn.microsoft.com/azure/container-registry/artifact-cache-cli)
+            # say a PATCH sets it; the one recorded cache-rule PATCH (null) was ignored.
+            notes.append(
+                Note(
+                    "info",
+                    f"unverified: cache rule {rule.id} takes its new credential set in place (PATCH "
+                    "credentialSetResourceId), which rests on the 2023-07-01 API model and the docs "
+                    "(az acr cache update --cred-set) only: no recording here shows such a PATCH take effect",
+                )
+            )
     for have in have_rules.values():
         covered = sorted(path for path in imports if _covers(have.attrs["targetRepository"], path))
         if not covered or have.id in want_rules:
@@ -837,18 +900,18 @@ def _apply_credential_set(client: Any, target: AcrTarget, change: Change, after:
 
 
 def _apply_cache_rule(client: Any, target: AcrTarget, change: Change, after: dict[str, Any]) -> None:
-    from azure.core.serialization import NULL
     from azure.mgmt.containerregistry import models
 
     group, registry = target.resource_group, target.registry
     credential_set = str(after.get("credentialSet") or "")
     resource_id = _credential_set_id(target, credential_set) if credential_set else None
     if change.action == "update":
-        # ARM PATCH is a JSON merge patch: null removes the credential set (as az CLI does).
+        # Only ever to set a credential set: a PATCH with null leaves it in place (see
+        # KEEPS_CREDENTIAL_SET), so removing one is planned as a replace (replace_when).
+        if resource_id is None:
+            raise AssertionError(f"cache rule {change.id}: removing a credential set must be a replace")
         update = models.CacheRuleUpdateParameters(
-            properties=models.CacheRuleUpdateProperties(
-                credential_set_resource_id=resource_id or cast(Any, NULL)
-            )
+            properties=models.CacheRuleUpdateProperties(credential_set_resource_id=resource_id)
         )
         _wait(client.cache_rules.begin_update(group, registry, change.id, update), f"update {change.id}")
         return
