@@ -132,7 +132,11 @@ def _look(ctx: RunContext, target: Target, resolution: Resolution, cached: froze
 
 def _plan_target(look: _Look, prune: bool) -> TargetPlan:
     changes = diff(
-        look.desired.resources, look.observed.resources, prune=prune, replace_unless=look.provider.IN_PLACE
+        look.desired.resources,
+        look.observed.resources,
+        prune=prune,
+        replace_unless=look.provider.IN_PLACE,
+        replace_when=getattr(look.provider, "replace_when", None),  # optional: only ACR defines it
     )
     checks = check_content(look.ctx, look.endpoint, look.target, look.stored)
     copies = _copies(look.stored, checks, look.desired)
@@ -344,7 +348,13 @@ def audit(
         support = look.provider.SUPPORT_KINDS
         rules = [r for r in look.observed.resources if r.kind not in support]
         wanted = [r for r in look.desired.resources if r.kind not in support]
-        drift = diff(wanted, rules, prune=True, replace_unless=look.provider.IN_PLACE)
+        drift = diff(
+            wanted,
+            rules,
+            prune=True,
+            replace_unless=look.provider.IN_PLACE,
+            replace_when=getattr(look.provider, "replace_when", None),
+        )
         notes = list(look.notes)
         checks: tuple[ContentCheck, ...] | None = None
         endpoint = look.endpoint

@@ -12,7 +12,7 @@ upstream tag moves in between.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -243,12 +243,15 @@ def diff(
     *,
     prune: bool = False,
     replace_unless: Mapping[str, Sequence[str]] | None = None,
+    replace_when: Callable[[Resource, Resource], str | None] | None = None,
 ) -> list[Change]:
     """Changes that turn `observed` into `desired`.
 
     `replace_unless[kind]` lists the only attributes a kind can change in place; a
     difference anywhere else becomes `replace` (e.g. ECR pull-through rules and ACR cache
-    rules can only change their credential in place).
+    rules can only change their credential in place). `replace_when(observed, desired)` may
+    still turn an in-place change into `replace` by returning why (ACR keeps a cache rule's
+    credential set when asked to remove it in place).
     """
     want = {(r.kind, r.id): r for r in desired}
     have = {(r.kind, r.id): r for r in observed}
@@ -265,15 +268,12 @@ def diff(
         action: Literal["update", "replace"] = (
             "replace" if in_place is not None and set(differing) - set(in_place) else "update"
         )
+        reason = f"differs in {', '.join(differing)}"
+        why = replace_when(current, resource) if replace_when and action == "update" else None
+        if why:
+            action, reason = "replace", f"{reason}: {why}"
         changes.append(
-            Change(
-                action,
-                resource.kind,
-                resource.id,
-                dict(current.attrs),
-                dict(resource.attrs),
-                f"differs in {', '.join(differing)}",
-            )
+            Change(action, resource.kind, resource.id, dict(current.attrs), dict(resource.attrs), reason)
         )
     if prune:
         for key, resource in have.items():

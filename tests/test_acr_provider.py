@@ -189,7 +189,7 @@ def test_example_spec_caches_imports_replicates_and_converges(bed: Bed) -> None:
     assert redis["credentialSetResourceId"] == f"{REGISTRY_ID}/credentialSets/mirrorspec-vendor-docker-io"
     assert "credentialSetResourceId" not in rules["vendor-quay-io-prometheus-node-exporter"]["properties"]
     (hub,) = bed.emu.credential_sets("mycompany").values()
-    assert hub["identity"]["type"] == "SystemAssigned"
+    assert hub["identity"]["type"] == "systemAssigned"  # as real ACR reads it back (recording)
     assert hub["properties"]["loginServer"] == "docker.io"
     (credential,) = hub["properties"]["authCredentials"]
     assert credential["usernameSecretIdentifier"] == f"{KV}/dockerhub-user"

@@ -28,9 +28,14 @@ the client is pinned to, see `context.ACR_API_VERSION`):
   identity, which therefore needs Key Vault secret `get` (the plan says so). The URIs come
   from the target's `credential-sets:` or from the source's credentials when those are
   `azure-key-vault-secret` references; `azure-credential-set: NAME` reuses an existing set.
-- A cache rule can change only its credential set in place; anything else is delete +
-  create, and a rule cannot be created over an existing repository (deleting a rule keeps its
-  repository), so such a plan is refused before anything changes. Names must match
+- A new credential set is Unhealthy/Forbidden until its identity may get the secrets; the plan
+  and audit show each set's health and, when Forbidden, the exact grant that is missing
+  (recordings in tests/contracts/azure/recordings/). Another ACR (`*.azurecr.io`) as upstream
+  needs a user-assigned identity on the rule, which the 2023-07-01 API cannot send: imported.
+- A cache rule can set or change only its credential set in place (real ACR ignores a PATCH
+  that removes it, so removal is a replace); anything else is delete + create, and a rule
+  cannot be created over an existing repository (deleting a rule keeps its repository), so
+  such a plan is refused before anything changes. Names must match
   `^[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*$`, 5-49 characters (the stricter Terraform rule): ours are
   the destination path made readable, with a short hash only when too long or ambiguous.
 - Mirror mode imports server-side, one `importImage` per tag by digest (`NoForce`, or
@@ -53,11 +58,12 @@ import hashlib
 import ipaddress
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from .. import paths
 from ..context import Endpoint, RunContext
@@ -69,6 +75,7 @@ from ..errors import (
     ProviderError,
     ProviderThrottled,
     RegistryError,
+    SpecError,
 )
 from ..plan import Artifact, Change, Copy, CopyTag, Note, Resource
 from ..redaction import clip
@@ -95,6 +102,7 @@ __all__ = [
     "copy",
     "endpoint",
     "observe",
+    "replace_when",
     "resource_name",
     "translate",
     "upstream_of",
@@ -137,10 +145,18 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     ),
 }
 IN_PLACE: dict[str, tuple[str, ...]] = {
-    CACHE_RULE: ("credentialSet",),
+    CACHE_RULE: ("credentialSet",),  # set or changed in place; removed only by replace_when
     CREDENTIAL_SET: ("usernameSecret", "passwordSecret"),
     REPLICATION: (),
 }
+# Real ACR answered the PATCH `{"properties": {"credentialSetResourceId": null}}` (what
+# `az acr cache update --remove-cred-set` sends) 201, polled to Succeeded, and the next GET
+# still showed the set: tests/contracts/azure/recordings/test_acr_cache.yaml #21-#24 (Azure/
+# azure-cli commit 1a14345a). A PATCH cannot remove it, so removing it is delete + create.
+KEEPS_CREDENTIAL_SET = (
+    "ACR keeps a cache rule's credential set when a PATCH sets it to null "
+    "(recording test_acr_cache.yaml #21-#24)"
+)
 SUPPORT_KINDS: tuple[str, ...] = ()
 
 Auth = Literal["required", "optional", "none"]
@@ -159,7 +175,22 @@ _UPSTREAMS: dict[str, Auth] = {
     "registry.redhat.io": "required",
     "registry.access.redhat.com": "none",
 }
-_UPSTREAM_SUFFIXES: dict[str, Auth] = {".azurecr.io": "required", ".pkg.dev": "required"}
+_UPSTREAM_SUFFIXES: dict[str, Auth] = {".pkg.dev": "required"}
+# Another ACR as upstream: real ACR authenticates such a cache rule with a user-assigned managed
+# identity in the rule's `identity` block, not with a credential set (recording
+# tests/contracts/azure/recordings/test_acr_cache_managed_identity.yaml #7, api-version
+# 2026-03-01-preview; docs: https://learn.microsoft.com/azure/container-registry/artifact-cache-acr-to-acr-cli).
+# The 2023-07-01 contract we speak, and azure-mgmt-containerregistry 15.0.0 (newest API
+# 2025-11-01), have no `identity` on a cache rule, so we cannot create one: imported instead.
+_ACR_SUFFIX = ".azurecr.io"
+ACR_UPSTREAM_WHY = (
+    "caching from another ACR authenticates with a user-assigned managed identity on the cache rule, "
+    "which the ACR management API 2023-07-01 that mirrorspec speaks cannot send (it came with a later "
+    "preview API)"
+)
+# Upstreams a recording here shows real ACR taking in a cache rule (test_acr_cache.yaml #14);
+# every other one rests on the docs' list alone (artifact-cache-overview.md), said as unverified.
+_RECORDED_UPSTREAMS = frozenset({"mcr.microsoft.com"})
 
 
 def upstream_of(host: str) -> Auth | None:
@@ -258,8 +289,17 @@ def _cache_plan(target: AcrTarget, ctx: RunContext, notes: list[Note] | None = N
     notes = [] if notes is None else notes
     layout = ctx.spec.layout_of(target)
     wanted: list[tuple[str, str, _Login | None]] = []
+    for host in target.credential_sets:
+        if paths.normalize_registry(host).endswith(_ACR_SUFFIX):
+            raise SpecError(
+                f"target '{target.name}': credential-sets: {host}: {ACR_UPSTREAM_WHY}, and a credential set "
+                "is not how another ACR is reached; drop this entry (the source is imported with importImage)"
+            )
     for source in ctx.spec.sources:
         host = paths.normalize_registry(source.registry)
+        if host.endswith(_ACR_SUFFIX):
+            notes.append(_import_note(host, ACR_UPSTREAM_WHY))
+            continue
         auth = upstream_of(host)
         if auth is None:
             notes.append(_import_note(host, "not an upstream the ACR artifact cache supports"))
@@ -280,6 +320,14 @@ def _cache_plan(target: AcrTarget, ctx: RunContext, notes: list[Note] | None = N
                 continue
             destination = paths.destination(target.prefix, layout, source.registry, repo.name)
             wanted.append((f"{host}/{repository}", destination, login))
+        if host not in _RECORDED_UPSTREAMS and any(r.all_tags for r in source.repositories):
+            notes.append(
+                Note(
+                    "info",
+                    f"unverified: {host} as an artifact-cache upstream rests on the docs' list of supported "
+                    "upstreams only (no recording here shows a cache rule for it)",
+                )
+            )
     names = _names([destination for _, destination, _ in wanted])
     return [_Rule(names[dest], source, dest, login) for source, dest, login in wanted]
 
@@ -363,11 +411,24 @@ def translate(artifacts: Sequence[Artifact], target: Any, ctx: RunContext) -> Ac
     imports: dict[str, str] = {}  # destination repository -> source repository
     native: set[str] = set()
     copied: set[str] = set()
+    charts = _charts(artifacts, ctx)
     for artifact in artifacts:
         source = f"{artifact.registry}/{artifact.repository}"
         imports[paths.destination(target.prefix, layout, artifact.registry, artifact.repository)] = source
         why = _not_importable(ctx, artifact.registry)
         if why is None:
+            if source in charts and source not in native and not artifact.registry.endswith(_ACR_SUFFIX):
+                # Docs (container-registry-import-images): "Import images or OCI artifacts
+                # including Helm 3 charts from another Azure container registry"; from public and
+                # non-Azure registries they speak of images only.
+                notes.append(
+                    Note(
+                        "info",
+                        f"unverified: {source} is a Helm chart, and the docs say import takes Helm charts "
+                        f"from another Azure container registry only; importing it from {artifact.registry} "
+                        "is not shown to work",
+                    )
+                )
             native.add(source)
         elif source not in copied:
             copied.add(source)
@@ -380,6 +441,18 @@ def translate(artifacts: Sequence[Artifact], target: Any, ctx: RunContext) -> Ac
         notes=tuple(notes),
         imports=frozenset(imports),
     )
+
+
+def _charts(artifacts: Sequence[Artifact], ctx: RunContext) -> set[str]:
+    """`host/repository` of the artifacts known to be Helm charts: a chart's dependencies, and
+    repositories whose spec entry follows Helm dependencies (an artifact carries no media type)."""
+    out = {d.rsplit(":", 1)[0] for a in artifacts if a.dependency_of for d in (a.dependency_of, a.ref)}
+    for source in ctx.spec.sources:
+        host = paths.normalize_registry(source.registry)
+        for repo in source.repositories:
+            if repo.follow_dependencies != "none":
+                out.add(f"{host}/{paths.normalize_repository(source.registry, repo.name)}")
+    return out
 
 
 def _regions(target: AcrTarget) -> list[str]:
@@ -520,18 +593,8 @@ def observe(target: Any, ctx: RunContext) -> AcrObserved:
         set_name = str(found.name)
         managed = set_name in our_sets or bool(marker and set_name.startswith(marker))
         resources.append(Resource(CREDENTIAL_SET, set_name, attrs, managed=managed))
-        if (
-            health
-            and _text(health.status) == "Unhealthy"
-            and (managed or any(r.login and r.login.name == set_name for r in wanted))
-        ):
-            notes.append(
-                Note(
-                    "warning",
-                    f"credential set {set_name} is Unhealthy ({health.error_code}: {health.error_message}); "
-                    "check its Key Vault secrets and that its identity may get them",
-                )
-            )
+        if health and (managed or any(r.login and r.login.name == set_name for r in wanted)):
+            notes.append(_health_note(set_name, attrs, health))
     for replication in replications:
         region = str(replication.location or "").lower().replace(" ", "")
         tags = replication.tags or {}
@@ -540,6 +603,42 @@ def observe(target: Any, ctx: RunContext) -> AcrObserved:
     existing = _existing_repositories(target, ctx, wanted, resources)
     return AcrObserved(
         resources=tuple(resources), notes=tuple(notes), sku=sku, location=location, existing=existing
+    )
+
+
+def _vaults(*secret_uris: str) -> str:
+    """`a` or `a and b`: the Key Vault names of secret URIs (`https://a.vault.azure.net/...`)."""
+    names = sorted({(urlsplit(u).hostname or u).split(".", 1)[0] for u in secret_uris if u})
+    return " and ".join(names) or "(unknown)"
+
+
+def _health_note(name: str, attrs: dict[str, str], health: Any) -> Note:
+    """What ACR says of a credential set's secrets, and for Forbidden the grant that is missing.
+
+    A new set is Unhealthy/Forbidden until its system identity may get the secrets (recording
+    tests/contracts/azure/recordings/test_acr_cache.yaml #2-#12). The grant is the Key Vault
+    Secrets User role (https://learn.microsoft.com/azure/key-vault/general/rbac-guide) or, on a
+    vault with access policies, secret get (the artifact cache tutorial's `az keyvault
+    set-policy --secret-permissions get`: https://learn.microsoft.com/azure/container-registry/artifact-cache-cli).
+    """
+    status = _text(health.status)
+    if status == "Healthy":
+        return Note("info", f"credential set {name} is Healthy: ACR can read its Key Vault secrets")
+    code = str(health.error_code or "")
+    if code == "Forbidden":
+        principal = attrs.get("principalId") or "(unknown)"
+        vaults = _vaults(attrs["usernameSecret"], attrs["passwordSecret"])
+        return Note(
+            "warning",
+            f"credential set {name} is Unhealthy (Forbidden): ACR cannot read its Key Vault secrets; "
+            f"grant principal {principal} the role 'Key Vault Secrets User' on key vault {vaults} (or, if "
+            "the vault uses access policies, an access policy with secret get)",
+        )
+    message = clip(str(health.error_message or ""), 300)
+    return Note(
+        "warning",
+        f"credential set {name} is {status or 'of unknown health'} ({code}: {message}); "
+        "check its Key Vault secrets",
     )
 
 
@@ -556,10 +655,24 @@ def _owned_path(target: AcrTarget, ctx: RunContext, repository: str) -> bool:
     return repository.split("/", 1)[0] in {paths.host_segment(s.registry) for s in ctx.spec.sources}
 
 
+def replace_when(have: Resource, want: Resource) -> str | None:
+    """Why a change the attributes allow in place must still be delete + create (see diff)."""
+    if want.kind == CACHE_RULE and _drops_credential_set(have.attrs, want.attrs):
+        return f"{KEEPS_CREDENTIAL_SET}, so removing it is delete + create"
+    return None
+
+
+def _drops_credential_set(have: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
+    return bool(have.get("credentialSet")) and not want.get("credentialSet")
+
+
 def _existing_repositories(
     target: AcrTarget, ctx: RunContext, wanted: Sequence[_Rule], observed: Sequence[Resource]
 ) -> frozenset[str]:
-    """Repositories a cache rule is about to be created (or re-created) over: ACR refuses that."""
+    """Repositories a cache rule is about to be created (or re-created) over: ACR refuses that.
+
+    Deleting a rule keeps its repository, so re-creating a rule that has cached anything is
+    refused too (the rule in tests/emulators/acr.py `_op_cacherules_create` and its sources)."""
     same = {
         r.id
         for r in observed
@@ -568,6 +681,7 @@ def _existing_repositories(
             w.name == r.id
             and r.attrs["sourceRepository"] == w.source
             and r.attrs["targetRepository"] == w.target_repository
+            and not _drops_credential_set(r.attrs, {"credentialSet": w.login.name if w.login else ""})
             for w in wanted
         )
     }
@@ -625,6 +739,24 @@ def check(desired: base.Desired, observed: base.Observed, target: Any) -> tuple[
         raise _conflict(target, f"replicate-to lists {location}, the registry's home region")
     for rule in want_rules.values():
         path = rule.attrs["targetRepository"]
+        have = have_rules.get(rule.id)
+        same_rule = have is not None and all(
+            have.attrs[k] == rule.attrs[k] for k in ("sourceRepository", "targetRepository")
+        )
+        if (
+            have is not None
+            and same_rule
+            and path in existing
+            and _drops_credential_set(have.attrs, rule.attrs)
+        ):
+            host = str(rule.attrs["sourceRepository"]).split("/", 1)[0]
+            raise _conflict(
+                target,
+                f"cache rule {rule.id}: {KEEPS_CREDENTIAL_SET}, and cannot re-create the rule without it "
+                f"because its repository {path} exists (ACR refuses a cache rule over an existing "
+                f"repository); keep credential-sets: {host}, or delete the repository (az acr repository "
+                f"delete --name {target.registry} --repository {path}) and plan again",
+            )
         if path in existing:
             raise _conflict(
                 target,
@@ -637,6 +769,26 @@ def check(desired: base.Desired, observed: base.Observed, target: Any) -> tuple[
         if other is not None:
             raise _conflict(target, f"cache rule {other.id} already targets {path} (wanted: {rule.id})")
     notes = []
+    for rule in want_rules.values():
+        have = have_rules.get(rule.id)
+        if (
+            have is not None
+            and rule.attrs["credentialSet"]
+            and have.attrs["credentialSet"] != rule.attrs["credentialSet"]
+            and all(have.attrs[k] == rule.attrs[k] for k in ("sourceRepository", "targetRepository"))
+        ):
+            # The 2023-07-01 model's CacheRuleUpdateProperties.credentialSetResourceId and the
+            # docs (`az acr cache update --cred-set`, "Update or add a credential set to an
+            # existing cache rule": https://learn.microsoft.com/azure/container-registry/artifact-cache-cli)
+            # say a PATCH sets it; the one recorded cache-rule PATCH (null) was ignored.
+            notes.append(
+                Note(
+                    "info",
+                    f"unverified: cache rule {rule.id} takes its new credential set in place (PATCH "
+                    "credentialSetResourceId), which rests on the 2023-07-01 API model and the docs "
+                    "(az acr cache update --cred-set) only: no recording here shows such a PATCH take effect",
+                )
+            )
     for have in have_rules.values():
         covered = sorted(path for path in imports if _covers(have.attrs["targetRepository"], path))
         if not covered or have.id in want_rules:
@@ -656,14 +808,15 @@ def check(desired: base.Desired, observed: base.Observed, target: Any) -> tuple[
         )
     have_sets = {r.id: r for r in observed.resources if r.kind == CREDENTIAL_SET}
     for cred in (r for r in desired.resources if r.kind == CREDENTIAL_SET):
-        principal = have_sets[cred.id].attrs.get("principalId") if cred.id in have_sets else ""
-        who = f"principal {principal}" if principal else "(its principal id is known once created)"
+        if cred.id in have_sets:
+            continue  # observe says how it is, and for an unhealthy one which grant is missing
         vault = str(cred.attrs["passwordSecret"]).split("/secrets/", 1)[0]
         notes.append(
             Note(
                 "info",
-                f"credential set {cred.id}: its system-assigned identity {who} needs Key Vault secret "
-                f"get on {vault} (role 'Key Vault Secrets User', or an access policy with secret get)",
+                f"credential set {cred.id}: its system-assigned identity (its principal id is known once "
+                f"created) needs Key Vault secret get on {vault} (role 'Key Vault Secrets User', or an "
+                "access policy with secret get); until then ACR reports it Unhealthy (Forbidden)",
             )
         )
     if want_rules:
@@ -747,18 +900,18 @@ def _apply_credential_set(client: Any, target: AcrTarget, change: Change, after:
 
 
 def _apply_cache_rule(client: Any, target: AcrTarget, change: Change, after: dict[str, Any]) -> None:
-    from azure.core.serialization import NULL
     from azure.mgmt.containerregistry import models
 
     group, registry = target.resource_group, target.registry
     credential_set = str(after.get("credentialSet") or "")
     resource_id = _credential_set_id(target, credential_set) if credential_set else None
     if change.action == "update":
-        # ARM PATCH is a JSON merge patch: null removes the credential set (as az CLI does).
+        # Only ever to set a credential set: a PATCH with null leaves it in place (see
+        # KEEPS_CREDENTIAL_SET), so removing one is planned as a replace (replace_when).
+        if resource_id is None:
+            raise AssertionError(f"cache rule {change.id}: removing a credential set must be a replace")
         update = models.CacheRuleUpdateParameters(
-            properties=models.CacheRuleUpdateProperties(
-                credential_set_resource_id=resource_id or cast(Any, NULL)
-            )
+            properties=models.CacheRuleUpdateProperties(credential_set_resource_id=resource_id)
         )
         _wait(client.cache_rules.begin_update(group, registry, change.id, update), f"update {change.id}")
         return

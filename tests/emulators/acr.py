@@ -16,11 +16,19 @@ Serving (research/acr.md §1.3, §4.1-4.3):
   over plain http. Point the SDK at it with ``base_url=emu.url, connection_verify=emu.ca_file``
   and the static :attr:`AcrEmulator.credential`; every request must carry its bearer token.
 - PUT and PATCH answer 201 with ``Azure-AsyncOperation`` and ``Retry-After: 0``; the status
-  URL says ``InProgress`` once, then ``Succeeded``, and the resource is read back with GET.
+  URL answers 200 with ``{"status": <the provisioning state>}`` (``Creating``/``Updating``)
+  once, then ``{"status": "Succeeded"}``, and carries ``Azure-AsyncOperation`` itself; the
+  resource is read back with GET. As the real service did in the recordings
+  (``tests/contracts/azure/recordings/``: test_acr_cache.yaml #2-#4, #14-#16, #21-#23;
+  test_acr_create_replication.yaml #3-#5): bodies of nothing but ``status``.
   Note: azure-core 1.41 treats ``Retry-After: 0`` as absent and falls back to the client's
   ``polling_interval`` (30 s by default), so :meth:`AcrEmulator.client` sets it to 0.
-- DELETE of cache rules and credential sets answers 202 with ``Location`` (204 when the
-  resource does not exist); the Location URL answers 202 once, then 204.
+- DELETE of cache rules, credential sets and replications answers 202 with ``Location`` (204
+  when the resource does not exist); the Location URL answers 202 once, then 200 with an empty
+  body (recordings: test_acr_cache.yaml #26-#27, #29-#30; test_acr_create_replication.yaml
+  #19-#21).
+- Identities read back with ``type: systemAssigned`` (lower-case s), although the request said
+  ``SystemAssigned`` (recording test_acr_cache.yaml #2, #4, #5); ARM enums are case-insensitive.
 - importImage answers 202 with ``Location``. The copy really happens, with skopeo, from the
   local ``docker-registry`` standing in for the source (``upstreams``, keyed by
   ``registryUri``; or a registered registry by ``resourceId``) into the registry's own
@@ -47,6 +55,14 @@ codes where the real ones are not documented:
   keeps its repository.
 - Credential sets: identity ``SystemAssigned`` only (``UserAssigned`` is refused, Azure/acr#790);
   one credential named ``Credential1`` with Key Vault secret URIs; each set gets a principal ID.
+  A new set is ``credentialHealth: {status: Unhealthy, errorCode: Forbidden, errorMessage: ...}``
+  (the message in the recording's words, naming the set's principal and the vault) until a test
+  grants that principal secret ``get`` on the vault (:meth:`AcrEmulator.grant_secret_get`), as
+  real ACR answered in test_acr_cache.yaml #2-#12 (never granted there). Health is evaluated
+  on every read.
+- Cache rules: a PATCH with ``credentialSetResourceId: null`` leaves the credential set in
+  place (test_acr_cache.yaml #21: ``az acr cache update --remove-cred-set`` sent null, and the
+  rule read back at #24 still had it).
 - Imports: ``NoForce`` refuses an existing target tag before copying anything; no import into
   a cache rule's repository (Azure/acr#845); exactly one of ``registryUri`` and ``resourceId``.
 - Geo-replications: Premium registries only; not in the home region (whose replication
@@ -56,9 +72,11 @@ UNCONFIRMED and enforced anyway, because a careful client must cope: a credentia
 server must equal the rule's source login server; a credential set a rule uses cannot be
 deleted; a PUT cannot change a credential set's login server.
 
-NOT emulated: pulls through the cache (no content is ever cached), credential health checks
-against Key Vault (sets are always Healthy), ``untaggedTargetRepositories`` (recorded as an
-emulator gap), the preview APIs (ActiveSync, identities on rules), any other resource type.
+NOT emulated: pulls through the cache (no content is ever cached), Key Vault itself (a secret
+that does not exist still reads as Healthy once access is granted), ``untaggedTargetRepositories``
+(recorded as an emulator gap), the preview APIs (ActiveSync, identities on rules: the 2023-07-01
+contract has no ``identity`` on a cache rule, so such a body is a contract violation), any other
+resource type.
 
 Faults (429, 5xx, reset connections, slow answers) are not emulated here: a
 ``testbed.faults.FaultProxy`` in front of the ARM server or a login server, serving
@@ -127,6 +145,9 @@ _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer"}
     | {"transfer-encoding", "upgrade", "expect", "content-length"}
 )
+# The application ID of ACR's first-party identity, as Key Vault named it in the recorded
+# Forbidden message (test_acr_cache.yaml #2).
+_ACR_APP_ID = "b86a8aec-b2f7-4aad-b8dd-2b0122c0eaca"
 _ASYNC_POLL = re.compile(r"^(?P<resource>/subscriptions/.+)/operationStatuses/(?P<op>[^/]+)$", re.IGNORECASE)
 _LOCATION_POLL = re.compile(
     r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.ContainerRegistry/locations/[^/]+"
@@ -204,14 +225,28 @@ class _Job:
 
     kind: str  # "async" (Azure-AsyncOperation) or "location"
     polls_left: int = 1
+    pending: str = "InProgress"  # what an async status poll says while running
     done: threading.Event = field(default_factory=threading.Event)
     error: ArmError | None = None
     finish: Callable[[], None] | None = None
-    final_status: int = 204
+    final_status: int = 200
 
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _system_data() -> Json:
+    """ARM's `systemData`, which every resource in the recordings carries (common-types v5)."""
+    now = _now()
+    return {
+        "createdBy": "test@example.com",
+        "createdByType": "User",
+        "createdAt": now,
+        "lastModifiedBy": "test@example.com",
+        "lastModifiedByType": "User",
+        "lastModifiedAt": now,
+    }
 
 
 class _Server(ThreadingHTTPServer):
@@ -287,6 +322,7 @@ class AcrEmulator:
         self._lock = threading.RLock()
         self._registries: dict[tuple[str, str, str], _Registry] = {}
         self._jobs: dict[str, _Job] = {}
+        self._granted: set[tuple[str, str]] = set()  # (Key Vault name, principal ID): grant_secret_get
         self._tmp = tempfile.TemporaryDirectory(prefix="acr-emulator-")
         self._ca = trustme.CA()
         self.ca_file = Path(self._tmp.name) / "ca.pem"
@@ -430,6 +466,10 @@ class AcrEmulator:
     def cache_rules(self, name: str) -> dict[str, Json]:
         return json.loads(json.dumps(self._by_name(name).rules))  # type: ignore[no-any-return]
 
+    def backend(self, name: str) -> RegistryServer:
+        """The docker-registry holding a registry's content (to stand in for a cached pull)."""
+        return self._by_name(name).backend
+
     def credential_sets(self, name: str) -> dict[str, Json]:
         return json.loads(json.dumps(self._by_name(name).credential_sets))  # type: ignore[no-any-return]
 
@@ -563,12 +603,13 @@ class AcrEmulator:
                 job.finish = None
         retry = [("Retry-After", "0")]
         if job.kind == "async":
-            status = "InProgress" if running else ("Failed" if job.error else "Succeeded")
-            out: Json = {"id": path, "name": op_id, "status": status, "startTime": _now()}
+            # The recordings' status bodies hold `status` only, the provisioning state while
+            # running ("Creating", "Updating"), and the poll repeats Azure-AsyncOperation.
+            status = job.pending if running else ("Failed" if job.error else "Succeeded")
+            out: Json = {"status": status}
             if job.error and not running:
                 out["error"] = {"code": job.error.code, "message": job.error.message}
-            assert out["status"] in ("InProgress", "Succeeded", "Failed", "Canceled")
-            return 200, retry, out
+            return 200, [*retry, ("Azure-AsyncOperation", f"{self.url}{path}?api-version={API_VERSION}")], out
         if running:
             return 202, retry, None
         if job.error is not None:
@@ -582,14 +623,16 @@ class AcrEmulator:
     def _accepted_put(
         self, registry: _Registry, resource_id: str, finish: Callable[[], None], out: Json
     ) -> tuple[int, list[tuple[str, str]], Json]:
-        job = _Job("async", finish=finish)
+        state = (out.get("properties") or {}).get("provisioningState") if isinstance(out, dict) else None
+        job = _Job("async", finish=finish, pending=str(state or "Updating"))
         job.done.set()
         return 201, self._start_job(registry, job, resource_id), out
 
     def _accepted_delete(
         self, registry: _Registry, finish: Callable[[], None]
     ) -> tuple[int, list[tuple[str, str]], Json]:
-        job = _Job("location", finish=finish, final_status=204)
+        # Recordings: the Location URL ends with 200 and an empty body, not 204.
+        job = _Job("location", finish=finish, final_status=200)
         job.done.set()
         return 202, self._start_job(registry, job), None
 
@@ -645,6 +688,7 @@ class AcrEmulator:
             "id": f"{registry.id}/cacheRules/{name}",
             "name": name,
             "type": f"{PROVIDER}/registries/cacheRules",
+            "systemData": _system_data(),
             "properties": properties,
         }
 
@@ -749,15 +793,24 @@ class AcrEmulator:
                     raise ArmError(
                         409, "CacheRuleConflict", f"{target} overlaps the wildcard rule {other['name']}"
                     )
+            # Real ACR refuses a rule over a repository that exists, static or wildcard (an ACR
+            # maintainer: https://github.com/Azure/acr/issues/789); the codes are those real ACR
+            # answered: TargetRepositoryAlreadyPresentInRegistry ("Cache rules cannot be created
+            # for existing repositories in registry", Azure/ARO-HCP#2639) and, for a wildcard,
+            # TargetRepositoryPrefixMatchesExistingRegistries (Azure/ARO-HCP#5176). Deleting a
+            # rule keeps its repository, so this also refuses re-creating a rule that cached.
             taken = (
                 [r for r in self._repositories(registry) if _covers(target, r)]
                 if wildcard
                 else ([target] if self._tags(registry, target) else [])
             )
             if taken:
-                raise ArmError(
-                    409, "TargetRepositoryExists", f"repository {taken[0]} already exists in the registry"
+                code = (
+                    "TargetRepositoryPrefixMatchesExistingRegistries"
+                    if wildcard
+                    else "TargetRepositoryAlreadyPresentInRegistry"
                 )
+                raise ArmError(409, code, f"repository {taken[0]} already exists in the registry")
         rule = self._rule_json(
             registry, name, source, target, credential, "Creating" if existing is None else "Updating"
         )
@@ -776,21 +829,15 @@ class AcrEmulator:
         if rule is None:
             raise ArmError(404, "ResourceNotFound", f"cache rule {name} was not found")
         properties = body.get("properties") or {}
-        if "credentialSetResourceId" in properties:
+        credential = properties.get("credentialSetResourceId")
+        # null does not remove the credential set: real ACR answered the PATCH
+        # `{"properties": {"credentialSetResourceId": null}}` 201 and kept it (recording
+        # test_acr_cache.yaml #21 and the GET at #24).
+        if credential is not None:
             host = rule["properties"]["sourceRepository"].split("/", 1)[0]
-            credential = properties["credentialSetResourceId"]
-            if credential is None:
-                if host == "docker.io":
-                    raise ArmError(
-                        400,
-                        "EnforceDockerAuthentication",
-                        "Cannot create cache rule pointing to Docker Hub without credentials",
-                    )
-                rule["properties"].pop("credentialSetResourceId", None)
-            else:
-                rule["properties"]["credentialSetResourceId"] = self._credential_set_for(
-                    registry, credential, host
-                )
+            rule["properties"]["credentialSetResourceId"] = self._credential_set_for(
+                registry, credential, host
+            )
         rule["properties"]["provisioningState"] = "Updating"
 
         def finish() -> None:
@@ -812,7 +859,8 @@ class AcrEmulator:
     def _op_credentialsets_list(
         self, registry: _Registry, params: Any, query: dict[str, list[str]], body: Json
     ) -> Any:
-        return self._list(list(registry.credential_sets.values()), f"{registry.id}/credentialSets", query)
+        found = [self._with_health(registry, item) for item in registry.credential_sets.values()]
+        return self._list(found, f"{registry.id}/credentialSets", query)
 
     def _op_credentialsets_get(
         self, registry: _Registry, params: dict[str, str], query: Any, body: Json
@@ -822,7 +870,7 @@ class AcrEmulator:
             raise ArmError(
                 404, "ResourceNotFound", f"credential set {params['credentialSetName']} was not found"
             )
-        return 200, [], found
+        return 200, [], self._with_health(registry, found)
 
     def _auth_credentials(self, credentials: Json) -> Json:
         if not isinstance(credentials, list) or len(credentials) != 1:
@@ -833,7 +881,47 @@ class AcrEmulator:
         for key in ("usernameSecretIdentifier", "passwordSecretIdentifier"):
             if not _KEY_VAULT_SECRET.match(str(credential.get(key) or "")):
                 raise ArmError(400, "InvalidParameter", f"{key} must be a Key Vault secret URI")
-        return [{**credential, "credentialHealth": {"status": "Healthy"}}]
+        return [dict(credential)]
+
+    def grant_secret_get(self, vault: str, principal_id: str) -> None:
+        """Let `principal_id` get the secrets of Key Vault `vault` (its name, `mycompany-kv`):
+        what a role assignment ('Key Vault Secrets User') or an access policy does in Azure."""
+        with self._lock:
+            self._granted.add((vault.lower(), principal_id))
+
+    def _with_health(self, registry: _Registry, found: Json) -> Json:
+        """The set as read now: each credential's health from the grants (see the docstring).
+
+        The Unhealthy answer is the one real ACR gave before access was granted (recording
+        test_acr_cache.yaml #2-#12): errorCode `Forbidden` and Key Vault's message, which names
+        the set's principal (oid) and the vault with the registry's location.
+        """
+        principal = found["identity"]["principalId"]
+        tenant = found["identity"]["tenantId"]
+        for credential in found["properties"]["authCredentials"]:
+            vaults = [
+                urlsplit(str(credential[key])).hostname or ""
+                for key in ("usernameSecretIdentifier", "passwordSecretIdentifier")
+            ]
+            denied = [
+                v.split(".", 1)[0]
+                for v in vaults
+                if (v.split(".", 1)[0].lower(), principal) not in self._granted
+            ]
+            if not denied:
+                credential["credentialHealth"] = {"status": "Healthy"}
+                continue
+            credential["credentialHealth"] = {
+                "status": "Unhealthy",
+                "errorCode": "Forbidden",
+                "errorMessage": (
+                    "The user, group or application 'name=microsoft.containerregistry/registries;"
+                    f"appid={_ACR_APP_ID};oid={principal};iss=https://sts.windows.net/{tenant}/' does not "
+                    f"have secrets get permission on key vault '{denied[0]};location={registry.location}'. "
+                    "For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287"
+                ),
+            }
+        return found
 
     def _op_credentialsets_create(
         self, registry: _Registry, params: dict[str, str], query: Any, body: Json
@@ -861,8 +949,11 @@ class AcrEmulator:
             "id": f"{registry.id}/credentialSets/{name}",
             "name": name,
             "type": f"{PROVIDER}/registries/credentialSets",
+            "systemData": _system_data(),
             "identity": {
-                "type": "SystemAssigned",
+                # Sent as SystemAssigned, read back as systemAssigned (recording
+                # test_acr_cache.yaml #2, #4, #5).
+                "type": "systemAssigned",
                 "principalId": principal,
                 "tenantId": str(uuid.UUID(int=7)),
             },
@@ -878,7 +969,8 @@ class AcrEmulator:
         def finish() -> None:
             found["properties"]["provisioningState"] = "Succeeded"
 
-        return self._accepted_put(registry, found["id"], finish, json.loads(json.dumps(found)))
+        out = json.loads(json.dumps(self._with_health(registry, found)))
+        return self._accepted_put(registry, found["id"], finish, out)
 
     def _op_credentialsets_update(
         self, registry: _Registry, params: dict[str, str], query: Any, body: Json
@@ -900,7 +992,8 @@ class AcrEmulator:
         def finish() -> None:
             found["properties"]["provisioningState"] = "Succeeded"
 
-        return self._accepted_put(registry, found["id"], finish, json.loads(json.dumps(found)))
+        out = json.loads(json.dumps(self._with_health(registry, found)))
+        return self._accepted_put(registry, found["id"], finish, out)
 
     def _op_credentialsets_delete(
         self, registry: _Registry, params: dict[str, str], query: Any, body: Json
@@ -932,6 +1025,7 @@ class AcrEmulator:
             "type": f"{PROVIDER}/registries/replications",
             "location": location,
             "tags": dict(tags),
+            "systemData": _system_data(),
             "properties": {
                 "provisioningState": "Succeeded",
                 "status": {"displayStatus": "Ready", "timestamp": _now()},
@@ -972,10 +1066,17 @@ class AcrEmulator:
             )
         found = self._replication_json(registry, name, location, body.get("tags") or {})
         found["properties"]["provisioningState"] = "Creating"
+        # No displayStatus until the replica is ready (recording test_acr_create_replication.yaml
+        # #3: `status: {timestamp}` in the 201; `displayStatus: Ready` from the GET at #6).
+        found["properties"]["status"] = {"timestamp": _now()}
+        enabled = (body.get("properties") or {}).get("regionEndpointEnabled")
+        if enabled is not None:
+            found["properties"]["regionEndpointEnabled"] = enabled
         registry.replications[name] = found
 
         def finish() -> None:
             found["properties"]["provisioningState"] = "Succeeded"
+            found["properties"]["status"] = {"displayStatus": "Ready", "timestamp": _now()}
 
         return self._accepted_put(registry, found["id"], finish, json.loads(json.dumps(found)))
 
@@ -990,7 +1091,14 @@ class AcrEmulator:
         enabled = (body.get("properties") or {}).get("regionEndpointEnabled")
         if enabled is not None:
             found["properties"]["regionEndpointEnabled"] = enabled
-        return self._accepted_put(registry, found["id"], lambda: None, json.loads(json.dumps(found)))
+        # "Updating" until the status poll says Succeeded (recording
+        # test_acr_create_replication.yaml #14-#16).
+        found["properties"]["provisioningState"] = "Updating"
+
+        def finish() -> None:
+            found["properties"]["provisioningState"] = "Succeeded"
+
+        return self._accepted_put(registry, found["id"], finish, json.loads(json.dumps(found)))
 
     def _op_replications_delete(
         self, registry: _Registry, params: dict[str, str], query: Any, body: Json

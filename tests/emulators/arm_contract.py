@@ -17,7 +17,8 @@ What is checked:
   `type`, `enum`, `pattern`, `minLength`/`maxLength`, `format: uuid|date-time`, `items`):
   a property the schema does not define is an error (Swagger's open objects are read
   strictly: a client that sends what the spec does not define is not speaking the spec);
-  a `readOnly` property in a request is an error; `null` is an error except for an optional
+  a `readOnly` property in a request is an error; an `enum` value in a response may differ in
+  case (as real ACR's does, see the recordings); `null` is an error except for an optional
   property of a PATCH body (ARM PATCH is a JSON merge patch, where null removes a value —
   how `az` clears a cache rule's credential set).
 - responses: the status must be one the operation lists (or its `default`); a listed schema
@@ -297,7 +298,7 @@ class ArmSpec:
         if kind == "string":
             if not isinstance(value, str):
                 return [f"{where} must be a string, not {_kind(value)}"]
-            return self._string(schema, value, where)
+            return self._string(schema, value, where, request=request)
         if kind == "boolean":
             return [] if isinstance(value, bool) else [f"{where} must be a boolean, not {_kind(value)}"]
         if kind == "integer":
@@ -310,7 +311,9 @@ class ArmSpec:
             return []  # an untyped schema (`info: {type: object}` has one; none are untyped here)
         raise NotImplementedError(f"schema type {kind!r} at {where}")
 
-    def _string(self, schema: Mapping[str, Any], value: str, where: str) -> list[str]:
+    def _string(
+        self, schema: Mapping[str, Any], value: str, where: str, *, request: bool = True
+    ) -> list[str]:
         errors = []
         if "minLength" in schema and len(value) < schema["minLength"]:
             errors.append(f"{where} '{_show(value)}' is shorter than {schema['minLength']}")
@@ -319,7 +322,12 @@ class ArmSpec:
         if "pattern" in schema and not re.search(schema["pattern"], value):
             errors.append(f"{where} '{_show(value)}' does not match {schema['pattern']}")
         if "enum" in schema and value not in schema["enum"]:
-            errors.append(f"{where} '{_show(value)}' is not one of {schema['enum']}")
+            # A response may differ in case: real ACR read an identity back as `systemAssigned`
+            # for the enum's `SystemAssigned` (tests/contracts/azure/recordings/test_acr_cache.yaml
+            # #2, #4); ARM compares enum values case-insensitively. Requests stay exact.
+            folded = not request and value.lower() in {str(e).lower() for e in schema["enum"]}
+            if not folded:
+                errors.append(f"{where} '{_show(value)}' is not one of {schema['enum']}")
         form = schema.get("format")
         if form == "uuid" and not _UUID.match(value):
             errors.append(f"{where} '{_show(value)}' is not a UUID")
