@@ -88,6 +88,10 @@ class Terraform:
             "CHECKPOINT_DISABLE": "1",
             "TF_IN_AUTOMATION": "1",
             "TF_INPUT": "0",
+            # The provider is a 700 MB Go binary that builds its whole schema in every process
+            # (several per command); collecting garbage less often cut that CPU time by a
+            # quarter here (terraform validate: 2.0 → 1.5 s user) for ~40 MB more memory.
+            "GOGC": "400",
         }
         seed = root / "init"
         seed.mkdir()
