@@ -82,7 +82,9 @@ class Terraform:
             "}\n"
         )
         self.env = {
-            **os.environ,
+            # The caller's AWS settings (keys, profile, AWS_ENDPOINT_URL_*) stay out: a test
+            # names its endpoints and credentials itself.
+            **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
             "TF_CLI_CONFIG_FILE": str(config),
             "TF_DATA_DIR": str(root / "data"),
             "CHECKPOINT_DISABLE": "1",

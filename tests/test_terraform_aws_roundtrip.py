@@ -10,8 +10,9 @@ emulator, `tests/emulators/ecr.py`) through the provider's `endpoints` block:
   then `mirrorspec plan` has no native change to make, and after `mirrorspec sync` (the copies
   Terraform cannot do) `plan --detailed-exitcode` and `audit` are in sync;
 - mirrorspec → Terraform: after `mirrorspec apply`, `import` blocks bring every rendered
-  resource into a Terraform state with no change planned for any, and then `terraform plan
-  -detailed-exitcode` finds nothing to do.
+  resource into a Terraform state with no change planned for any (but two arguments of the
+  secret that the provider never reads from AWS, `CONFIG_ONLY`), and after that import is
+  applied `terraform plan -detailed-exitcode` finds nothing to do.
 
 A request the emulator refuses from the provider fails the apply or the plan, and an answer
 that breaks botocore's output shape fails the bed's check: either is an emulator or a rendering
@@ -52,8 +53,8 @@ ECR_TARGETS = [("ecr.yaml", "aws-prod"), ("seqera.yaml", "aws-prod")]
 # ImportStateVerifyIgnore).
 CONFIG_ONLY = {"aws_secretsmanager_secret": {"recovery_window_in_days", "force_overwrite_replica_secret"}}
 # A token with the characters Terraform's jsonencode escapes and Python's json.dumps does not
-# (<, >, &; U+2028 and U+2029 too, but a spec password cannot hold those) and some neither
-# escapes the same way by default (non-ASCII, quote, backslash, slash).
+# (<, >, &; U+2028 and U+2029 too, but a spec password cannot hold those), and some that
+# json.dumps escapes unless told not to (non-ASCII) or that both escape (quote, backslash).
 AWKWARD_TOKEN = beds.DOCKERHUB_CANARY + '<&>"\\ é/'
 
 
@@ -93,20 +94,36 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def mirrorspec(
-    bed: beds.Bed, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str
+    where: beds.Bed | beds.Upstreams,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    *argv: str,
 ) -> tuple[int, str, str]:
-    """The CLI in-process, its run context pointed at the bed."""
-    monkeypatch.setattr(cli, "RunContext", partial(RunContext, **bed.context_kwargs()))
+    """The CLI in-process, its run context pointed at the bed (or only at the upstreams:
+    rendering reads nothing from the target)."""
+    if isinstance(where, beds.Bed):
+        kwargs = where.context_kwargs()
+    else:
+        kwargs = {"registry_overrides": where.overrides(), "aws_client_factory": _unreachable}
+    monkeypatch.setattr(cli, "RunContext", partial(RunContext, **kwargs))
     with pytest.raises(SystemExit) as exit_:
         cli.main(list(argv))
     out = capsys.readouterr()
     return int(exit_.value.code or 0), out.out, out.err
 
 
+def _unreachable(*args: Any) -> Any:
+    raise AssertionError("render terraform must not reach the target")
+
+
 def render(
-    bed: beds.Bed, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], spec: str, target: str
+    where: beds.Bed | beds.Upstreams,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    spec: str,
+    target: str,
 ) -> dict[str, Any]:
-    code, out, err = mirrorspec(bed, monkeypatch, capsys, "render", "terraform", spec, "-t", target)
+    code, out, err = mirrorspec(where, monkeypatch, capsys, "render", "terraform", spec, "-t", target)
     assert code == 0, err
     document: dict[str, Any] = json.loads(out)
     return document
@@ -167,21 +184,43 @@ def no_canary(*texts: str) -> None:
 def test_the_real_aws_provider_validates_the_rendered_file(
     terraform: Terraform,
     ups: beds.Upstreams,
-    emulator: EcrEmulator,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
     spec: str,
     target: str,
 ) -> None:
-    with beds.ecr_bed(emulator, ups, tmp_path) as bed:
-        document = render(bed, monkeypatch, capsys, str(EXAMPLES / spec), target)
-    workdir = terraform.workdir(f"validate-{spec}-{target}")
-    (workdir / "mirror.tf.json").write_text(json.dumps(document))
-    validated = terraform.run("validate", "-json", cwd=workdir)
-    report = json.loads(validated.stdout)
+    document = render(ups, monkeypatch, capsys, str(EXAMPLES / spec), target)
+    report = validate(terraform, f"validate-{spec}-{target}", document)
     assert report["valid"] is True and report["error_count"] == 0, report
     assert report["warning_count"] == 0, report["diagnostics"]
+
+
+@needs_terraform
+def test_the_real_schema_rejects_an_argument_the_resource_lacks(
+    terraform: Terraform,
+    ups: beds.Upstreams,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Not vacuous: the API's `upstreamRegistry` has no argument in aws_ecr_pull_through_cache_rule
+    (ECR infers it from the URL), and the real schema says so."""
+    document = render(ups, monkeypatch, capsys, str(EXAMPLES / "ecr.yaml"), "aws-prod")
+    for rule in document["resource"]["aws_ecr_pull_through_cache_rule"].values():
+        rule["upstream_registry"] = "docker-hub"
+    report = validate(terraform, "validate-broken", document)
+    assert report["valid"] is False
+    summaries = {(d["severity"], d["summary"]) for d in report["diagnostics"]}
+    assert summaries == {("error", "Extraneous JSON object property")}, report["diagnostics"]
+    assert all('"upstream_registry"' in d["detail"] for d in report["diagnostics"])
+
+
+def validate(terraform: Terraform, name: str, document: dict[str, Any]) -> dict[str, Any]:
+    workdir = terraform.workdir(name)
+    (workdir / "mirror.tf.json").write_text(json.dumps(document))
+    validated = terraform.run("validate", "-json", cwd=workdir)
+    report: dict[str, Any] = json.loads(validated.stdout)
+    assert (validated.returncode == 0) == report["valid"], validated.stderr
+    return report
 
 
 # --- Terraform applies, mirrorspec agrees ------------------------------------------------
