@@ -10,8 +10,9 @@ which proves rendering reads nothing from it. Every rendered file is checked for
 - secrets: every login is a variable, every password variable is `sensitive`, and no canary
   (nor any user name read from the environment) is in the file or on stdout/stderr;
 - Terraform itself, offline. `terraform validate` needs the providers' schemas, which cannot
-  be downloaded here, so nothing can check arguments against the real schemas; instead
-  `terraform providers` loads the file as configuration (it rejects unknown top-level keys,
+  be downloaded here (the real `hashicorp/aws` schema checks the ECR files, from a local
+  provider mirror, in test_terraform_aws_roundtrip.py; azurerm and harbor are not installed);
+  instead `terraform providers` loads the file as configuration (it rejects unknown top-level keys,
   bad labels, duplicate resources, malformed `variable`/`provider` blocks and names the
   providers required), and a stand-in copy whose resources become built-in `terraform_data`
   (same bodies, references rewritten) goes through `terraform validate`, which parses every

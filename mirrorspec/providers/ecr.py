@@ -449,7 +449,7 @@ def _observe_secrets(target: EcrTarget, ctx: RunContext, region: str) -> list[Re
             if name in wanted:
                 value = secrets.get_secret_value(SecretId=secret["ARN"]).get("SecretString", "")
                 _register_secret_string(value)
-                if _secret_json(wanted[name]) == value:
+                if _same_secret(value, wanted[name]):
                     current = "current"
             description = secret.get("Description", "")
             found.append(
@@ -490,7 +490,30 @@ def secret_credentials(target: Any, ctx: RunContext) -> dict[str, str]:
 
 
 def _secret_json(auth: BasicAuth) -> str:
-    return json.dumps({"username": auth.username, "accessToken": auth.password}, sort_keys=True)
+    """The secret's JSON, byte for byte as Terraform's `jsonencode` writes it for `render
+    terraform`'s `secret_string`: keys sorted, no spaces, non-ASCII kept, and `<`, `>`, `&`,
+    U+2028, U+2029 as `\\u` escapes (https://developer.hashicorp.com/terraform/language/functions/
+    jsonencode; checked with terraform 1.11). terraform-provider-aws compares `secret_string` as
+    text, so any other spelling of the same JSON makes `terraform plan` replace the version."""
+    text = json.dumps(
+        {"username": auth.username, "accessToken": auth.password},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    for char in "<>&\u2028\u2029":
+        text = text.replace(char, f"\\u{ord(char):04x}")
+    return text
+
+
+def _same_secret(value: str, auth: BasicAuth) -> bool:
+    """Whether the secret holds this login: ECR reads the JSON keys, not the spelling, so a
+    value Terraform (or an older mirrorspec, with spaces) wrote is as current as ours."""
+    try:
+        document: object = json.loads(value)
+    except ValueError:
+        return False
+    return document == {"username": auth.username, "accessToken": auth.password}
 
 
 def _observe_statements(

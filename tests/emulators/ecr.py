@@ -78,8 +78,9 @@ NOT emulated:
   selects that account's state.
 - No template quota (it is unconfirmed). No check that overlapping PTC prefixes, or ``ROOT`` and
   ``upstreamRepositoryPrefix`` for non-ECR upstreams, are accepted or rejected (§5, unconfirmed).
-  Defaults the real service may fill in (``imageTagMutability``, ``encryptionConfiguration``,
-  ``upstreamRepositoryPrefix: ROOT``) are not invented.
+  Defaults the real service may fill in (``encryptionConfiguration``,
+  ``upstreamRepositoryPrefix: ROOT``) are not invented; a template's ``imageTagMutability``
+  defaults to ``MUTABLE``, as the model documents.
 - Only the ``Action`` lists of registry policies are checked, not principals or resources.
 - The ``failure`` texts of ``ValidatePullThroughCacheRule`` are the emulator's own.
 - moto's state is global to the process. Entering ``mock_aws()`` in the same process wipes it
@@ -852,6 +853,12 @@ class EcrEmulator:
         now = time.time()
         template: JsonObject = {"prefix": prefix, "createdAt": now, "updatedAt": now}
         template.update({k: copy.deepcopy(body[k]) for k in self._TEMPLATE_FIELDS if k in body})
+        # "If this parameter is omitted, the default setting of MUTABLE will be used" (botocore
+        # ecr model, CreateRepositoryCreationTemplateRequest.imageTagMutability); ECR reads the
+        # template back with it, and terraform-provider-aws 5.100.0 plans a change on import if
+        # it is missing (internal/service/ecr/repository_creation_template.go, schema default
+        # MUTABLE, Read sets image_tag_mutability from the answer).
+        template.setdefault("imageTagMutability", "MUTABLE")
         registry.templates[_prefix_key(prefix)] = template
         return self._template_result(ctx, template)
 
