@@ -78,10 +78,6 @@ def copied(plan: Any) -> set[str]:
 # --- 1. no copy under a pull-through cache prefix ---------------------------------------------
 
 
-XFAIL = pytest.mark.xfail(strict=True, reason="issue 13: fixed in the next commit")
-
-
-@XFAIL
 def test_a_host_with_a_version_selected_repository_is_copied_not_cached(bed: Bed) -> None:
     """The example spec: docker.io has redis (every tag) and bitnami/postgresql (^16). A rule
     at vendor/docker.io would also serve vendor/docker.io/bitnami/postgresql, any tag, from
@@ -102,7 +98,6 @@ def test_a_host_with_a_version_selected_repository_is_copied_not_cached(bed: Bed
     # (the bed's teardown runs emulator.check(): no repository under any rule's prefix)
 
 
-@XFAIL
 def test_flat_layout_caches_nothing_when_anything_is_copied(bed: Bed) -> None:
     """Flat: the rule's prefix is the target's prefix, so it would cover every copy."""
     push_image(bed.upstream, "library/redis", "7.2.4")
@@ -118,7 +113,6 @@ def test_flat_layout_caches_nothing_when_anything_is_copied(bed: Bed) -> None:
     )
 
 
-@XFAIL
 def test_a_foreign_rule_over_a_copy_destination_is_refused_at_plan_time(bed: Bed) -> None:
     # ROOT: an ECR-to-ECR rule that serves every repository without a rule of its own.
     bed.client("ecr").create_pull_through_cache_rule(
@@ -138,7 +132,6 @@ def test_a_foreign_rule_over_a_copy_destination_is_refused_at_plan_time(bed: Bed
     assert "delete or move that rule, or use another prefix" in message
 
 
-@XFAIL
 def test_our_own_rule_left_over_a_copy_destination_is_deleted_without_prune(bed: Bed) -> None:
     """Cached docker.io, then the spec adds a version-selected docker.io repository: the rule
     mirrorspec made must go before the copies, --prune or not."""
@@ -151,7 +144,6 @@ def test_our_own_rule_left_over_a_copy_destination_is_deleted_without_prune(bed:
     assert rules(bed) == {"vendor/quay.io"}
 
 
-@XFAIL
 def test_a_rule_relying_on_cgr_dev_says_unverified(bed: Bed) -> None:
     text = "version: 1\nmode: cache\ncredentials:\n  cg:\n    username: u\n"
     text += "    password: {env: DOCKERHUB_TOKEN}\n"
@@ -169,7 +161,6 @@ REPLICATE = "    replicate-to:\n      - region: us-east-1\n"
 US = {"region": "us-east-1", "registryId": ACCOUNT}
 
 
-@XFAIL
 def test_our_replication_filter_catches_exactly_our_repositories(bed: Bed) -> None:
     converge(bed.ctx(spec(extra=REPLICATE)))
     (ours,) = bed.client("ecr").describe_registry()["replicationConfiguration"]["rules"]
@@ -178,7 +169,6 @@ def test_our_replication_filter_catches_exactly_our_repositories(bed: Bed) -> No
     assert bed.emu.replicated_to("vendor-tools/builder") == []
 
 
-@XFAIL
 def test_a_rule_with_the_old_filter_is_ours_and_is_rewritten(bed: Bed) -> None:
     old = {"destinations": [US], "repositoryFilters": [{"filter": "vendor", "filterType": "PREFIX_MATCH"}]}
     bed.client("ecr").put_replication_configuration(replicationConfiguration={"rules": [old]})
@@ -189,7 +179,6 @@ def test_a_rule_with_the_old_filter_is_ours_and_is_rewritten(bed: Bed) -> None:
     assert ours["repositoryFilters"] == [{"filter": "vendor/", "filterType": "PREFIX_MATCH"}]
 
 
-@XFAIL
 def test_audit_names_foreign_replication_rules_that_also_catch_our_repositories(bed: Bed) -> None:
     foreign = [
         {"destinations": [US], "repositoryFilters": [{"filter": "vend", "filterType": "PREFIX_MATCH"}]},
@@ -211,12 +200,14 @@ def test_audit_names_foreign_replication_rules_that_also_catch_our_repositories(
 # --- 3. Secrets Manager ----------------------------------------------------------------------
 
 
-@XFAIL
 def test_prune_then_re_add_within_the_recovery_window_restores_the_secret(bed: Bed) -> None:
     converge(bed.ctx(spec()))
     arn = bed.client("secretsmanager").describe_secret(SecretId=SECRET)["ARN"]
-    quay_only = spec(docker='      - name: library/busybox\n        tags: ["1.36"]')
-    push_image(bed.upstream, "library/busybox", "1.36")
+    quay_only = parse_spec(
+        SPEC.format(layout="scoped", docker="", host=ECR_HOST).replace(
+            "  - registry: docker.io\n    credentials: dockerhub\n    repositories:\n\n", ""
+        )
+    )
     first, _ = converge(bed.ctx(quay_only), prune=True)
     assert ("delete", "secret", SECRET) in plan_changes(first)
     assert bed.client("secretsmanager").describe_secret(SecretId=SECRET).get("DeletedDate") is not None
@@ -232,7 +223,6 @@ def test_prune_then_re_add_within_the_recovery_window_restores_the_secret(bed: B
     assert value["username"] == "hub-bot"
 
 
-@XFAIL
 def test_a_plan_right_after_apply_ignores_a_stale_secret_list(bed: Bed) -> None:
     ctx = bed.ctx(spec())
     first = engine.plan(ctx)
