@@ -258,7 +258,7 @@ def _drop_rules_over_copies(
 
     Why not cache next to the copies: ECR maps `<rule prefix>/<path>` to `<path>` upstream and
     nothing else, so a copy under the prefix (a version selection, another upstream in the flat
-    layout) would serve any other tag of that name from the upstream, and move the copies
+    layout) would serve any other tag of that name from the upstream, and moving the copies
     elsewhere would break the one path mapping (`paths.destination`) users pull by.
     """
     layout = ctx.spec.layout_of(target)
