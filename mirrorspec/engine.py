@@ -26,6 +26,7 @@ from .errors import MirrorspecError, ProviderError, RegistryError
 from .plan import (
     Artifact,
     Audit,
+    Change,
     ContentCheck,
     Copy,
     CopyTag,
@@ -138,6 +139,7 @@ def _plan_target(look: _Look, prune: bool) -> TargetPlan:
         replace_unless=look.provider.IN_PLACE,
         replace_when=getattr(look.provider, "replace_when", None),  # optional: only ACR defines it
     )
+    changes = _retired(look, changes)
     checks = check_content(look.ctx, look.endpoint, look.target, look.stored)
     copies = _copies(look.stored, checks, look.desired)
     return TargetPlan(
@@ -146,15 +148,38 @@ def _plan_target(look: _Look, prune: bool) -> TargetPlan:
         registry=look.endpoint.host,
         changes=tuple(changes),
         copies=tuple(copies),
-        notes=look.notes if prune else (*look.notes, *_kept_notes(look)),
+        notes=look.notes if prune else (*look.notes, *_kept_notes(look, changes)),
         up_to_date=sum(1 for c in checks if c.status == "present"),
     )
 
 
-def _kept_notes(look: _Look) -> list[Note]:
+def _retired(look: _Look, changes: list[Change]) -> list[Change]:
+    """`changes`, led by deletes of the managed rules the provider says must go first, with or
+    without `--prune`, because keeping them would defeat the plan's copies and repositories
+    (ECR: a pull-through cache rule over a copy destination)."""
+    retire = getattr(look.provider, "retire", None)  # optional: only ECR defines it
+    if retire is None:
+        return changes
+    doomed = {(r.kind, r.id): r for r in retire(look.desired, look.observed, look.target)}
+    first = [
+        Change(
+            "delete",
+            r.kind,
+            r.id,
+            dict(r.attrs),
+            None,
+            "mirrorspec made it, and it would now serve copy destinations from the upstream",
+        )
+        for r in doomed.values()
+    ]
+    return first + [c for c in changes if (c.resource, c.id) not in doomed]
+
+
+def _kept_notes(look: _Look, changes: Sequence[Change]) -> list[Note]:
     """Rules mirrorspec made that the spec no longer asks for stay until `--prune`: say so, or
     a plan with no changes would look like a registry that holds only what the spec says."""
     wanted = {(r.kind, r.id) for r in look.desired.resources}
+    wanted |= {(c.resource, c.id) for c in changes if c.action == "delete"}
     kept = sorted(
         f"{r.kind} {r.id}" for r in look.observed.resources if r.managed and (r.kind, r.id) not in wanted
     )

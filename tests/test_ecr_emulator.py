@@ -818,7 +818,7 @@ def test_calls_record_operations_and_bodies(
     ecr.create_pull_through_cache_rule(
         ecrRepositoryPrefix="hub", upstreamRegistryUrl="registry-1.docker.io", credentialArn=arn
     )
-    ecr.create_repository(repositoryName="hub/library/alpine")
+    ecr.create_repository(repositoryName="mirror/library/alpine")
     with pytest.raises(ClientError):
         ecr.delete_pull_through_cache_rule(ecrRepositoryPrefix="nope")
     ecr.describe_registry()
@@ -833,7 +833,7 @@ def test_calls_record_operations_and_bodies(
                 "credentialArn": arn,
             },
         ),
-        ("CreateRepository", {"repositoryName": "hub/library/alpine"}),
+        ("CreateRepository", {"repositoryName": "mirror/library/alpine"}),
         ("DeletePullThroughCacheRule", {"ecrRepositoryPrefix": "nope"}),
         ("DescribeRegistry", {}),
     ]

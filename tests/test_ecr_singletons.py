@@ -88,7 +88,7 @@ def our_rule(prefix: str, regions: tuple[str, ...], cross_account: bool = True) 
         destinations.append({"region": DR_REGION, "registryId": DR_ACCOUNT})
     return {
         "destinations": destinations,
-        "repositoryFilters": [{"filter": prefix, "filterType": "PREFIX_MATCH"}],
+        "repositoryFilters": [{"filter": prefix + "/", "filterType": "PREFIX_MATCH"}],
     }
 
 
@@ -200,9 +200,10 @@ def foreign_rule(draw: st.DrawFn, ours: str, max_destinations: int, max_filters:
     if filters:  # none: the rule replicates every repository
         rule["repositoryFilters"] = [{"filter": f, "filterType": "PREFIX_MATCH"} for f in filters]
     delete = draw(st.sampled_from([None, True, False]))
-    if filters == [ours] and not delete:
-        # Exactly the rule mirrorspec writes is mirrorspec's by definition (ECR rules carry no
-        # owner); with deleteReplication on, it is not one mirrorspec wrote.
+    if filters in ([ours], [ours + "/"]) and not delete:
+        # Exactly the rule mirrorspec writes (`<prefix>/`, or `<prefix>` before issue 13) is
+        # mirrorspec's by definition (ECR rules carry no owner); with deleteReplication on, it
+        # is not one mirrorspec wrote.
         delete = True
     if delete is not None:
         rule["deleteReplication"] = {"enabled": delete}

@@ -389,8 +389,13 @@ def duplicates(bed: FaultBed, prefix: str) -> list[str]:
     ecr = bed.direct("ecr")
     rules = ecr.describe_registry()["replicationConfiguration"]["rules"]
     twice("ecr replication rule", rules)
-    ours = [
-        r for r in rules if {"filter": prefix, "filterType": "PREFIX_MATCH"} in r.get("repositoryFilters", [])
+    ours = [  # `<prefix>/` since issue 13; `<prefix>` before
+        r
+        for r in rules
+        if any(
+            {"filter": f, "filterType": "PREFIX_MATCH"} in r.get("repositoryFilters", [])
+            for f in (prefix, prefix + "/")
+        )
     ]
     if len(ours) > 1:
         found.append(f"ecr replication rules for {prefix}: {len(ours)}")

@@ -144,9 +144,7 @@ BLOCKS: dict[tuple[str, str], set[str]] = {
 }
 # What each example target renders to (the registry target has no native rules).
 EXPECTED_TYPES = {
-    ("ecr.yaml", "aws-prod"): {
-        "aws_secretsmanager_secret",
-        "aws_secretsmanager_secret_version",
+    ("ecr.yaml", "aws-prod"): {  # docker.io is copied, not cached: no secret (issue 13)
         "aws_ecr_pull_through_cache_rule",
         "aws_ecr_repository_creation_template",
         "aws_ecr_repository",
@@ -346,9 +344,15 @@ def test_example_targets_render_real_resources_and_no_secret(
 
 
 def test_ecr_example_arguments(
-    ups: beds.Upstreams, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ups: beds.Upstreams, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    code, out, err = render_cli(ups, monkeypatch, capsys, str(EXAMPLES / "ecr.yaml"), "-t", "aws-prod")
+    # Without its version-filtered docker.io repository, so that docker.io is cached too (issue
+    # 13: a rule at vendor/docker.io would serve the copy's name from Docker Hub).
+    text = (EXAMPLES / "ecr.yaml").read_text()
+    postgres = text[text.index("      - name: bitnami/postgresql") : text.index("  - registry: quay.io")]
+    spec = tmp_path / "ecr.yaml"
+    spec.write_text(text.replace(postgres, ""))
+    code, out, err = render_cli(ups, monkeypatch, capsys, str(spec), "-t", "aws-prod")
     assert code == 0, err
     document = json.loads(out)
     resources = document["resource"]
@@ -376,7 +380,6 @@ def test_ecr_example_arguments(
     }
     assert sorted(r["name"] for r in resources["aws_ecr_repository"].values()) == [
         "vendor/cr.seqera.io/private/nf-tower-enterprise/backend",
-        "vendor/docker.io/bitnami/postgresql",
     ]
     ((replication,),) = [list(resources["aws_ecr_replication_configuration"].values())]
     assert replication["replication_configuration"] == {
@@ -386,7 +389,7 @@ def test_ecr_example_arguments(
                     {"region": "us-east-1", "registry_id": beds.ACCOUNT},
                     {"region": "eu-central-1", "registry_id": "210987654321"},
                 ],
-                "repository_filter": [{"filter": "vendor", "filter_type": "PREFIX_MATCH"}],
+                "repository_filter": [{"filter": "vendor/", "filter_type": "PREFIX_MATCH"}],
             }
         ]
     }
@@ -399,7 +402,7 @@ def test_ecr_example_arguments(
     assert {"region": "eu-west-1"} in document["provider"]["aws"]
     # The singletons' warning reaches the person running it, not only the file.
     assert err.count("Terraform owns it whole") == 2
-    assert "4 tag(s) of 2 repository(ies) are copied with skopeo" in err
+    assert "2 tag(s) of 1 repository(ies) are copied with skopeo" in err
 
 
 def test_acr_example_arguments(

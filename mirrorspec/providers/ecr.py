@@ -27,6 +27,12 @@ Facts that shaped it (research/ecr.md):
   statement, read it again and write only if nobody changed it meanwhile, then read it back
   and report it when it is not what we wrote (`_read_modify_write`).
 - botocore checks only minimum lengths client-side, so limits are checked here at plan time.
+- A rule serves *every* repository under its prefix from the upstream (issue 13): a copy
+  pushed there would be replaced, tag by tag, by whatever the upstream serves under that name.
+  So no copy may land under any rule's prefix, ours or foreign: an upstream is cached only
+  when none of the repositories copied into the target fall under its rule's prefix, else the
+  whole upstream is copied (`_drop_rules_over_copies`), and a foreign rule over a copy refuses
+  the plan (`check`). The mapping `[prefix/][host/]repository` never changes.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ __all__ = [
     "copy",
     "endpoint",
     "observe",
+    "retire",
     "secret_credentials",
     "translate",
     "upstream_of",
@@ -93,6 +100,7 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
         "ecr:GetRegistryPolicy",
         "ecr:GetAuthorizationToken",
         "secretsmanager:ListSecrets",
+        "secretsmanager:DescribeSecret",
         "secretsmanager:GetSecretValue",
     ),
     "apply": (
@@ -113,6 +121,7 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
         "secretsmanager:CreateSecret",
         "secretsmanager:PutSecretValue",
         "secretsmanager:DescribeSecret",
+        "secretsmanager:RestoreSecret",
         "secretsmanager:DeleteSecret",
     ),
 }
@@ -184,6 +193,14 @@ def translate(artifacts: Sequence[Artifact], target: Any, ctx: RunContext) -> ba
         paths.destination(target.prefix, ctx.spec.layout_of(target), a.registry, a.repository)
         for a in artifacts
     )
+    for name in wanted_repos:
+        prefix = next((r.id for r in resources if r.kind == RULE and _covers(r.id, name)), None)
+        if prefix is not None:  # a copy the spec does not name (a chart's dependency) on a cached host
+            raise MirrorspecError(
+                f"target '{target.name}': '{name}' would be copied under the pull-through cache rule "
+                f"prefix '{prefix}', where ECR serves every repository from the upstream; list its "
+                "repository in the spec's sources, or use mode: mirror"
+            )
     resources += [Resource(REPOSITORY, name, {}, managed=False) for name in wanted_repos]
     if target.replicate_to:
         resources += _replication(target, notes)
@@ -198,7 +215,7 @@ def _cache_rules(
         return []
     notes = [] if notes is None else notes
     taken: dict[str, str] = {}
-    rules = []
+    rules: dict[str, tuple[str, list[Resource], list[str]]] = {}
     for source in ctx.spec.sources:
         found = _cacheable(source, target, ctx, taken, notes)
         if found:
@@ -210,8 +227,71 @@ def _cache_rules(
                 for r in source.repositories
                 if r.all_tags
             ]
-            rules.append((prefix, resources, repos))
-    return rules
+            rules[host] = (prefix, resources, repos)
+    _drop_rules_over_copies(target, ctx, rules, notes)
+    return list(rules.values())
+
+
+def _covers(rule_prefix: str, repository: str) -> bool:
+    """True when a pull-through cache rule with this prefix serves `repository`.
+
+    ECR user guide, "Customizing repository prefixes for ECR to ECR pull through cache": "All
+    repositories using this prefix become pull through cache-enabled repositories for the
+    upstream registry defined in the rule. For example, a prefix of prod applies to all
+    repositories beginning with prod/"; "There is always an assumed / applied to the end of
+    the prefix"; `ROOT` applies to every repository without a rule of its own
+    (https://docs.aws.amazon.com/AmazonECR/latest/userguide/pull-through-cache-private-wildcards.html;
+    the `ROOT` value and the optional trailing `/` are in botocore's ECR model,
+    PullThroughCacheRuleRepositoryPrefix).
+    """
+    return rule_prefix == "ROOT" or repository.startswith(rule_prefix.rstrip("/") + "/")
+
+
+def _drop_rules_over_copies(
+    target: EcrTarget,
+    ctx: RunContext,
+    rules: dict[str, tuple[str, list[Resource], list[str]]],
+    notes: list[Note],
+) -> None:
+    """Leave out every rule whose prefix covers a repository the spec has copied; its upstream
+    is then copied whole, which may put it over another rule's prefix: repeat until stable.
+
+    Why not cache next to the copies: ECR maps `<rule prefix>/<path>` to `<path>` upstream and
+    nothing else, so a copy under the prefix (a version selection, another upstream in the flat
+    layout) would serve any other tag of that name from the upstream, and moving the copies
+    elsewhere would break the one path mapping (`paths.destination`) users pull by.
+    """
+    layout = ctx.spec.layout_of(target)
+    while True:
+        copies = [
+            (host, paths.destination(target.prefix, layout, source.registry, repo.name))
+            for source in ctx.spec.sources
+            for repo in source.repositories
+            for host in [paths.normalize_registry(source.registry)]
+            if not (repo.all_tags and host in rules)
+        ]
+        for host, (prefix, _, _) in rules.items():
+            hit = next(((origin, dest) for origin, dest in copies if _covers(prefix, dest)), None)
+            if hit is None:
+                continue
+            origin, dest = hit
+            fix = (
+                f"give every {host} repository `all-tags: true` to cache it"
+                if origin == host
+                else "use layout: scoped to give each upstream its own prefix"
+            )
+            notes.append(
+                Note(
+                    "warning",
+                    f"{host}: its pull-through cache rule '{prefix}' would also serve '{dest}', which is "
+                    f"copied, and ECR serves every repository under a rule's prefix from the upstream; "
+                    f"every {host} repository is copied with skopeo instead ({fix})",
+                )
+            )
+            del rules[host]
+            break
+        else:
+            return
 
 
 def _rule_prefix(target: EcrTarget, ctx: RunContext, host: str) -> str:
@@ -274,6 +354,15 @@ def _cacheable(
             name = f"{SECRET_PREFIX}mirrorspec/{target.name}/{paths.host_segment(host)}"
             attrs["credentialSecret"] = name
             resources.append(Resource(SECRET, name, {"credential": "current", "description": MANAGED}))
+    if upstream.kind == "chainguard":
+        notes.append(
+            Note(
+                "warning",
+                f"unverified: ECR pull-through cache from cgr.dev (rule '{prefix}'): botocore's ECR "
+                "model lists the upstreamRegistry value 'chainguard' but not its upstreamRegistryUrl, "
+                "and no test here has seen ECR accept 'cgr.dev'",
+            )
+        )
     resources.append(Resource(RULE, prefix, attrs))
     resources.append(
         Resource(TEMPLATE, prefix, {"appliedFor": ["PULL_THROUGH_CACHE"], "description": MANAGED})
@@ -314,7 +403,7 @@ def _replication(target: EcrTarget, notes: list[Note]) -> list[Resource]:
                         f"{dest.region}) to allow this account; give a profile for it, or merge: {policy}",
                     )
                 )
-    filters = [{"filter": target.prefix.strip("/"), "filterType": "PREFIX_MATCH"}]
+    filters = [{"filter": _replication_filter(target.prefix), "filterType": "PREFIX_MATCH"}]
     resources.append(
         Resource(
             REPLICATION,
@@ -323,6 +412,17 @@ def _replication(target: EcrTarget, notes: list[Note]) -> list[Resource]:
         )
     )
     return resources
+
+
+def _replication_filter(prefix: str) -> str:
+    """`<prefix>/`: a PREFIX_MATCH filter is a plain string prefix of the repository name (API
+    reference, RepositoryFilter: "the repository name prefix"), so `vendor` would also
+    replicate `vendor-tools/*`. The trailing `/` is valid: botocore's ECR model pattern for
+    RepositoryFilterValue is `^(?:[a-z0-9]+(?:[._-][a-z0-9]*)*/)*[a-z0-9]*(?:[._-][a-z0-9]*)*$`,
+    and terraform-provider-aws (internal/service/ecr/replication_configuration.go, commit
+    00a35305) validates only that `filter` is set. mirrorspec up to issue 13 wrote `<prefix>`:
+    `_is_ours` still recognises that rule, and the next apply rewrites it."""
+    return prefix.strip("/") + "/"
 
 
 def _replicate_statement(source_account: str, dest_account: str, region: str) -> dict[str, Any]:
@@ -377,11 +477,50 @@ def observe(target: Any, ctx: RunContext) -> base.Observed:
                     if name.startswith(target.prefix.strip("/") + "/"):
                         resources.append(Resource(REPOSITORY, name, {}, managed=False))
         rules = _read_rules(ecr)
-    resources += _observe_replication(target, rules)
+    replication = _observe_replication(target, rules)
+    resources += replication
     for dest in target.replicate_to:
         if dest.profile and dest.account and dest.account != account:
             resources += _observe_statements(ctx, dest.account, dest.region, dest.profile, target)
-    return base.Observed(resources=tuple(resources))
+    return base.Observed(
+        resources=tuple(resources), notes=tuple(_foreign_replication_notes(target, replication))
+    )
+
+
+def _foreign_replication_notes(target: EcrTarget, replication: Sequence[Resource]) -> list[Note]:
+    """Other replication rules that also replicate repositories under our prefix: a filter is a
+    plain string prefix (`_replication_filter`), and a rule without filters replicates every
+    repository (API reference, RepositoryFilter: "If no filters are added, the contents of all
+    repositories are replicated")."""
+    if not target.prefix:
+        return []
+    ours = _replication_filter(target.prefix)
+    notes = []
+    for rule in replication:
+        if rule.managed:
+            continue
+        where = ", ".join(f"{d['region']}/{d['registryId']}" for d in rule.attrs.get("destinations", []))
+        filters = [str(f.get("filter", "")) for f in rule.attrs.get("repositoryFilters") or []]
+        if not filters:
+            notes.append(
+                Note(
+                    "warning",
+                    f"replication rule '{rule.id}' (not mirrorspec's) has no filter: it replicates every "
+                    f"repository, those under '{ours}' included, to {where}",
+                )
+            )
+            continue
+        caught = [f for f in filters if ours.startswith(f) or f.startswith(ours)]
+        if caught:
+            notes.append(
+                Note(
+                    "warning",
+                    f"replication rule '{rule.id}' (not mirrorspec's) also replicates repositories under "
+                    f"'{ours}' to {where}: its filter '{caught[0]}' is a plain string prefix of repository "
+                    "names",
+                )
+            )
+    return notes
 
 
 def _observe_replication(target: EcrTarget, rules: Sequence[Mapping[str, Any]]) -> list[Resource]:
@@ -413,12 +552,15 @@ def _observe_replication(target: EcrTarget, rules: Sequence[Mapping[str, Any]]) 
 
 
 def _is_ours(rule: Mapping[str, Any], prefix: str) -> bool:
-    """Exactly the rule mirrorspec writes: one PREFIX_MATCH filter, our prefix, and no
-    deleteReplication (we never turn it on). ECR rules carry no owner or description, so a rule
-    that also names our prefix among other filters, or turns deletes on, is someone else's."""
-    return rule.get("repositoryFilters") == [
-        {"filter": prefix, "filterType": "PREFIX_MATCH"}
-    ] and not _delete_replication(rule)
+    """Exactly the rule mirrorspec writes: one PREFIX_MATCH filter, `<prefix>/` (or `<prefix>`,
+    as versions before issue 13 wrote it), and no deleteReplication (we never turn it on). ECR
+    rules carry no owner or description, so a rule that also names our prefix among other
+    filters, or turns deletes on, is someone else's."""
+    filters = rule.get("repositoryFilters")
+    return filters in (
+        [{"filter": _replication_filter(prefix), "filterType": "PREFIX_MATCH"}],
+        [{"filter": prefix.strip("/"), "filterType": "PREFIX_MATCH"}],
+    ) and not _delete_replication(rule)
 
 
 def _delete_replication(rule: Mapping[str, Any]) -> bool:
@@ -437,30 +579,47 @@ def _observe_secrets(target: EcrTarget, ctx: RunContext, region: str) -> list[Re
     secrets = ctx.aws_client("secretsmanager", region, target.profile)
     name_prefix = f"{SECRET_PREFIX}mirrorspec/{target.name}/"
     wanted = _wanted_secret_values(target, ctx)
-    found: list[Resource] = []
+    # ListSecrets "might not reflect changes from the last five minutes" and lists no secret
+    # "marked for deletion"; "You can get more recent information for a specific secret by
+    # calling DescribeSecret" (botocore secretsmanager model, ListSecrets doc). So the list
+    # only finds names; each one, and each secret the spec wants, is then read by name.
+    names = set(wanted)
     for page in secrets.get_paginator("list_secrets").paginate(
         Filters=[{"Key": "name", "Values": [name_prefix]}]
     ):
         for secret in page.get("SecretList", []):
-            name = secret["Name"]
-            if not name.startswith(name_prefix):
-                continue  # the name filter is a prefix match on words; be exact
-            current = "stale"
-            if name in wanted:
-                value = secrets.get_secret_value(SecretId=secret["ARN"]).get("SecretString", "")
-                _register_secret_string(value)
-                if _same_secret(value, wanted[name]):
-                    current = "current"
-            description = secret.get("Description", "")
-            found.append(
-                Resource(
-                    SECRET,
-                    name,
-                    {"credential": current, "description": description},
-                    managed=MANAGED in description,
-                )
+            if secret["Name"].startswith(name_prefix):  # the name filter matches words; be exact
+                names.add(secret["Name"])
+    found: list[Resource] = []
+    for name in sorted(names):
+        described = _describe_secret(secrets, name)
+        if described is None or described.get("DeletedDate") is not None:
+            continue  # absent, or scheduled for deletion: creating it again restores it
+        current = "stale"
+        if name in wanted:
+            value = secrets.get_secret_value(SecretId=described["ARN"]).get("SecretString", "")
+            _register_secret_string(value)
+            if _same_secret(value, wanted[name]):
+                current = "current"
+        description = described.get("Description", "")
+        found.append(
+            Resource(
+                SECRET,
+                name,
+                {"credential": current, "description": description},
+                managed=MANAGED in description,
             )
+        )
     return found
+
+
+def _describe_secret(secrets: Any, name: str) -> dict[str, Any] | None:
+    try:
+        return dict(secrets.describe_secret(SecretId=name))
+    except Exception as exc:
+        if _code(exc) == "ResourceNotFoundException":
+            return None
+        raise
 
 
 def _wanted_secret_values(target: EcrTarget, ctx: RunContext) -> dict[str, BasicAuth]:
@@ -584,6 +743,7 @@ def check(desired: base.Desired, observed: base.Observed, target: Any) -> tuple[
             target=target.name,
             operation="plan",
         )
+    _refuse_foreign_rules_over_copies(desired, observed, target)
     notes = []
     if any(r.kind == RULE for r in desired.resources):
         notes.append(
@@ -594,6 +754,41 @@ def check(desired: base.Desired, observed: base.Observed, target: Any) -> tuple[
             )
         )
     return tuple(notes)
+
+
+def _rules_over_copies(desired: base.Desired, observed: base.Observed) -> list[tuple[Resource, str]]:
+    """(observed rule the spec does not ask for, a copy destination it covers)."""
+    copies = [r.id for r in desired.resources if r.kind == REPOSITORY]
+    wanted = {r.id for r in desired.resources if r.kind == RULE}
+    found = []
+    for rule in observed.resources:
+        if rule.kind == RULE and rule.id not in wanted:
+            dest = next((d for d in copies if _covers(rule.id, d)), None)
+            if dest is not None:
+                found.append((rule, dest))
+    return found
+
+
+def _refuse_foreign_rules_over_copies(
+    desired: base.Desired, observed: base.Observed, target: EcrTarget
+) -> None:
+    for rule, dest in _rules_over_copies(desired, observed):
+        if not rule.managed:
+            raise ProviderConflict(
+                f"pull-through cache rule '{rule.id}' (not mirrorspec's) would serve '{dest}', where "
+                f"mirrorspec copies: ECR would fetch any tag missing there from "
+                f"{rule.attrs.get('upstreamRegistryUrl')}; delete or move that rule, or use another prefix",
+                provider="ecr",
+                target=target.name,
+                operation="plan",
+            )
+
+
+def retire(desired: base.Desired, observed: base.Observed, target: Any) -> tuple[Resource, ...]:
+    """Rules mirrorspec made that now cover a copy destination (the spec added a version
+    selection or another upstream): the plan deletes them before the copies, with or without
+    `--prune`, since keeping one would serve the copies' names from the upstream."""
+    return tuple(rule for rule, _ in _rules_over_copies(desired, observed) if rule.managed)
 
 
 # --- apply -------------------------------------------------------------------------------
@@ -692,7 +887,11 @@ def _apply_template(ecr: Any, change: Change) -> None:
 
 def _apply_secret(secrets: Any, ctx: RunContext, target: EcrTarget, change: Change) -> None:
     if change.action == "delete":
-        secrets.delete_secret(SecretId=change.id, RecoveryWindowInDays=7)
+        try:
+            secrets.delete_secret(SecretId=change.id, RecoveryWindowInDays=7)
+        except Exception as exc:
+            if not _scheduled_for_deletion(secrets, change.id, exc):  # already going: done
+                raise
         return
     value = _secret_json(_wanted_secret_values(target, ctx)[change.id])
     if change.action == "create":
@@ -700,10 +899,27 @@ def _apply_secret(secrets: Any, ctx: RunContext, target: EcrTarget, change: Chan
             secrets.create_secret(Name=change.id, SecretString=value, Description=MANAGED)
             return
         except Exception as exc:
-            if _code(exc) != "ResourceExistsException":  # a retried create whose answer was lost
+            # A name in its recovery window (we pruned it less than 7 days ago) is refused with
+            # InvalidRequestException "You can't create this secret because a secret with this
+            # name is already scheduled for deletion." (the text AWS returns, as in
+            # hashicorp/terraform-provider-aws#8219); RestoreSecret "Cancels the scheduled
+            # deletion of a secret" (model doc), then the value is put as for an update.
+            if _scheduled_for_deletion(secrets, change.id, exc):
+                secrets.restore_secret(SecretId=change.id)
+            elif _code(exc) != "ResourceExistsException":  # a retried create whose answer was lost
                 raise
     secrets.put_secret_value(SecretId=change.id, SecretString=value)
     secrets.update_secret(SecretId=change.id, Description=MANAGED)
+
+
+def _scheduled_for_deletion(secrets: Any, name: str, exc: BaseException) -> bool:
+    """True when `exc` is Secrets Manager's InvalidRequestException and the secret is in its
+    recovery window (model doc of InvalidRequestException: "The secret is scheduled for
+    deletion" is one of its causes, so DescribeSecret's DeletedDate tells which)."""
+    if _code(exc) != "InvalidRequestException":
+        return False
+    described = _describe_secret(secrets, name)
+    return described is not None and described.get("DeletedDate") is not None
 
 
 def _apply_replication(ecr: Any, target: EcrTarget, change: Change) -> None:

@@ -217,6 +217,35 @@ class _Registry:
     policy: str | None = None
 
 
+@dataclass
+class _Fidelity:
+    """Issue 13: behaviour of the real services that moto 5 lacks or gets wrong.
+
+    - ``cache_prefix_repositories``: (repository, rule prefix) for every repository created
+      under a pull-through cache rule's prefix, or covered by a rule created later. The ECR
+      user guide: "All repositories using this prefix become pull through cache-enabled
+      repositories for the upstream registry defined in the rule. For example, a prefix of
+      prod applies to all repositories beginning with prod/", and "There is always an
+      assumed / applied to the end of the prefix"; ``ROOT`` covers every repository
+      (https://docs.aws.amazon.com/AmazonECR/latest/userguide/pull-through-cache-private-wildcards.html).
+      The emulator has no data plane, so it cannot serve the upstream's content there; it
+      records the repository and :meth:`EcrEmulator.check` fails the test, because a pull of a
+      missing tag there would be fetched from the upstream (whether CreateRepository itself
+      is refused there is undocumented: it is not refused).
+    - ``secret_list_lag``: ListSecrets "might not reflect changes from the last five minutes.
+      You can get more recent information for a specific secret by calling DescribeSecret"
+      (botocore secretsmanager model, ListSecrets doc). While it is on, a ListSecrets request
+      answered before gets that earlier answer again, byte for byte (a stale list); a request
+      never answered before is forwarded.
+    """
+
+    cache_prefix_repositories: list[tuple[str, str]] = field(default_factory=list)
+    secret_list_lag: bool = False
+    secret_lists: dict[tuple[str, str], tuple[int, list[tuple[str, str]], bytes]] = field(
+        default_factory=dict
+    )
+
+
 @dataclass(frozen=True)
 class _Ctx:
     operation: str
@@ -298,6 +327,7 @@ class EcrEmulator:
         self._registries: dict[tuple[str, str], _Registry] = {}
         self._interferences: list[Interference] = []
         self._secrets_clients: dict[str, Any] = {}
+        self.fidelity = _Fidelity()  # issue 13: what moto gets wrong or cannot show (see there)
         self.service_model: ServiceModel = botocore.session.get_session().get_service_model("ecr")
         self._handlers: dict[str, Callable[[_Ctx, JsonObject], JsonObject]] = {
             "CreatePullThroughCacheRule": self._create_ptc_rule,
@@ -440,6 +470,7 @@ class EcrEmulator:
             self._registries.clear()
             self.calls.clear()
             self._interferences.clear()
+            self.fidelity = _Fidelity()
         status, _, body = self._moto_request("POST", "/moto-api/reset", [], b"")
         if status != 200:
             raise RuntimeError(f"moto reset failed: {status} {body!r}")
@@ -448,6 +479,11 @@ class EcrEmulator:
         """Raise if the emulator broke the contract while serving a request."""
         with self._lock:
             errors = list(self.internal_errors)
+            errors += [
+                f"repository '{repo}' is under pull-through cache rule '{prefix}': real ECR serves it "
+                "from the rule's upstream (a copy pushed there is not what a pull gets)"
+                for repo, prefix in self.fidelity.cache_prefix_repositories
+            ]
         if errors:
             raise EmulatorBug("ECR emulator bug(s):\n" + "\n\n".join(errors))
 
@@ -458,12 +494,16 @@ class EcrEmulator:
             raw = read_body(handler)
             target = handler.headers.get("X-Amz-Target", "")
             operation = target[len(TARGET_PREFIX) :] if target.startswith(TARGET_PREFIX) else None
-            if operation in self._handlers:
+            corrected = self._fidelity_answer(handler, target, raw)
+            if corrected is not None:
+                status, headers, body = corrected
+            elif operation in self._handlers:
                 status, headers, body = self._serve(operation, handler, raw)
             else:
                 if operation is not None:
                     self._record(operation, raw)
                 status, headers, body = self._forward(handler, raw)
+                self._fidelity_after_forward(handler, target, raw, status, body)
         except Exception:
             with self._lock:
                 self.internal_errors.append(traceback.format_exc())
@@ -718,6 +758,7 @@ class EcrEmulator:
             "upstreamRepositoryPrefix": body.get("upstreamRepositoryPrefix"),
         }
         registry.ptc_rules[_prefix_key(prefix)] = rule
+        self._fidelity_rule_over_repositories(ctx, prefix)
         return _pick(self._output(ctx.operation), rule)
 
     def _find_rule(self, ctx: _Ctx, prefix: str) -> JsonObject:
@@ -957,6 +998,135 @@ class EcrEmulator:
         text = self._require_policy(ctx)
         self._registry(ctx).policy = None
         return {"registryId": ctx.registry_id, "policyText": text}
+
+    # ----------------------------------------------------------------- fidelity (issue 13): see _Fidelity
+
+    def cache_rule_for(
+        self, repository: str, region: str = "eu-west-1", registry_id: str | None = None
+    ) -> str | None:
+        """The prefix of the pull-through cache rule that serves ``repository``, if any:
+        ``ROOT`` serves every repository, any other prefix those that start with it plus the
+        assumed ``/`` (ECR user guide, see :class:`_Fidelity`)."""
+        ctx = _Ctx("", region, registry_id or self.account_id)
+        with self._lock:
+            prefixes = [rule["ecrRepositoryPrefix"] for rule in self._registry(ctx).ptc_rules.values()]
+        for prefix in sorted(prefixes, key=len, reverse=True):
+            if prefix == "ROOT" or repository.startswith(_prefix_key(prefix) + "/"):
+                return str(prefix)
+        return None
+
+    def replicated_to(
+        self, repository: str, region: str = "eu-west-1", registry_id: str | None = None
+    ) -> list[JsonObject]:
+        """Where ECR would replicate a push to ``repository``: the destinations of every rule
+        whose ``PREFIX_MATCH`` filter is a plain string prefix of the name ("the repository
+        name prefix", API reference RepositoryFilter: no path semantics, so ``vendor`` also
+        matches ``vendor-tools/x``) or that has no filter ("If no filters are added, the
+        contents of all repositories are replicated", same page)."""
+        ctx = _Ctx("", region, registry_id or self.account_id)
+        with self._lock:
+            config = copy.deepcopy(self._registry(ctx).replication or {"rules": []})
+        found: list[JsonObject] = []
+        for rule in config["rules"]:
+            filters = rule.get("repositoryFilters") or []
+            if not filters or any(repository.startswith(f["filter"]) for f in filters):
+                found += [d for d in rule["destinations"] if d not in found]
+        return found
+
+    def lag_secret_list(self, on: bool = True) -> None:
+        """Make ListSecrets answer as it did before (see :class:`_Fidelity`)."""
+        with self._lock:
+            self.fidelity.secret_list_lag = on
+
+    def _region_of(self, handler: _Handler) -> str:
+        match = _CREDENTIAL_SCOPE.search(handler.headers.get("Authorization", ""))
+        return match.group("region") if match else "us-east-1"
+
+    def _fidelity_answer(
+        self, handler: _Handler, target: str, raw: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        """An answer that corrects moto, or None to go on as usual."""
+        if not target.startswith(SECRETS_TARGET_PREFIX):
+            return None
+        operation = target[len(SECRETS_TARGET_PREFIX) :]
+        region = self._region_of(handler)
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            return None  # moto answers the malformed request
+        if not isinstance(body, dict):
+            return None
+        if operation == "ListSecrets":
+            key = (region, json.dumps(body, sort_keys=True))
+            with self._lock:
+                stale = self.fidelity.secret_lists.get(key) if self.fidelity.secret_list_lag else None
+            if stale is not None:
+                return stale
+            answer = self._forward(handler, raw)
+            if answer[0] == 200:
+                with self._lock:
+                    self.fidelity.secret_lists[key] = answer
+            return answer
+        name = body.get("Name") if operation == "CreateSecret" else body.get("SecretId")
+        if operation not in _SCHEDULED_DELETION_MESSAGES or not isinstance(name, str):
+            return None
+        if not self._scheduled_for_deletion(region, name):
+            return None
+        # moto 5.2 answers CreateSecret with ResourceExistsException here and accepts
+        # PutSecretValue / UpdateSecret. Real Secrets Manager: InvalidRequestException, whose
+        # model doc lists "The secret is scheduled for deletion" as a cause; CreateSecret's text
+        # as AWS returns it: hashicorp/terraform-provider-aws#8219 (acceptance test output).
+        payload = {"__type": "InvalidRequestException", "Message": _SCHEDULED_DELETION_MESSAGES[operation]}
+        return self._json(400, payload)
+
+    def _scheduled_for_deletion(self, region: str, secret_id: str) -> bool:
+        try:
+            described = self._secrets(region).describe_secret(SecretId=secret_id)
+        except ClientError:
+            return False
+        return described.get("DeletedDate") is not None
+
+    def _fidelity_after_forward(
+        self, handler: _Handler, target: str, raw: bytes, status: int, body: bytes
+    ) -> None:
+        """Record a repository created under a pull-through cache rule's prefix."""
+        if target != TARGET_PREFIX + "CreateRepository" or status != 200:
+            return
+        created = json.loads(body)["repository"]
+        region = self._region_of(handler)
+        prefix = self.cache_rule_for(created["repositoryName"], region, created["registryId"])
+        if prefix is not None:
+            with self._lock:
+                self.fidelity.cache_prefix_repositories.append((created["repositoryName"], prefix))
+
+    def _fidelity_rule_over_repositories(self, ctx: _Ctx, prefix: str) -> None:
+        """Record the repositories a new rule covers (they existed before it)."""
+        client = self._moto_ecr(ctx.region)
+        for page in client.get_paginator("describe_repositories").paginate(registryId=ctx.registry_id):
+            for repo in page["repositories"]:
+                name = repo["repositoryName"]
+                if prefix == "ROOT" or name.startswith(_prefix_key(prefix) + "/"):
+                    self.fidelity.cache_prefix_repositories.append((name, prefix))
+
+    def _moto_ecr(self, region: str) -> Any:
+        session = boto3.session.Session(region_name=region, **DUMMY_CREDENTIALS)
+        return session.client(
+            "ecr",
+            region_name=region,
+            endpoint_url=self.moto_url,
+            config=Config(retries={"total_max_attempts": 1}),
+            **DUMMY_CREDENTIALS,
+        )
+
+
+SECRETS_TARGET_PREFIX = "secretsmanager."
+_SCHEDULED_DELETION_MESSAGES = {
+    "CreateSecret": (
+        "You can't create this secret because a secret with this name is already scheduled for deletion."
+    ),
+    "PutSecretValue": "You can't perform this operation on the secret because it was marked for deletion.",
+    "UpdateSecret": "You can't perform this operation on the secret because it was marked for deletion.",
+}
 
 
 EMULATED_OPERATIONS = frozenset(
