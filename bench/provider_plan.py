@@ -97,7 +97,7 @@ def main() -> None:
     api = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
     from mirrorspec import engine
     from mirrorspec.context import Endpoint, RunContext
-    from mirrorspec.copy import default_workers
+    from mirrorspec.skopeo.schedule import default_workers
     from mirrorspec.spec import load_spec
 
     overrides = {

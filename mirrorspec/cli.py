@@ -31,11 +31,11 @@ import click
 from . import __version__, engine, output
 from . import spec as specmod
 from .context import RunContext
-from .copy import CopyResult, CopySummary, default_workers, find_skopeo
 from .credentials import redact, register_environment_secrets
 from .errors import MirrorspecError
 from .plan import to_json
 from .redaction import RedactingStream
+from .skopeo.schedule import CopyResult, CopySummary, default_workers, find_skopeo
 from .transport import BODY_TIMEOUTS, DEFAULT_TIMEOUT, HOST_BUDGET_TIMEOUTS
 
 __all__ = ["configure_logging", "main"]
@@ -262,21 +262,21 @@ def render_skopeo(spec_file: Path, target: str, workers: int) -> None:
     Credentials are never written; each document says which auth file to pass.
     """
     from . import providers
-    from . import render as rendermod
     from .resolve import resolve
+    from .skopeo import sync_yaml
 
     with _run(spec_file, workers) as ctx:
         chosen = ctx.spec.target(target)
         endpoint = providers.get(chosen.type).endpoint(chosen, ctx)
         resolution = resolve(ctx)
-        documents = rendermod.skopeo_documents(
+        documents = sync_yaml.skopeo_documents(
             ctx,
             chosen,
             resolution.artifacts,
             endpoint_host=endpoint.host,
             semver_capable=find_skopeo().supports_semver,
         )
-    click.echo(rendermod.to_yaml(documents), nl=False)
+    click.echo(sync_yaml.to_yaml(documents), nl=False)
 
 
 @render.command("terraform")
@@ -362,7 +362,7 @@ def import_skopeo(
     Passwords are never copied: credentials become {env: VAR} references, and the variables
     to set are listed on stderr.
     """
-    from .importers import import_skopeo as convert
+    from .skopeo.import_sync import import_skopeo as convert
 
     if output is not None and output.exists() and not force:
         raise MirrorspecError(f"{output} exists; pass --force to overwrite it")

@@ -21,7 +21,6 @@ from typing import Literal
 
 from . import paths, providers
 from .context import Endpoint, RunContext
-from .copy import CopyJob, CopyResult, copy_all
 from .errors import MirrorspecError, ProviderError, RegistryError
 from .plan import (
     Artifact,
@@ -38,6 +37,7 @@ from .plan import (
 )
 from .providers.base import Desired, Observed, Provider
 from .resolve import Resolution, resolve
+from .skopeo.schedule import CopyJob, CopyResult, copy_all
 from .spec import Target
 from .storage_damage import manifest_digest
 

@@ -25,10 +25,10 @@ import pytest
 from testbed import RegistryServer, push_image
 
 from mirrorspec.context import Endpoint, RunContext
-from mirrorspec.copy import CopyJob, CopyResult, copy_all, find_skopeo
 from mirrorspec.credentials import BasicAuth
 from mirrorspec.errors import MirrorspecError
 from mirrorspec.oci import RegistryClient
+from mirrorspec.skopeo.schedule import CopyJob, CopyResult, copy_all, find_skopeo
 from mirrorspec.spec import parse_spec
 
 ALICE = BasicAuth("alice", "wonderland-pw")  # the tls_registry fixture's user

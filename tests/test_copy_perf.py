@@ -28,9 +28,9 @@ import pytest
 from testbed import RegistryServer, access_records, push_image
 
 from mirrorspec.context import Endpoint, RunContext
-from mirrorspec.copy import CopyJob, CopyResult, CopySummary, copy_all, find_skopeo, is_transient
 from mirrorspec.credentials import BasicAuth
 from mirrorspec.oci import RegistryClient
+from mirrorspec.skopeo.schedule import CopyJob, CopyResult, CopySummary, copy_all, find_skopeo, is_transient
 from mirrorspec.spec import parse_spec
 
 REAL_SKOPEO = shutil.which("skopeo")

@@ -27,8 +27,8 @@ import pytest
 from testbed import RegistryServer, access_records, push_image
 
 from mirrorspec.context import Endpoint, RunContext
-from mirrorspec.copy import CopyJob, _Schedule, _Task, copy_all, find_skopeo
 from mirrorspec.credentials import BasicAuth
+from mirrorspec.skopeo.schedule import CopyJob, _Schedule, _Task, copy_all, find_skopeo
 from mirrorspec.spec import parse_spec
 
 REAL_SKOPEO = shutil.which("skopeo")

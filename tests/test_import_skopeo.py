@@ -25,9 +25,9 @@ from testbed import RegistryServer, add_tags, push_chart, push_image, start_regi
 
 from mirrorspec.context import RunContext
 from mirrorspec.errors import SpecError
-from mirrorspec.importers import SkopeoFileError, anchored_regex, convert_skopeo
-from mirrorspec.render import skopeo_documents, to_yaml
 from mirrorspec.resolve import resolve
+from mirrorspec.skopeo.import_sync import SkopeoFileError, anchored_regex, convert_skopeo
+from mirrorspec.skopeo.sync_yaml import skopeo_documents, to_yaml
 from mirrorspec.spec import Spec, load_spec, parse_spec
 
 MIRRORSPEC = str(Path(sys.executable).with_name("mirrorspec"))

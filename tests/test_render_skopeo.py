@@ -26,7 +26,7 @@ from testbed import RegistryServer, push_chart, push_image
 
 from mirrorspec import RunContext, parse_spec
 from mirrorspec.plan import Artifact
-from mirrorspec.render import skopeo_documents, to_yaml
+from mirrorspec.skopeo.sync_yaml import skopeo_documents, to_yaml
 
 MIRRORSPEC = str(Path(sys.executable).with_name("mirrorspec"))
 CANARY = "canary-Dest-Pa55-9e2a71"

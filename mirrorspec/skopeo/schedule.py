@@ -84,12 +84,12 @@ from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
-from .context import Endpoint, RunContext
-from .credentials import redact
-from .errors import MirrorspecError, RegistryError
-from .files import read_ca_bundle
-from .storage_damage import BlobDamage, manifest_digest
-from .tls_failures import explain_tls_failure
+from ..context import Endpoint, RunContext
+from ..credentials import redact
+from ..errors import MirrorspecError, RegistryError
+from ..files import read_ca_bundle
+from ..storage_damage import BlobDamage, manifest_digest
+from ..tls_failures import explain_tls_failure
 
 __all__ = [
     "CopyJob",
@@ -103,7 +103,9 @@ __all__ = [
     "is_transient",
 ]
 
-log = logging.getLogger(__name__)
+# The name users see on stderr ("WARNING mirrorspec.copy: retrying …"), kept when the
+# copier moved into the skopeo package: a log filter or a script may rely on it.
+log = logging.getLogger("mirrorspec.copy")
 
 _FAILURE = re.compile(r'level=(?:fatal|error)\s+msg="((?:[^"\\]|\\.)*)"')
 

@@ -19,10 +19,10 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from . import paths
-from .context import RunContext
-from .plan import Artifact
-from .spec import Target
+from .. import paths
+from ..context import RunContext
+from ..plan import Artifact
+from ..spec import Target
 
 __all__ = ["SyncDocument", "skopeo_documents", "to_yaml"]
 

@@ -49,11 +49,11 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from . import paths, versions
-from .errors import SpecError
-from .files import UnreadableFile, read_user_file
-from .redaction import register_secret
-from .spec import MAX_SPEC_BYTES, Host, RegistryTarget, Repository, parse_spec
+from .. import paths, versions
+from ..errors import SpecError
+from ..files import UnreadableFile, read_user_file
+from ..redaction import register_secret
+from ..spec import MAX_SPEC_BYTES, Host, RegistryTarget, Repository, parse_spec
 
 __all__ = ["Converted", "SkopeoFileError", "anchored_regex", "convert_skopeo", "import_skopeo"]
 
