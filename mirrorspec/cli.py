@@ -35,7 +35,9 @@ from .credentials import redact, register_environment_secrets
 from .errors import MirrorspecError
 from .plan import to_json
 from .redaction import RedactingStream
-from .skopeo.schedule import CopyResult, CopySummary, default_workers, find_skopeo
+from .skopeo.jobs import CopyResult, CopySummary
+from .skopeo.process import find_skopeo
+from .skopeo.schedule import default_workers
 from .transport import BODY_TIMEOUTS, DEFAULT_TIMEOUT, HOST_BUDGET_TIMEOUTS
 
 __all__ = ["configure_logging", "main"]

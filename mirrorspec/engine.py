@@ -37,7 +37,8 @@ from .plan import (
 )
 from .providers.base import Desired, Observed, Provider
 from .resolve import Resolution, resolve
-from .skopeo.schedule import CopyJob, CopyResult, copy_all
+from .skopeo.copier import copy_all
+from .skopeo.jobs import CopyJob, CopyResult
 from .spec import Target
 from .storage_damage import manifest_digest
 

@@ -20,7 +20,7 @@ from .credentials import redact
 from .plan import Audit, Change, ContentCheck, Copy, Plan, TargetAudit, TargetPlan
 
 if TYPE_CHECKING:
-    from .skopeo.schedule import CopyResult
+    from .skopeo.jobs import CopyResult
 
 __all__ = ["audit_markdown", "console", "copy_progress", "plan_markdown", "print_audit", "print_plan"]
 

@@ -49,7 +49,7 @@ from .oci import RegistryClient
 
 if TYPE_CHECKING:
     from .context import RunContext
-    from .skopeo.schedule import CopyJob
+    from .skopeo.jobs import CopyJob
 
 __all__ = ["BlobDamage", "manifest_digest"]
 

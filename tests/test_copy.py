@@ -1,4 +1,4 @@
-"""The fallback copier (`mirrorspec/copy.py`): real copies, distrust of skopeo's exit code,
+"""The fallback copier (`mirrorspec/skopeo/`): real copies, distrust of skopeo's exit code,
 and how credentials and TLS settings reach skopeo.
 
 A fake `skopeo` first on PATH records what it was given — argv, and the mode bits and
@@ -28,7 +28,9 @@ from mirrorspec.context import Endpoint, RunContext
 from mirrorspec.credentials import BasicAuth
 from mirrorspec.errors import MirrorspecError
 from mirrorspec.oci import RegistryClient
-from mirrorspec.skopeo.schedule import CopyJob, CopyResult, copy_all, find_skopeo
+from mirrorspec.skopeo.copier import copy_all
+from mirrorspec.skopeo.jobs import CopyJob, CopyResult
+from mirrorspec.skopeo.process import find_skopeo
 from mirrorspec.spec import parse_spec
 
 ALICE = BasicAuth("alice", "wonderland-pw")  # the tls_registry fixture's user

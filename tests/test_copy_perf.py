@@ -1,4 +1,4 @@
-"""The copier's scheduling (`mirrorspec/copy.py`): retries, per-registry limits, no-op resyncs.
+"""The copier's scheduling (`mirrorspec/skopeo/schedule.py`): retries, per-registry limits, no-op resyncs.
 
 Nothing here is timed; the benchmarks in `bench/` do that. A fake `skopeo` first on PATH
 records each call and then misbehaves (a connection reset once, an auth failure) or runs the
@@ -30,7 +30,10 @@ from testbed import RegistryServer, access_records, push_image
 from mirrorspec.context import Endpoint, RunContext
 from mirrorspec.credentials import BasicAuth
 from mirrorspec.oci import RegistryClient
-from mirrorspec.skopeo.schedule import CopyJob, CopyResult, CopySummary, copy_all, find_skopeo, is_transient
+from mirrorspec.skopeo.copier import copy_all
+from mirrorspec.skopeo.failures import is_transient
+from mirrorspec.skopeo.jobs import CopyJob, CopyResult, CopySummary
+from mirrorspec.skopeo.process import find_skopeo
 from mirrorspec.spec import parse_spec
 
 REAL_SKOPEO = shutil.which("skopeo")
@@ -112,7 +115,7 @@ run_real()
 """
 
 # The first copy within one registry (a retag: source host = destination host) fails once the
-# way docker-registry 2.8 failed such copies when they raced (see mirrorspec/copy.py): a
+# way docker-registry 2.8 failed such copies when they raced (see mirrorspec/skopeo/schedule.py): a
 # legitimate retry, injected on purpose.
 RETAG_500_ONCE = """\
 if len(hosts) == 1:

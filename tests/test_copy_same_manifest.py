@@ -1,4 +1,4 @@
-"""Copies of one digest into one destination repository run one at a time (`mirrorspec/copy.py`).
+"""Copies of one digest into one destination repository run one at a time (`mirrorspec/skopeo/schedule.py`).
 
 Each such copy re-uploads the same manifest, and docker-registry 2.8 rewrites the manifest's
 revision link in place on every upload (truncate, then write): a concurrent
@@ -28,7 +28,10 @@ from testbed import RegistryServer, access_records, push_image
 
 from mirrorspec.context import Endpoint, RunContext
 from mirrorspec.credentials import BasicAuth
-from mirrorspec.skopeo.schedule import CopyJob, _Schedule, _Task, copy_all, find_skopeo
+from mirrorspec.skopeo.copier import copy_all
+from mirrorspec.skopeo.jobs import CopyJob
+from mirrorspec.skopeo.process import find_skopeo
+from mirrorspec.skopeo.schedule import Schedule, Task
 from mirrorspec.spec import parse_spec
 
 REAL_SKOPEO = shutil.which("skopeo")
@@ -94,7 +97,7 @@ def job(destination_repository: str, tag: str, digest: str = DIGEST) -> CopyJob:
     return CopyJob(Endpoint("source.test"), "app", digest, Endpoint("dest.test"), destination_repository, tag)
 
 
-def tags(*tasks: _Task | None) -> list[str | None]:
+def tags(*tasks: Task | None) -> list[str | None]:
     return [None if t is None else t.job.tag for t in tasks]
 
 
@@ -112,7 +115,7 @@ def test_copies_of_one_manifest_are_handed_out_one_at_a_time_and_other_work_goes
         job("s", "y", OTHER.replace("e", "f")),
         job("s", "z", OTHER.replace("e", "0")),
     ]
-    schedule = _Schedule(jobs, limit=8, retries=0, backoff=0)
+    schedule = Schedule(jobs, limit=8, retries=0, backoff=0)
 
     leader = schedule.take()
     assert tags(leader) == ["a"]
@@ -136,7 +139,7 @@ def test_copies_of_one_manifest_are_handed_out_one_at_a_time_and_other_work_goes
 def test_a_retried_copy_of_a_manifest_still_excludes_the_others_while_it_runs() -> None:
     # r:a, r:b, r:c share a digest, r:w has its own; round-robin: r:a, s:x, r:b, r:c, r:w
     jobs = [job("r", "a"), job("r", "b"), job("r", "c"), job("r", "w", OTHER), job("s", "x", OTHER)]
-    schedule = _Schedule(jobs, limit=8, retries=1, backoff=0)
+    schedule = Schedule(jobs, limit=8, retries=1, backoff=0)
     leader = schedule.take()
     assert leader is not None and schedule.finish(leader, None, False) is not None
     other, first = schedule.take(), schedule.take()
@@ -162,7 +165,7 @@ def test_a_retried_copy_of_a_manifest_still_excludes_the_others_while_it_runs() 
 
 
 def test_the_same_digest_in_different_repositories_is_not_serialised() -> None:
-    schedule = _Schedule([job("r", "a"), job("s", "a")], limit=8, retries=0, backoff=0)
+    schedule = Schedule([job("r", "a"), job("s", "a")], limit=8, retries=0, backoff=0)
     assert tags(schedule.take(), schedule.take()) == ["a", "a"]  # both at once: different links
 
 

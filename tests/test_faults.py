@@ -51,7 +51,8 @@ from mirrorspec.context import Endpoint, RunContext
 from mirrorspec.oci import RegistryClient
 from mirrorspec.providers import acr as acr_provider
 from mirrorspec.providers import harbor as harbor_provider
-from mirrorspec.skopeo.schedule import copy_all, is_transient
+from mirrorspec.skopeo.copier import copy_all
+from mirrorspec.skopeo.failures import is_transient
 
 # 12 in `make test`, to keep it under 12 minutes with the #12 suites; the soak runs 200.
 FAST_SEEDS = range(12)

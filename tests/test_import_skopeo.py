@@ -1,4 +1,4 @@
-"""`mirrorspec import skopeo` (`mirrorspec/importers.py`): a skopeo sync file becomes a spec
+"""`mirrorspec import skopeo` (`mirrorspec/skopeo/import_sync.py`): a skopeo sync file becomes a spec
 that selects exactly the same tags, or the import fails in one line.
 
 Proof against real parts: (1) a spec is rendered with `mirrorspec render skopeo`, imported

@@ -1,0 +1,149 @@
+"""The fallback copier: skopeo, one tag per process, in parallel, verified afterwards.
+
+`copy_all` runs a batch of `CopyJob`s (`jobs`) in the order and at the pace the scheduler
+allows (`schedule`), each as one skopeo child (`process`) given auth files and cert dirs
+from a private workspace (`workspace`), and reads what its stderr says (`failures`).
+
+What shaped it (research/sync.md §1, testbed.md §3):
+- skopeo 1.9.3 exits 0 on many errors and silently ignores keys it does not know, so a
+  copy counts as done only when the destination then serves the planned digest.
+- Sources are copied *by digest* (`repo@sha256:…` → `dest:tag`): apply copies exactly what
+  the plan showed, even if upstream moves the tag in between.
+- Interrupted (Ctrl-C, SIGTERM turned into an exception by the CLI), no new copy starts,
+  every running skopeo is terminated and waited for, and the workspace is removed before the
+  exception goes on. A killed copy is not counted: skopeo pushes the manifest last, so its
+  tag does not exist and the next plan still lists it.
+- Destinations are always explicit, never skopeo's `--scoped` or last-component naming.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
+
+from ..context import RunContext
+from ..credentials import redact
+from ..errors import RegistryError
+from ..storage_damage import BlobDamage, manifest_digest
+from .failures import copy_failure
+from .jobs import CopyJob, CopyResult
+from .process import STOP_GRACE, Children, Skopeo, find_skopeo
+from .schedule import BACKOFF, RETRIES, Schedule, default_per_registry
+from .workspace import Workspace, open_workspace
+
+__all__ = ["copy_all"]
+
+
+def copy_all(
+    jobs: Sequence[CopyJob],
+    ctx: RunContext,
+    *,
+    on_done: Callable[[CopyResult], None] | None = None,
+    timeout: float = 3600.0,
+    per_registry: int | None = None,
+    retries: int = RETRIES,
+    backoff: float = BACKOFF,
+) -> list[CopyResult]:
+    """Run every job; never raises for a failed copy. Results come back in job order.
+
+    Up to `ctx.workers` copies run at once, at most `per_registry` (default
+    `default_per_registry(ctx.workers)`) per registry host. Transient failures are retried
+    up to `retries` times, after `backoff`, 2×`backoff`, … seconds (with jitter).
+    `on_done` is called once per job as it finishes, from worker threads but never two
+    calls at once.
+
+    Each result is verified: skopeo must exit 0 with no error line, and the destination
+    must then serve the planned digest under the tag.
+    """
+    if not jobs:
+        return []
+    skopeo = find_skopeo()
+    limit = per_registry if per_registry is not None else default_per_registry(ctx.workers)
+    schedule = Schedule(jobs, limit, retries, backoff)
+    damage = BlobDamage(ctx)
+    callback_lock = threading.Lock()
+    with open_workspace() as workspace:
+        crashed: list[BaseException] = []
+        children = Children()
+
+        def work() -> None:
+            try:
+                while (task := schedule.take()) is not None:
+                    error, transient = _copy_one(skopeo, workspace, children, task.run_job(), timeout)
+                    if error is not None and children.stopping:
+                        return  # interrupted: a killed copy is neither done nor failed
+                    if error is None:
+                        error = _verify(task.job, ctx)
+                    elif transient and (diagnosis := damage.judge(task.job, error)) is not None:
+                        error, transient = diagnosis, False  # a 5xx that repeats: no retry fixes it
+                    result = schedule.finish(task, error, transient)
+                    if result is not None and on_done is not None:
+                        with callback_lock:
+                            on_done(result)
+            except BaseException as exc:  # e.g. an unreadable ca-bundle: stop everyone, re-raise
+                crashed.append(exc)
+                schedule.abort()
+
+        threads = [
+            threading.Thread(target=work, name=f"mirrorspec-copy-{i}", daemon=True)
+            for i in range(max(1, min(ctx.workers, len(jobs))))
+        ]
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        except BaseException:  # interrupted: start nothing new, stop what runs, then clean up
+            schedule.abort()
+            children.stop()
+            for thread in threads:
+                thread.join(timeout=STOP_GRACE)
+            raise
+    if crashed:
+        raise crashed[0]
+    return schedule.results()
+
+
+def _copy_one(
+    skopeo: Skopeo, workspace: Workspace, children: Children, job: CopyJob, timeout: float
+) -> tuple[str | None, bool]:
+    """(error or None, whether the error is worth another attempt)."""
+    src_flags, src_fds = workspace.flags("src", job.source)
+    dest_flags, dest_fds = workspace.flags("dest", job.destination)
+    argv = [
+        skopeo.path,
+        "copy",
+        "--all",
+        "--preserve-digests",
+        *src_flags,
+        *dest_flags,
+        f"docker://{job.source_ref}",
+        f"docker://{job.destination_ref}",
+    ]
+    proc = children.start(argv, pass_fds=(*src_fds, *dest_fds))
+    if proc is None:
+        return "interrupted before it started", False
+    try:
+        _, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return f"skopeo did not finish within {timeout:.0f}s", False
+    finally:
+        children.forget(proc)
+    return copy_failure(proc.returncode, stderr)
+
+
+def _verify(job: CopyJob, ctx: RunContext) -> str | None:
+    """None when the destination now serves the planned digest under the tag."""
+    try:
+        actual = manifest_digest(ctx.client(job.destination), job.destination_repository, job.tag)
+    except RegistryError as exc:
+        return redact(f"copied, but could not verify {job.destination_ref}: {exc}")
+    if actual != job.digest:
+        return (
+            f"skopeo reported success but {job.destination_ref} has "
+            f"{actual or 'no manifest'} instead of {job.digest}"
+        )
+    return None
