@@ -26,7 +26,8 @@ from testbed import RegistryServer, add_tags, push_chart, push_image, start_regi
 from mirrorspec.context import RunContext
 from mirrorspec.errors import SpecError
 from mirrorspec.resolve import resolve
-from mirrorspec.skopeo.import_sync import SkopeoFileError, anchored_regex, convert_skopeo
+from mirrorspec.skopeo.go_regex import anchored_regex
+from mirrorspec.skopeo.import_sync import SkopeoFileError, convert_skopeo
 from mirrorspec.skopeo.sync_yaml import skopeo_documents, to_yaml
 from mirrorspec.spec import Spec, load_spec, parse_spec
 
