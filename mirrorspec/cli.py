@@ -28,8 +28,9 @@ from typing import Any
 
 import click
 
-from . import __version__, engine, output
+from . import engine, output
 from . import spec as specmod
+from ._version import __version__
 from .context import RunContext
 from .copy import CopyResult, CopySummary, default_workers, find_skopeo
 from .credentials import redact, register_environment_secrets

@@ -50,7 +50,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3
 
-from mirrorspec import __version__
+from mirrorspec._version import __version__
 from mirrorspec.errors import RegistryError
 from mirrorspec.redaction import clip, register_secret
 from mirrorspec.tls_failures import explain_tls_failure
