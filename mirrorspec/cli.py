@@ -35,9 +35,9 @@ from .context import RunContext
 from .copy import CopyResult, CopySummary, default_workers, find_skopeo
 from .credentials import redact, register_environment_secrets
 from .errors import MirrorspecError
+from .oci import BODY_TIMEOUTS, DEFAULT_TIMEOUT, HOST_BUDGET_TIMEOUTS
 from .plan import to_json
 from .redaction import RedactingStream
-from .transport import BODY_TIMEOUTS, DEFAULT_TIMEOUT, HOST_BUDGET_TIMEOUTS
 
 __all__ = ["configure_logging", "main"]
 

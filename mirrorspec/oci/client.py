@@ -50,11 +50,11 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3
 
-from mirrorspec._version import __version__
-from mirrorspec.errors import RegistryError
-from mirrorspec.redaction import clip, register_secret
-from mirrorspec.tls_failures import explain_tls_failure
-from mirrorspec.transport import BodyTimeout, GaveUp, Transport, attempts_note
+from .._version import __version__
+from ..errors import RegistryError
+from ..redaction import clip, register_secret
+from ..tls_failures import explain_tls_failure
+from .transport import BodyTimeout, GaveUp, Transport, attempts_note
 
 __all__ = ["MANIFEST_ACCEPT", "Manifest", "RegistryClient"]
 
@@ -284,7 +284,7 @@ class RegistryClient:
         """`transport` is the run's (`RunContext.transport`): its timeout and per-host budget
         apply, shared with the run's other clients; without one, the client has its own with
         `timeout`. A request is retried `retries` times (timeouts at most twice; see
-        `mirrorspec.transport`), backing off from `backoff` seconds."""
+        `mirrorspec.oci.transport`), backing off from `backoff` seconds."""
         if not host or "/" in host or host != host.strip():
             raise RegistryError(f"invalid registry host {host!r}: expected host[:port]", registry=str(host))
         self.host = host
@@ -961,7 +961,7 @@ class RegistryClient:
         target = service or self.host
         if isinstance(exc, GaveUp):
             # Says what timed out, after how many attempts and how long in all, or that the
-            # host's budget is spent (mirrorspec.transport); it names the host it waited for.
+            # host's budget is spent (mirrorspec.oci.transport); it names the host it waited for.
             message = str(exc) if service is None else f"{service}: {exc}"
         elif isinstance(exc, requests.exceptions.SSLError):
             # The real reason (hostname mismatch, unknown authority, expired...); `insecure` is

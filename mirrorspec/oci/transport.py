@@ -1,6 +1,6 @@
 """HTTP with a total deadline per request, honest retries and a waiting budget per host.
 
-Every HTTP request mirrorspec makes itself (the registry client in `oci.py`, Harbor's REST API,
+Every HTTP request mirrorspec makes itself (the registry client in `oci/client.py`, Harbor's REST API,
 ACR's token exchange) goes through a `DeadlineAdapter` from one `Transport` per run, which
 guarantees three things:
 
