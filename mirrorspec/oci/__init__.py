@@ -7,7 +7,8 @@ What the rest of mirrorspec uses is re-exported here; the modules say what each 
 from __future__ import annotations
 
 from .client import MANIFEST_ACCEPT, Manifest, RegistryClient
-from .transport import BODY_TIMEOUTS, DEFAULT_TIMEOUT, HOST_BUDGET_TIMEOUTS, Transport
+from .timeouts import BODY_TIMEOUTS, DEFAULT_TIMEOUT, HOST_BUDGET_TIMEOUTS
+from .transport import Transport
 
 __all__ = [
     "BODY_TIMEOUTS",

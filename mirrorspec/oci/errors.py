@@ -19,7 +19,7 @@ import urllib3
 from ..errors import RegistryError
 from ..redaction import clip
 from ..tls_failures import explain_tls_failure
-from .transport import GaveUp, attempts_note
+from .timeouts import GaveUp, attempts_note
 
 __all__ = ["ErrorMapper"]
 

@@ -29,7 +29,8 @@ import urllib3
 from .._version import __version__
 from ..errors import RegistryError
 from .errors import ErrorMapper
-from .transport import BodyTimeout, Transport
+from .timeouts import BodyTimeout
+from .transport import Transport
 
 __all__ = ["RegistrySession"]
 
