@@ -15,9 +15,7 @@ ctx.close()
 
 from __future__ import annotations
 
-# First, before the imports below: oci.py puts it in the User-Agent.
-__version__ = "0.1.0"
-
+from ._version import __version__ as __version__
 from .context import Endpoint, RunContext
 from .engine import ApplyResult, apply, audit, plan
 from .errors import (

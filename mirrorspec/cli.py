@@ -28,17 +28,18 @@ from typing import Any
 
 import click
 
-from . import __version__, engine, output
+from . import engine, output
 from . import spec as specmod
+from ._version import __version__
 from .context import RunContext
 from .credentials import redact, register_environment_secrets
 from .errors import MirrorspecError
+from .oci import BODY_TIMEOUTS, DEFAULT_TIMEOUT, HOST_BUDGET_TIMEOUTS
 from .plan import to_json
 from .redaction import RedactingStream
 from .skopeo.jobs import CopyResult, CopySummary
 from .skopeo.process import find_skopeo
 from .skopeo.schedule import default_workers
-from .transport import BODY_TIMEOUTS, DEFAULT_TIMEOUT, HOST_BUDGET_TIMEOUTS
 
 __all__ = ["configure_logging", "main"]
 

@@ -15,9 +15,8 @@ from typing import Any
 
 from . import paths
 from .credentials import BasicAuth, resolve_basic_auth
-from .oci import RegistryClient
+from .oci import DEFAULT_TIMEOUT, RegistryClient, Transport
 from .spec import Spec, check_ca_bundle
-from .transport import DEFAULT_TIMEOUT, Transport
 
 __all__ = ["ACR_API_VERSION", "Endpoint", "RunContext"]
 
@@ -58,7 +57,7 @@ class RunContext:
     `timeout` (the CLI's `--timeout`) bounds every HTTP request of the run through one
     `transport`: connect + TLS + response headers within it, a body within 10 times it, and a
     host that answers nothing useful for 4 times it is given up for the rest of the run
-    (`mirrorspec.transport`).
+    (`mirrorspec.oci.transport`).
     """
 
     spec: Spec

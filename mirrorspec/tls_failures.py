@@ -1,6 +1,6 @@
 """What a TLS failure really was, in one line, from the text of Python's or Go's error.
 
-Used for our own client (`oci.py`, whose errors are Python's `ssl`/OpenSSL texts), Harbor's REST
+Used for our own client (`oci/client.py`, whose errors are Python's `ssl`/OpenSSL texts), Harbor's REST
 client, ACR's token exchange and skopeo's stderr (Go's `crypto/x509` and `crypto/tls` texts),
 so that a certificate for the wrong name says "hostname mismatch", an unknown CA says so, and an
 expired certificate says "expired", wherever the failure happens.

@@ -304,7 +304,7 @@ def test_an_oversized_token_answer_is_refused(hostile: Callable[..., HostileRegi
 )
 def test_which_realms_may_receive_credentials(registry: str, realm: str, allowed: bool) -> None:
     with RegistryClient(registry, username="u", password=CANARY) as client:
-        refusal = client._realm_refusal(realm)
+        refusal = client._auth._realm_refusal(realm)
     assert (refusal is None) == allowed, refusal
 
 

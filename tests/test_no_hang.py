@@ -1,6 +1,6 @@
 """Nothing hangs: every request has a total deadline that a drip cannot reset, retries add up to
 what the message says, and a host that stops answering is given up after a budget
-(`mirrorspec/transport.py`).
+(`mirrorspec/oci/transport.py`).
 
 Against servers that stall below the HTTP layer (`tests/testbed/stall.py`): response headers
 or a body dripped one byte at a time, a host that accepts and never answers. Through the real
@@ -32,8 +32,8 @@ from testbed.tlsfront import Certificates, certificates, server_context
 from mirrorspec import RunContext, parse_spec
 from mirrorspec.context import Endpoint
 from mirrorspec.errors import ProviderError, RegistryError
+from mirrorspec.oci.transport import _retry_after
 from mirrorspec.providers import acr
-from mirrorspec.transport import _retry_after
 
 MIRRORSPEC = Path(sys.executable).with_name("mirrorspec")
 IN_ALL = re.compile(r"; (\d+) attempts, (\d+(?:\.\d+)?)s in all\)")

@@ -28,12 +28,8 @@ from testbed import (
 )
 
 from mirrorspec.errors import RegistryError
-from mirrorspec.oci import (
-    MANIFEST_ACCEPT,
-    Manifest,
-    RegistryClient,
-    _parse_challenges,
-)
+from mirrorspec.oci import MANIFEST_ACCEPT, Manifest, RegistryClient
+from mirrorspec.oci.auth import _parse_challenges
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
