@@ -46,10 +46,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
-from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
-from .server import HttpServerBase
+from .server import Handler, HttpServerBase
 from .wire import read_body
 
 __all__ = ["KINDS", "Answer", "FaultProxy", "Injected"]
@@ -208,7 +207,7 @@ class FaultProxy(HttpServerBase[object]):
 
     # -- one request ----------------------------------------------------------------------
 
-    def handle(self, handler: BaseHTTPRequestHandler) -> None:
+    def handle(self, handler: Handler) -> None:
         body = read_body(handler)
         if self._held(handler.command, urlsplit(handler.path).path):
             self._released.wait()
@@ -264,7 +263,7 @@ class FaultProxy(HttpServerBase[object]):
             return http.client.HTTPSConnection(host, port, timeout=120, context=self._backend_tls)
         return http.client.HTTPConnection(host, port, timeout=120)
 
-    def _relay(self, handler: BaseHTTPRequestHandler, response: http.client.HTTPResponse) -> None:
+    def _relay(self, handler: Handler, response: http.client.HTTPResponse) -> None:
         handler.send_response(response.status, response.reason)
         length = response.getheader("Content-Length")
         for name, value in response.getheaders():
@@ -290,7 +289,7 @@ class FaultProxy(HttpServerBase[object]):
             handler.wfile.write(b"0\r\n\r\n")
         handler.wfile.flush()
 
-    def _fail(self, handler: BaseHTTPRequestHandler, kind: str) -> None:
+    def _fail(self, handler: Handler, kind: str) -> None:
         handler.close_connection = True
         if kind == "reset":
             sock: socket.socket = handler.connection

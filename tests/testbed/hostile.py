@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 
-from .server import HttpServerBase
+from .server import Handler, HttpServerBase
 
 __all__ = ["HostileRegistry", "Reply", "Request", "endless"]
 
@@ -57,7 +56,7 @@ class HostileRegistry(HttpServerBase[Request]):
         super().__init__(name="hostile-registry", address=address, methods=("GET", "HEAD"))
         self.route = route
 
-    def handle(self, handler: BaseHTTPRequestHandler) -> None:
+    def handle(self, handler: Handler) -> None:
         request = Request(handler.command, handler.path, dict(handler.headers.items()))
         self.record(request)
         reply = self.route(request)

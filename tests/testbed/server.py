@@ -33,6 +33,7 @@ from typing import Any, Generic, TypeVar
 __all__ = [
     "ALL_METHODS",
     "EmulatorBug",
+    "Handler",
     "HttpServerBase",
     "Lifecycle",
     "Listener",
@@ -41,6 +42,10 @@ __all__ = [
 ]
 
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+# What `handle()` gets for each request: http.server's handler (`command`, `path`, `headers`,
+# `rfile`, `wfile`, `send_response`…).
+Handler = BaseHTTPRequestHandler
 
 _L = TypeVar("_L", bound="Lifecycle")
 _H = TypeVar("_H", bound="HttpServerBase[Any]")
@@ -212,8 +217,8 @@ class HttpServerBase(Lifecycle, Generic[_R]):
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def handle(self, handler: Any) -> None:
-        """Answer one request (`handler` is the `BaseHTTPRequestHandler`)."""
+    def handle(self, handler: Handler) -> None:
+        """Answer one request."""
         raise NotImplementedError
 
     def start(self: _H) -> _H:
@@ -221,7 +226,7 @@ class HttpServerBase(Lifecycle, Generic[_R]):
             self._main = self.listen(self.handle, self.name, port=self._port)
         return self
 
-    def listen(self, on_request: Callable[[Any], None], name: str, *, port: int = 0) -> Listener:
+    def listen(self, on_request: Callable[[Handler], None], name: str, *, port: int = 0) -> Listener:
         """One more listener with the same address, TLS and methods, closed by `stop()`."""
         listener = Listener(
             on_request,

@@ -19,7 +19,6 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -30,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from .server import HttpServerBase
+from .server import Handler, HttpServerBase
 
 __all__ = ["TokenIssuer", "TokenRequest", "libtrust_key_id"]
 
@@ -159,7 +158,7 @@ class TokenIssuer(HttpServerBase[TokenRequest]):
         }
         return jwt.encode(claims, self._key, algorithm="ES256", headers={"kid": self.key_id})
 
-    def handle(self, handler: BaseHTTPRequestHandler) -> None:
+    def handle(self, handler: Handler) -> None:
         parts = urlsplit(handler.path)
         if parts.path != "/token":
             status, body = 404, b'{"details":"not found"}'
