@@ -103,7 +103,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
 from testbed import RegistryServer, TestbedError, run_skopeo
-from testbed.server import EmulatorBug, Handler, HttpServerBase, Listener
+from testbed.server import EmulatorBug, Handler, HttpServerBase, Listener, reply
 from testbed.wire import read_body
 
 from .arm_contract import ArmSpec, Operation
@@ -240,17 +240,6 @@ def _system_data() -> Json:
         "lastModifiedByType": "User",
         "lastModifiedAt": now,
     }
-
-
-def _send(handler: Handler, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-    handler.send_response(status)
-    for name, value in headers:
-        handler.send_header(name, value)
-    if handler.command != "HEAD" or not any(n.lower() == "content-length" for n, _ in headers):
-        handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
-    if handler.command != "HEAD" and body:
-        handler.wfile.write(body)
 
 
 def _covers(rule_target: str, repository: str) -> bool:
@@ -425,7 +414,7 @@ class AcrEmulator(HttpServerBase[Call]):
         headers = [*headers, ("x-ms-request-id", str(uuid.uuid4()))]
         if out is not None:
             headers.append(("Content-Type", "application/json; charset=utf-8"))
-        _send(handler, status, headers, data)
+        reply(handler, status, headers, data)
 
     def _violation(self, what: str, errors: list[str]) -> tuple[int, list[tuple[str, str]], Json]:
         self.violation(f"{what}: {'; '.join(errors)}")
@@ -1182,7 +1171,7 @@ class AcrEmulator(HttpServerBase[Call]):
             with self._lock:
                 self.internal_errors.append(traceback.format_exc())
             status, headers, body = 500, [], b"emulator bug"
-        _send(handler, status, headers, body)
+        reply(handler, status, headers, body)
 
     def _exchange(self, registry: _Registry, raw: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}

@@ -115,7 +115,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.model import ServiceModel, StructureShape
 from moto.server import ThreadedMotoServer
-from testbed.server import EmulatorBug, Handler, HttpServerBase
+from testbed.server import EmulatorBug, Handler, HttpServerBase, reply
 from testbed.wire import read_body
 
 from .botocore_contract import format_errors, validate_request, validate_response
@@ -453,14 +453,7 @@ class EcrEmulator(HttpServerBase[tuple[str, JsonObject]]):
         else:
             if operation is not None:
                 self._interfere(operation)
-        handler.send_response(status)
-        for name, value in headers:
-            handler.send_header(name, value)
-        if handler.command != "HEAD" or not any(n.lower() == "content-length" for n, _ in headers):
-            handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        if handler.command != "HEAD":
-            handler.wfile.write(body)
+        reply(handler, status, headers, body)
 
     def _record(self, operation: str, raw: bytes | JsonObject) -> None:
         if isinstance(raw, dict):

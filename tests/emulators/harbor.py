@@ -112,7 +112,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
 from testbed import MANIFEST_ACCEPT, RegistryServer
-from testbed.server import Handler, HttpServerBase
+from testbed.server import Handler, HttpServerBase, reply
 
 from .swagger_contract import Operation, SwaggerContract, load_contract
 
@@ -426,6 +426,12 @@ def _cron_error(cron: str) -> str | None:
 # --- the emulator ------------------------------------------------------------------------------
 
 
+# The backing registry's answer headers the emulator's /v2/ passes on.
+_REGISTRY_HEADERS = frozenset(
+    {"content-type", "docker-content-digest", "docker-distribution-api-version", "etag", "link"}
+)
+
+
 class HarborApiError(Exception):
     """An answer in Harbor's error shape: `{"errors": [{"code": ..., "message": ...}]}`."""
 
@@ -649,15 +655,9 @@ class HarborEmulator(HttpServerBase[RequestRecord]):
                     decoded,
                 )
             )
-        handler.send_response(status)
-        for name, value in headers.items():
-            handler.send_header(name, value)
         # Harbor's session middleware hands every caller a session cookie.
-        handler.send_header("Set-Cookie", f"sid={secrets.token_hex(16)}; Path=/; HttpOnly; Secure")
-        handler.send_header("Content-Length", str(len(raw)))
-        handler.end_headers()
-        if handler.command != "HEAD":
-            handler.wfile.write(raw)
+        cookie = f"sid={secrets.token_hex(16)}; Path=/; HttpOnly; Secure"
+        reply(handler, status, [*headers.items(), ("Set-Cookie", cookie)], raw)
 
     @staticmethod
     def _encode(payload: Any) -> tuple[bytes, str | None]:
@@ -728,46 +728,28 @@ class HarborEmulator(HttpServerBase[RequestRecord]):
         user = self._authenticate(handler.headers.get("Authorization"))
         if not user:
             raw = b'{"errors":[{"code":"UNAUTHORIZED","message":"unauthorized to access repository"}]}'
-            handler.send_response(401)
-            handler.send_header("WWW-Authenticate", 'Basic realm="harbor"')
-            handler.send_header("Docker-Distribution-Api-Version", "registry/2.0")
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(raw)))
-            handler.end_headers()
-            if handler.command != "HEAD":
-                handler.wfile.write(raw)
+            headers = [
+                ("WWW-Authenticate", 'Basic realm="harbor"'),
+                ("Docker-Distribution-Api-Version", "registry/2.0"),
+                ("Content-Type", "application/json"),
+            ]
+            reply(handler, 401, headers, raw)
             return
         if handler.command not in ("GET", "HEAD"):
             raw = b'{"errors":[{"code":"UNSUPPORTED","message":"the emulator serves /v2/ read-only"}]}'
-            handler.send_response(405)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(raw)))
-            handler.end_headers()
-            handler.wfile.write(raw)
+            reply(handler, 405, [("Content-Type", "application/json")], raw)
             return
         connection = http.client.HTTPConnection(self.registry.host, timeout=60)
         try:
-            headers = {k: v for k, v in handler.headers.items() if k.lower() in ("accept", "range")}
-            connection.request(handler.command, path + (f"?{query}" if query else ""), headers=headers)
+            asked = {k: v for k, v in handler.headers.items() if k.lower() in ("accept", "range")}
+            connection.request(handler.command, path + (f"?{query}" if query else ""), headers=asked)
             response = connection.getresponse()
             raw = response.read()
-            handler.send_response(response.status)
-            for name, value in response.getheaders():
-                if name.lower() in (
-                    "content-type",
-                    "docker-content-digest",
-                    "docker-distribution-api-version",
-                    "etag",
-                    "link",
-                ):
-                    handler.send_header(name, value)
+            headers = [(k, v) for k, v in response.getheaders() if k.lower() in _REGISTRY_HEADERS]
             length = response.getheader("Content-Length")
-            handler.send_header(
-                "Content-Length", length if handler.command == "HEAD" and length else str(len(raw))
-            )
-            handler.end_headers()
-            if handler.command != "HEAD":
-                handler.wfile.write(raw)
+            if handler.command == "HEAD" and length:  # what a GET would get
+                headers.append(("Content-Length", length))
+            reply(handler, response.status, headers, raw)
         finally:
             connection.close()
 

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from email.message import Message
 from urllib.parse import urlsplit
 
-from .server import Handler, HttpServerBase
+from .server import Handler, HttpServerBase, reply
 from .wire import read_body
 
 __all__ = ["KINDS", "Answer", "FaultProxy", "Injected"]
@@ -215,16 +215,10 @@ class FaultProxy(HttpServerBase[object]):
             return
         with self._lock:
             answer = self._answer
-        reply = answer(handler.command, urlsplit(handler.path).path, handler.headers) if answer else None
-        if reply is not None:
-            status, content_type, raw = reply
-            handler.send_response(status)
-            handler.send_header("Content-Type", content_type)
-            handler.send_header("Content-Length", str(len(raw)))
-            handler.end_headers()
-            if handler.command != "HEAD":
-                handler.wfile.write(raw)
-            handler.wfile.flush()
+        own = answer(handler.command, urlsplit(handler.path).path, handler.headers) if answer else None
+        if own is not None:
+            status, content_type, raw = own
+            reply(handler, status, [("Content-Type", content_type)], raw)
             return
         fault = self._draw(handler.command, urlsplit(handler.path).path, handler.headers)
         if fault is not None and fault.phase == "before":

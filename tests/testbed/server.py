@@ -38,6 +38,7 @@ __all__ = [
     "Lifecycle",
     "Listener",
     "ServerTls",
+    "reply",
     "trustme_tls",
 ]
 
@@ -75,6 +76,20 @@ def trustme_tls(ca_file: Path) -> ServerTls:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
     return ServerTls(context, ca_file)
+
+
+def reply(handler: Handler, status: int, headers: Iterable[tuple[str, str]], body: bytes) -> None:
+    """Send one whole answer: `headers`, a Content-Length (unless a HEAD answer names its own,
+    the length of what a GET would get), and `body` unless the request was a HEAD."""
+    headers = list(headers)
+    handler.send_response(status)
+    for name, value in headers:
+        handler.send_header(name, value)
+    if handler.command != "HEAD" or not any(name.lower() == "content-length" for name, _ in headers):
+        handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    if handler.command != "HEAD" and body:
+        handler.wfile.write(body)
 
 
 class _Server(ThreadingHTTPServer):

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from .server import Handler, HttpServerBase
+from .server import Handler, HttpServerBase, reply
 
 __all__ = ["TokenIssuer", "TokenRequest", "libtrust_key_id"]
 
@@ -164,11 +164,7 @@ class TokenIssuer(HttpServerBase[TokenRequest]):
             status, body = 404, b'{"details":"not found"}'
         else:
             status, body = self._answer(handler.headers.get("Authorization"), parse_qs(parts.query))
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
+        reply(handler, status, [("Content-Type", "application/json")], body)
 
     def _answer(self, authorization: str | None, query: dict[str, list[str]]) -> tuple[int, bytes]:
         scopes = tuple(query.get("scope", []))
