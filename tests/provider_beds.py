@@ -66,7 +66,9 @@ SEQERA_USERS = {"seqera-bot": SEQERA_CANARY}
 
 
 def seed(root: Path) -> dict[str, Path]:
-    """Push the upstream content once; returns the registries' data directories."""
+    """Push the upstream content once; returns the registries' data directories, for
+    `upstreams()` to start registries on copies of (the seqera registry's password does not
+    matter here: a copy is served with the password its test gives)."""
     with start_registry(root / "upstream") as upstream:
         for tag in ("15.4.0", "16.1.0", "16.2.0"):
             push_image(upstream, "bitnami/postgresql", tag)
@@ -84,29 +86,41 @@ def seed(root: Path) -> dict[str, Path]:
     return {"upstream": root / "upstream" / "data", "seqera": root / "seqera" / "data"}
 
 
+def set_upstream_credentials(
+    monkeypatch: pytest.MonkeyPatch, dockerhub_token: str, seqera_token: str
+) -> None:
+    """The environment variables the example specs read for docker.io and cr.seqera.io."""
+    monkeypatch.setenv("DOCKERHUB_USER", "hub-bot")
+    monkeypatch.setenv("DOCKERHUB_TOKEN", dockerhub_token)
+    monkeypatch.setenv("SEQERA_USER", "seqera-bot")
+    monkeypatch.setenv("SEQERA_TOKEN", seqera_token)
+
+
 @dataclass
 class Upstreams:
     upstream: RegistryServer  # docker.io, quay.io, public.cr.seqera.io
     seqera: RegistryServer  # cr.seqera.io, login required
 
-    def overrides(self) -> dict[str, Endpoint]:
+    def overrides(self, *also: str) -> dict[str, Endpoint]:
+        """Where the upstream hosts are served; `also` names more hosts `upstream` serves."""
         plain = Endpoint(self.upstream.host, insecure=True)
         return {
-            "docker.io": plain,
-            "quay.io": plain,
-            "public.cr.seqera.io": plain,
+            **{host: plain for host in ("docker.io", "quay.io", *also, "public.cr.seqera.io")},
             "cr.seqera.io": Endpoint(self.seqera.host, insecure=True),
         }
 
 
 @contextmanager
-def upstreams(seeded: dict[str, Path], workdir: Path) -> Iterator[Upstreams]:
-    """Upstream registries started on a fresh copy of the seeded content."""
+def upstreams(
+    seeded: dict[str, Path], workdir: Path, seqera_password: str = SEQERA_CANARY
+) -> Iterator[Upstreams]:
+    """Upstream registries started on a fresh copy of the seeded content (`seqera-bot` logs in
+    to cr.seqera.io with `seqera_password`)."""
     for name in ("upstream", "seqera"):
         shutil.copytree(seeded[name], workdir / name / "data")
     with (
         start_registry(workdir / "upstream") as upstream,
-        start_registry(workdir / "seqera", users=dict(SEQERA_USERS)) as seqera,
+        start_registry(workdir / "seqera", users={"seqera-bot": seqera_password}) as seqera,
     ):
         yield Upstreams(upstream, seqera)
 

@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import provider_beds as beds
 import pytest
 from azure.core.exceptions import (
     AzureError,
@@ -31,7 +32,7 @@ from azure.core.exceptions import (
 from azure.mgmt.containerregistry import models
 from emulators.acr import TOKEN_USER, AcrEmulator
 from plan_helpers import converge, plan_changes, plan_notes
-from testbed import RegistryServer, delete_tag, push_chart, push_image, request_log, retag
+from testbed import RegistryServer, delete_tag, push_image, request_log, retag
 
 from mirrorspec import cli, engine
 from mirrorspec.cli import configure_logging
@@ -69,17 +70,13 @@ class Bed:
     storage: RegistryServer  # mycompany's content, behind the emulator's login server
 
     def ctx(self, spec: Any, workers: int = 4) -> RunContext:
-        plain = Endpoint(self.upstream.host, insecure=True)
         return RunContext(
             spec,
             workers=workers,
             azure_client_factory=lambda subscription, target: self.emu.client(subscription),
             azure_credential_factory=lambda target: self.emu.credential,
             registry_overrides={
-                "docker.io": plain,
-                "quay.io": plain,
-                "public.cr.seqera.io": plain,
-                "cr.seqera.io": Endpoint(self.seqera.host, insecure=True),
+                **beds.Upstreams(self.upstream, self.seqera).overrides(),
                 "mycompany.azurecr.io": Endpoint(
                     self.emu.login_host("mycompany"), ca_bundle=str(self.emu.ca_file)
                 ),
@@ -99,38 +96,33 @@ class Bed:
         return self.emu.client(SUB)
 
 
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Upstream registry contents, pushed once; each test starts its registries on a copy."""
+    return beds.seed(tmp_path_factory.mktemp("acr-upstreams"))
+
+
 @pytest.fixture
-def bed(registry_factory: Callable[..., RegistryServer], monkeypatch: pytest.MonkeyPatch) -> Iterator[Bed]:
-    upstream = registry_factory()
-    seqera = registry_factory(users={"seqera-bot": SEQERA_CANARY})
+def bed(
+    seeded: dict[str, Path],
+    registry_factory: Callable[..., RegistryServer],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Bed]:
     storage = registry_factory(users={TOKEN_USER: AcrEmulator.refresh_token})
     small = registry_factory(users={TOKEN_USER: AcrEmulator.refresh_token})
-    for tag in ("15.4.0", "16.1.0", "16.2.0"):
-        push_image(upstream, "bitnami/postgresql", tag)
-    push_image(upstream, "prometheus/node-exporter", "v1.8.0")
-    push_image(upstream, "library/redis", "7.2.4")
-    redis = [{"name": "redis", "version": "~18.0.0", "repository": "oci://public.cr.seqera.io/charts"}]
-    for version in ("18.0.1", "19.0.0"):
-        push_chart(upstream, "charts/redis", version)
-    for version in ("1.0.0", "1.2.0", "1.5.3", "2.0.0"):
-        push_chart(upstream, "charts/platform", version, dependencies=redis)
-    for repo in ("backend", "frontend"):
-        for tag in ("v25.1.0", "v25.1.3", "v25.2.0"):
-            push_image(seqera, f"private/nf-tower-enterprise/{repo}", tag, user="seqera-bot")
-    monkeypatch.setenv("DOCKERHUB_USER", "hub-bot")
-    monkeypatch.setenv("DOCKERHUB_TOKEN", DOCKERHUB_CANARY)
-    monkeypatch.setenv("SEQERA_USER", "seqera-bot")
-    monkeypatch.setenv("SEQERA_TOKEN", SEQERA_CANARY)
-    upstreams = {
-        "docker.io": upstream,
-        "quay.io": upstream,
-        "public.cr.seqera.io": upstream,
-        "cr.seqera.io": seqera,
-    }
-    with AcrEmulator(upstreams=upstreams) as emu:
-        emu.add_registry(SUB, GROUP, "mycompany", backend=storage)
-        emu.add_registry(SUB, GROUP, "smallshop", backend=small, sku="Standard")
-        yield Bed(emu, upstream, seqera, storage)
+    beds.set_upstream_credentials(monkeypatch, DOCKERHUB_CANARY, SEQERA_CANARY)
+    with beds.upstreams(seeded, tmp_path, SEQERA_CANARY) as ups:
+        upstreams = {
+            "docker.io": ups.upstream,
+            "quay.io": ups.upstream,
+            "public.cr.seqera.io": ups.upstream,
+            "cr.seqera.io": ups.seqera,
+        }
+        with AcrEmulator(upstreams=upstreams) as emu:
+            emu.add_registry(SUB, GROUP, "mycompany", backend=storage)
+            emu.add_registry(SUB, GROUP, "smallshop", backend=small, sku="Standard")
+            yield Bed(emu, ups.upstream, ups.seqera, storage)
 
 
 def _copied(plan: Plan) -> dict[str, tuple[str, list[str]]]:

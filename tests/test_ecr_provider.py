@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import provider_beds as beds
 import pytest
 from emulators.ecr import EcrEmulator
 from plan_helpers import converge, plan_changes, plan_notes
-from testbed import RegistryServer, push_chart, push_image, request_log
+from testbed import RegistryServer, request_log
 
 from mirrorspec import engine
 from mirrorspec.cli import configure_logging
@@ -87,16 +88,12 @@ class Bed:
         def aws_client(service: str, region: str, profile: str | None) -> Any:
             return self.emu.client(service, region=region)
 
-        plain = Endpoint(self.upstream.host, insecure=True)
         return RunContext(
             spec,
             workers=workers,
             aws_client_factory=aws_client,
             registry_overrides={
-                "docker.io": plain,
-                "quay.io": plain,
-                "public.cr.seqera.io": plain,
-                "cr.seqera.io": Endpoint(self.seqera.host, insecure=True),
+                **beds.Upstreams(self.upstream, self.seqera).overrides(),
                 ECR_HOST: Endpoint(self.ecr.host, ca_bundle=str(self.ecr.ca_file)),
             },
         )
@@ -111,31 +108,25 @@ class Bed:
         return self.emu.client(service, region=region)
 
 
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Upstream registry contents, pushed once; each test starts its registries on a copy."""
+    return beds.seed(tmp_path_factory.mktemp("ecr-upstreams"))
+
+
 @pytest.fixture
 def bed(
-    emulator: EcrEmulator, registry_factory: Callable[..., RegistryServer], monkeypatch: pytest.MonkeyPatch
+    emulator: EcrEmulator,
+    seeded: dict[str, Path],
+    registry_factory: Callable[..., RegistryServer],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Bed]:
     emulator.reset()
-    upstream = registry_factory()
-    seqera = registry_factory(users={"seqera-bot": SEQERA_CANARY})
     ecr = registry_factory(tls=True, users={"AWS": f"{ACCOUNT}-auth-token"})
-    for tag in ("15.4.0", "16.1.0", "16.2.0"):
-        push_image(upstream, "bitnami/postgresql", tag)
-    push_image(upstream, "prometheus/node-exporter", "v1.8.0")
-    push_image(upstream, "library/redis", "7.2.4")
-    redis = [{"name": "redis", "version": "~18.0.0", "repository": "oci://public.cr.seqera.io/charts"}]
-    for version in ("18.0.1", "19.0.0"):
-        push_chart(upstream, "charts/redis", version)
-    for version in ("1.0.0", "1.2.0", "1.5.3", "2.0.0"):
-        push_chart(upstream, "charts/platform", version, dependencies=redis)
-    for repo in ("backend", "frontend"):
-        for tag in ("v25.1.0", "v25.1.3", "v25.2.0"):
-            push_image(seqera, f"private/nf-tower-enterprise/{repo}", tag, user="seqera-bot")
-    monkeypatch.setenv("DOCKERHUB_USER", "hub-bot")
-    monkeypatch.setenv("DOCKERHUB_TOKEN", DOCKERHUB_CANARY)
-    monkeypatch.setenv("SEQERA_USER", "seqera-bot")
-    monkeypatch.setenv("SEQERA_TOKEN", SEQERA_CANARY)
-    yield Bed(emulator, upstream, seqera, ecr)
+    beds.set_upstream_credentials(monkeypatch, DOCKERHUB_CANARY, SEQERA_CANARY)
+    with beds.upstreams(seeded, tmp_path, SEQERA_CANARY) as ups:
+        yield Bed(emulator, ups.upstream, ups.seqera, ecr)
     emulator.check()
 
 

@@ -32,7 +32,6 @@ from testbed import (
     push_chart,
     push_image,
     request_log,
-    start_registry,
 )
 
 from mirrorspec import engine
@@ -64,16 +63,11 @@ class Bed:
     backing: RegistryServer  # what Harbor stores
 
     def ctx(self, spec: Any) -> RunContext:
-        plain = Endpoint(self.upstream.host, insecure=True)
         return RunContext(
             spec,
             workers=4,
             registry_overrides={
-                "docker.io": plain,
-                "quay.io": plain,
-                "ghcr.io": plain,
-                "public.cr.seqera.io": plain,
-                "cr.seqera.io": Endpoint(self.seqera.host, insecure=True),
+                **beds.Upstreams(self.upstream, self.seqera).overrides("ghcr.io"),
                 HARBOR_HOST: Endpoint(self.emu.host, ca_bundle=str(self.emu.ca_file)),
             },
         )
@@ -97,9 +91,6 @@ class Bed:
         return found  # type: ignore[no-any-return]
 
 
-SEQERA_USERS = {"seqera-bot": SEQERA_CANARY}
-
-
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Upstream registry contents, pushed once; each test starts its registries on a copy."""
@@ -113,30 +104,19 @@ def bed(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Bed]:
-    shutil.copytree(seeded["upstream"], tmp_path / "upstream" / "data")
-    shutil.copytree(seeded["seqera"], tmp_path / "seqera" / "data")
-    with (
-        start_registry(tmp_path / "upstream") as upstream,
-        start_registry(tmp_path / "seqera", users=dict(SEQERA_USERS)) as seqera,
-    ):
+    with beds.upstreams(seeded, tmp_path, SEQERA_CANARY) as ups:
         backing = registry_factory()
-        for name, value in {
-            "HARBOR_USER": "admin",
-            "HARBOR_PASSWORD": HARBOR_CANARY,
-            "DOCKERHUB_USER": "hub-bot",
-            "DOCKERHUB_TOKEN": DOCKERHUB_CANARY,
-            "SEQERA_USER": "seqera-bot",
-            "SEQERA_TOKEN": SEQERA_CANARY,
-        }.items():
-            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("HARBOR_USER", "admin")
+        monkeypatch.setenv("HARBOR_PASSWORD", HARBOR_CANARY)
+        beds.set_upstream_credentials(monkeypatch, DOCKERHUB_CANARY, SEQERA_CANARY)
         upstreams = {
-            "hub.docker.com": upstream,
-            "quay.io": upstream,
-            "public.cr.seqera.io": upstream,
-            "cr.seqera.io": seqera,
+            "hub.docker.com": ups.upstream,
+            "quay.io": ups.upstream,
+            "public.cr.seqera.io": ups.upstream,
+            "cr.seqera.io": ups.seqera,
         }
         with HarborEmulator(backing, upstreams=upstreams, users={"admin": HARBOR_CANARY}) as emu:
-            yield Bed(emu, upstream, seqera, backing)
+            yield Bed(emu, ups.upstream, ups.seqera, backing)
             emu.wait_idle()
 
 

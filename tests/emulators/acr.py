@@ -90,7 +90,6 @@ import datetime as dt
 import http.client
 import json
 import re
-import ssl
 import tempfile
 import threading
 import time
@@ -98,15 +97,13 @@ import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
-import trustme
 from testbed import RegistryServer, TestbedError, run_skopeo
+from testbed.server import EmulatorBug, Handler, HttpServerBase, Listener, reply
 from testbed.wire import read_body
 
 from .arm_contract import ArmSpec, Operation
@@ -158,10 +155,6 @@ _LOCATION_POLL = re.compile(
 Json = Any
 
 
-class EmulatorBug(AssertionError):
-    """The emulator broke the contract itself, or a client broke it (see `violations`)."""
-
-
 class ArmError(Exception):
     """An ARM error answer: `{"error": {"code", "message"}}` with an HTTP status."""
 
@@ -205,7 +198,7 @@ class _Registry:
     rules: dict[str, Json] = field(default_factory=dict)
     credential_sets: dict[str, Json] = field(default_factory=dict)
     replications: dict[str, Json] = field(default_factory=dict)
-    proxy: _Server | None = None
+    proxy: Listener | None = None  # its login server
 
     @property
     def id(self) -> str:
@@ -249,36 +242,6 @@ def _system_data() -> Json:
     }
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    on_request: Callable[[_Handler], None]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _dispatch(self) -> None:
-        self.server.on_request(self)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _dispatch
-
-
-def _send(handler: BaseHTTPRequestHandler, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-    handler.send_response(status)
-    for name, value in headers:
-        handler.send_header(name, value)
-    if handler.command != "HEAD" or not any(n.lower() == "content-length" for n, _ in headers):
-        handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
-    if handler.command != "HEAD" and body:
-        handler.wfile.write(body)
-
-
 def _covers(rule_target: str, repository: str) -> bool:
     if rule_target == "*":
         return True
@@ -293,7 +256,11 @@ def _wildcards_overlap(a: str, b: str) -> bool:
     return pa.startswith(pb) or pb.startswith(pa)
 
 
-class AcrEmulator:
+# The methods ARM and the login servers answer; any other gets http.server's 501.
+ARM_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+class AcrEmulator(HttpServerBase[Call]):
     """The ACR management plane and login servers; see the module docstring.
 
     ``upstreams`` maps an import ``registryUri`` (``docker.io``…) to the local registry that
@@ -301,6 +268,8 @@ class AcrEmulator:
     """
 
     refresh_token = "acr-refresh-7f3c0a9e51d2"
+    title = "ACR emulator"
+    violation_label = "client request violates the spec"
 
     def __init__(
         self,
@@ -310,75 +279,24 @@ class AcrEmulator:
         page_size: int = 100,
         spec: Path = SPEC,
     ) -> None:
+        # Every server (ARM and the login servers) serves a certificate of one CA, `ca_file`.
+        super().__init__(name="acr-arm-emulator", tls=True, methods=ARM_METHODS)
         self.spec = ArmSpec(spec)
         self.upstreams = dict(upstreams or {})
         self.credential = StaticTokenCredential(token)
         self.page_size = page_size
-        self.calls: list[Call] = []
-        self.violations: list[str] = []
-        self.internal_errors: list[str] = []
         self.exchanges = 0
         self.login_requests: list[tuple[str, str]] = []  # (method, path) at the login servers
-        self._lock = threading.RLock()
         self._registries: dict[tuple[str, str, str], _Registry] = {}
         self._jobs: dict[str, _Job] = {}
         self._granted: set[tuple[str, str]] = set()  # (Key Vault name, principal ID): grant_secret_get
-        self._tmp = tempfile.TemporaryDirectory(prefix="acr-emulator-")
-        self._ca = trustme.CA()
-        self.ca_file = Path(self._tmp.name) / "ca.pem"
-        self._ca.cert_pem.write_to_path(str(self.ca_file))
-        leaf = self._ca.issue_cert("127.0.0.1", "localhost")
-        self._ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        leaf.configure_cert(self._ssl)
-        self._servers: list[tuple[_Server, threading.Thread]] = []
-        self._arm: _Server | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
-    def _serve(self, on_request: Callable[[_Handler], None], name: str) -> _Server:
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.socket = self._ssl.wrap_socket(server.socket, server_side=True)
-        server.on_request = on_request
-        thread = threading.Thread(target=server.serve_forever, args=(0.05,), name=name, daemon=True)
-        thread.start()
-        self._servers.append((server, thread))
-        return server
-
-    def start(self) -> AcrEmulator:
-        if self._arm is None:
-            self._arm = self._serve(self._handle_arm, "acr-arm-emulator")
-        return self
-
-    def stop(self) -> None:
-        for server, thread in self._servers:
-            server.shutdown()
-            server.server_close()
-            thread.join()
-        self._servers.clear()
-        self._arm = None
-        self._tmp.cleanup()
-
-    def __enter__(self) -> AcrEmulator:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-        if exc_type is None:
-            self.check()
-
     @property
-    def url(self) -> str:
-        """The ARM base URL (the SDK's ``base_url``)."""
-        assert self._arm is not None, "call start() first"
-        return f"https://127.0.0.1:{self._arm.server_address[1]}"
-
-    @property
-    def ssl_context(self) -> ssl.SSLContext:
-        """The servers' TLS context (certificate for 127.0.0.1 from :attr:`ca_file`'s CA), for a
-        fault proxy in front (testbed.faults) to serve as the emulator does."""
-        return self._ssl
+    def calls(self) -> list[Call]:
+        """The ARM calls, in order: the request log."""
+        return self.requests
 
     def client(self, subscription: str, **kwargs: Any) -> Any:
         """A ContainerRegistryManagementClient pointed here; retries off and no polling delay."""
@@ -407,7 +325,7 @@ class AcrEmulator:
         """Register a registry whose content lives in `backend`; returns its login server name."""
         assert backend.users.get(TOKEN_USER) == self.refresh_token, "backend must accept the refresh token"
         registry = _Registry(subscription, resource_group, name, sku, location, backend, _now())
-        registry.proxy = self._serve(lambda h: self._handle_login(registry, h), f"acr-login-{name}")
+        registry.proxy = self.listen(lambda h: self._handle_login(registry, h), f"acr-login-{name}")
         if sku == "Premium":  # the home region's replication always exists
             registry.replications[location] = self._replication_json(registry, location, location, {})
         with self._lock:
@@ -418,7 +336,7 @@ class AcrEmulator:
         """`127.0.0.1:PORT` of a registry's login server (HTTPS with :attr:`ca_file`)."""
         proxy = self._by_name(name).proxy
         assert proxy is not None
-        return f"127.0.0.1:{proxy.server_address[1]}"
+        return proxy.host
 
     def reset(self) -> None:
         """Forget every registry's cache rules, credential sets and added replications, and the
@@ -430,20 +348,6 @@ class AcrEmulator:
                 home = registry.replications.get(registry.location)
                 registry.replications = {registry.location: home} if home is not None else {}
             self.calls.clear()
-
-    def check(self) -> None:
-        """Raise when a client broke the contract or the emulator did."""
-        with self._lock:
-            problems = [f"client request violates the spec: {v}" for v in self.violations]
-            problems += self.internal_errors
-        if problems:
-            raise EmulatorBug("ACR emulator:\n" + "\n\n".join(problems))
-
-    def take_violations(self) -> list[str]:
-        """The recorded violations, forgotten (for tests that send bad requests on purpose)."""
-        with self._lock:
-            taken, self.violations = self.violations, []
-        return taken
 
     @property
     def writes(self) -> list[Call]:
@@ -484,7 +388,8 @@ class AcrEmulator:
 
     # ----------------------------------------------------------------- ARM plumbing
 
-    def _handle_arm(self, handler: _Handler) -> None:
+    def handle(self, handler: Handler) -> None:
+        """An ARM request."""
         op_name = "?"
         body: Json = None
         try:
@@ -504,21 +409,19 @@ class AcrEmulator:
                 [],
                 {"error": {"code": "InternalServerError", "message": "emulator bug"}},
             )
-        with self._lock:
-            self.calls.append(Call(handler.command, urlsplit(handler.path).path, op_name, status, body))
+        self.record(Call(handler.command, urlsplit(handler.path).path, op_name, status, body))
         data = json.dumps(out).encode() if out is not None else b""
         headers = [*headers, ("x-ms-request-id", str(uuid.uuid4()))]
         if out is not None:
             headers.append(("Content-Type", "application/json; charset=utf-8"))
-        _send(handler, status, headers, data)
+        reply(handler, status, headers, data)
 
     def _violation(self, what: str, errors: list[str]) -> tuple[int, list[tuple[str, str]], Json]:
-        with self._lock:
-            self.violations.append(f"{what}: {'; '.join(errors)}")
+        self.violation(f"{what}: {'; '.join(errors)}")
         return 400, [], {"error": {"code": "InvalidRequestContent", "message": "; ".join(errors)}}
 
     def _arm_request(
-        self, handler: _Handler, path: str, query: dict[str, list[str]], body: Json
+        self, handler: Handler, path: str, query: dict[str, list[str]], body: Json
     ) -> tuple[int, list[tuple[str, str]], Json, str]:
         method = handler.command
         what = f"{method} {path}"
@@ -1232,7 +1135,7 @@ class AcrEmulator:
 
     # ----------------------------------------------------------------- login server
 
-    def _handle_login(self, registry: _Registry, handler: _Handler) -> None:
+    def _handle_login(self, registry: _Registry, handler: Handler) -> None:
         try:
             raw = read_body(handler)
             path = urlsplit(handler.path).path
@@ -1268,7 +1171,7 @@ class AcrEmulator:
             with self._lock:
                 self.internal_errors.append(traceback.format_exc())
             status, headers, body = 500, [], b"emulator bug"
-        _send(handler, status, headers, body)
+        reply(handler, status, headers, body)
 
     def _exchange(self, registry: _Registry, raw: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
@@ -1285,7 +1188,7 @@ class AcrEmulator:
         return 200, [("Content-Type", "application/json")], body
 
     def _forward(
-        self, registry: _Registry, handler: _Handler, raw: bytes
+        self, registry: _Registry, handler: Handler, raw: bytes
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         host, port = registry.backend.host.split(":")
         connection = http.client.HTTPConnection(host, int(port), timeout=60)

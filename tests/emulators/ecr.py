@@ -102,13 +102,10 @@ import copy
 import http.client
 import json
 import re
-import threading
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -118,6 +115,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.model import ServiceModel, StructureShape
 from moto.server import ThreadedMotoServer
+from testbed.server import EmulatorBug, Handler, HttpServerBase, reply
 from testbed.wire import read_body
 
 from .botocore_contract import format_errors, validate_request, validate_response
@@ -193,10 +191,6 @@ class EcrApiError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
-
-
-class EmulatorBug(AssertionError):
-    """The emulator broke the contract itself (bad response shape, unlisted error code)."""
 
 
 @dataclass
@@ -278,26 +272,7 @@ def _arn_account_region(arn: str) -> tuple[str, str]:
     return (parts[4], parts[3]) if len(parts) > 5 else ("", "")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    emulator: EcrEmulator
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are separate writes: avoid 40 ms stalls
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _dispatch(self) -> None:
-        self.server.emulator._handle(self)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _dispatch
-
-
-class EcrEmulator:
+class EcrEmulator(HttpServerBase[tuple[str, JsonObject]]):
     """ECR control-plane emulator in front of a moto server; see the module docstring.
 
     ``EcrEmulator()`` starts and owns a ``ThreadedMotoServer`` on 127.0.0.1. Pass
@@ -313,17 +288,12 @@ class EcrEmulator:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        super().__init__(name="ecr-emulator", address=host, port=port)
         self.account_id = account_id
-        self.calls: list[tuple[str, JsonObject]] = []
-        self.internal_errors: list[str] = []
         self.skipped_checks: set[str] = set()  # patterns Python could not apply (none in ECR's model)
         self._given_moto = moto
         self._own_moto: ThreadedMotoServer | None = None
         self._moto_address: tuple[str, int] | None = None
-        self._bind = (host, port)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.RLock()
         self._registries: dict[tuple[str, str], _Registry] = {}
         self._interferences: list[Interference] = []
         self._secrets_clients: dict[str, Any] = {}
@@ -350,7 +320,7 @@ class EcrEmulator:
     # ----------------------------------------------------------------- lifecycle and API
 
     def start(self) -> EcrEmulator:
-        if self._server is not None:
+        if self.started:
             return self
         moto = self._given_moto
         if moto is None:
@@ -362,22 +332,10 @@ class EcrEmulator:
             self._moto_address = (parts.hostname, parts.port)
         else:
             self._moto_address = moto.get_host_and_port()
-        self._server = _Server(self._bind, _Handler)
-        self._server.emulator = self
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="ecr-emulator", daemon=True
-        )
-        self._thread.start()
-        return self
+        return super().start()
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        super().stop()
         if self._own_moto is not None:
             self._own_moto.stop()
             self._own_moto = None
@@ -386,25 +344,10 @@ class EcrEmulator:
                 client.close()
             self._secrets_clients.clear()
 
-    def __enter__(self) -> EcrEmulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-        if exc_type is None:
-            self.check()
-
     @property
-    def url(self) -> str:
-        """The ``endpoint_url`` for every boto3 client."""
-        assert self._server is not None, "call start() first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+    def calls(self) -> list[tuple[str, JsonObject]]:
+        """(operation, request body) of every emulated call, in order: the request log."""
+        return self.requests
 
     @property
     def moto_url(self) -> str:
@@ -475,21 +418,20 @@ class EcrEmulator:
         if status != 200:
             raise RuntimeError(f"moto reset failed: {status} {body!r}")
 
-    def check(self) -> None:
-        """Raise if the emulator broke the contract while serving a request."""
+    title = "ECR emulator bug(s)"
+
+    def problems(self) -> list[str]:
+        """What :meth:`check` raises on: the emulator broke the contract while serving a request."""
         with self._lock:
-            errors = list(self.internal_errors)
-            errors += [
+            return super().problems() + [
                 f"repository '{repo}' is under pull-through cache rule '{prefix}': real ECR serves it "
                 "from the rule's upstream (a copy pushed there is not what a pull gets)"
                 for repo, prefix in self.fidelity.cache_prefix_repositories
             ]
-        if errors:
-            raise EmulatorBug("ECR emulator bug(s):\n" + "\n\n".join(errors))
 
     # ----------------------------------------------------------------- HTTP plumbing
 
-    def _handle(self, handler: _Handler) -> None:
+    def handle(self, handler: Handler) -> None:
         try:
             raw = read_body(handler)
             target = handler.headers.get("X-Amz-Target", "")
@@ -511,14 +453,7 @@ class EcrEmulator:
         else:
             if operation is not None:
                 self._interfere(operation)
-        handler.send_response(status)
-        for name, value in headers:
-            handler.send_header(name, value)
-        if handler.command != "HEAD" or not any(n.lower() == "content-length" for n, _ in headers):
-            handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        if handler.command != "HEAD":
-            handler.wfile.write(body)
+        reply(handler, status, headers, body)
 
     def _record(self, operation: str, raw: bytes | JsonObject) -> None:
         if isinstance(raw, dict):
@@ -555,7 +490,7 @@ class EcrEmulator:
         finally:
             conn.close()
 
-    def _forward(self, handler: _Handler, raw: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _forward(self, handler: Handler, raw: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         headers = [(k, v) for k, v in handler.headers.items() if k.lower() not in _HOP_BY_HOP]
         return self._moto_request(handler.command, handler.path, headers, raw)
 
@@ -577,7 +512,7 @@ class EcrEmulator:
         return self._json(400 if code != "ServerException" else 500, {"__type": code, "message": message})
 
     def _serve(
-        self, operation: str, handler: _Handler, raw: bytes
+        self, operation: str, handler: Handler, raw: bytes
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         try:
             body = json.loads(raw or b"{}")
@@ -1038,12 +973,12 @@ class EcrEmulator:
         with self._lock:
             self.fidelity.secret_list_lag = on
 
-    def _region_of(self, handler: _Handler) -> str:
+    def _region_of(self, handler: Handler) -> str:
         match = _CREDENTIAL_SCOPE.search(handler.headers.get("Authorization", ""))
         return match.group("region") if match else "us-east-1"
 
     def _fidelity_answer(
-        self, handler: _Handler, target: str, raw: bytes
+        self, handler: Handler, target: str, raw: bytes
     ) -> tuple[int, list[tuple[str, str]], bytes] | None:
         """An answer that corrects moto, or None to go on as usual."""
         if not target.startswith(SECRETS_TARGET_PREFIX):
@@ -1087,7 +1022,7 @@ class EcrEmulator:
         return described.get("DeletedDate") is not None
 
     def _fidelity_after_forward(
-        self, handler: _Handler, target: str, raw: bytes, status: int, body: bytes
+        self, handler: Handler, target: str, raw: bytes, status: int, body: bytes
     ) -> None:
         """Record a repository created under a pull-through cache rule's prefix."""
         if target != TARGET_PREFIX + "CreateRepository" or status != 200:

@@ -97,7 +97,6 @@ import os
 import re
 import secrets
 import shutil
-import ssl
 import subprocess
 import tempfile
 import threading
@@ -107,14 +106,13 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
 from testbed import MANIFEST_ACCEPT, RegistryServer
+from testbed.server import Handler, HttpServerBase, reply
 
 from .swagger_contract import Operation, SwaggerContract, load_contract
 
@@ -428,6 +426,12 @@ def _cron_error(cron: str) -> str | None:
 # --- the emulator ------------------------------------------------------------------------------
 
 
+# The backing registry's answer headers the emulator's /v2/ passes on.
+_REGISTRY_HEADERS = frozenset(
+    {"content-type", "docker-content-digest", "docker-distribution-api-version", "etag", "link"}
+)
+
+
 class HarborApiError(Exception):
     """An answer in Harbor's error shape: `{"errors": [{"code": ..., "message": ...}]}`."""
 
@@ -467,30 +471,15 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    emulator: HarborEmulator
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _dispatch(self) -> None:
-        self.server.emulator._handle(self)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _dispatch
-
-
-class HarborEmulator:
+class HarborEmulator(HttpServerBase[RequestRecord]):
     """Harbor's API and registry on one HTTPS host; see the module docstring.
 
     `registry` is the backing `docker-registry` (plain HTTP, no auth) that holds what Harbor
     stores; `upstreams` maps the host names Harbor can reach to local registries.
     """
+
+    title = "Harbor emulator"
+    violation_label = "request broke the contract"
 
     def __init__(
         self,
@@ -501,28 +490,25 @@ class HarborEmulator:
         whitelist: list[str] | None = None,
         workdir: Path | None = None,
     ) -> None:
+        self._workdir = Path(workdir or tempfile.mkdtemp(prefix="harbor-emulator-"))
+        self._own_workdir = workdir is None
+        super().__init__(
+            name="harbor-emulator",
+            tls=True,
+            ca_file=self._workdir / "certs" / "ca.crt",
+            methods=("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"),
+        )
         self.registry = registry
         self.upstreams: dict[str, RegistryServer] = dict(upstreams or {})
         self.users = dict(users or {"admin": "Harbor12345"})
         self.whitelist = list(DEFAULT_WHITELIST if whitelist is None else whitelist)
         self.contract: SwaggerContract = load_contract(SWAGGER_PATH)
-        self.requests: list[RequestRecord] = []
-        self.violations: list[str] = []
-        self.internal_errors: list[str] = []
         self._state = _State()
-        self._lock = threading.RLock()
         self._threads: list[threading.Thread] = []
         # Executions start their flow only while this is set: a test clears it to hold them
         # `InProgress` (as a long real replication would be) and sets it to let them run.
         self.release = threading.Event()
         self.release.set()
-        self._workdir = Path(workdir or tempfile.mkdtemp(prefix="harbor-emulator-"))
-        self._own_workdir = workdir is None
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self.ca_file: Path = self._workdir / "certs" / "ca.crt"
-        self.host = ""
-        self.ssl_context: ssl.SSLContext | None = None
         self._handlers: dict[str, Callable[[_Request], _Answer]] = {
             "getPing": self._ping,
             "getHealth": self._health,
@@ -553,65 +539,13 @@ class HarborEmulator:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def start(self) -> HarborEmulator:
-        import trustme
-
-        ca = trustme.CA()
-        cert = ca.issue_cert("127.0.0.1", "localhost")
-        self.ca_file.parent.mkdir(parents=True, exist_ok=True)
-        ca.cert_pem.write_to_path(str(self.ca_file))
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        cert.configure_cert(context)
-        self.ssl_context = context  # for a fault proxy in front (testbed.faults) to serve as us
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.emulator = self
-        # The handshake happens in the request's own thread, not in the accept loop.
-        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
-        self._server = server
-        self.host = f"127.0.0.1:{server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="harbor-emulator", daemon=True
-        )
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
         self.release.set()
         for thread in list(self._threads):
             thread.join(timeout=_SKOPEO_TIMEOUT)
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        super().stop()
         if self._own_workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
-
-    def __enter__(self) -> HarborEmulator:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-        if kind is None:
-            self.check()
-
-    @property
-    def url(self) -> str:
-        return f"https://{self.host}"
-
-    def check(self) -> None:
-        """Raise when a request broke the contract unexpectedly or the emulator broke it."""
-        problems = [f"request broke the contract: {v}" for v in self.violations]
-        problems += [f"emulator bug: {e}" for e in self.internal_errors]
-        if problems:
-            raise AssertionError("\n".join(problems))
-
-    def take_violations(self) -> list[str]:
-        """The contract violations recorded so far (a test that provoked them takes them)."""
-        with self._lock:
-            taken, self.violations = self.violations, []
-        return taken
 
     def reset(self) -> None:
         self.wait_idle()
@@ -669,7 +603,7 @@ class HarborEmulator:
 
     # -- HTTP -----------------------------------------------------------------------------
 
-    def _handle(self, handler: _Handler) -> None:
+    def handle(self, handler: Handler) -> None:
         parts = urlsplit(handler.path)
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
@@ -721,15 +655,9 @@ class HarborEmulator:
                     decoded,
                 )
             )
-        handler.send_response(status)
-        for name, value in headers.items():
-            handler.send_header(name, value)
         # Harbor's session middleware hands every caller a session cookie.
-        handler.send_header("Set-Cookie", f"sid={secrets.token_hex(16)}; Path=/; HttpOnly; Secure")
-        handler.send_header("Content-Length", str(len(raw)))
-        handler.end_headers()
-        if handler.command != "HEAD":
-            handler.wfile.write(raw)
+        cookie = f"sid={secrets.token_hex(16)}; Path=/; HttpOnly; Secure"
+        reply(handler, status, [*headers.items(), ("Set-Cookie", cookie)], raw)
 
     @staticmethod
     def _encode(payload: Any) -> tuple[bytes, str | None]:
@@ -745,7 +673,7 @@ class HarborEmulator:
 
     def _answer(
         self,
-        handler: _Handler,
+        handler: Handler,
         found: tuple[Operation, dict[str, str]] | None,
         query: dict[str, list[str]],
         body: bytes,
@@ -796,50 +724,32 @@ class HarborEmulator:
 
     # -- /v2/: Harbor's registry, from the backing docker-registry ------------------------
 
-    def _serve_registry(self, handler: _Handler, path: str, query: str) -> None:
+    def _serve_registry(self, handler: Handler, path: str, query: str) -> None:
         user = self._authenticate(handler.headers.get("Authorization"))
         if not user:
             raw = b'{"errors":[{"code":"UNAUTHORIZED","message":"unauthorized to access repository"}]}'
-            handler.send_response(401)
-            handler.send_header("WWW-Authenticate", 'Basic realm="harbor"')
-            handler.send_header("Docker-Distribution-Api-Version", "registry/2.0")
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(raw)))
-            handler.end_headers()
-            if handler.command != "HEAD":
-                handler.wfile.write(raw)
+            headers = [
+                ("WWW-Authenticate", 'Basic realm="harbor"'),
+                ("Docker-Distribution-Api-Version", "registry/2.0"),
+                ("Content-Type", "application/json"),
+            ]
+            reply(handler, 401, headers, raw)
             return
         if handler.command not in ("GET", "HEAD"):
             raw = b'{"errors":[{"code":"UNSUPPORTED","message":"the emulator serves /v2/ read-only"}]}'
-            handler.send_response(405)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(raw)))
-            handler.end_headers()
-            handler.wfile.write(raw)
+            reply(handler, 405, [("Content-Type", "application/json")], raw)
             return
         connection = http.client.HTTPConnection(self.registry.host, timeout=60)
         try:
-            headers = {k: v for k, v in handler.headers.items() if k.lower() in ("accept", "range")}
-            connection.request(handler.command, path + (f"?{query}" if query else ""), headers=headers)
+            asked = {k: v for k, v in handler.headers.items() if k.lower() in ("accept", "range")}
+            connection.request(handler.command, path + (f"?{query}" if query else ""), headers=asked)
             response = connection.getresponse()
             raw = response.read()
-            handler.send_response(response.status)
-            for name, value in response.getheaders():
-                if name.lower() in (
-                    "content-type",
-                    "docker-content-digest",
-                    "docker-distribution-api-version",
-                    "etag",
-                    "link",
-                ):
-                    handler.send_header(name, value)
+            headers = [(k, v) for k, v in response.getheaders() if k.lower() in _REGISTRY_HEADERS]
             length = response.getheader("Content-Length")
-            handler.send_header(
-                "Content-Length", length if handler.command == "HEAD" and length else str(len(raw))
-            )
-            handler.end_headers()
-            if handler.command != "HEAD":
-                handler.wfile.write(raw)
+            if handler.command == "HEAD" and length:  # what a GET would get
+                headers.append(("Content-Length", length))
+            reply(handler, response.status, headers, raw)
         finally:
             connection.close()
 

@@ -46,11 +46,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
 from urllib.parse import urlsplit
 
+from .server import Handler, HttpServerBase, reply
 from .wire import read_body
 
 __all__ = ["KINDS", "Answer", "FaultProxy", "Injected"]
@@ -87,26 +85,7 @@ class Injected:
         return f"{self.kind} {self.phase} {self.method} {self.path}"
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    proxy: FaultProxy
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _dispatch(self) -> None:
-        self.server.proxy._handle(self)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _dispatch
-
-
-class FaultProxy:
+class FaultProxy(HttpServerBase[object]):
     """A reverse proxy to `backend` (`http[s]://host:port`) that injects faults; see the module
     docstring. Faults are off until `faults(rate, seed)`; `off()` stops them at once."""
 
@@ -130,10 +109,9 @@ class FaultProxy:
             if backend_ca is None:  # a test bed's own backend on 127.0.0.1: trust it
                 self._backend_tls.check_hostname = False
                 self._backend_tls.verify_mode = ssl.CERT_NONE
-        self._ssl_context = ssl_context
+        super().__init__(name="fault-proxy", tls=ssl_context or False)
         self._slow = slow
         self._error_body = error_body or _generic_error
-        self._lock = threading.Lock()
         self._rng = random.Random(0)
         self.rate = 0.0
         self.seed: int | None = None
@@ -145,49 +123,12 @@ class FaultProxy:
         self._answer: Answer | None = None
         self._released = threading.Event()
         self.held = 0  # requests held unanswered so far
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self.host = ""
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def start(self) -> FaultProxy:
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.proxy = self
-        if self._ssl_context is not None:
-            # The handshake happens in the request's own thread, not in the accept loop.
-            server.socket = self._ssl_context.wrap_socket(
-                server.socket, server_side=True, do_handshake_on_connect=False
-            )
-        self._server = server
-        self.host = f"127.0.0.1:{server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fault-proxy", daemon=True
-        )
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
         self._released.set()  # held requests end (their connections close) before the server
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return f"{'https' if self._ssl_context else 'http'}://{self.host}"
+        super().stop()
 
     # -- the switch -----------------------------------------------------------------------
 
@@ -266,7 +207,7 @@ class FaultProxy:
 
     # -- one request ----------------------------------------------------------------------
 
-    def _handle(self, handler: _Handler) -> None:
+    def handle(self, handler: Handler) -> None:
         body = read_body(handler)
         if self._held(handler.command, urlsplit(handler.path).path):
             self._released.wait()
@@ -274,16 +215,10 @@ class FaultProxy:
             return
         with self._lock:
             answer = self._answer
-        reply = answer(handler.command, urlsplit(handler.path).path, handler.headers) if answer else None
-        if reply is not None:
-            status, content_type, raw = reply
-            handler.send_response(status)
-            handler.send_header("Content-Type", content_type)
-            handler.send_header("Content-Length", str(len(raw)))
-            handler.end_headers()
-            if handler.command != "HEAD":
-                handler.wfile.write(raw)
-            handler.wfile.flush()
+        own = answer(handler.command, urlsplit(handler.path).path, handler.headers) if answer else None
+        if own is not None:
+            status, content_type, raw = own
+            reply(handler, status, [("Content-Type", content_type)], raw)
             return
         fault = self._draw(handler.command, urlsplit(handler.path).path, handler.headers)
         if fault is not None and fault.phase == "before":
@@ -322,7 +257,7 @@ class FaultProxy:
             return http.client.HTTPSConnection(host, port, timeout=120, context=self._backend_tls)
         return http.client.HTTPConnection(host, port, timeout=120)
 
-    def _relay(self, handler: _Handler, response: http.client.HTTPResponse) -> None:
+    def _relay(self, handler: Handler, response: http.client.HTTPResponse) -> None:
         handler.send_response(response.status, response.reason)
         length = response.getheader("Content-Length")
         for name, value in response.getheaders():
@@ -348,7 +283,7 @@ class FaultProxy:
             handler.wfile.write(b"0\r\n\r\n")
         handler.wfile.flush()
 
-    def _fail(self, handler: _Handler, kind: str) -> None:
+    def _fail(self, handler: Handler, kind: str) -> None:
         handler.close_connection = True
         if kind == "reset":
             sock: socket.socket = handler.connection

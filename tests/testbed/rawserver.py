@@ -1,8 +1,9 @@
 """The lifecycle every raw-socket test server shares: listen on loopback, accept in a thread,
 serve each connection in its own, and close everything that is still open on `stop()`.
 
-For servers that must misbehave below HTTP (`stall.StallServer`, `tlsfront.TlsFront`); servers
-that speak HTTP use `http.server` (`hostile.py`, `faults.py`).
+For servers that must misbehave below HTTP (`stall.StallServer`, `tlsfront.TlsFront`): they
+stall mid-header or relay raw TLS bytes, which `http.server` (and so `server.HttpServerBase`,
+the base of the servers that speak HTTP) would not let them do. They share its `Lifecycle`.
 """
 
 from __future__ import annotations
@@ -10,13 +11,17 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from types import TracebackType
-from typing import Any
+from typing import TypeVar
+
+from .server import Lifecycle
 
 __all__ = ["RawServer"]
 
 
-class RawServer:
+_S = TypeVar("_S", bound="RawServer")
+
+
+class RawServer(Lifecycle):
     """Subclasses implement `serve(conn)`; `track(sock)` adds a socket for `stop()` to close."""
 
     address = "127.0.0.1"
@@ -32,7 +37,7 @@ class RawServer:
         assert self._listener is not None, "not started"
         return f"{self.address}:{self._listener.getsockname()[1]}"
 
-    def start(self) -> Any:
+    def start(self: _S) -> _S:
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((self.address, 0))
@@ -51,14 +56,6 @@ class RawServer:
                 with contextlib.suppress(OSError):
                     sock.close()
             self._open.clear()
-
-    def __enter__(self) -> Any:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def track(self, sock: socket.socket) -> None:
         with self._lock:

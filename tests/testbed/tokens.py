@@ -16,11 +16,9 @@ import datetime as dt
 import hashlib
 import json
 import secrets
-import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -30,6 +28,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from .server import Handler, HttpServerBase, reply
 
 __all__ = ["TokenIssuer", "TokenRequest", "libtrust_key_id"]
 
@@ -54,23 +54,26 @@ class TokenRequest:
     granted: tuple[dict[str, Any], ...] = ()
 
 
-@dataclass
-class TokenIssuer:
-    """A threaded realm on 127.0.0.1. Use `start()`/`stop()` or `with`."""
+class TokenIssuer(HttpServerBase[TokenRequest]):
+    """A threaded realm on 127.0.0.1 (GET only). Use `start()`/`stop()` or `with`."""
 
-    users: dict[str, str]
-    bundle_path: Path
-    anonymous_pull: bool = False
-    service: str = "testbed-registry"
-    issuer: str = "testbed-issuer"
-    ttl: int = 300
-    requests: list[TokenRequest] = field(default_factory=list, repr=False)
-    _server: ThreadingHTTPServer | None = field(default=None, repr=False)
-    _thread: threading.Thread | None = field(default=None, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _invalid_left: int = field(default=0, repr=False)
-
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        users: dict[str, str],
+        bundle_path: Path,
+        anonymous_pull: bool = False,
+        service: str = "testbed-registry",
+        issuer: str = "testbed-issuer",
+        ttl: int = 300,
+    ) -> None:
+        super().__init__(name="testbed-token-issuer", methods=("GET",))
+        self.users = users
+        self.bundle_path = bundle_path
+        self.anonymous_pull = anonymous_pull
+        self.service = service
+        self.issuer = issuer
+        self.ttl = ttl
+        self._invalid_left = 0
         self._key = ec.generate_private_key(ec.SECP256R1())
         self.key_id = libtrust_key_id(self._key.public_key())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "testbed token signer")])
@@ -88,41 +91,11 @@ class TokenIssuer:
         self.bundle_path.parent.mkdir(parents=True, exist_ok=True)
         self.bundle_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
-    # -- lifecycle -------------------------------------------------------------------------
-
     @property
     def realm(self) -> str:
-        if self._server is None:
+        if not self.started:
             raise RuntimeError("token issuer not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}/token"
-
-    def start(self) -> TokenIssuer:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="testbed-token-issuer",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> TokenIssuer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return f"{self.url}/token"
 
     # -- test controls ---------------------------------------------------------------------
 
@@ -185,6 +158,14 @@ class TokenIssuer:
         }
         return jwt.encode(claims, self._key, algorithm="ES256", headers={"kid": self.key_id})
 
+    def handle(self, handler: Handler) -> None:
+        parts = urlsplit(handler.path)
+        if parts.path != "/token":
+            status, body = 404, b'{"details":"not found"}'
+        else:
+            status, body = self._answer(handler.headers.get("Authorization"), parse_qs(parts.query))
+        reply(handler, status, [("Content-Type", "application/json")], body)
+
     def _answer(self, authorization: str | None, query: dict[str, list[str]]) -> tuple[int, bytes]:
         scopes = tuple(query.get("scope", []))
         user: str | None = None
@@ -229,28 +210,3 @@ def _check_basic(authorization: str, users: dict[str, str]) -> str | None:
     if expected is None or not secrets.compare_digest(expected, password):
         return None
     return user
-
-
-def _handler_for(issuer: TokenIssuer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            parts = urlsplit(self.path)
-            if parts.path != "/token":
-                self._reply(404, b'{"details":"not found"}')
-                return
-            status, body = issuer._answer(self.headers.get("Authorization"), parse_qs(parts.query))
-            self._reply(status, body)
-
-        def _reply(self, status: int, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # the registry log is the one tests read; keep pytest output clean
-
-    return Handler
