@@ -9,6 +9,19 @@ import pytest
 # --- registry test bed fixtures (tests/testbed; facts in research/testbed.md) ---------------
 from testbed import RegistryServer, missing_tools, start_registry
 
+from mirrorspec import redaction
+
+
+@pytest.fixture(autouse=True)
+def _secrets_stay_in_their_test() -> Iterator[None]:
+    """Every value a test registers for redaction is forgotten when it ends. The registry is
+    per process, as it must be for one CLI run; across tests it leaked: a hostile token
+    server's token `anonymous` made a later test's message read `denied pull ... to ***
+    access`, so that test failed only after the other ran."""
+    yield
+    redaction.forget_secrets()
+
+
 ALICE = ("alice", "wonderland-pw")
 
 
