@@ -42,9 +42,12 @@ from . import providers
 from .context import RunContext
 from .plan import Artifact, Note, Resource
 from .providers import acr, ecr, harbor
+from .providers.acr.target import AcrTarget
 from .providers.base import Desired
+from .providers.ecr.target import EcrTarget
+from .providers.harbor.target import HarborTarget
 from .resolve import resolve
-from .spec import AcrTarget, Credential, EcrTarget, HarborTarget, Target
+from .spec import Credential, Target
 
 __all__ = ["PROVIDERS", "TerraformFile", "desired_for", "render"]
 

@@ -23,7 +23,6 @@ Example target block (loaded by the provider contract tests):
 
 from __future__ import annotations
 
-from ...spec import AcrTarget
 from .api import endpoint
 from .changes import apply, copy
 from .checks import check
@@ -45,6 +44,7 @@ from .native import (
     upstream_of,
 )
 from .observed import observe, replace_when
+from .target import AcrTarget
 
 __all__ = [
     "CACHE_RULE",

@@ -19,8 +19,8 @@ from ...errors import (
     ProviderThrottled,
 )
 from ...redaction import clip
-from ...spec import AcrTarget
 from ...tls_failures import explain_tls_failure
+from .target import AcrTarget
 
 __all__ = [
     "ARM_SCOPE",

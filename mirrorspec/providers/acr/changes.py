@@ -15,10 +15,10 @@ from ...errors import (
     ProviderError,
 )
 from ...plan import Change, Copy, CopyTag
-from ...spec import AcrTarget
 from .api import _mapped
 from .native import CACHE_RULE, CREDENTIAL_SET, MANAGED_TAG, REPLICATION
 from .observed import _credential_set_id
+from .target import AcrTarget
 
 __all__ = [
     "apply",

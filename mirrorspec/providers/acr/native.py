@@ -52,8 +52,9 @@ from ...errors import (
     SpecError,
 )
 from ...plan import Artifact, Note, Resource
-from ...spec import AcrTarget, AzureKeyVaultRef, Source
+from ...spec import AzureKeyVaultRef, Source
 from .. import base
+from .target import AcrTarget
 
 __all__ = [
     "ACR_UPSTREAM_WHY",

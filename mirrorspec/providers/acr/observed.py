@@ -15,7 +15,6 @@ from ...errors import (
 )
 from ...plan import Note, Resource
 from ...redaction import clip
-from ...spec import AcrTarget
 from .api import _mapped, endpoint
 from .native import (
     CACHE_RULE,
@@ -28,6 +27,7 @@ from .native import (
     _Rule,
     resource_name,
 )
+from .target import AcrTarget
 
 # --- observe -----------------------------------------------------------------------------
 

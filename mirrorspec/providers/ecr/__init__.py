@@ -18,7 +18,6 @@ Example target block (loaded by the provider contract tests):
 
 from __future__ import annotations
 
-from ...spec import EcrTarget
 from .api import endpoint
 from .changes import apply
 from .native import (
@@ -41,6 +40,7 @@ from .native import (
     upstream_of,
 )
 from .observed import observe, secret_credentials
+from .target import EcrTarget
 
 __all__ = [
     "IN_PLACE",

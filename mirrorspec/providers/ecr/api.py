@@ -17,8 +17,8 @@ from ...errors import (
     ProviderError,
     ProviderThrottled,
 )
-from ...spec import EcrTarget
 from .native import _account_region
+from .target import EcrTarget
 
 # --- endpoint and errors -----------------------------------------------------------------
 

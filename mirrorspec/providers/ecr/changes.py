@@ -14,7 +14,6 @@ from ...errors import (
     ProviderConflict,
 )
 from ...plan import Change
-from ...spec import EcrTarget
 from .api import _code, _mapped
 from .native import MANAGED, REPLICATION, REPOSITORY, RULE, SECRET, STATEMENT, TEMPLATE, _account_region, _Doc
 from .observed import (
@@ -27,6 +26,7 @@ from .observed import (
     _statements,
     _wanted_secret_values,
 )
+from .target import EcrTarget
 
 # --- apply -------------------------------------------------------------------------------
 

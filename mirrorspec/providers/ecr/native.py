@@ -37,8 +37,9 @@ from ...errors import (
     ProviderConflict,
 )
 from ...plan import Artifact, Note, Resource
-from ...spec import EcrTarget, Source
+from ...spec import Source
 from .. import base
+from .target import EcrTarget
 
 __all__ = [
     "IN_PLACE",

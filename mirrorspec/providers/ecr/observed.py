@@ -15,7 +15,6 @@ from ...errors import (
     MirrorspecError,
 )
 from ...plan import Note, Resource
-from ...spec import EcrTarget
 from .. import base
 from .api import _code, _mapped, _register_secret_string
 from .native import (
@@ -33,6 +32,7 @@ from .native import (
     _secret_name,
     upstream_of,
 )
+from .target import EcrTarget
 
 # --- observe -----------------------------------------------------------------------------
 

@@ -19,7 +19,6 @@ Example target block (loaded by the provider contract tests):
 
 from __future__ import annotations
 
-from ...spec import HarborTarget
 from .api import endpoint
 from .changes import apply
 from .executions import copy
@@ -39,6 +38,7 @@ from .native import (
     translate,
 )
 from .observed import check, observe
+from .target import HarborTarget
 
 __all__ = [
     "ENDPOINT",

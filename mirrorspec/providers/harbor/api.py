@@ -26,8 +26,8 @@ from ...errors import (
     ProviderThrottled,
 )
 from ...redaction import clip
-from ...spec import HarborTarget
 from ...tls_failures import explain_tls_failure
+from .target import HarborTarget
 
 __all__ = [
     "CREATE_ATTEMPTS",

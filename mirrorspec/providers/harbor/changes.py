@@ -15,11 +15,11 @@ from ...errors import (
     ProviderError,
 )
 from ...plan import Change
-from ...spec import HarborTarget
 from . import native
 from .api import _Api, _HarborError, _mapped, _session
 from .executions import _run_policy
 from .native import ENDPOINT, POLICY, PROJECT, PROXY, _filters_column, _read_ca, _upstream
+from .target import HarborTarget
 
 # --- apply -------------------------------------------------------------------------------
 

@@ -13,9 +13,9 @@ from typing import Any
 from ...context import RunContext
 from ...plan import Copy
 from ...redaction import clip
-from ...spec import HarborTarget
 from .api import _Api, _HarborError, _json, _mapped, _session, endpoint
 from .native import _filter_tags, _policy_name
+from .target import HarborTarget
 
 __all__ = [
     "EXECUTION_TIMEOUT",

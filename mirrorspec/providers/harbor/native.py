@@ -66,8 +66,8 @@ from ...errors import (
 )
 from ...files import read_ca_bundle
 from ...plan import Artifact, Note, Resource
-from ...spec import HarborTarget
 from .. import base
+from .target import HarborTarget
 
 __all__ = [
     "ENDPOINT",
