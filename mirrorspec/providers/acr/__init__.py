@@ -45,6 +45,7 @@ from .native import (
 )
 from .observed import observe, replace_when
 from .target import AcrTarget
+from .terraform import TERRAFORM_PROVIDERS, render_terraform, terraform_copies
 
 __all__ = [
     "CACHE_RULE",
@@ -55,6 +56,7 @@ __all__ = [
     "PERMISSIONS",
     "REPLICATION",
     "SUPPORT_KINDS",
+    "TERRAFORM_PROVIDERS",
     "AcrDesired",
     "AcrObserved",
     "Target",
@@ -65,8 +67,10 @@ __all__ = [
     "copy",
     "endpoint",
     "observe",
+    "render_terraform",
     "replace_when",
     "resource_name",
+    "terraform_copies",
     "translate",
     "upstream_of",
 ]

@@ -41,6 +41,7 @@ from .native import (
 )
 from .observed import observe, secret_credentials
 from .target import EcrTarget
+from .terraform import TERRAFORM_PROVIDERS, render_terraform
 
 __all__ = [
     "IN_PLACE",
@@ -53,6 +54,7 @@ __all__ = [
     "STATEMENT",
     "SUPPORT_KINDS",
     "TEMPLATE",
+    "TERRAFORM_PROVIDERS",
     "Target",
     "apply",
     "cached",
@@ -61,6 +63,7 @@ __all__ = [
     "copy",
     "endpoint",
     "observe",
+    "render_terraform",
     "retire",
     "secret_credentials",
     "translate",

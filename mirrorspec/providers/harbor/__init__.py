@@ -39,6 +39,7 @@ from .native import (
 )
 from .observed import check, observe
 from .target import HarborTarget
+from .terraform import TERRAFORM_PROVIDERS, render_terraform, terraform_copies
 
 __all__ = [
     "ENDPOINT",
@@ -50,6 +51,7 @@ __all__ = [
     "PROJECT",
     "PROXY",
     "SUPPORT_KINDS",
+    "TERRAFORM_PROVIDERS",
     "Target",
     "adapter_of",
     "apply",
@@ -59,6 +61,8 @@ __all__ = [
     "copy",
     "endpoint",
     "observe",
+    "render_terraform",
+    "terraform_copies",
     "translate",
 ]
 
