@@ -54,6 +54,7 @@ __all__ = [
     "IN_PLACE",
     "MAX_CACHE_RULES",
     "PERMISSIONS",
+    "QUIET_LOGGERS",
     "REPLICATION",
     "SUPPORT_KINDS",
     "TERRAFORM_PROVIDERS",
@@ -76,3 +77,7 @@ __all__ = [
 ]
 
 Target = AcrTarget
+
+# SDK loggers the CLI keeps at WARNING even at -vv: the Azure SDK's DEBUG lines dump requests
+# and responses, which redaction cannot be relied on to recognise.
+QUIET_LOGGERS = ("azure",)

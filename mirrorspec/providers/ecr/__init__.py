@@ -47,6 +47,7 @@ __all__ = [
     "IN_PLACE",
     "MANAGED",
     "PERMISSIONS",
+    "QUIET_LOGGERS",
     "REPLICATION",
     "REPOSITORY",
     "RULE",
@@ -71,3 +72,7 @@ __all__ = [
 ]
 
 Target = EcrTarget
+
+# SDK loggers the CLI keeps at WARNING even at -vv: botocore's DEBUG lines carry request bodies
+# (a secret's value, JSON-escaped), which redaction cannot be relied on to recognise.
+QUIET_LOGGERS = ("botocore", "boto3", "s3transfer")
