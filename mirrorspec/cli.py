@@ -114,9 +114,9 @@ def _timeout() -> float:
 
 
 def configure_logging(verbose: int) -> None:
-    """Logs go to stderr, every line redacted. SDK request dumps stay off even at -vv:
-    botocore's DEBUG lines carry request bodies (a secret's value, JSON-escaped, which
-    redaction cannot be relied on to recognise)."""
+    """Logs go to stderr, every line redacted. SDK request dumps stay off even at -vv: each
+    provider names its SDK's loggers (`QUIET_LOGGERS`), whose DEBUG lines may carry request
+    bodies that redaction cannot be relied on to recognise."""
     level = logging.WARNING - 10 * min(verbose, 2)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
@@ -124,8 +124,13 @@ def configure_logging(verbose: int) -> None:
     # nodesemver narrates each step of parsing a range at DEBUG, drowning our own lines.
     # urllib3 narrates every retry at WARNING; our own error says what failed, once.
     logging.getLogger("urllib3").setLevel(logging.DEBUG if verbose >= 2 else logging.ERROR)
-    for sdk in ("botocore", "boto3", "s3transfer", "azure", "nodesemver"):
-        logging.getLogger(sdk).setLevel(logging.WARNING)
+    from . import providers  # importing a provider imports no SDK
+
+    quiet = ["nodesemver"]
+    for type_name in sorted(providers.available()):
+        quiet += getattr(providers.get(type_name), "QUIET_LOGGERS", ())
+    for name in quiet:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @cli.command()

@@ -16,6 +16,7 @@ from typing import Any
 from . import paths
 from .credentials import BasicAuth, resolve_basic_auth
 from .oci import DEFAULT_TIMEOUT, RegistryClient, Transport
+from .optional_sdk import import_sdk
 from .spec import Spec, check_ca_bundle
 
 __all__ = ["ACR_API_VERSION", "Endpoint", "RunContext"]
@@ -138,12 +139,13 @@ class RunContext:
         with self._lock:
             key = (service, region, profile)
             if key not in self._aws:
-                import boto3  # imported here so that specs without AWS targets never pay for it
-                from botocore.config import Config
+                # Imported here so that specs without AWS targets never need it (an extra).
+                boto3 = import_sdk("boto3", extra="aws", what="the AWS SDK for ecr targets")
+                botocore_config = import_sdk("botocore.config", extra="aws", what="the AWS SDK")
 
                 # Sessions are not thread-safe, clients are: one session per client, built here.
                 session = boto3.Session(profile_name=profile, region_name=region)
-                config = Config(retries={"mode": "standard", "max_attempts": 8})
+                config = botocore_config.Config(retries={"mode": "standard", "max_attempts": 8})
                 self._aws[key] = session.client(service, config=config)
             return self._aws[key]
 
@@ -155,7 +157,10 @@ class RunContext:
                 if self.azure_credential_factory is not None:
                     self._azure[key] = self.azure_credential_factory(target)
                 else:
-                    from azure.identity import DefaultAzureCredential  # only for specs with acr targets
+                    # Only for specs with acr targets (an extra).
+                    identity = import_sdk(
+                        "azure.identity", extra="azure", what="the Azure SDK for acr targets"
+                    )
 
                     tenant = target.tenant_id
                     options: dict[str, Any] = {
@@ -165,7 +170,7 @@ class RunContext:
                         "shared_cache_tenant_id": tenant,
                         "visual_studio_code_tenant_id": tenant,
                     }
-                    self._azure[key] = DefaultAzureCredential(
+                    self._azure[key] = identity.DefaultAzureCredential(
                         **{k: v for k, v in options.items() if v is not None}
                     )
             return self._azure[key]
@@ -180,9 +185,10 @@ class RunContext:
                 if self.azure_client_factory is not None:
                     self._azure[key] = self.azure_client_factory(subscription, target)
                 else:
-                    from azure.mgmt.containerregistry import ContainerRegistryManagementClient
-
-                    self._azure[key] = ContainerRegistryManagementClient(
+                    acr_sdk = import_sdk(
+                        "azure.mgmt.containerregistry", extra="azure", what="the Azure SDK for acr targets"
+                    )
+                    self._azure[key] = acr_sdk.ContainerRegistryManagementClient(
                         credential, subscription, api_version=ACR_API_VERSION, polling_interval=5
                     )
             return self._azure[key]

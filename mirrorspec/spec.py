@@ -3,7 +3,7 @@
 Validation happens once, here, at the edge; after `load_spec()` nothing downstream sees a
 dict. Every error is a `SpecError` whose location is `file:line:col` and whose message
 starts with a breadcrumb that names list items by their own key —
-`targets[1] (name='azure-prod') › registry: ...` — and lists the valid values where there
+`targets[1] (name='prod-eu') › registry: ...` — and lists the valid values where there
 is a fixed set. Positions come from ruamel.yaml's round-trip loader, which keeps the line
 and column of every key and value (PyYAML's safe loader throws them away).
 
@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import re
 import types
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -26,6 +26,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    GetCoreSchemaHandler,
     PrivateAttr,
     Tag,
     ValidationError,
@@ -45,28 +46,25 @@ from . import files, paths, versions
 from .errors import SpecError
 
 __all__ = [
-    "AcrCredentialSet",
-    "AcrTarget",
     "AwsSecretRef",
     "AzureKeyVaultRef",
     "Credential",
-    "EcrReplication",
-    "EcrTarget",
     "EnvRef",
     "FileRef",
-    "HarborTarget",
     "Mode",
-    "RegistryTarget",
     "Repository",
     "SecretRef",
     "Source",
     "Spec",
+    "SpecModel",
     "Target",
+    "TargetBase",
     "check_ca_bundle",
-    "harbor_cron_problem",
     "json_schema",
     "load_spec",
     "parse_spec",
+    "target_models",
+    "target_types",
 ]
 
 Mode = Literal["mirror", "cache"]
@@ -74,20 +72,13 @@ Mode = Literal["mirror", "cache"]
 _NAME = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 _ENV_VAR = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _HOST = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
-_UUID = r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$"
-_ECR_REGISTRY = r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"
 _AWS_SECRET_ARN = r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$"
-_AZURE_REGION = r"^[a-z0-9]{5,50}$"
-_KEY_VAULT_SECRET = r"^https://[A-Za-z0-9-]+\.vault\.azure\.net/secrets/[A-Za-z0-9-]+/?$"
-# What a pattern means, for error messages: a regex alone is not an explanation.
+# What a pattern means, for error messages: a regex alone is not an explanation (a provider's
+# own patterns are in its Target model's PATTERN_MEANINGS).
 _PATTERN_MEANING = {
     _NAME: "a name of lower-case letters, digits and '-'",
     _ENV_VAR: "an environment variable name",
-    _UUID: "a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
-    _ECR_REGISTRY: "an ECR registry host (<12-digit account>.dkr.ecr.<region>.amazonaws.com)",
     _AWS_SECRET_ARN: "an AWS Secrets Manager secret ARN",
-    _AZURE_REGION: "an Azure region name such as westeurope (lower-case letters and digits, 5-50)",
-    _KEY_VAULT_SECRET: "a versionless Key Vault secret URI (https://<vault>.vault.azure.net/secrets/<name>)",
 }
 
 
@@ -95,33 +86,35 @@ def _kebab(name: str) -> str:
     return name.replace("_", "-")
 
 
-class _Model(BaseModel):
+class SpecModel(BaseModel):
+    """Spec blocks: unknown keys refused, immutable, kebab-case keys."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=_kebab, populate_by_name=True)
 
 
 # --- credential references -------------------------------------------------------------
 
 
-class EnvRef(_Model):
+class EnvRef(SpecModel):
     """The secret is the value of an environment variable."""
 
     env: str = Field(pattern=_ENV_VAR)
 
 
-class FileRef(_Model):
+class FileRef(SpecModel):
     """The secret is the content of a file (trailing newline stripped), relative to the spec."""
 
     file: str = Field(min_length=1)
 
 
-class AwsSecretRef(_Model):
+class AwsSecretRef(SpecModel):
     """An AWS Secrets Manager secret, by ARN; `key` picks a field of a JSON secret."""
 
     aws_secret_arn: str = Field(pattern=_AWS_SECRET_ARN)
     key: str | None = None
 
 
-class AzureKeyVaultRef(_Model):
+class AzureKeyVaultRef(SpecModel):
     """An Azure Key Vault secret, by URI."""
 
     azure_key_vault_secret: str = Field(pattern=r"^https://[A-Za-z0-9-]+\.vault\.azure\.net/secrets/.+$")
@@ -149,7 +142,7 @@ SecretRef = Annotated[
 ]
 
 
-class Credential(_Model):
+class Credential(SpecModel):
     """Named credentials: a username/password pair, or a provider-native secret holding both.
 
     `username` may be a literal (it is not secret); `password` must be a reference.
@@ -188,7 +181,7 @@ class Credential(_Model):
 # --- sources ---------------------------------------------------------------------------
 
 
-class Repository(_Model):
+class Repository(SpecModel):
     """One upstream repository and the tags to take from it (exactly one selector)."""
 
     name: str
@@ -290,7 +283,7 @@ def _valid_prefix(value: str) -> str:
 Prefix = Annotated[str, AfterValidator(_valid_prefix)]
 
 
-class Source(_Model):
+class Source(SpecModel):
     """An upstream registry and the repositories to take from it."""
 
     registry: Host
@@ -303,167 +296,75 @@ class Source(_Model):
 # --- targets ---------------------------------------------------------------------------
 
 
-class _TargetBase(_Model):
+class TargetBase(SpecModel):
+    """What every target block has, whatever its `type:`. A provider's `Target` model extends it
+    with a `type: Literal["<name>"]` field and its own keys; the spec validates each block with
+    the model of the provider installed for its `type` (`_ByType`)."""
+
     name: str = Field(pattern=_NAME, max_length=63)
     mode: Mode | None = None
     layout: paths.Layout | None = None
+    if TYPE_CHECKING:
+        # Each provider's model declares `type: Literal["<name>"]`, the union's discriminator;
+        # here only for the type checker, so that the base adds no field of its own.
+        type: str
+
+    # What a provider's field patterns mean, for error messages: a regex alone is not an explanation.
+    PATTERN_MEANINGS: ClassVar[dict[str, str]] = {}
+
+    def problems(self) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        """What only the whole block shows once its keys are valid, as (message, key path below
+        the target); reported at that path like any other spec error. None by default."""
+        return iter(())
 
 
-class RegistryTarget(_TargetBase):
-    """Any OCI registry: mirrored by copying with skopeo."""
+class _ByType:
+    """Validates a target block with the `Target` model of the provider installed for its
+    `type` (entry points, `providers.available()`): a discriminated union, built when the spec
+    model is first used (`Spec` defers its build), so an installed provider adds a type."""
 
-    type: Literal["registry"]
-    registry: Host
-    prefix: Prefix | None = None
-    credentials: str | None = None
-    insecure: bool = False
-    ca_bundle: str | None = None
-
-
-class EcrReplication(_Model):
-    """A replication destination: another region, optionally in another account."""
-
-    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
-    account: str | None = Field(default=None, pattern=r"^\d{12}$")
-    profile: str | None = None
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        models = tuple(target_models().values())
+        union = models[0] if len(models) == 1 else Union[models]  # noqa: UP007 (a runtime tuple)
+        return handler.generate_schema(Annotated[union, Field(discriminator="type")])
 
 
-class EcrTarget(_TargetBase):
-    """Amazon ECR (private registry)."""
+def target_models() -> dict[str, type[TargetBase]]:
+    """Target type → its provider's `Target` model, for every installed provider, by type name."""
+    from . import providers  # not at import: providers import the spec
 
-    type: Literal["ecr"]
-    registry: str = Field(pattern=_ECR_REGISTRY)
-    prefix: Prefix | None = None
-    profile: str | None = None
-    replicate_to: list[EcrReplication] = Field(default_factory=list)
+    return {name: providers.get(name).Target for name in sorted(providers.available())}
 
 
-class AcrCredentialSet(_Model):
-    """Where an ACR credential set reads an upstream's login: two versionless Key Vault
-    secret URIs (ACR reads them itself, with the credential set's system identity)."""
+def target_types() -> tuple[str, ...]:
+    """The `type:` values installed providers accept, sorted."""
+    from . import providers
 
-    username_secret: str = Field(pattern=_KEY_VAULT_SECRET)
-    password_secret: str = Field(pattern=_KEY_VAULT_SECRET)
-
-
-class AcrTarget(_TargetBase):
-    """Azure Container Registry."""
-
-    type: Literal["acr"]
-    subscription: str = Field(pattern=_UUID)
-    resource_group: str = Field(min_length=1, max_length=90)
-    registry: str = Field(pattern=r"^[a-zA-Z0-9]{5,50}$")
-    prefix: Prefix | None = None
-    tenant_id: str | None = None
-    client_id: str | None = None
-    # Geo-replications; each is named after its region, so the name rules apply (Premium only).
-    replicate_to: list[Annotated[str, Field(pattern=_AZURE_REGION)]] = Field(default_factory=list)
-    # Upstream host -> Key Vault secrets for the cache rules' credential set (cache mode).
-    credential_sets: dict[Host, AcrCredentialSet] = Field(default_factory=dict)
+    return tuple(sorted(providers.available()))
 
 
-class HarborTarget(_TargetBase):
-    """Harbor (API v2.0): replication policies pull from upstream."""
-
-    type: Literal["harbor"]
-    url: str = Field(pattern=r"^https?://[^/\s@]+/?$")
-    project: str = Field(pattern=r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-    credentials: str | None = None
-    schedule: str | None = None
-    insecure: bool = False
-    ca_bundle: str | None = None
-
-    @field_validator("schedule")
-    @classmethod
-    def _six_fields(cls, value: str | None) -> str | None:
-        if value is not None and len(value.split()) != 6:
-            raise ValueError("Harbor cron has 6 fields (seconds first), e.g. '0 0 */6 * * *'")
-        if value is not None:
-            problem = harbor_cron_problem(value)
-            if problem:
-                raise ValueError(problem)
-        return value
-
-    @field_validator("url", mode="before")
-    @classmethod
-    def _no_userinfo(cls, value: Any) -> Any:
-        if isinstance(value, str) and "@" in value:
-            # Not echoed: the part before '@' is probably a user name and password.
-            raise ValueError("the url must not hold credentials (user:password@host): use `credentials:`")
-        return value
-
-    @model_validator(mode="after")
-    def _plain_http_is_insecure(self) -> HarborTarget:
-        # `insecure` is what every plan shows; a plain-HTTP URL must say so explicitly.
-        if self.url.startswith("http://") and not self.insecure:
-            raise ValueError("an http:// url is plain HTTP: set `insecure: true` to confirm, or use https://")
-        return self
-
-    @property
-    def prefix(self) -> str:
-        """Every repository of a Harbor target lives in its project: the project is the
-        destination prefix (`<project>/<host>/<repository>`, DESIGN's path mapping)."""
-        return self.project
+# A name that lived here before the target models moved into their providers: `importers`
+# still imports `RegistryTarget` from here. Resolved on first use: the providers import this module.
+_MOVED = {"RegistryTarget": "registry"}
 
 
-# Harbor parses schedules with robfig/cron (Second|Minute|Hour|Dom|Month|Dow) and then
-# requires the seconds field to be "0" (src/common/utils/utils.go ValidateCronString) and,
-# for replication policies, a minutes field other than "*" (research/harbor.md §4).
-_CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
-    ("seconds", 0, 59, ()),
-    ("minutes", 0, 59, ()),
-    ("hours", 0, 23, ()),
-    ("day-of-month", 1, 31, ()),
-    ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
-    ("day-of-week", 0, 6, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
-)
+def __getattr__(name: str) -> Any:
+    if name == "TARGET_TYPES":
+        return target_types()
+    if name in _MOVED:
+        return target_models()[_MOVED[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def harbor_cron_problem(cron: str) -> str | None:
-    """Why Harbor would refuse `cron` as a replication schedule, or None when it accepts it."""
-    fields = cron.split()
-    if len(fields) != 6:
-        return "Harbor cron has 6 fields (seconds first), e.g. '0 0 */6 * * *'"
-    for text, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
-        for part in text.split(","):
-            problem = _cron_range_problem(part, low, high, names)
-            if problem:
-                return f"{name} field '{text}': {problem} (fields: seconds minutes hours day month weekday)"
-    if fields[0] != "0":
-        return f"Harbor requires the seconds field to be 0, found '{fields[0]}'"
-    if fields[1] == "*":
-        return "Harbor refuses '*' in the minutes field of a replication schedule (it would run every minute)"
-    return None
+Target = Annotated[TargetBase, _ByType()]
 
 
-def _cron_range_problem(part: str, low: int, high: int, names: tuple[str, ...]) -> str | None:
-    span, slash, step_text = part.partition("/")
-    if slash and (not step_text.isdigit() or int(step_text) == 0):
-        return f"step '{step_text}' is not a positive number"
-    if span in ("*", "?"):
-        return None
-    start_text, dash, end_text = span.partition("-")
-    bounds = []
-    for value in (start_text, end_text) if dash else (start_text,):
-        if value.lower() in names:
-            bounds.append(names.index(value.lower()) + low)
-        elif value.isdigit():
-            bounds.append(int(value))
-        else:
-            return f"'{value}' is not a number" + (f" or one of {', '.join(names)}" if names else "")
-    if any(not low <= b <= high for b in bounds):
-        return f"'{span}' is outside {low}-{high}"
-    if len(bounds) == 2 and bounds[0] > bounds[1]:
-        return f"range '{span}' starts after it ends"
-    return None
-
-
-Target = Annotated[AcrTarget | EcrTarget | HarborTarget | RegistryTarget, Field(discriminator="type")]
-TARGET_TYPES = ("acr", "ecr", "harbor", "registry")
-
-
-class Spec(_Model):
+class Spec(SpecModel):
     """A whole spec file (version 1)."""
+
+    # Built at first use, not at import: the target union comes from the installed providers,
+    # which import this module (`_ByType`).
+    model_config = ConfigDict(defer_build=True)
 
     version: Literal[1]
     mode: Mode = "mirror"
@@ -811,12 +712,12 @@ def _spec_error(exc: ValidationError, tree: CommentedMap, filename: str) -> Spec
         )
     if kind == "union_tag_invalid":
         return SpecError(
-            f"{_crumbs(tree, loc)}type '{ctx.get('tag')}' is not one of: {', '.join(TARGET_TYPES)}",
+            f"{_crumbs(tree, loc)}type '{ctx.get('tag')}' is not one of: {', '.join(target_types())}",
             location=_position(tree, (*loc, "type"), filename, key=False),
         )
     if kind == "union_tag_not_found":
         return SpecError(
-            f"{_crumbs(tree, loc)}missing required key 'type' (one of: {', '.join(TARGET_TYPES)})",
+            f"{_crumbs(tree, loc)}missing required key 'type' (one of: {', '.join(target_types())})",
             location=_position(tree, loc, filename, key=False),
         )
     message = str(error["msg"]).removeprefix("Value error, ").replace("Input should be ", "expected ")
@@ -828,7 +729,10 @@ def _spec_error(exc: ValidationError, tree: CommentedMap, filename: str) -> Spec
         message = f"expected at least {ctx.get('min_length')} item(s)"
     if kind == "string_pattern_mismatch":
         pattern = str(ctx.get("pattern"))
-        meaning = _PATTERN_MEANING.get(pattern)
+        meaning = _PATTERN_MEANING.get(pattern) or next(
+            (m.PATTERN_MEANINGS[pattern] for m in target_models().values() if pattern in m.PATTERN_MEANINGS),
+            None,
+        )
         expected = f"{meaning} (pattern {pattern})" if meaning else f"a value matching the pattern {pattern}"
         shown = f"'{error['input']}'" if _safe_to_echo(loc, error.get("input")) else "the value"
         message = f"{shown} is not {expected}"
@@ -976,6 +880,9 @@ def _item_annotation(annotation: Any) -> Any:
 def _model_of(annotation: Any, value: Any) -> Any:
     """The BaseModel class an annotation holds for the mapping `value` (through unions)."""
     origin = get_origin(annotation)
+    if origin is Annotated and any(isinstance(meta, _ByType) for meta in get_args(annotation)[1:]):
+        # A target block: the model of the provider installed for its `type`, if any.
+        return target_models().get(str(value.get("type"))) if isinstance(value, dict) else None
     if origin is Annotated:
         return _model_of(get_args(annotation)[0], value)
     if origin in (list, dict):
@@ -1038,18 +945,8 @@ def _cross_checks(spec: Spec, tree: CommentedMap, filename: str) -> None:
                 ("targets", i, "name"),
             )
         seen_targets[target.name] = i
-        if isinstance(target, EcrTarget):
-            # ECR would get the same destination twice in one replication rule.
-            own = target.registry.split(".", 1)[0]
-            destinations: dict[tuple[str, str], int] = {}
-            for d, replica in enumerate(target.replicate_to):
-                j = destinations.setdefault((replica.region, replica.account or own), d)
-                if j != d:
-                    fail(
-                        f"region '{replica.region}' of account {replica.account or own} is listed twice "
-                        f"(also replicate-to[{j}])",
-                        ("targets", i, "replicate-to", d),
-                    )
+        for message, below in target.problems():
+            fail(message, ("targets", i, *below))
         credentials = getattr(target, "credentials", None)
         if credentials is not None and credentials not in spec.credentials:
             fail(f"unknown credentials '{credentials}' ({names})", ("targets", i, "credentials"))

@@ -48,6 +48,7 @@ from mirrorspec.errors import (
 from mirrorspec.oci import RegistryClient
 from mirrorspec.plan import Plan, to_json
 from mirrorspec.providers import acr
+from mirrorspec.providers.acr import api as acr_api
 from mirrorspec.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -617,7 +618,7 @@ def test_every_azure_core_error_we_promise_to_handle_is_mapped(
     raised: Exception, expected: type[Exception]
 ) -> None:
     target = parse_spec(STANDARD.format(region="northeurope")).targets[0]
-    with pytest.raises(expected) as caught, acr._mapped(target, "op"):  # type: ignore[arg-type]
+    with pytest.raises(expected) as caught, acr_api._mapped(target, "op"):  # type: ignore[arg-type]
         raise raised
     assert type(caught.value) is expected
     assert caught.value.__cause__ is None or caught.value.__suppress_context__
@@ -629,5 +630,5 @@ def test_throttling_and_forbidden_statuses_are_mapped_by_status() -> None:
     for status, expected in ((429, ProviderThrottled), (403, ProviderAuthError), (409, ProviderConflict)):
         error = HttpResponseError(message="nope")
         error.status_code = status
-        with pytest.raises(expected), acr._mapped(target, "op"):  # type: ignore[arg-type]
+        with pytest.raises(expected), acr_api._mapped(target, "op"):  # type: ignore[arg-type]
             raise error

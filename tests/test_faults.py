@@ -49,8 +49,9 @@ from testbed import FaultProxy, RegistryServer, push_image, start_registry
 from mirrorspec import cli, context, engine
 from mirrorspec.context import Endpoint, RunContext
 from mirrorspec.oci import RegistryClient
-from mirrorspec.providers import acr as acr_provider
-from mirrorspec.providers import harbor as harbor_provider
+from mirrorspec.providers.acr import api as acr_api
+from mirrorspec.providers.harbor import api as harbor_api
+from mirrorspec.providers.harbor import executions as harbor_executions
 from mirrorspec.skopeo.copier import copy_all
 from mirrorspec.skopeo.failures import is_transient
 
@@ -439,9 +440,9 @@ class Cli:
         monkeypatch.setattr(cli, "RunContext", partial(RunContext, **bed.context_kwargs()))
         monkeypatch.setattr(context, "RegistryClient", partial(RegistryClient, backoff=TEST_BACKOFF))
         monkeypatch.setattr(engine, "copy_all", partial(copy_all, backoff=TEST_BACKOFF))
-        monkeypatch.setattr(harbor_provider, "RETRY_BACKOFF", TEST_BACKOFF)
-        monkeypatch.setattr(harbor_provider, "POLL_INTERVAL", (TEST_BACKOFF, 0.5))
-        monkeypatch.setattr(acr_provider, "EXCHANGE_BACKOFF", TEST_BACKOFF)
+        monkeypatch.setattr(harbor_api, "RETRY_BACKOFF", TEST_BACKOFF)
+        monkeypatch.setattr(harbor_executions, "POLL_INTERVAL", (TEST_BACKOFF, 0.5))
+        monkeypatch.setattr(acr_api, "EXCHANGE_BACKOFF", TEST_BACKOFF)
         # botocore's throttling backoff starts at 1 s (its other errors' at 50 ms)
         monkeypatch.setitem(ExponentialBackoff._DEFAULT_BACKOFF_CONFIG, "throttling_base_scale", TEST_BACKOFF)
 

@@ -31,7 +31,7 @@ from emulators.harbor import (
 
 from mirrorspec import paths
 from mirrorspec.context import RunContext
-from mirrorspec.providers import harbor
+from mirrorspec.providers.harbor import native as harbor
 from mirrorspec.spec import parse_spec
 
 BAD = "bad pattern"  # doublestar.ErrBadPattern

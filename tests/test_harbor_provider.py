@@ -40,6 +40,9 @@ from mirrorspec.errors import ProviderAuthError, ProviderConflict, ProviderError
 from mirrorspec.oci import RegistryClient
 from mirrorspec.plan import Artifact, Plan, to_json
 from mirrorspec.providers import harbor
+from mirrorspec.providers.harbor import api as harbor_api
+from mirrorspec.providers.harbor import executions as harbor_executions
+from mirrorspec.providers.harbor import native as harbor_native
 from mirrorspec.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -326,7 +329,7 @@ def test_a_running_execution_that_outlasts_the_deadline_is_a_one_line_error_and_
         "POST", "/replication/executions", json_body={"policy_id": bed.policy(PLATFORM)["id"]}
     )
     started_id = int(started.headers["Location"].rsplit("/", 1)[1])
-    monkeypatch.setattr(harbor, "EXECUTION_TIMEOUT", 0.5)
+    monkeypatch.setattr(harbor_executions, "EXECUTION_TIMEOUT", 0.5)
     try:
         result = engine.apply(ctx, plan)
         running = bed.get(f"/replication/executions/{started_id}")
@@ -634,10 +637,14 @@ def test_a_long_tag_list_is_split_across_policies(
 ) -> None:
     # A smaller column: the backend's "{v25.1.0,v25.1.3}" no longer fits, each tag alone does.
     single, both = (
-        len(harbor._filters_column(harbor._filters("private/nf-tower-enterprise/frontend", tags)))
+        len(
+            harbor_native._filters_column(
+                harbor_native._filters("private/nf-tower-enterprise/frontend", tags)
+            )
+        )
         for tags in ("v25.1.0", "{v25.1.0,v25.1.3}")
     )
-    monkeypatch.setattr(harbor, "FILTERS_COLUMN", single)
+    monkeypatch.setattr(harbor_native, "FILTERS_COLUMN", single)
     assert both - 1 > single
     ctx = _seqera_dc1(bed, tmp_path)
 
@@ -700,7 +707,7 @@ def test_a_plan_whose_filters_overflow_the_column_is_refused_before_sending(
     body: the 500 it would answer looks transient and would be retried."""
     ctx = _seqera_dc1(bed, tmp_path)
     plan = engine.plan(ctx, targets=["dc1"])
-    monkeypatch.setattr(harbor, "FILTERS_COLUMN", 100)
+    monkeypatch.setattr(harbor_native, "FILTERS_COLUMN", 100)
 
     result = engine.apply(ctx, plan)
 
@@ -781,13 +788,13 @@ def test_every_requests_exception_is_mapped_to_a_provider_error() -> None:
             error = cls("boom")
         except TypeError:  # JSONDecodeError wants (msg, doc, pos)
             error = cls("boom", "", 0)
-        with pytest.raises(ProviderError) as caught, harbor._mapped(target, "observe"):
+        with pytest.raises(ProviderError) as caught, harbor_api._mapped(target, "observe"):
             raise error
         assert caught.value.target == "dc1" and caught.value.provider == "harbor"
     statuses = {401: ProviderAuthError, 403: ProviderAuthError, 409: ProviderConflict, 412: ProviderConflict}
     for status, kind in statuses.items():
-        with pytest.raises(kind), harbor._mapped(target, "apply"):
-            raise harbor._HarborError(status, "X", "no")
+        with pytest.raises(kind), harbor_api._mapped(target, "apply"):
+            raise harbor_api._HarborError(status, "X", "no")
 
 
 def test_adapter_types_by_upstream_host() -> None:

@@ -12,15 +12,14 @@ import pytest
 from ruamel.yaml import YAML
 
 from mirrorspec.errors import SpecError
+from mirrorspec.providers.acr.target import AcrTarget
+from mirrorspec.providers.ecr.target import EcrReplication, EcrTarget
+from mirrorspec.providers.harbor.target import HarborTarget
+from mirrorspec.providers.registry.target import RegistryTarget
 from mirrorspec.spec import (
-    AcrTarget,
     AwsSecretRef,
-    EcrReplication,
-    EcrTarget,
     EnvRef,
     FileRef,
-    HarborTarget,
-    RegistryTarget,
     Repository,
     json_schema,
     load_spec,

@@ -41,7 +41,7 @@ from terraform_aws import Terraform, needs_aws_provider
 from mirrorspec import cli
 from mirrorspec.context import RunContext
 from mirrorspec.credentials import BasicAuth
-from mirrorspec.providers import ecr as ecr_provider
+from mirrorspec.providers.ecr import observed as ecr_provider
 
 needs_terraform = needs_aws_provider()
 

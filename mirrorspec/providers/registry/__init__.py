@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..context import Endpoint, RunContext
-from ..spec import RegistryTarget
-from . import base
+from ...context import Endpoint, RunContext
+from .. import base
+from .target import RegistryTarget
 
 __all__ = [
     "IN_PLACE",

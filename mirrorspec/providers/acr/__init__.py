@@ -1,0 +1,83 @@
+"""Azure Container Registry (`type: acr`), one package: the provider contract of `base.Provider`,
+gathered from its modules (`native` — translate, cached and the facts that shaped them;
+`observed` — observe; `checks` — plan-time limits; `changes` — apply and imports; `api` — endpoint and
+error mapping).
+
+Example target block (loaded by the provider contract tests):
+
+```yaml
+- name: azure-prod
+  type: acr
+  subscription: 00000000-0000-0000-0000-000000000000
+  resource-group: registries
+  registry: mycompany
+  prefix: vendor
+  # tenant-id / client-id narrow the identity DefaultAzureCredential picks
+  credential-sets:                      # cache mode: where ACR reads an upstream's login
+    docker.io:
+      username-secret: https://mycompany-kv.vault.azure.net/secrets/dockerhub-user
+      password-secret: https://mycompany-kv.vault.azure.net/secrets/dockerhub-token
+  replicate-to: [northeurope, eastus]   # geo-replications (Premium SKU)
+```
+"""
+
+from __future__ import annotations
+
+from .api import endpoint
+from .changes import apply, copy
+from .checks import check
+from .native import (
+    CACHE_RULE,
+    CREDENTIAL_SET,
+    ENGINE,
+    IN_PLACE,
+    MAX_CACHE_RULES,
+    PERMISSIONS,
+    REPLICATION,
+    SUPPORT_KINDS,
+    AcrDesired,
+    AcrObserved,
+    cached,
+    capabilities,
+    resource_name,
+    translate,
+    upstream_of,
+)
+from .observed import observe, replace_when
+from .target import AcrTarget
+from .terraform import TERRAFORM_PROVIDERS, render_terraform, terraform_copies
+
+__all__ = [
+    "CACHE_RULE",
+    "CREDENTIAL_SET",
+    "ENGINE",
+    "IN_PLACE",
+    "MAX_CACHE_RULES",
+    "PERMISSIONS",
+    "QUIET_LOGGERS",
+    "REPLICATION",
+    "SUPPORT_KINDS",
+    "TERRAFORM_PROVIDERS",
+    "AcrDesired",
+    "AcrObserved",
+    "Target",
+    "apply",
+    "cached",
+    "capabilities",
+    "check",
+    "copy",
+    "endpoint",
+    "observe",
+    "render_terraform",
+    "replace_when",
+    "resource_name",
+    "terraform_copies",
+    "translate",
+    "upstream_of",
+]
+
+Target = AcrTarget
+
+# SDK loggers the CLI keeps at WARNING even at -vv: the Azure SDK's DEBUG lines dump requests
+# and responses, which redaction cannot be relied on to recognise.
+QUIET_LOGGERS = ("azure",)

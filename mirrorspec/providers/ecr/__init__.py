@@ -1,0 +1,78 @@
+"""Amazon ECR (`type: ecr`), one package: the provider contract of `base.Provider`, gathered from
+its modules (what each holds: `native` — translate, cached, check and the facts that shaped
+them; `observed` — observe; `changes` — apply; `api` — endpoint and error mapping).
+
+Example target block (loaded by the provider contract tests):
+
+```yaml
+- name: aws-prod
+  type: ecr
+  registry: 123456789012.dkr.ecr.eu-west-1.amazonaws.com
+  prefix: vendor
+  # profile: prod                       # boto3 profile; default credential chain otherwise
+  replicate-to:
+    - region: us-east-1
+    - {region: eu-central-1, account: "210987654321", profile: dr-account}
+```
+"""
+
+from __future__ import annotations
+
+from .api import endpoint
+from .changes import apply
+from .native import (
+    IN_PLACE,
+    MANAGED,
+    PERMISSIONS,
+    REPLICATION,
+    REPOSITORY,
+    RULE,
+    SECRET,
+    STATEMENT,
+    SUPPORT_KINDS,
+    TEMPLATE,
+    cached,
+    capabilities,
+    check,
+    copy,
+    retire,
+    translate,
+    upstream_of,
+)
+from .observed import observe, secret_credentials
+from .target import EcrTarget
+from .terraform import TERRAFORM_PROVIDERS, render_terraform
+
+__all__ = [
+    "IN_PLACE",
+    "MANAGED",
+    "PERMISSIONS",
+    "QUIET_LOGGERS",
+    "REPLICATION",
+    "REPOSITORY",
+    "RULE",
+    "SECRET",
+    "STATEMENT",
+    "SUPPORT_KINDS",
+    "TEMPLATE",
+    "TERRAFORM_PROVIDERS",
+    "Target",
+    "apply",
+    "cached",
+    "capabilities",
+    "check",
+    "copy",
+    "endpoint",
+    "observe",
+    "render_terraform",
+    "retire",
+    "secret_credentials",
+    "translate",
+    "upstream_of",
+]
+
+Target = EcrTarget
+
+# SDK loggers the CLI keeps at WARNING even at -vv: botocore's DEBUG lines carry request bodies
+# (a secret's value, JSON-escaped), which redaction cannot be relied on to recognise.
+QUIET_LOGGERS = ("botocore", "boto3", "s3transfer")

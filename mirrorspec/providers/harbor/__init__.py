@@ -1,0 +1,69 @@
+"""Harbor (`type: harbor`), one package: the provider contract of `base.Provider`, gathered from
+its modules (`native` — translate, cached and what each part of the spec becomes; `observed` —
+observe and check; `changes` — apply; `executions` — replication executions and native copies;
+`api` — the REST client, endpoint and error mapping).
+
+Example target block (loaded by the provider contract tests):
+
+```yaml
+- name: dc1
+  type: harbor
+  url: https://harbor.internal.example.com   # Harbor's API (/api/v2.0) and registry (/v2/)
+  project: vendor                            # every destination lives in this project
+  credentials: harbor-admin                  # a sysadmin or a system-level robot account
+  schedule: "0 0 */6 * * *"                  # optional: 6-field cron, seconds first and 0
+  # insecure: true                           # plain HTTP or unverified TLS, shown in every plan
+  # ca-bundle: certs/internal-ca.pem
+```
+"""
+
+from __future__ import annotations
+
+from .api import endpoint
+from .changes import apply
+from .executions import copy
+from .native import (
+    ENDPOINT,
+    ENGINE,
+    FILTERS_COLUMN,
+    IN_PLACE,
+    PERMISSIONS,
+    POLICY,
+    PROJECT,
+    PROXY,
+    SUPPORT_KINDS,
+    adapter_of,
+    cached,
+    capabilities,
+    translate,
+)
+from .observed import check, observe
+from .target import HarborTarget
+from .terraform import TERRAFORM_PROVIDERS, render_terraform, terraform_copies
+
+__all__ = [
+    "ENDPOINT",
+    "ENGINE",
+    "FILTERS_COLUMN",
+    "IN_PLACE",
+    "PERMISSIONS",
+    "POLICY",
+    "PROJECT",
+    "PROXY",
+    "SUPPORT_KINDS",
+    "TERRAFORM_PROVIDERS",
+    "Target",
+    "adapter_of",
+    "apply",
+    "cached",
+    "capabilities",
+    "check",
+    "copy",
+    "endpoint",
+    "observe",
+    "render_terraform",
+    "terraform_copies",
+    "translate",
+]
+
+Target = HarborTarget
