@@ -16,9 +16,14 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq skopeo docker-registry >/dev/null; \
 	fi
 
-$(VENV)/.installed: pyproject.toml
+# The example provider that lives outside the package (docs/providers.md) goes in after
+# mirrorspec, through its own entry point, as a third-party provider would.
+EXAMPLE_PROVIDER := tests/plugins/indexed_registry
+
+$(VENV)/.installed: pyproject.toml $(EXAMPLE_PROVIDER)/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install -q --disable-pip-version-check -e $(EXAMPLE_PROVIDER)
 	touch $@
 
 demo: setup
