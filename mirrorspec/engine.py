@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
-from . import paths, providers
+from . import providers
 from .context import Endpoint, RunContext
 from .errors import MirrorspecError, ProviderError, RegistryError
 from .plan import (
@@ -267,15 +267,6 @@ def _setting_notes(ctx: RunContext, target: Target) -> list[Note]:
     return notes
 
 
-def destination_of(ctx: RunContext, target: Target, artifact: Artifact) -> str:
-    return paths.destination(
-        getattr(target, "prefix", None),
-        ctx.spec.layout_of(target),
-        artifact.registry,
-        artifact.repository,
-    )
-
-
 def check_content(
     ctx: RunContext, endpoint: Endpoint, target: Target, artifacts: Sequence[Artifact]
 ) -> list[ContentCheck]:
@@ -283,7 +274,7 @@ def check_content(
     client = ctx.client(endpoint)
 
     def check(artifact: Artifact) -> ContentCheck:
-        repository = destination_of(ctx, target, artifact)
+        repository = target.destination(ctx.spec, artifact.registry, artifact.repository)
         actual = manifest_digest(client, repository, artifact.tag)
         status: Literal["present", "missing", "digest-mismatch"] = (
             "present" if actual == artifact.digest else "missing" if actual is None else "digest-mismatch"
