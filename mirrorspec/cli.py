@@ -269,19 +269,15 @@ def render_skopeo(spec_file: Path, target: str, workers: int) -> None:
     Versions become `images-by-semver` only when the installed skopeo is 1.15 or newer.
     Credentials are never written; each document says which auth file to pass.
     """
-    from . import providers
-    from .resolve import resolve
     from .skopeo import sync_yaml
 
     with _run(spec_file, workers) as ctx:
-        chosen = ctx.spec.target(target)
-        endpoint = providers.get(chosen.type).endpoint(chosen, ctx)
-        resolution = resolve(ctx)
+        wanted = engine.wanted(ctx, target)
         documents = sync_yaml.skopeo_documents(
             ctx,
-            chosen,
-            resolution.artifacts,
-            endpoint_host=endpoint.host,
+            wanted.target,
+            wanted.artifacts,
+            endpoint_host=wanted.host,
             semver_capable=find_skopeo().supports_semver,
         )
     click.echo(sync_yaml.to_yaml(documents), nl=False)

@@ -1,6 +1,8 @@
 """Orchestration: spec → plan, plan → apply, spec → audit. The only place that sequences work.
 
 `load spec → resolve → (per target) translate → observe → diff → Plan → apply | audit`.
+`render terraform` takes the same steps up to `translate` (`translated`), and `render skopeo`
+every wanted tag with its destination host (`wanted`): the renderers only write them out.
 Providers say what the registry does natively; everything else becomes a skopeo copy here,
 with a note saying why. Every wanted tag is checked at the destination by digest before it
 is planned, so a second apply plans nothing, and apply copies only tags that are missing or
@@ -19,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
-from . import paths, providers
+from . import providers
 from .context import Endpoint, RunContext
 from .errors import MirrorspecError, ProviderError, RegistryError
 from .plan import (
@@ -42,7 +44,17 @@ from .skopeo.jobs import CopyJob, CopyResult
 from .spec import Target
 from .storage_damage import manifest_digest
 
-__all__ = ["ApplyResult", "apply", "audit", "plan", "selected_targets"]
+__all__ = [
+    "ApplyResult",
+    "Translated",
+    "Wanted",
+    "apply",
+    "audit",
+    "plan",
+    "selected_targets",
+    "translated",
+    "wanted",
+]
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +120,15 @@ def _resolve_for(ctx: RunContext, chosen: Sequence[Target]) -> tuple[Resolution,
     return resolve(ctx, skip=skip), cached
 
 
+def _stored(resolution: Resolution, cached: frozenset[str]) -> tuple[Artifact, ...]:
+    """The resolved artifacts the target must hold: not those a pull-through cache serves."""
+    return tuple(a for a in resolution.artifacts if f"{a.registry}/{a.repository}" not in cached)
+
+
 def _look(ctx: RunContext, target: Target, resolution: Resolution, cached: frozenset[str]) -> _Look:
     log.info("target %s (%s): translating, observing", target.name, target.type)
     provider = providers.get(target.type)
-    stored = tuple(a for a in resolution.artifacts if f"{a.registry}/{a.repository}" not in cached)
+    stored = _stored(resolution, cached)
     notes = [*resolution.notes, *_setting_notes(ctx, target)]
     if ctx.spec.mode_of(target) == "cache" and not provider.capabilities(target).cache_upstreams:
         notes.append(
@@ -130,6 +147,49 @@ def _look(ctx: RunContext, target: Target, resolution: Resolution, cached: froze
         )
     endpoint = provider.endpoint(target, ctx)
     return _Look(ctx, target, provider, desired, observed, endpoint, stored, tuple(notes))
+
+
+@dataclass(frozen=True)
+class Translated:
+    """One target's native rules as `plan` would ask for them, without reading the target:
+    what `render terraform` writes."""
+
+    target: Target
+    provider: Provider
+    desired: Desired
+    stored: tuple[Artifact, ...]  # artifacts the target must hold (not served on demand)
+    notes: tuple[Note, ...]  # the resolution's and the translation's
+
+
+def translated(ctx: RunContext, target: str) -> Translated:
+    """The plan's first steps for one target: resolve what it stores (repositories its
+    pull-through cache serves are not listed upstream), then the provider's `translate()`.
+    Reads only the upstream registries, never the target."""
+    (chosen,) = selected_targets(ctx, [target])
+    resolution, cached = _resolve_for(ctx, [chosen])
+    provider = providers.get(chosen.type)
+    stored = _stored(resolution, cached[chosen.name])
+    desired = provider.translate(stored, chosen, ctx)
+    return Translated(chosen, provider, desired, stored, (*resolution.notes, *desired.notes))
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """Every wanted tag of one target and the registry host it goes to: what `render skopeo`
+    writes as `skopeo sync` documents."""
+
+    target: Target
+    host: str
+    artifacts: tuple[Artifact, ...]
+
+
+def wanted(ctx: RunContext, target: str) -> Wanted:
+    """Every resolved tag for one target and the target's registry host. Unlike `plan`, the
+    repositories a pull-through cache serves are included: `render skopeo` has always listed
+    every wanted tag, without asking the provider what it caches."""
+    (chosen,) = selected_targets(ctx, [target])
+    endpoint = providers.get(chosen.type).endpoint(chosen, ctx)
+    return Wanted(chosen, endpoint.host, resolve(ctx).artifacts)
 
 
 def _plan_target(look: _Look, prune: bool) -> TargetPlan:
@@ -207,15 +267,6 @@ def _setting_notes(ctx: RunContext, target: Target) -> list[Note]:
     return notes
 
 
-def destination_of(ctx: RunContext, target: Target, artifact: Artifact) -> str:
-    return paths.destination(
-        getattr(target, "prefix", None),
-        ctx.spec.layout_of(target),
-        artifact.registry,
-        artifact.repository,
-    )
-
-
 def check_content(
     ctx: RunContext, endpoint: Endpoint, target: Target, artifacts: Sequence[Artifact]
 ) -> list[ContentCheck]:
@@ -223,7 +274,7 @@ def check_content(
     client = ctx.client(endpoint)
 
     def check(artifact: Artifact) -> ContentCheck:
-        repository = destination_of(ctx, target, artifact)
+        repository = target.destination(ctx.spec, artifact.registry, artifact.repository)
         actual = manifest_digest(client, repository, artifact.tag)
         status: Literal["present", "missing", "digest-mismatch"] = (
             "present" if actual == artifact.digest else "missing" if actual is None else "digest-mismatch"

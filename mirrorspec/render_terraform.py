@@ -2,11 +2,11 @@
 
 For teams that want Terraform to own the registry settings instead of `mirrorspec apply`. The
 resources come from the provider's own `translate()`, after the same resolution the plan does
-(repositories a pull-through cache serves are not resolved, the rest are), so the file declares
-exactly the native resources `apply` would create. The provider writes them, with its Terraform
-provider's real resource types and argument names, through its optional `render_terraform`
-hook, into the `TerraformDocument` built here (`terraform_document`); a provider without the
-hook has no native rules Terraform can manage.
+(repositories a pull-through cache serves are not resolved, the rest are): `engine.translated`
+takes those steps, so the file declares exactly the native resources `apply` would create. The
+provider writes them, with its Terraform provider's real resource types and argument names,
+through its optional `render_terraform` hook, into the `TerraformDocument` built here
+(`terraform_document`); a provider without the hook has no native rules Terraform can manage.
 
 Secrets are `variable` blocks marked `sensitive` — a login becomes `<credentials>_username` and
 `<credentials>_password`, set with `TF_VAR_...` — and never values: rendering reads no secret
@@ -23,15 +23,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from . import providers
+from . import engine, providers
 from .context import RunContext
 from .plan import Artifact, Note
 from .providers.base import Desired
-from .resolve import resolve
 from .spec import Target
 from .terraform_document import TerraformDocument, TerraformFile
 
-__all__ = ["TerraformFile", "desired_for", "render", "terraform_providers"]
+__all__ = ["TerraformFile", "render", "terraform_providers"]
 
 
 def terraform_providers() -> dict[str, tuple[str, str]]:
@@ -42,22 +41,13 @@ def terraform_providers() -> dict[str, tuple[str, str]]:
     return found
 
 
-def desired_for(ctx: RunContext, target: Target) -> tuple[Desired, tuple[Artifact, ...], tuple[Note, ...]]:
-    """What `plan` asks the provider for: `translate()` of the artifacts the target stores
-    (not those a pull-through cache serves), with the resolution's notes."""
-    provider = providers.get(target.type)
-    cached = provider.cached(target, ctx)
-    resolution = resolve(ctx, skip=cached)
-    stored = tuple(a for a in resolution.artifacts if f"{a.registry}/{a.repository}" not in cached)
-    return provider.translate(stored, target, ctx), stored, resolution.notes
-
-
 def render(ctx: RunContext, target: Target, *, spec_name: str = "") -> TerraformFile:
     """The target's native resources, as `apply` would create them, as Terraform JSON."""
-    desired, stored, notes = desired_for(ctx, target)
-    provider: Any = providers.get(target.type)  # the hooks below are optional
+    translation = engine.translated(ctx, target.name)
+    desired, stored = translation.desired, translation.stored
+    provider: Any = translation.provider  # the hooks below are optional
     out = TerraformDocument(ctx, target, getattr(provider, "TERRAFORM_PROVIDERS", {}))
-    out.notes += [*notes, *desired.notes]
+    out.notes += translation.notes
     hook = getattr(provider, "render_terraform", None)
     if hook is not None:
         hook(out, desired.resources, target)

@@ -317,6 +317,14 @@ class TargetBase(SpecModel):
         the target); reported at that path like any other spec error. None by default."""
         return iter(())
 
+    def destination(self, spec: Spec, source_registry: str, repository: str) -> str:
+        """Where `source_registry/repository` lands in this target, without its host: the one
+        path mapping (`paths.destination`) with this target's prefix and layout (its own
+        `layout:`, else the spec's). A provider's model names its prefix `prefix`, as a key or
+        as a property (Harbor's project); a model without one puts repositories at the root."""
+        prefix: str | None = getattr(self, "prefix", None)
+        return paths.destination(prefix, spec.layout_of(self), source_registry, repository)
+
 
 class _ByType:
     """Validates a target block with the `Target` model of the provider installed for its
@@ -954,12 +962,7 @@ def _cross_checks(spec: Spec, tree: CommentedMap, filename: str) -> None:
         claimed: dict[str, str] = {}
         for s, source in enumerate(spec.sources):
             for r, repo in enumerate(source.repositories):
-                dest = paths.destination(
-                    getattr(target, "prefix", None),
-                    spec.layout_of(target),
-                    source.registry,
-                    repo.name,
-                )
+                dest = target.destination(spec, source.registry, repo.name)
                 host = paths.normalize_registry(source.registry)
                 origin = f"{host}/{paths.normalize_repository(source.registry, repo.name)}"
                 if dest in claimed:

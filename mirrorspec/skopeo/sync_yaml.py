@@ -53,12 +53,7 @@ def skopeo_documents(
 ) -> list[SyncDocument]:
     groups: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for artifact in artifacts:
-        dest = paths.destination(
-            getattr(target, "prefix", None),
-            ctx.spec.layout_of(target),
-            artifact.registry,
-            artifact.repository,
-        )
+        dest = target.destination(ctx.spec, artifact.registry, artifact.repository)
         directory = posixpath.dirname(dest)
         groups[(artifact.registry, directory)][artifact.repository].append(artifact.tag)
     constraints = {

@@ -255,7 +255,6 @@ def _cache_plan(target: AcrTarget, ctx: RunContext, notes: list[Note] | None = N
     if ctx.spec.mode_of(target) != "cache":
         return []
     notes = [] if notes is None else notes
-    layout = ctx.spec.layout_of(target)
     wanted: list[tuple[str, str, _Login | None]] = []
     for host in target.credential_sets:
         if paths.normalize_registry(host).endswith(_ACR_SUFFIX):
@@ -286,7 +285,7 @@ def _cache_plan(target: AcrTarget, ctx: RunContext, notes: list[Note] | None = N
                     )
                 )
                 continue
-            destination = paths.destination(target.prefix, layout, source.registry, repo.name)
+            destination = target.destination(ctx.spec, source.registry, repo.name)
             wanted.append((f"{host}/{repository}", destination, login))
         if host not in _RECORDED_UPSTREAMS and any(r.all_tags for r in source.repositories):
             notes.append(
@@ -375,14 +374,13 @@ def translate(artifacts: Sequence[Artifact], target: Any, ctx: RunContext) -> Ac
     ]
     resources += [Resource(REPLICATION, region, {"location": region}) for region in _regions(target)]
 
-    layout = ctx.spec.layout_of(target)
     imports: dict[str, str] = {}  # destination repository -> source repository
     native: set[str] = set()
     copied: set[str] = set()
     charts = _charts(artifacts, ctx)
     for artifact in artifacts:
         source = f"{artifact.registry}/{artifact.repository}"
-        imports[paths.destination(target.prefix, layout, artifact.registry, artifact.repository)] = source
+        imports[target.destination(ctx.spec, artifact.registry, artifact.repository)] = source
         why = _not_importable(ctx, artifact.registry)
         if why is None:
             if source in charts and source not in native and not artifact.registry.endswith(_ACR_SUFFIX):
@@ -467,7 +465,7 @@ def _refuse_shared_paths(
         other_cached = {rule.target_repository for rule in other_rules}
         served = {rule.source for rule in other_rules}
         other_imported = {
-            paths.destination(other.prefix, ctx.spec.layout_of(other), s.registry, r.name)
+            other.destination(ctx.spec, s.registry, r.name)
             for s in ctx.spec.sources
             for r in s.repositories
             if f"{paths.normalize_registry(s.registry)}/{paths.normalize_repository(s.registry, r.name)}"

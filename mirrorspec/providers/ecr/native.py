@@ -178,10 +178,7 @@ def translate(artifacts: Sequence[Artifact], target: Any, ctx: RunContext) -> ba
         for _, rule_resources, _ in _cache_rules(target, ctx, notes):
             resources += rule_resources
     # `artifacts` are what the engine will copy: each needs its repository before the push.
-    wanted_repos = dict.fromkeys(
-        paths.destination(target.prefix, ctx.spec.layout_of(target), a.registry, a.repository)
-        for a in artifacts
-    )
+    wanted_repos = dict.fromkeys(target.destination(ctx.spec, a.registry, a.repository) for a in artifacts)
     for name in wanted_repos:
         prefix = next((r.id for r in resources if r.kind == RULE and _covers(r.id, name)), None)
         if prefix is not None:  # a copy the spec does not name (a chart's dependency) on a cached host
@@ -250,10 +247,9 @@ def _drop_rules_over_copies(
     layout) would serve any other tag of that name from the upstream, and moving the copies
     elsewhere would break the one path mapping (`paths.destination`) users pull by.
     """
-    layout = ctx.spec.layout_of(target)
     while True:
         copies = [
-            (host, paths.destination(target.prefix, layout, source.registry, repo.name))
+            (host, target.destination(ctx.spec, source.registry, repo.name))
             for source in ctx.spec.sources
             for repo in source.repositories
             for host in [paths.normalize_registry(source.registry)]

@@ -342,7 +342,7 @@ def _cache_hosts(target: HarborTarget, ctx: RunContext, notes: list[Note]) -> li
             continue
         project = _proxy_name(target, host)
         example = paths.normalize_repository(source.registry, cached_repos[0].name)
-        design = paths.destination(target.project, ctx.spec.layout_of(target), host, example)
+        design = target.destination(ctx.spec, host, example)
         notes.append(
             Note(
                 "warning",
@@ -435,7 +435,7 @@ def _policies(
             target=target.name,
             operation="plan",
         )
-    destination = paths.destination(target.project, ctx.spec.layout_of(target), host, repository)
+    destination = target.destination(ctx.spec, host, repository)
     namespace = destination[: -len(repository) - 1]  # dest = <namespace>/<repository>, count 0
     trigger = (
         {"type": "scheduled", "cron": target.schedule} if target.schedule else {"type": "manual", "cron": ""}
