@@ -29,8 +29,10 @@ $(VENV)/.installed: pyproject.toml $(EXAMPLE_PROVIDER)/pyproject.toml
 demo: setup
 	$(BIN)/python scripts/demo.py
 
+# Two workers, one module per worker at a time (module-scoped beds stay in one process):
+# most tests wait on registries, skopeo and terraform, so two cores run two modules at once.
 test: setup lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 # Fault injection over many more seeds and rates than `make test` runs (README, Reliability).
 soak: setup

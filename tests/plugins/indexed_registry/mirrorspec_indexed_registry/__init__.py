@@ -37,7 +37,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mirrorspec import paths
 from mirrorspec.context import Endpoint, RunContext
 from mirrorspec.errors import ProviderConflict, ProviderError
 from mirrorspec.files import UnreadableFile, read_user_file
@@ -95,9 +94,7 @@ def translate(artifacts: Sequence[Artifact], target: Any, ctx: RunContext) -> ba
     tags: dict[str, set[str]] = {}
     sources: dict[str, str] = {}
     for artifact in artifacts:
-        repository = paths.destination(
-            target.prefix, ctx.spec.layout_of(target), artifact.registry, artifact.repository
-        )
+        repository = target.destination(ctx.spec, artifact.registry, artifact.repository)
         sources[repository] = f"{artifact.registry}/{artifact.repository}"
         tags.setdefault(repository, set()).add(artifact.tag)
     resources = tuple(
