@@ -5,10 +5,10 @@ mirrorspec's alone (the provider's emulator runs in the harness, which counts it
 bed gives it and prints JSON: seconds spent in `engine.plan`, changes and tags planned, and
 SDK clients built. TYPE says what API_JSON holds and how the management API is reached:
 
-- `ecr`: `{"url": …}`; every boto3 client points at the ECR contract emulator (one new client
-  per `ctx.aws_client` call, as RunContext does in production). AWS API calls per operation are
-  counted here, from botocore's `before-send` events (real HTTP requests, retries included),
-  and printed as `api_calls`.
+- `ecr`: `{"url": …}`; every boto3 client points at the ECR contract emulator (one per client
+  the provider asks for, kept by RunContext for the run as in production). AWS API calls per
+  operation are counted here, from botocore's `before-send` events (real HTTP requests,
+  retries included), and printed as `api_calls`.
 - `acr`: `{"url": …, "ca_file": …, "token": …}`; the Azure SDK client points at the ARM
   emulator with a static bearer token. The emulator records the calls (`AcrEmulator.calls`).
 - `harbor`: no API_JSON; the spec's Harbor URL is reached through OVERRIDES_JSON like any
@@ -34,7 +34,7 @@ def ecr_factories(api: dict[str, Any]) -> dict[str, Any]:
     def count(event_name: str, **_: Any) -> None:
         calls[event_name.split(".", 1)[1]] += 1
 
-    def aws_client(service: str, region: str, profile: str | None) -> Any:
+    def aws_client(ctx: Any, service: str, region: str, profile: str | None) -> Any:
         global clients
         clients += 1
         session = boto3.session.Session(
@@ -48,7 +48,9 @@ def ecr_factories(api: dict[str, Any]) -> dict[str, Any]:
         client.meta.events.register("before-send", count)
         return client
 
-    return {"aws_client_factory": aws_client}
+    from mirrorspec.providers.ecr.clients import AWS
+
+    return {"client_factories": {AWS: aws_client}}
 
 
 class StaticToken:
@@ -66,10 +68,10 @@ class StaticToken:
 def acr_factories(api: dict[str, Any]) -> dict[str, Any]:
     credential = StaticToken(api["token"])
 
-    def azure_client(subscription: str, target: Any) -> Any:
+    def azure_client(ctx: Any, subscription: str, target: Any) -> Any:
         from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 
-        from mirrorspec.context import ACR_API_VERSION
+        from mirrorspec.providers.acr.clients import ACR_API_VERSION
 
         global clients
         clients += 1
@@ -82,7 +84,14 @@ def acr_factories(api: dict[str, Any]) -> dict[str, Any]:
             retry_total=0,
         )
 
-    return {"azure_client_factory": azure_client, "azure_credential_factory": lambda target: credential}
+    from mirrorspec.providers.acr.clients import AZURE_CREDENTIAL, AZURE_MANAGEMENT
+
+    return {
+        "client_factories": {
+            AZURE_MANAGEMENT: azure_client,
+            AZURE_CREDENTIAL: lambda ctx, target: credential,
+        }
+    }
 
 
 def harbor_factories(api: dict[str, Any]) -> dict[str, Any]:

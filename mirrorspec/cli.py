@@ -197,7 +197,7 @@ def plan(
 @click.option(
     "--rotate-credentials",
     is_flag=True,
-    help="Re-send upstream passwords that a registry masks on read (Harbor), so a changed one takes effect.",
+    help="Re-send upstream passwords that a registry masks on read, so a changed one takes effect.",
 )
 @click.option("--prune", is_flag=True, help="Delete managed native rules that are no longer in the spec.")
 @WORKERS
@@ -297,7 +297,8 @@ def render_terraform(spec_file: Path, target: str, output: Path | None, workers:
     """Terraform JSON (.tf.json) for the target's native rules, exactly as apply would create them.
 
     Secrets become sensitive variables, never values. What Terraform cannot express (copies,
-    imports, ACR geo-replication) is listed in the file's top-level "//" comment and on stderr.
+    imports, settings the registry's Terraform provider lacks) is listed in the file's
+    top-level "//" comment and on stderr.
     Reads the upstream registries to resolve versions; never the target.
     """
     from .render_terraform import render as render_tf

@@ -9,17 +9,17 @@ bearer tokens.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import paths
 from .credentials import BasicAuth, resolve_basic_auth
+from .errors import MirrorspecError
 from .oci import DEFAULT_TIMEOUT, RegistryClient, Transport
-from .optional_sdk import import_sdk
-from .spec import Spec, check_ca_bundle
+from .spec import Spec, TargetBase, check_ca_bundle
 
-__all__ = ["ACR_API_VERSION", "Endpoint", "RunContext"]
+__all__ = ["ClientFactory", "Endpoint", "RunContext"]
 
 
 @dataclass(frozen=True)
@@ -32,28 +32,21 @@ class Endpoint:
     ca_bundle: str | None = None
 
 
-AwsClientFactory = Callable[[str, str, "str | None"], Any]
-# (subscription, AcrTarget) -> ContainerRegistryManagementClient; AcrTarget -> TokenCredential
-AzureClientFactory = Callable[[str, Any], Any]
-AzureCredentialFactory = Callable[[Any], Any]
-# The ACR management API version mirrorspec speaks: the official spec at hand
-# (shared/azure/containerregistry-2023-07-01.json), which the test emulator validates against.
-ACR_API_VERSION = "2023-07-01"
+# Builds one service client (a cloud SDK's client or credential): `factory(ctx, *args)` for
+# `ctx.service_client(kind, *args)`. Providers declare theirs by kind in `CLIENT_FACTORIES`.
+ClientFactory = Callable[..., Any]
 
 
 @dataclass
 class RunContext:
     """One run's shared state.
 
-    `aws_client(service, region, profile)` builds boto3 clients; tests inject a factory that
-    points them at moto and the contract emulators. `registry_overrides` maps a registry
-    host to where it is really reached (host and TLS; credentials are kept), so that a
-    local docker-registry can stand in for an ECR endpoint in tests.
-
-    `azure_credential(target)` and `azure_client(subscription, target)` do the same for
-    Azure: `DefaultAzureCredential` (narrowed by the target's tenant / client id) and a
-    `ContainerRegistryManagementClient` pinned to `ACR_API_VERSION`; tests inject factories
-    that point them at the ARM contract emulator.
+    `service_client(kind, *args)` hands out the clients a provider talks to its cloud with
+    (an SDK client, a token credential), built by the factory the provider declares for that
+    kind (`CLIENT_FACTORIES`, see `providers.base`); tests inject their own in
+    `client_factories` to point them at moto and the contract emulators. `registry_overrides`
+    maps a registry host to where it is really reached (host and TLS; credentials are kept),
+    so that a local docker-registry can stand in for a provider's registry in tests.
 
     `timeout` (the CLI's `--timeout`) bounds every HTTP request of the run through one
     `transport`: connect + TLS + response headers within it, a body within 10 times it, and a
@@ -63,19 +56,19 @@ class RunContext:
 
     spec: Spec
     workers: int = 8
-    aws_client_factory: AwsClientFactory | None = None
-    azure_client_factory: AzureClientFactory | None = None
-    azure_credential_factory: AzureCredentialFactory | None = None
+    # kind -> factory, used instead of the one a provider declares (tests, embedding tools).
+    client_factories: dict[str, ClientFactory] = field(default_factory=dict)
     registry_overrides: dict[str, Endpoint] = field(default_factory=dict)
-    # Re-send upstream secrets a registry cannot show back (Harbor masks them on read).
+    # Re-send upstream secrets a registry cannot show back (some registries mask them on read).
     rotate_credentials: bool = False
     timeout: float = DEFAULT_TIMEOUT
     transport: Transport = field(init=False, repr=False)
     _clients: dict[Endpoint, RegistryClient] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _sources: dict[str, Endpoint] = field(default_factory=dict, repr=False)
-    _azure: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
-    _aws: dict[tuple[str, str, str | None], Any] = field(default_factory=dict, repr=False)
+    _services: dict[tuple[Hashable, ...], Any] = field(default_factory=dict, repr=False)
+    # Reentrant: a factory may ask for another service client (a client for its credential).
+    _services_lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def __post_init__(self) -> None:
         self.transport = Transport(self.timeout)
@@ -130,68 +123,18 @@ class RunContext:
             return endpoint
         return replace(override, auth=endpoint.auth or override.auth)
 
-    def aws_client(self, service: str, region: str, profile: str | None = None) -> Any:
-        """A boto3 client (standard retry mode: throttling is retried with backoff), one per
-        service, region and profile for the run: building a session and client loads the
-        service model and resolves credentials, tens of milliseconds each time."""
-        if self.aws_client_factory is not None:
-            return self.aws_client_factory(service, region, profile)
-        with self._lock:
-            key = (service, region, profile)
-            if key not in self._aws:
-                # Imported here so that specs without AWS targets never need it (an extra).
-                boto3 = import_sdk("boto3", extra="aws", what="the AWS SDK for ecr targets")
-                botocore_config = import_sdk("botocore.config", extra="aws", what="the AWS SDK")
-
-                # Sessions are not thread-safe, clients are: one session per client, built here.
-                session = boto3.Session(profile_name=profile, region_name=region)
-                config = botocore_config.Config(retries={"mode": "standard", "max_attempts": 8})
-                self._aws[key] = session.client(service, config=config)
-            return self._aws[key]
-
-    def azure_credential(self, target: Any) -> Any:
-        """The Azure token credential for an `acr` target, one per target for the run."""
-        with self._lock:
-            key = ("credential", target.name)
-            if key not in self._azure:
-                if self.azure_credential_factory is not None:
-                    self._azure[key] = self.azure_credential_factory(target)
-                else:
-                    # Only for specs with acr targets (an extra).
-                    identity = import_sdk(
-                        "azure.identity", extra="azure", what="the Azure SDK for acr targets"
-                    )
-
-                    tenant = target.tenant_id
-                    options: dict[str, Any] = {
-                        "managed_identity_client_id": target.client_id,
-                        "workload_identity_tenant_id": tenant,
-                        "interactive_browser_tenant_id": tenant,
-                        "shared_cache_tenant_id": tenant,
-                        "visual_studio_code_tenant_id": tenant,
-                    }
-                    self._azure[key] = identity.DefaultAzureCredential(
-                        **{k: v for k, v in options.items() if v is not None}
-                    )
-            return self._azure[key]
-
-    def azure_client(self, subscription: str, target: Any) -> Any:
-        """A ContainerRegistryManagementClient for `subscription`, speaking `ACR_API_VERSION`
-        (its retry policy backs off on throttling and honours Retry-After)."""
-        credential = self.azure_credential(target)
-        with self._lock:
-            key = (subscription, target.name)
-            if key not in self._azure:
-                if self.azure_client_factory is not None:
-                    self._azure[key] = self.azure_client_factory(subscription, target)
-                else:
-                    acr_sdk = import_sdk(
-                        "azure.mgmt.containerregistry", extra="azure", what="the Azure SDK for acr targets"
-                    )
-                    self._azure[key] = acr_sdk.ContainerRegistryManagementClient(
-                        credential, subscription, api_version=ACR_API_VERSION, polling_interval=5
-                    )
-            return self._azure[key]
+    def service_client(self, kind: str, *args: Any) -> Any:
+        """The `kind` client for `args`, one for the whole run: building an SDK client loads
+        its service model and resolves credentials, tens of milliseconds each time, and a
+        credential caches its tokens. Built by `client_factories[kind]` if given, else by the
+        factory an installed provider declares in `CLIENT_FACTORIES`. A spec target among
+        `args` counts by its name (unique in the spec; the model itself is not hashable)."""
+        key = (kind, *(("target", a.name) if isinstance(a, TargetBase) else a for a in args))
+        with self._services_lock:
+            if key not in self._services:
+                factory = self.client_factories.get(kind) or _declared_factory(kind)
+                self._services[key] = factory(self, *args)
+            return self._services[key]
 
     def client(self, endpoint: Endpoint) -> RegistryClient:
         with self._lock:
@@ -215,8 +158,19 @@ class RunContext:
             for client in self._clients.values():
                 client.close()
             self._clients.clear()
-            for azure in self._azure.values():
-                close = getattr(azure, "close", None)
+        with self._services_lock:
+            for service in self._services.values():
+                close = getattr(service, "close", None)
                 if close is not None:
                     close()
-            self._azure.clear()
+            self._services.clear()
+
+
+def _declared_factory(kind: str) -> ClientFactory:
+    """The factory an installed provider declares for `kind` (the first, by type name)."""
+    from . import providers  # not at import: providers import this module
+
+    for _, factories in providers.declared("CLIENT_FACTORIES"):
+        if kind in factories:
+            return factories[kind]  # type: ignore[no-any-return]
+    raise MirrorspecError(f"no installed provider builds '{kind}' clients")

@@ -8,8 +8,8 @@ message — including text that came back from skopeo or a server, which we do n
 Passwords shorter than `MIN_SECRET_LENGTH` or holding control characters are refused.
 
 `aws-secret-arn`, `azure-key-vault-secret` and `azure-credential-set` are provider-native:
-ECR pull-through cache and ACR credential sets consume them directly, so they are not
-resolved here.
+the target's registry reads them itself (its provider hands it the reference), so they are
+not resolved here.
 """
 
 from __future__ import annotations

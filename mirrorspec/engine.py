@@ -198,7 +198,7 @@ def _plan_target(look: _Look, prune: bool) -> TargetPlan:
         look.observed.resources,
         prune=prune,
         replace_unless=look.provider.IN_PLACE,
-        replace_when=getattr(look.provider, "replace_when", None),  # optional: only ACR defines it
+        replace_when=getattr(look.provider, "replace_when", None),  # an optional hook
     )
     changes = _retired(look, changes)
     checks = check_content(look.ctx, look.endpoint, look.target, look.stored)
@@ -217,8 +217,8 @@ def _plan_target(look: _Look, prune: bool) -> TargetPlan:
 def _retired(look: _Look, changes: list[Change]) -> list[Change]:
     """`changes`, led by deletes of the managed rules the provider says must go first, with or
     without `--prune`, because keeping them would defeat the plan's copies and repositories
-    (ECR: a pull-through cache rule over a copy destination)."""
-    retire = getattr(look.provider, "retire", None)  # optional: only ECR defines it
+    (e.g. a pull-through cache rule over a copy destination)."""
+    retire = getattr(look.provider, "retire", None)  # an optional hook
     if retire is None:
         return changes
     doomed = {(r.kind, r.id): r for r in retire(look.desired, look.observed, look.target)}

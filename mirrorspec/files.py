@@ -135,7 +135,8 @@ def read_ca_bundle(path: str | Path, *, what: str = "ca-bundle") -> bytes:
 
     Three programs read a bundle: OpenSSL through requests (`verify=`, the file reread at
     every new connection), skopeo's Go `x509.CertPool.AppendCertsFromPEM` (a copy in a cert
-    dir), and Harbor (the text, sent as `ca_certificate`). All of them take PEM
+    dir), and a registry whose provider sends it the text (an endpoint's CA certificate). All
+    of them take PEM
     `CERTIFICATE` blocks and skip text around them (a bundle's comments); a file with none
     is only found out at the first TLS handshake, as "certificate verify failed". So: at
     least one block, and every block must load into an OpenSSL trust store. Raise

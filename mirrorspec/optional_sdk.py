@@ -1,4 +1,4 @@
-"""Importing a cloud SDK that is an optional extra (`pip install 'mirrorspec[aws]'`), so that a
+"""Importing a cloud SDK that is an optional extra (`pip install 'mirrorspec[<extra>]'`), so that a
 missing one is a one-line error naming the extra to install instead of a traceback.
 
 SDKs are imported only when a run reaches a target that needs them (a plain registry user

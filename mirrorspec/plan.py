@@ -137,7 +137,7 @@ class TargetPlan:
     target: str
     """The target's `name` in the spec."""
     type: str
-    """The target's `type` (`registry`, `ecr`, ...)."""
+    """The target's `type` (`registry`, or the name of another installed provider)."""
     registry: str
     """The registry host apply writes to."""
     changes: tuple[Change, ...] = ()
@@ -202,7 +202,7 @@ class TargetAudit:
     target: str
     """The target's `name` in the spec."""
     type: str
-    """The target's `type` (`registry`, `ecr`, ...)."""
+    """The target's `type` (`registry`, or the name of another installed provider)."""
     registry: str
     """The registry host that was audited."""
     resources: tuple[Resource, ...] = ()
@@ -248,10 +248,10 @@ def diff(
     """Changes that turn `observed` into `desired`.
 
     `replace_unless[kind]` lists the only attributes a kind can change in place; a
-    difference anywhere else becomes `replace` (e.g. ECR pull-through rules and ACR cache
-    rules can only change their credential in place). `replace_when(observed, desired)` may
-    still turn an in-place change into `replace` by returning why (ACR keeps a cache rule's
-    credential set when asked to remove it in place).
+    difference anywhere else becomes `replace` (e.g. a pull-through cache rule that can only
+    change its credential in place). `replace_when(observed, desired)` may still turn an
+    in-place change into `replace` by returning why (e.g. a registry that keeps a cache rule's
+    credential when asked to remove it in place).
     """
     want = {(r.kind, r.id): r for r in desired}
     have = {(r.kind, r.id): r for r in observed}

@@ -760,7 +760,7 @@ def _document_path(loc: tuple[Any, ...], tree: Any) -> tuple[Any, ...]:
     """pydantic's error path reduced to the keys and indices the document really has.
 
     pydantic inserts union markers (`str`, `tagged-union[...]`) and discriminator tags
-    (`ecr`, `env`) that are not keys — and a tag can also be a real key (a `type: registry`
+    (a target's `type`, `env`) that are not keys — and a tag can also be a real key (a `type: registry`
     target has a `registry:` key; `{env: VAR}` has an `env:` key). A tag is the first
     segment at a mapping that equals its `type` or reference kind and is not the last
     segment; a segment that is neither a key nor last is a marker. The last segment may be
@@ -798,7 +798,7 @@ def _walk(tree: Any, loc: Sequence[Any]) -> list[tuple[Any, Any]]:
         ):
             steps.append((node, seg))
             node = node[seg]
-        # else: a discriminator tag (e.g. 'ecr') or a field that is absent; stay put
+        # else: a discriminator tag (a target's type) or a field that is absent; stay put
     return steps
 
 

@@ -1,9 +1,9 @@
 """What a TLS failure really was, in one line, from the text of Python's or Go's error.
 
-Used for our own client (`oci/client.py`, whose errors are Python's `ssl`/OpenSSL texts), Harbor's REST
-client, ACR's token exchange and skopeo's stderr (Go's `crypto/x509` and `crypto/tls` texts),
-so that a certificate for the wrong name says "hostname mismatch", an unknown CA says so, and an
-expired certificate says "expired", wherever the failure happens.
+Used for our own client (`oci/client.py`, whose errors are Python's `ssl`/OpenSSL texts), providers'
+own HTTP calls (a registry's REST API, a token exchange) and skopeo's stderr (Go's `crypto/x509`
+and `crypto/tls` texts), so that a certificate for the wrong name says "hostname mismatch", an
+unknown CA says so, and an expired certificate says "expired", wherever the failure happens.
 
 A verification failure never suggests `insecure`: a certificate that does not verify may be an
 interception, and turning verification off would hand it the credentials. Only a server that

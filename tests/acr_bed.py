@@ -8,6 +8,7 @@ from emulators.acr import AcrEmulator
 from testbed import RegistryServer
 
 from mirrorspec.context import Endpoint, RunContext
+from mirrorspec.providers.acr.clients import AZURE_CREDENTIAL, AZURE_MANAGEMENT
 
 SUB = "00000000-0000-0000-0000-000000000000"
 
@@ -25,7 +26,9 @@ def acr_context(
         overrides[f"{name.lower()}.azurecr.io"] = Endpoint(emu.login_host(name), ca_bundle=str(emu.ca_file))
     return RunContext(
         spec,
-        azure_client_factory=lambda subscription, target: emu.client(subscription),
-        azure_credential_factory=lambda target: emu.credential,
+        client_factories={
+            AZURE_MANAGEMENT: lambda ctx, subscription, target: emu.client(subscription),
+            AZURE_CREDENTIAL: lambda ctx, target: emu.credential,
+        },
         registry_overrides=overrides,
     )

@@ -34,6 +34,8 @@ from emulators.harbor import HarborEmulator
 from testbed import RegistryServer, push_chart, push_image, start_registry
 
 from mirrorspec.context import Endpoint, RunContext
+from mirrorspec.providers.acr.clients import AZURE_CREDENTIAL, AZURE_MANAGEMENT
+from mirrorspec.providers.ecr.clients import AWS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -159,11 +161,11 @@ def ecr_bed(emulator: EcrEmulator, ups: Upstreams, workdir: Path) -> Iterator[Be
     emulator.reset()
     with start_registry(workdir / "ecr", tls=True, users={"AWS": ECR_TOKEN}) as ecr:
 
-        def aws_client(service: str, region: str, profile: str | None) -> Any:
+        def aws_client(ctx: RunContext, service: str, region: str, profile: str | None) -> Any:
             return emulator.client(service, region=region)
 
         overrides = {**ups.overrides(), ECR_HOST: Endpoint(ecr.host, ca_bundle=str(ecr.ca_file))}
-        yield Bed("ecr", ups, ecr, "AWS", overrides, {"aws_client_factory": aws_client}, emulator)
+        yield Bed("ecr", ups, ecr, "AWS", overrides, {"client_factories": {AWS: aws_client}}, emulator)
     emulator.check()
 
 
@@ -186,8 +188,10 @@ def acr_bed(ups: Upstreams, workdir: Path) -> Iterator[Bed]:
             "mycompany.azurecr.io": Endpoint(emu.login_host("mycompany"), ca_bundle=str(emu.ca_file)),
         }
         factories = {
-            "azure_client_factory": lambda subscription, target: emu.client(subscription),
-            "azure_credential_factory": lambda target: emu.credential,
+            "client_factories": {
+                AZURE_MANAGEMENT: lambda ctx, subscription, target: emu.client(subscription),
+                AZURE_CREDENTIAL: lambda ctx, target: emu.credential,
+            }
         }
         yield Bed("acr", ups, storage, TOKEN_USER, overrides, factories, emu)
         assert emu.violations == [] and emu.internal_errors == []

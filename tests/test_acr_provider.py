@@ -49,6 +49,7 @@ from mirrorspec.oci import RegistryClient
 from mirrorspec.plan import Plan, to_json
 from mirrorspec.providers import acr
 from mirrorspec.providers.acr import api as acr_api
+from mirrorspec.providers.acr.clients import AZURE_CREDENTIAL, AZURE_MANAGEMENT
 from mirrorspec.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,8 +75,10 @@ class Bed:
         return RunContext(
             spec,
             workers=workers,
-            azure_client_factory=lambda subscription, target: self.emu.client(subscription),
-            azure_credential_factory=lambda target: self.emu.credential,
+            client_factories={
+                AZURE_MANAGEMENT: lambda ctx, subscription, target: self.emu.client(subscription),
+                AZURE_CREDENTIAL: lambda ctx, target: self.emu.credential,
+            },
             registry_overrides={
                 **beds.Upstreams(self.upstream, self.seqera).overrides(),
                 "mycompany.azurecr.io": Endpoint(
@@ -239,8 +242,7 @@ def test_cli_plan_apply_audit_exit_codes(
         "RunContext",
         partial(
             RunContext,
-            azure_client_factory=seam.azure_client_factory,
-            azure_credential_factory=seam.azure_credential_factory,
+            client_factories=seam.client_factories,
             registry_overrides=seam.registry_overrides,
         ),
     )

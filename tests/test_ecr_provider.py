@@ -29,6 +29,7 @@ from mirrorspec.context import Endpoint, RunContext
 from mirrorspec.errors import ProviderConflict
 from mirrorspec.oci import RegistryClient
 from mirrorspec.plan import Plan, to_json
+from mirrorspec.providers.ecr.clients import AWS
 from mirrorspec.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,13 +86,13 @@ class Bed:
     ecr: RegistryServer  # stands in for the ECR registry endpoint
 
     def ctx(self, spec: Any, workers: int = 4) -> RunContext:
-        def aws_client(service: str, region: str, profile: str | None) -> Any:
+        def aws_client(ctx: RunContext, service: str, region: str, profile: str | None) -> Any:
             return self.emu.client(service, region=region)
 
         return RunContext(
             spec,
             workers=workers,
-            aws_client_factory=aws_client,
+            client_factories={AWS: aws_client},
             registry_overrides={
                 **beds.Upstreams(self.upstream, self.seqera).overrides(),
                 ECR_HOST: Endpoint(self.ecr.host, ca_bundle=str(self.ecr.ca_file)),

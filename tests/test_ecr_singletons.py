@@ -41,6 +41,7 @@ from mirrorspec.context import RunContext
 from mirrorspec.errors import ProviderConflict
 from mirrorspec.plan import Change
 from mirrorspec.providers import ecr as ecr_provider
+from mirrorspec.providers.ecr.clients import AWS
 from mirrorspec.spec import parse_spec
 
 ACCOUNT = "123456789012"
@@ -116,11 +117,11 @@ class Bed:
             self.clients[service, region] = self.emu.client(service, region=region)
         return self.clients[service, region]
 
-    def aws_client(self, service: str, region: str, profile: str | None) -> Any:
+    def aws_client(self, ctx: RunContext, service: str, region: str, profile: str | None) -> Any:
         return self.client(service, region)
 
     def ctx(self, text: str) -> RunContext:
-        return RunContext(parse_spec(text), workers=1, aws_client_factory=self.aws_client)
+        return RunContext(parse_spec(text), workers=1, client_factories={AWS: self.aws_client})
 
     # What ECR holds, read back through the API.
     def rules(self) -> list[dict[str, Any]]:
@@ -622,7 +623,7 @@ def test_the_cli_exits_1_with_one_line_naming_the_registry_and_document(
     bed.plant([TEAM_A], None)
     spec = tmp_path / "spec.yaml"
     spec.write_text(REPLICATION_ONLY)
-    monkeypatch.setattr(cli, "RunContext", partial(RunContext, aws_client_factory=bed.aws_client))
+    monkeypatch.setattr(cli, "RunContext", partial(RunContext, client_factories={AWS: bed.aws_client}))
     bed.emu.after("DescribeRegistry", writes_rules(bed, [TEAM_A, TEAM_B]), nth=2)  # 1: plan's
     try:
         with pytest.raises(SystemExit) as exit_:

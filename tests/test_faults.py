@@ -50,6 +50,8 @@ from mirrorspec import cli, context, engine
 from mirrorspec.context import Endpoint, RunContext
 from mirrorspec.oci import RegistryClient
 from mirrorspec.providers.acr import api as acr_api
+from mirrorspec.providers.acr.clients import AZURE_CREDENTIAL, AZURE_MANAGEMENT
+from mirrorspec.providers.ecr.clients import AWS
 from mirrorspec.providers.harbor import api as harbor_api
 from mirrorspec.providers.harbor import executions as harbor_executions
 from mirrorspec.skopeo.copier import copy_all
@@ -180,8 +182,8 @@ class FaultBed:
         acr, proxies = self.acr, self.proxies
         upstream = Endpoint(proxies["upstream"].host, insecure=True)
 
-        def aws_client(service: str, region: str, profile: str | None) -> Any:
-            # mirrorspec's own retry settings (context.aws_client), through the proxy; built
+        def aws_client(ctx: RunContext, service: str, region: str, profile: str | None) -> Any:
+            # mirrorspec's own retry settings (the ECR provider's `clients`), through the proxy; built
             # once per service and region, as building one costs more CPU than a call
             key = ("proxied", service, region)
             if key not in self.aws_clients:
@@ -205,12 +207,17 @@ class FaultBed:
                 "mycompany.azurecr.io": Endpoint(proxies["acr-login"].host, ca_bundle=str(acr.ca_file)),
                 beds.HARBOR_HOST: Endpoint(proxies["harbor"].host, ca_bundle=str(self.harbor.ca_file)),
             },
-            "aws_client_factory": aws_client,
-            # azure-core's default retry policy as in production, waiting less (see Cli); no polling delay
-            "azure_client_factory": lambda subscription, target: acr.client(
-                subscription, base_url=proxies["arm"].url, retry_total=10, retry_backoff_factor=TEST_BACKOFF
-            ),
-            "azure_credential_factory": lambda target: acr.credential,
+            "client_factories": {
+                AWS: aws_client,
+                # azure-core's default retry policy as in production, waiting less (see Cli); no polling delay
+                AZURE_MANAGEMENT: lambda ctx, subscription, target: acr.client(
+                    subscription,
+                    base_url=proxies["arm"].url,
+                    retry_total=10,
+                    retry_backoff_factor=TEST_BACKOFF,
+                ),
+                AZURE_CREDENTIAL: lambda ctx, target: acr.credential,
+            },
         }
 
     def spec(self, prefix: str) -> Path:

@@ -34,6 +34,7 @@ from mirrorspec.context import Endpoint
 from mirrorspec.errors import ProviderError, RegistryError
 from mirrorspec.oci.transport import _retry_after
 from mirrorspec.providers import acr
+from mirrorspec.providers.acr.clients import AZURE_CREDENTIAL, AZURE_MANAGEMENT
 
 MIRRORSPEC = Path(sys.executable).with_name("mirrorspec")
 IN_ALL = re.compile(r"; (\d+) attempts, (\d+(?:\.\d+)?)s in all\)")
@@ -293,8 +294,10 @@ targets:
         ctx = RunContext(
             spec,
             timeout=1.0,
-            azure_client_factory=lambda subscription, target: emu.client(subscription),
-            azure_credential_factory=lambda target: emu.credential,
+            client_factories={
+                AZURE_MANAGEMENT: lambda ctx, subscription, target: emu.client(subscription),
+                AZURE_CREDENTIAL: lambda ctx, target: emu.credential,
+            },
             registry_overrides={"mycompany.azurecr.io": Endpoint(server.host, ca_bundle=str(certs.ca_file))},
         )
         began = time.monotonic()

@@ -40,6 +40,8 @@ from emulators.ecr import EcrEmulator
 
 from mirrorspec import cli, engine, render_terraform, terraform_document
 from mirrorspec.context import Endpoint, RunContext
+from mirrorspec.providers.acr.clients import AZURE_CREDENTIAL, AZURE_MANAGEMENT
+from mirrorspec.providers.ecr.clients import AWS
 from mirrorspec.spec import load_spec
 
 EXAMPLES = beds.EXAMPLES
@@ -203,9 +205,7 @@ def render_cli(
         partial(
             RunContext,
             registry_overrides=overrides,
-            aws_client_factory=_unreachable,
-            azure_client_factory=_unreachable,
-            azure_credential_factory=_unreachable,
+            client_factories=dict.fromkeys((AWS, AZURE_CREDENTIAL, AZURE_MANAGEMENT), _unreachable),
         ),
     )
     with pytest.raises(SystemExit) as exit_:

@@ -28,6 +28,7 @@ from testbed import push_chart, push_image, retag, start_registry
 from mirrorspec import engine, schemas
 from mirrorspec.context import Endpoint, RunContext
 from mirrorspec.plan import to_json
+from mirrorspec.providers.ecr.clients import AWS
 from mirrorspec.spec import json_schema, parse_spec
 
 MIRRORSPEC = str(Path(sys.executable).with_name("mirrorspec"))
@@ -205,12 +206,12 @@ targets:
 """
         )
 
-        def aws_client(service: str, region: str, profile: str | None) -> Any:
+        def aws_client(ctx: RunContext, service: str, region: str, profile: str | None) -> Any:
             return emu.client(service, region=region)
 
         ctx = RunContext(
             spec,
-            aws_client_factory=aws_client,
+            client_factories={AWS: aws_client},
             registry_overrides={
                 "docker.io": Endpoint(upstream.host, insecure=True),
                 ECR_HOST: Endpoint(ecr.host, ca_bundle=str(ecr.ca_file)),

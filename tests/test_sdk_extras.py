@@ -21,15 +21,17 @@ for name in sys.argv[1].split(","):
     sys.modules[name] = None
 from mirrorspec.context import RunContext
 from mirrorspec.errors import MirrorspecError
+from mirrorspec.providers.acr.clients import azure_client
+from mirrorspec.providers.ecr.clients import aws_client
 from mirrorspec.spec import load_spec
 
 spec = load_spec(sys.argv[2])
 ctx = RunContext(spec)
 try:
     if sys.argv[3] == "aws":
-        ctx.aws_client("ecr", "eu-west-1")
+        aws_client(ctx, "ecr", "eu-west-1")
     else:
-        ctx.azure_client("00000000-0000-0000-0000-000000000000", spec.target("azure-prod"))
+        azure_client(ctx, "00000000-0000-0000-0000-000000000000", spec.target("azure-prod"))
 except MirrorspecError as exc:
     print(exc)
     sys.exit(1)

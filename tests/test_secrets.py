@@ -127,16 +127,19 @@ kwargs = {"registry_overrides": {h: Endpoint(**e) for h, e in bed["overrides"].i
 if bed.get("acr"):
     from azure.core.credentials import AccessToken
     from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+    from mirrorspec.providers.acr.clients import AZURE_CREDENTIAL, AZURE_MANAGEMENT
 
     class Token:
         def get_token(self, *scopes, **kw):
             return AccessToken(bed["acr"]["token"], 2**31 - 1)
 
-    kwargs["azure_credential_factory"] = lambda target: Token()
-    kwargs["azure_client_factory"] = lambda sub, target: ContainerRegistryManagementClient(
-        Token(), sub, base_url=bed["acr"]["url"], connection_verify=bed["acr"]["ca"],
-        api_version="2023-07-01", polling_interval=0, retry_total=0,
-    )
+    kwargs["client_factories"] = {
+        AZURE_CREDENTIAL: lambda ctx, target: Token(),
+        AZURE_MANAGEMENT: lambda ctx, sub, target: ContainerRegistryManagementClient(
+            Token(), sub, base_url=bed["acr"]["url"], connection_verify=bed["acr"]["ca"],
+            api_version="2023-07-01", polling_interval=0, retry_total=0,
+        ),
+    }
 cli.RunContext = terraform.RunContext = partial(RunContext, **kwargs)
 cli.main(sys.argv[1:])
 """

@@ -42,6 +42,7 @@ from mirrorspec import cli
 from mirrorspec.context import RunContext
 from mirrorspec.credentials import BasicAuth
 from mirrorspec.providers.ecr import observed as ecr_provider
+from mirrorspec.providers.ecr.clients import AWS
 
 needs_terraform = needs_aws_provider()
 
@@ -104,7 +105,7 @@ def mirrorspec(
     if isinstance(where, beds.Bed):
         kwargs = where.context_kwargs()
     else:
-        kwargs = {"registry_overrides": where.overrides(), "aws_client_factory": _unreachable}
+        kwargs = {"registry_overrides": where.overrides(), "client_factories": {AWS: _unreachable}}
     monkeypatch.setattr(cli, "RunContext", partial(RunContext, **kwargs))
     with pytest.raises(SystemExit) as exit_:
         cli.main(list(argv))

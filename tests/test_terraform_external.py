@@ -32,6 +32,7 @@ from testbed import RegistryServer, push_image, request_log, retag, start_regist
 
 from mirrorspec import schemas, terraform
 from mirrorspec.context import Endpoint, RunContext
+from mirrorspec.providers.ecr.clients import AWS
 from mirrorspec.spec import Spec
 
 MIRRORSPEC = str(Path(sys.executable).with_name("mirrorspec"))
@@ -372,7 +373,7 @@ def test_ecr_plan_and_audit_only_read(servers: tuple[RegistryServer, RegistrySer
         spec_file = tmp_path / "ecr.yaml"
         spec_file.write_text(ECR_SPEC.format(upstream=upstream.host, ecr=ECR_HOST))
 
-        def aws_client(service: str, region: str, profile: str | None) -> Any:
+        def aws_client(ctx: RunContext, service: str, region: str, profile: str | None) -> Any:
             client = emu.client(service, region=region)
             client.meta.events.register(
                 "before-call", lambda model, **_: operations.append(f"{service}:{model.name}")
@@ -382,7 +383,7 @@ def test_ecr_plan_and_audit_only_read(servers: tuple[RegistryServer, RegistrySer
         def context(spec: Spec) -> RunContext:
             return RunContext(
                 spec,
-                aws_client_factory=aws_client,
+                client_factories={AWS: aws_client},
                 registry_overrides={ECR_HOST: Endpoint(ecr.host, ca_bundle=str(ecr.ca_file))},
             )
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import importlib
 from functools import cache
 from importlib.metadata import entry_points
-from typing import cast
+from typing import Any, cast
 
 from ..errors import MirrorspecError
 from .base import Provider
 
-__all__ = ["GROUP", "available", "get"]
+__all__ = ["GROUP", "available", "declared", "get"]
 
 GROUP = "mirrorspec.providers"
 
@@ -36,3 +36,15 @@ def get(type_name: str) -> Provider:
             f"(installed: {installed}); this build of mirrorspec cannot plan such targets yet"
         )
     return cast(Provider, importlib.import_module(module_path))
+
+
+def declared(name: str) -> list[tuple[str, Any]]:
+    """(type, value) of the optional contract attribute `name` for every installed provider
+    that defines it, by type name: how the run gathers what providers contribute to shared
+    machinery (`CLIENT_FACTORIES`, `ENV_PREFIXES`) without naming any of them."""
+    found = []
+    for type_name in sorted(available()):
+        value = getattr(get(type_name), name, None)
+        if value is not None:
+            found.append((type_name, value))
+    return found

@@ -109,6 +109,23 @@ class Provider(Protocol):
     def endpoint(self, target: Any, ctx: RunContext) -> Endpoint: ...
 
 
+# Optional attributes, read with getattr (`providers.declared`) so that a provider without them
+# needs nothing:
+#
+# CLIENT_FACTORIES: Mapping[str, ClientFactory]
+#     kind -> `factory(ctx, *args)` building one of the clients the provider talks to its
+#     cloud with (an SDK client, a token credential). The provider asks for them with
+#     `ctx.service_client(kind, *args)`, which builds each once per run (`args` are the cache
+#     key; a spec target counts by its name) and closes it at the end; tests replace a kind's
+#     factory through `RunContext(client_factories=...)`. Name a kind after what it builds
+#     ("aws", "azure-credential"): providers that declare the same kind share one factory.
+#
+# ENV_PREFIXES: Sequence[str]
+#     Prefixes of the environment variables the provider's SDK reads credentials from
+#     ("AWS_"). skopeo never needs them and runs without every variable that starts with one,
+#     on top of a built-in list that stays whatever providers declare (`skopeo.process`).
+
+
 def nothing_cached(target: Any, ctx: RunContext) -> frozenset[str]:
     """Default `cached`: no pull-through cache, every repository is mirrored."""
     return frozenset()

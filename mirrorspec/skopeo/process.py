@@ -68,7 +68,20 @@ def find_skopeo() -> Skopeo:
 
 
 # Variables skopeo never needs and that hold cloud credentials: the SDKs' own, by prefix.
-_CLOUD_CREDENTIALS = re.compile(r"^(?:AWS_|AZURE_|ARM_|GOOGLE_|GCLOUD_|CLOUDSDK_)")
+# Each provider declares the prefixes its SDK reads (`ENV_PREFIXES`, see `providers.base`);
+# this list stays on top of them, so that a cloud's credentials are kept from skopeo whether or
+# not its provider is installed, and however a provider's declaration changes.
+_BUILT_IN_PREFIXES = ("AWS_", "AZURE_", "ARM_", "GOOGLE_", "GCLOUD_", "CLOUDSDK_")
+
+
+@cache
+def _credential_prefixes() -> tuple[str, ...]:
+    """The built-in prefixes and those every installed provider declares."""
+    # Imported on first use: it loads every installed provider, which only a copy needs here.
+    from .. import providers
+
+    declared = (prefix for _, prefixes in providers.declared("ENV_PREFIXES") for prefix in prefixes)
+    return tuple(dict.fromkeys((*_BUILT_IN_PREFIXES, *declared)))
 
 
 def _skopeo_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -80,7 +93,7 @@ def _skopeo_environment(environ: dict[str, str] | None = None) -> dict[str, str]
     return {
         name: value
         for name, value in environ.items()
-        if not _CLOUD_CREDENTIALS.match(name) and redact(value) == value
+        if not name.startswith(_credential_prefixes()) and redact(value) == value
     }
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 from .api import endpoint
 from .changes import apply, copy
 from .checks import check
+from .clients import CLIENT_FACTORIES, ENV_PREFIXES
 from .native import (
     CACHE_RULE,
     CREDENTIAL_SET,
@@ -49,8 +50,10 @@ from .terraform import TERRAFORM_PROVIDERS, render_terraform, terraform_copies
 
 __all__ = [
     "CACHE_RULE",
+    "CLIENT_FACTORIES",
     "CREDENTIAL_SET",
     "ENGINE",
+    "ENV_PREFIXES",
     "IN_PLACE",
     "MAX_CACHE_RULES",
     "PERMISSIONS",

@@ -20,6 +20,7 @@ from ...errors import (
 )
 from ...redaction import clip
 from ...tls_failures import explain_tls_failure
+from .clients import azure_client, azure_credential
 from .target import AcrTarget
 
 __all__ = [
@@ -40,10 +41,10 @@ def endpoint(target: Any, ctx: RunContext) -> Endpoint:
     """The login server, with a refresh token exchanged for our Azure token (never printed)."""
     import requests
 
-    client = ctx.azure_client(target.subscription, target)
+    client = azure_client(ctx, target.subscription, target)
     with _mapped(target, "get registry"):
         registry = client.registries.get(target.resource_group, target.registry)
-        token = ctx.azure_credential(target).get_token(ARM_SCOPE).token
+        token = azure_credential(ctx, target).get_token(ARM_SCOPE).token
     register_secret(token)
     login_server = str(registry.login_server or f"{target.registry.lower()}.azurecr.io")
     reached = ctx.reach(Endpoint(login_server))

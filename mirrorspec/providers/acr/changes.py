@@ -16,6 +16,7 @@ from ...errors import (
 )
 from ...plan import Change, Copy, CopyTag
 from .api import _mapped
+from .clients import azure_client
 from .native import CACHE_RULE, CREDENTIAL_SET, MANAGED_TAG, REPLICATION
 from .observed import _credential_set_id
 from .target import AcrTarget
@@ -32,7 +33,7 @@ log = logging.getLogger(__package__)
 
 
 def apply(change: Change, target: Any, ctx: RunContext) -> None:
-    client = ctx.azure_client(target.subscription, target)
+    client = azure_client(ctx, target.subscription, target)
     what = f"{change.action} {change.resource} {change.id}"
     with _mapped(target, what):
         if change.action in ("delete", "replace"):
@@ -146,7 +147,7 @@ def copy(copy: Copy, target: Any, ctx: RunContext) -> None:
     """Import every tag of one planned copy server-side, by digest, a few at a time."""
     from azure.mgmt.containerregistry import models
 
-    client = ctx.azure_client(target.subscription, target)
+    client = azure_client(ctx, target.subscription, target)
     host, _, repository = copy.source.partition("/")
     _, _, destination = copy.destination.partition("/")
     login = _source_login(ctx, host)  # resolved now, sent only in the request body

@@ -1,7 +1,7 @@
 """Azure Container Registry (`type: acr`): artifact-cache rules, credential sets, imports, geo-replication.
 
 Facts that shaped it (research/acr.md; the contract is the 2023-07-01 management API, which
-the client is pinned to, see `context.ACR_API_VERSION`):
+the client is pinned to, see `clients.ACR_API_VERSION`):
 - The artifact cache serves a fixed list of upstream hosts and has no tag filter. In cache
   mode each repository that takes every tag becomes one cache rule whose target repository
   is the DESIGN destination path, so cached paths equal mirrored ones. Version filters and

@@ -16,6 +16,7 @@ from ...errors import (
 from ...plan import Note, Resource
 from ...redaction import clip
 from .api import _mapped, endpoint
+from .clients import azure_client
 from .native import (
     CACHE_RULE,
     CREDENTIAL_SET,
@@ -60,7 +61,7 @@ def _credential_set_of(target: AcrTarget, resource_id: str | None) -> str:
 def observe(target: Any, ctx: RunContext) -> AcrObserved:
     """The registry's SKU and location, every cache rule, credential set and replication
     (list calls following nextLink), and which wanted cache-rule repositories already exist."""
-    client = ctx.azure_client(target.subscription, target)
+    client = azure_client(ctx, target.subscription, target)
     group, name = target.resource_group, target.registry
     resources: list[Resource] = []
     notes: list[Note] = []

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from .api import endpoint
 from .changes import apply
+from .clients import CLIENT_FACTORIES, ENV_PREFIXES
 from .native import (
     IN_PLACE,
     MANAGED,
@@ -44,6 +45,8 @@ from .target import EcrTarget
 from .terraform import TERRAFORM_PROVIDERS, render_terraform
 
 __all__ = [
+    "CLIENT_FACTORIES",
+    "ENV_PREFIXES",
     "IN_PLACE",
     "MANAGED",
     "PERMISSIONS",

@@ -17,6 +17,7 @@ from ...errors import (
     ProviderError,
     ProviderThrottled,
 )
+from .clients import aws_client
 from .native import _account_region
 from .target import EcrTarget
 
@@ -33,7 +34,7 @@ def endpoint(target: Any, ctx: RunContext) -> Endpoint:
     import base64
 
     account, region = _account_region(target)
-    ecr = ctx.aws_client("ecr", region, target.profile)
+    ecr = aws_client(ctx, "ecr", region, target.profile)
     with _mapped(target, "GetAuthorizationToken"):
         data = ecr.get_authorization_token(registryIds=[account])["authorizationData"][0]
     user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")

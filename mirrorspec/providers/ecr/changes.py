@@ -15,6 +15,7 @@ from ...errors import (
 )
 from ...plan import Change
 from .api import _code, _mapped
+from .clients import aws_client
 from .native import MANAGED, REPLICATION, REPOSITORY, RULE, SECRET, STATEMENT, TEMPLATE, _account_region, _Doc
 from .observed import (
     _delete_replication,
@@ -38,7 +39,7 @@ __all__ = [
 
 def apply(change: Change, target: Any, ctx: RunContext) -> None:
     account, region = _account_region(target)
-    ecr = ctx.aws_client("ecr", region, target.profile)
+    ecr = aws_client(ctx, "ecr", region, target.profile)
     with _mapped(target, f"{change.action} {change.resource} {change.id}"):
         if change.resource == REPOSITORY:
             _create_repository(ecr, account, change.id)
@@ -47,7 +48,7 @@ def apply(change: Change, target: Any, ctx: RunContext) -> None:
         elif change.resource == TEMPLATE:
             _apply_template(ecr, change)
         elif change.resource == SECRET:
-            _apply_secret(ctx.aws_client("secretsmanager", region, target.profile), ctx, target, change)
+            _apply_secret(aws_client(ctx, "secretsmanager", region, target.profile), ctx, target, change)
         elif change.resource == REPLICATION:
             _apply_replication(ecr, target, change)
         elif change.resource == STATEMENT:
@@ -74,7 +75,7 @@ def _apply_rule(
     after = dict(change.after or {})
     arn = None
     if "credentialSecret" in after:
-        secrets = ctx.aws_client("secretsmanager", region, target.profile)
+        secrets = aws_client(ctx, "secretsmanager", region, target.profile)
         arn = secrets.describe_secret(SecretId=after["credentialSecret"])["ARN"]
     if change.action == "update":
         ecr.update_pull_through_cache_rule(
@@ -217,7 +218,7 @@ def _apply_statement(ctx: RunContext, target: EcrTarget, change: Change) -> None
             target=target.name,
             operation="PutRegistryPolicy",
         )
-    ecr = ctx.aws_client("ecr", region, profile)
+    ecr = aws_client(ctx, "ecr", region, profile)
     wanted = None if change.action == "delete" else dict(change.after or {})
 
     def merge(current: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from ...errors import (
 from ...plan import Note, Resource
 from .. import base
 from .api import _code, _mapped, _register_secret_string
+from .clients import aws_client
 from .native import (
     MANAGED,
     REPLICATION,
@@ -47,7 +48,7 @@ def observe(target: Any, ctx: RunContext) -> base.Observed:
     """Every PTC rule, creation template, our secrets, repositories under the prefix, the
     replication configuration's rules and our policy statements — with paginated list calls."""
     account, region = _account_region(target)
-    ecr = ctx.aws_client("ecr", region, target.profile)
+    ecr = aws_client(ctx, "ecr", region, target.profile)
     resources: list[Resource] = []
     with _mapped(target, "observe"):
         for page in ecr.get_paginator("describe_pull_through_cache_rules").paginate(registryId=account):
@@ -175,7 +176,7 @@ def _owned(target: EcrTarget, ctx: RunContext, rule_prefix: str) -> bool:
 
 
 def _observe_secrets(target: EcrTarget, ctx: RunContext, region: str) -> list[Resource]:
-    secrets = ctx.aws_client("secretsmanager", region, target.profile)
+    secrets = aws_client(ctx, "secretsmanager", region, target.profile)
     name_prefix = f"{SECRET_PREFIX}mirrorspec/{target.name}/"
     wanted = _wanted_secret_values(target, ctx)
     # ListSecrets "might not reflect changes from the last five minutes" and lists no secret
@@ -280,7 +281,7 @@ def _observe_statements(
     """Our statement in a destination account's registry policy: ours by its exact Sid. Other
     `mirrorspec-` Sids are other installations' (another source account replicating there)."""
     with _mapped(target, "GetRegistryPolicy"):
-        policy = _read_policy(ctx.aws_client("ecr", region, profile))
+        policy = _read_policy(aws_client(ctx, "ecr", region, profile))
     sid = _our_sid(target)
     return [
         Resource(STATEMENT, f"{account}/{region}/{sid}", dict(s), managed=True)
