@@ -28,8 +28,9 @@ import pytest
 __all__ = ["MIRROR_ENV", "Terraform", "find_aws_mirror", "skip_reason"]
 
 MIRROR_ENV = "MIRRORSPEC_TF_PLUGIN_MIRROR"
+# Terraform's implied local mirror directories, and any directory directly under /opt (the
+# FHS place for add-on software, where images often unpack a provider mirror).
 _CONVENTIONAL = (
-    "/opt/tf-plugins",
     "~/.terraform.d/plugins",
     "~/.local/share/terraform/plugins",
     "/usr/local/share/terraform/plugins",
@@ -45,7 +46,8 @@ def _platform() -> str:
 def find_aws_mirror() -> Path | None:
     """The first mirror directory holding an AWS provider binary for this platform."""
     named = os.environ.get(MIRROR_ENV)
-    candidates = [named] if named else list(_CONVENTIONAL)
+    opt = sorted(str(path) for path in Path("/opt").glob("*") if path.is_dir())
+    candidates = [named] if named else [*_CONVENTIONAL, *opt]
     for candidate in candidates:
         root = Path(candidate).expanduser()
         found = root.glob(f"registry.terraform.io/hashicorp/aws/*/{_platform()}/terraform-provider-aws_*")
@@ -58,7 +60,7 @@ def skip_reason() -> str | None:
     if shutil.which("terraform") is None:
         return "terraform is not installed (it is on CI)"
     if find_aws_mirror() is None:
-        where = os.environ.get(MIRROR_ENV) or ", ".join(_CONVENTIONAL)
+        where = os.environ.get(MIRROR_ENV) or ", ".join([*_CONVENTIONAL, "/opt/*"])
         return (
             f"no hashicorp/aws provider for {_platform()} in a filesystem mirror ({where}); "
             f"set {MIRROR_ENV} to a directory in Terraform's unpacked mirror layout"
