@@ -10,29 +10,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 from emulators import EcrEmulator, EmulatorBug
-
-REGION = "eu-west-1"
-ACCOUNT = "123456789012"
-CREDS = json.dumps({"username": "mirror-bot", "accessToken": "s3cr3t"})
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EcrEmulator]:
-    with EcrEmulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-def emu(emulator: EcrEmulator) -> Iterator[EcrEmulator]:
-    emulator.reset()
-    yield emulator
-    emulator.check()
+from test_ecr_emulator import ACCOUNT, CREDS, REGION
+from test_ecr_emulator import emu as emu  # the fixtures, re-exported for pytest
+from test_ecr_emulator import emulator as emulator
 
 
 def code_of(excinfo: pytest.ExceptionInfo[ClientError]) -> str:
