@@ -32,7 +32,7 @@ from . import engine, output
 from . import spec as specmod
 from ._version import __version__
 from .context import RunContext
-from .credentials import redact, register_environment_secrets
+from .credentials import redact
 from .errors import MirrorspecError
 from .oci import BODY_TIMEOUTS, DEFAULT_TIMEOUT, HOST_BUDGET_TIMEOUTS
 from .plan import to_json
@@ -495,7 +495,6 @@ def main(argv: list[str] | None = None) -> None:
     stdout and stderr are wrapped for the whole run (`RedactingStream`): every byte printed —
     tables, JSON, rendered files, logs, an internal error's traceback — is redacted on its way
     out, whichever code printed it."""
-    register_environment_secrets()
     streams = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = RedactingStream(streams[0]), RedactingStream(streams[1])
     try:

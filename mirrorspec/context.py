@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import paths
-from .credentials import BasicAuth, resolve_basic_auth
+from .credentials import BasicAuth, register_environment_secrets, resolve_basic_auth
 from .errors import MirrorspecError
 from .oci import DEFAULT_TIMEOUT, RegistryClient, Transport
 from .spec import Spec, TargetBase, check_ca_bundle
@@ -72,6 +72,9 @@ class RunContext:
 
     def __post_init__(self) -> None:
         self.transport = Transport(self.timeout)
+        # Before any SDK client exists: what it reads from the environment is scrubbed from
+        # everything it, or a server answering it, might echo.
+        register_environment_secrets()
 
     def endpoint(
         self,

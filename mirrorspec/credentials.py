@@ -25,23 +25,18 @@ from .spec import EnvRef, FileRef, SecretRef, Spec
 
 __all__ = ["BasicAuth", "redact", "register_environment_secrets", "register_secret", "resolve_basic_auth"]
 
-# Cloud SDK credentials mirrorspec may run with: never ours to print, so scrubbed like the
-# spec's secrets from anything an SDK or server echoes back.
-CLOUD_SECRET_VARIABLES = (
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AZURE_CLIENT_SECRET",
-    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
-    "AZURE_PASSWORD",
-)
-
 
 def register_environment_secrets() -> None:
-    """Register the cloud credentials present in the environment (`CLOUD_SECRET_VARIABLES`)."""
-    for name in CLOUD_SECRET_VARIABLES:
-        value = os.environ.get(name)
-        if value:
-            register_secret(value)
+    """Register the SDK secrets present in the environment, as every installed provider names
+    them (`SECRET_VARIABLES`): never ours to print, so scrubbed like the spec's secrets from
+    anything an SDK or a server echoes back."""
+    from . import providers  # not at import: providers import this module through the spec
+
+    for _, names in providers.declared("SECRET_VARIABLES"):
+        for name in names:
+            value = os.environ.get(name)
+            if value:
+                register_secret(value)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""The run's service clients (`RunContext.service_client`) and the environment prefixes providers
-declare (`ENV_PREFIXES`): the two places where shared machinery serves a provider without naming it.
+"""The run's service clients (`RunContext.service_client`) and the secret environment variables
+providers declare (`SECRET_VARIABLES`): the two places where shared machinery serves a provider
+without naming it; and the environment skopeo inherits, which names no provider at all.
 
 The factories here are test inputs handed to a real `RunContext`, not stand-ins for mirrorspec
 code; the built-in providers' own factories are exercised by their provider tests (through the
@@ -16,6 +17,7 @@ import pytest
 
 from mirrorspec import providers
 from mirrorspec.context import RunContext
+from mirrorspec.credentials import redact
 from mirrorspec.errors import MirrorspecError
 from mirrorspec.skopeo.process import _skopeo_environment
 from mirrorspec.spec import parse_spec
@@ -156,12 +158,44 @@ def test_declared_client_factories_take_the_context_first(type_name: str) -> Non
         assert next(iter(inspect.signature(factory).parameters)) == "ctx", kind
 
 
-def test_every_declared_environment_prefix_is_kept_from_skopeo() -> None:
-    declared = [prefix for _, prefixes in providers.declared("ENV_PREFIXES") for prefix in prefixes]
-    assert declared, "no installed provider declares ENV_PREFIXES"
-    # The built-in list stays whatever providers declare.
-    built_in = ["AWS_", "AZURE_", "ARM_", "GOOGLE_", "GCLOUD_", "CLOUDSDK_"]
-    for prefix in (*declared, *built_in):
-        assert prefix.isupper() and prefix.endswith("_"), prefix
-        environ = {f"{prefix}MIRRORSPEC_PROBE": "a-cloud-credential", "HOME": "/home/someone"}
-        assert _skopeo_environment(environ) == {"HOME": "/home/someone"}, prefix
+def test_skopeo_inherits_only_what_it_reads() -> None:
+    environ = {
+        # Cloud SDK credentials, whether or not their provider is installed, and tokens no
+        # provider knows about: skopeo gets its logins from the auth file, never from these.
+        "AWS_SECRET_ACCESS_KEY": "aws-probe-value",
+        "AZURE_CLIENT_SECRET": "azure-probe-value",
+        "GOOGLE_APPLICATION_CREDENTIALS": "/keys/gcp.json",
+        "GITHUB_TOKEN": "ghp_probe",
+        "VAULT_TOKEN": "hvs.probe",
+        "CI_JOB_TOKEN": "ci-probe",
+        # What it does read: kept.
+        "HOME": "/home/someone",
+        "TMPDIR": "/var/tmp/big",
+        "HTTPS_PROXY": "http://proxy:3128",
+        "no_proxy": "localhost",
+        "SSL_CERT_FILE": "/etc/ssl/custom.pem",
+        "CONTAINERS_REGISTRIES_CONF": "/etc/containers/registries.conf",
+        "LC_ALL": "C.UTF-8",
+    }
+    kept = _skopeo_environment(environ)
+    assert kept == {
+        "HOME": "/home/someone",
+        "TMPDIR": "/var/tmp/big",
+        "HTTPS_PROXY": "http://proxy:3128",
+        "no_proxy": "localhost",
+        "SSL_CERT_FILE": "/etc/ssl/custom.pem",
+        "CONTAINERS_REGISTRIES_CONF": "/etc/containers/registries.conf",
+        "LC_ALL": "C.UTF-8",
+    }
+
+
+def test_declared_secret_variables_are_scrubbed_from_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    declared = [name for _, names in providers.declared("SECRET_VARIABLES") for name in names]
+    assert declared, "no installed provider declares SECRET_VARIABLES"
+    for i, name in enumerate(declared):
+        assert name.isupper() and " " not in name, name
+        monkeypatch.setenv(name, f"probe-secret-{i}-of-{name.lower()}")
+    RunContext(parse_spec(SPEC)).close()  # a run registers them before any SDK client exists
+    for i, name in enumerate(declared):
+        value = f"probe-secret-{i}-of-{name.lower()}"
+        assert redact(f"echoed: {value}") == "echoed: ***", name

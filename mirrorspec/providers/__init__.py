@@ -41,7 +41,7 @@ def get(type_name: str) -> Provider:
 def declared(name: str) -> list[tuple[str, Any]]:
     """(type, value) of the optional contract attribute `name` for every installed provider
     that defines it, by type name: how the run gathers what providers contribute to shared
-    machinery (`CLIENT_FACTORIES`, `ENV_PREFIXES`) without naming any of them."""
+    machinery (`CLIENT_FACTORIES`, `SECRET_VARIABLES`) without naming any of them."""
     found = []
     for type_name in sorted(available()):
         value = getattr(get(type_name), name, None)

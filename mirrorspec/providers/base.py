@@ -120,10 +120,11 @@ class Provider(Protocol):
 #     factory through `RunContext(client_factories=...)`. Name a kind after what it builds
 #     ("aws", "azure-credential"): providers that declare the same kind share one factory.
 #
-# ENV_PREFIXES: Sequence[str]
-#     Prefixes of the environment variables the provider's SDK reads credentials from
-#     ("AWS_"). skopeo never needs them and runs without every variable that starts with one,
-#     on top of a built-in list that stays whatever providers declare (`skopeo.process`).
+# SECRET_VARIABLES: Sequence[str]
+#     Environment variables holding secrets the provider's SDK reads ("AWS_SECRET_ACCESS_KEY").
+#     Each run registers their values for redaction (`credentials.register_environment_secrets`),
+#     so an SDK or a server that echoes one prints nothing. (skopeo never sees them: it
+#     inherits only the variables it reads, `skopeo.process`.)
 
 
 def nothing_cached(target: Any, ctx: RunContext) -> frozenset[str]:

@@ -1,8 +1,8 @@
 """skopeo as a child process: finding it, what it inherits from us, and its life tied to ours.
 
 - Credentials never reach skopeo through argv (any local user reads it in `ps`), nor through
-  its environment: that is ours minus every variable holding a secret we read and the cloud
-  credentials it never needs (`_skopeo_environment`). They come in auth files (`workspace`).
+  its environment: that holds only the variables skopeo reads, minus any holding a secret we
+  read (`_skopeo_environment`). They come in auth files (`workspace`).
 - skopeo dies with us. It runs in its own session (a terminal's Ctrl-C reaches only us, and
   we stop it, so the shutdown is the same for Ctrl-C and `kill <our pid>`), which also means
   nothing tied its life to ours: killed with -9, we would leave it copying. So it is started
@@ -67,33 +67,45 @@ def find_skopeo() -> Skopeo:
     return Skopeo(path, (major, minor, patch))
 
 
-# Variables skopeo never needs and that hold cloud credentials: the SDKs' own, by prefix.
-# Each provider declares the prefixes its SDK reads (`ENV_PREFIXES`, see `providers.base`);
-# this list stays on top of them, so that a cloud's credentials are kept from skopeo whether or
-# not its provider is installed, and however a provider's declaration changes.
-_BUILT_IN_PREFIXES = ("AWS_", "AZURE_", "ARM_", "GOOGLE_", "GCLOUD_", "CLOUDSDK_")
-
-
-@cache
-def _credential_prefixes() -> tuple[str, ...]:
-    """The built-in prefixes and those every installed provider declares."""
-    # Imported on first use: it loads every installed provider, which only a copy needs here.
-    from .. import providers
-
-    declared = (prefix for _, prefixes in providers.declared("ENV_PREFIXES") for prefix in prefixes)
-    return tuple(dict.fromkeys((*_BUILT_IN_PREFIXES, *declared)))
+# What skopeo may inherit: an allowlist, not a list of what to drop. A denylist of cloud
+# prefixes let through every credential nobody listed (GITHUB_TOKEN, VAULT_TOKEN, a CI's
+# deploy keys), and skopeo reads none of them: its registry logins come from the auth file
+# we hand it. Kept are the variables skopeo 1.9's code reads (found in its binary: the Go
+# runtime and net/http, containers/image's configuration paths) and a process's usual
+# identity, locale and search path:
+# - Go runtime and standard library: GODEBUG, GOGC, GOMAXPROCS, GOMEMLIMIT, GOTRACEBACK;
+#   TMPDIR (os.TempDir, and containers/image's big temporary files); TZ, ZONEINFO;
+#   SSL_CERT_FILE, SSL_CERT_DIR (crypto/x509's roots on Linux); the proxy variables in both
+#   cases (net/http's ProxyFromEnvironment, golang.org/x/net/http/httpproxy).
+# - containers/image and containers/storage: REGISTRY_AUTH_FILE, DOCKER_CONFIG, the XDG
+#   base directories, CONTAINERS_* (registries.conf, containers.conf, storage.conf, rootless
+#   ids), REGISTRIES_CONFIG_PATH, STORAGE_DRIVER, STORAGE_OPTS.
+# A proxy URL may carry a login: it is the user's proxy for every process, kept as before;
+# any value holding a secret mirrorspec has read is dropped whatever its name.
+_INHERITED = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "ZONEINFO", "TMPDIR",
+        "GODEBUG", "GOGC", "GOMAXPROCS", "GOMEMLIMIT", "GOTRACEBACK",
+        "SSL_CERT_FILE", "SSL_CERT_DIR",
+        "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
+        "http_proxy", "https_proxy", "no_proxy", "all_proxy",
+        "REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "REGISTRIES_CONFIG_PATH", "STORAGE_DRIVER", "STORAGE_OPTS",
+        "XDG_CONFIG_HOME", "XDG_RUNTIME_DIR", "XDG_DATA_HOME", "XDG_CACHE_HOME",
+    }
+)  # fmt: skip
+_INHERITED_PREFIXES = ("LC_", "CONTAINERS_")
 
 
 def _skopeo_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment skopeo runs with: ours without cloud credentials and without any
-    variable whose value holds a secret we have read (an `{env: VAR}` password, say). A
-    process's environment is readable by its owner in /proc, and skopeo gets its
-    credentials from the auth file anyway; proxies, HOME and TLS settings stay."""
+    """The environment skopeo runs with: the variables it reads (`_INHERITED`), minus any
+    whose value holds a secret we have read (an `{env: VAR}` password, say). A process's
+    environment is readable by its owner in /proc, and skopeo gets its credentials from the
+    auth file anyway; proxies, HOME and TLS settings stay."""
     environ = dict(os.environ if environ is None else environ)
     return {
         name: value
         for name, value in environ.items()
-        if not name.startswith(_credential_prefixes()) and redact(value) == value
+        if (name in _INHERITED or name.startswith(_INHERITED_PREFIXES)) and redact(value) == value
     }
 
 

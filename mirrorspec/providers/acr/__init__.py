@@ -26,7 +26,7 @@ from __future__ import annotations
 from .api import endpoint
 from .changes import apply, copy
 from .checks import check
-from .clients import CLIENT_FACTORIES, ENV_PREFIXES
+from .clients import CLIENT_FACTORIES, SECRET_VARIABLES
 from .native import (
     CACHE_RULE,
     CREDENTIAL_SET,
@@ -53,12 +53,12 @@ __all__ = [
     "CLIENT_FACTORIES",
     "CREDENTIAL_SET",
     "ENGINE",
-    "ENV_PREFIXES",
     "IN_PLACE",
     "MAX_CACHE_RULES",
     "PERMISSIONS",
     "QUIET_LOGGERS",
     "REPLICATION",
+    "SECRET_VARIABLES",
     "SUPPORT_KINDS",
     "TERRAFORM_PROVIDERS",
     "AcrDesired",

@@ -1,6 +1,6 @@
 """ACR's SDK clients: the Azure token credential and the management client, one per target for
-the run (`ctx.service_client`), and the environment variables that hold Azure credentials (kept
-away from skopeo).
+the run (`ctx.service_client`), and the environment variables that hold Azure secrets (scrubbed
+from every output).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ __all__ = [
     "AZURE_CREDENTIAL",
     "AZURE_MANAGEMENT",
     "CLIENT_FACTORIES",
-    "ENV_PREFIXES",
+    "SECRET_VARIABLES",
     "azure_client",
     "azure_credential",
 ]
@@ -27,9 +27,15 @@ ACR_API_VERSION = "2023-07-01"
 AZURE_CREDENTIAL = "azure-credential"  # (target,) -> azure-core TokenCredential
 AZURE_MANAGEMENT = "azure-management"  # (subscription, target) -> ContainerRegistryManagementClient
 
-# The Azure SDKs' (`AZURE_CLIENT_SECRET`, ...) and the Terraform azurerm provider's (`ARM_*`)
-# variables: skopeo needs none of them.
-ENV_PREFIXES = ("AZURE_", "ARM_")
+# The secrets azure-identity's EnvironmentCredential reads (a service principal's secret, a
+# certificate's password, a user's password) and the azurerm Terraform provider's client
+# secret, which a Terraform run of mirrorspec may carry.
+SECRET_VARIABLES = (
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "AZURE_PASSWORD",
+    "ARM_CLIENT_SECRET",
+)
 
 
 def azure_credential(ctx: RunContext, target: Any) -> Any:

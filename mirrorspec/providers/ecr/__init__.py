@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from .api import endpoint
 from .changes import apply
-from .clients import CLIENT_FACTORIES, ENV_PREFIXES
+from .clients import CLIENT_FACTORIES, SECRET_VARIABLES
 from .native import (
     IN_PLACE,
     MANAGED,
@@ -46,7 +46,6 @@ from .terraform import TERRAFORM_PROVIDERS, render_terraform
 
 __all__ = [
     "CLIENT_FACTORIES",
-    "ENV_PREFIXES",
     "IN_PLACE",
     "MANAGED",
     "PERMISSIONS",
@@ -55,6 +54,7 @@ __all__ = [
     "REPOSITORY",
     "RULE",
     "SECRET",
+    "SECRET_VARIABLES",
     "STATEMENT",
     "SUPPORT_KINDS",
     "TEMPLATE",

@@ -1,5 +1,5 @@
 """ECR's SDK clients: boto3, one per service, region and profile for the run (`ctx.service_client`),
-and the environment variables that hold AWS credentials (kept away from skopeo).
+and the environment variables that hold AWS secrets (scrubbed from every output).
 """
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ from typing import Any
 from ...context import RunContext
 from ...optional_sdk import import_sdk
 
-__all__ = ["AWS", "CLIENT_FACTORIES", "ENV_PREFIXES", "aws_client"]
+__all__ = ["AWS", "CLIENT_FACTORIES", "SECRET_VARIABLES", "aws_client"]
 
 AWS = "aws"  # the client kind: (service, region, profile) -> boto3 client
 
-# The AWS SDKs' own variables (credentials, profiles, role ARNs): skopeo needs none of them.
-ENV_PREFIXES = ("AWS_",)
+# The secret half of the credentials botocore's EnvProvider reads: the access key's secret and
+# a temporary session's token (AWS_SECURITY_TOKEN is the older name botocore still accepts).
+SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 
 
 def aws_client(ctx: RunContext, service: str, region: str, profile: str | None = None) -> Any:
