@@ -7,9 +7,9 @@ it can travel in, from anything that reaches a terminal, a log, a file or an exc
 message — including text that came back from skopeo or a server, which we do not control.
 Passwords shorter than `MIN_SECRET_LENGTH` or holding control characters are refused.
 
-`aws-secret-arn`, `azure-key-vault-secret` and `azure-credential-set` are provider-native:
-the target's registry reads them itself (its provider hands it the reference), so they are
-not resolved here.
+Reference kinds and credential forms that providers add (`SECRET_REFERENCES`,
+`CREDENTIAL_FORMS`) are provider-native: the target's registry reads them itself (its
+provider hands it the reference), so they are not resolved here.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def resolve_basic_auth(spec: Spec, name: str) -> BasicAuth:
         raise CredentialError(f"unknown credentials '{name}'", credential=name)
     if credential.username is None or credential.password is None:
         raise CredentialError(
-            f"credentials '{name}' are provider-native (aws-secret-arn or azure-credential-set); "
+            f"credentials '{name}' are provider-native ({' or '.join(credential.FORMS)}); "
             "registry copies need username + password references",
             credential=name,
         )

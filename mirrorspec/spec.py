@@ -8,8 +8,9 @@ is a fixed set. Positions come from ruamel.yaml's round-trip loader, which keeps
 and column of every key and value (PyYAML's safe loader throws them away).
 
 Secrets never appear in the spec: credentials are references (`{env: VAR}`,
-`{file: path}`, `{aws-secret-arn: ...}`, `{azure-key-vault-secret: ...}`), and a literal
-password is refused without echoing it.
+`{file: path}`, or a kind an installed provider adds: `SECRET_REFERENCES`), or a
+provider-native login named by one key (`CREDENTIAL_FORMS`); a literal password is refused
+without echoing it.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from __future__ import annotations
 import re
 import types
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union, cast, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -30,6 +33,7 @@ from pydantic import (
     PrivateAttr,
     Tag,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -46,23 +50,25 @@ from . import files, paths, versions
 from .errors import SpecError
 
 __all__ = [
-    "AwsSecretRef",
-    "AzureKeyVaultRef",
     "Credential",
+    "CredentialForm",
     "EnvRef",
     "FileRef",
     "Mode",
     "Repository",
     "SecretRef",
+    "SecretReference",
     "Source",
     "Spec",
     "SpecModel",
     "Target",
     "TargetBase",
     "check_ca_bundle",
+    "credential_forms",
     "json_schema",
     "load_spec",
     "parse_spec",
+    "secret_reference_models",
     "target_models",
     "target_types",
 ]
@@ -72,13 +78,11 @@ Mode = Literal["mirror", "cache"]
 _NAME = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 _ENV_VAR = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _HOST = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
-_AWS_SECRET_ARN = r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$"
 # What a pattern means, for error messages: a regex alone is not an explanation (a provider's
-# own patterns are in its Target model's PATTERN_MEANINGS).
+# own patterns are in its models' PATTERN_MEANINGS and its credential forms).
 _PATTERN_MEANING = {
     _NAME: "a name of lower-case letters, digits and '-'",
     _ENV_VAR: "an environment variable name",
-    _AWS_SECRET_ARN: "an AWS Secrets Manager secret ARN",
 }
 
 
@@ -91,67 +95,132 @@ class SpecModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=_kebab, populate_by_name=True)
 
+    # What a field pattern means, for error messages: a regex alone is not an explanation.
+    PATTERN_MEANINGS: ClassVar[dict[str, str]] = {}
+
+
+def _snake(key: str) -> str:
+    return key.replace("-", "_")
+
 
 # --- credential references -------------------------------------------------------------
 
 
-class EnvRef(SpecModel):
+class SecretReference(SpecModel):
+    """Where one secret lives: a mapping whose one identifying key is its kind (`env`, `file`,
+    or a kind a provider adds, whose registry reads the secret itself)."""
+
+    # What the kind's value is, for the error that lists the kinds: `{env: VAR}`.
+    PLACEHOLDER: ClassVar[str] = "VALUE"
+
+
+class EnvRef(SecretReference):
     """The secret is the value of an environment variable."""
 
+    PLACEHOLDER: ClassVar[str] = "VAR"
     env: str = Field(pattern=_ENV_VAR)
 
 
-class FileRef(SpecModel):
+class FileRef(SecretReference):
     """The secret is the content of a file (trailing newline stripped), relative to the spec."""
 
+    PLACEHOLDER: ClassVar[str] = "path"
     file: str = Field(min_length=1)
 
 
-class AwsSecretRef(SpecModel):
-    """An AWS Secrets Manager secret, by ARN; `key` picks a field of a JSON secret."""
+@dataclass(frozen=True)
+class CredentialForm:
+    """A provider-native `credentials:` entry: one key (the form's kind) whose value names a
+    login the provider's registry reads itself (a cloud secret, a stored credential set)."""
 
-    aws_secret_arn: str = Field(pattern=_AWS_SECRET_ARN)
-    key: str | None = None
+    pattern: str
+    """What the value must match."""
+    meaning: str | None = None
+    """What the pattern means, for error messages."""
 
 
-class AzureKeyVaultRef(SpecModel):
-    """An Azure Key Vault secret, by URI."""
+@cache
+def secret_reference_models() -> dict[str, type[SecretReference]]:
+    """Reference kind → its model: `env` and `file`, then the kinds installed providers add
+    (`SECRET_REFERENCES`), by kind; a kind two providers add is the first's, by type name."""
+    from . import providers  # not at import: providers import the spec
 
-    azure_key_vault_secret: str = Field(pattern=r"^https://[A-Za-z0-9-]+\.vault\.azure\.net/secrets/.+$")
+    added: dict[str, type[SecretReference]] = {}
+    for _, references in providers.declared("SECRET_REFERENCES"):
+        for kind, model in references.items():
+            added.setdefault(kind, model)
+    return {"env": EnvRef, "file": FileRef, **dict(sorted(added.items()))}
+
+
+@cache
+def credential_forms() -> dict[str, CredentialForm]:
+    """Provider-native credential form kind → its form, for every installed provider
+    (`CREDENTIAL_FORMS`), by kind; a kind two providers add is the first's, by type name."""
+    from . import providers
+
+    forms: dict[str, CredentialForm] = {}
+    for _, declared in providers.declared("CREDENTIAL_FORMS"):
+        for kind, form in declared.items():
+            forms.setdefault(kind, form)
+    return dict(sorted(forms.items()))
 
 
 def _ref_kind(value: Any) -> str | None:
     if isinstance(value, dict):
-        for kind in ("env", "file", "aws-secret-arn", "azure-key-vault-secret"):
+        for kind in secret_reference_models():
             if kind in value:
                 return kind
     return None
 
 
-SecretRef = Annotated[
-    Annotated[EnvRef, Tag("env")]
-    | Annotated[FileRef, Tag("file")]
-    | Annotated[AwsSecretRef, Tag("aws-secret-arn")]
-    | Annotated[AzureKeyVaultRef, Tag("azure-key-vault-secret")],
-    Discriminator(
-        _ref_kind,
-        custom_error_type="secret_ref",
-        custom_error_message="expected a reference: {env: VAR}, {file: path}, "
-        "{aws-secret-arn: ARN} or {azure-key-vault-secret: URI}",
-    ),
-]
+class _ByRefKind:
+    """Validates a secret reference with the model of its kind: a discriminated union of the
+    core kinds and those installed providers add, built when the spec model is first used."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        models = secret_reference_models()
+        shown = [f"{{{kind}: {model.PLACEHOLDER}}}" for kind, model in models.items()]
+        listed = f"{', '.join(shown[:-1])} or {shown[-1]}" if len(shown) > 1 else shown[0]
+        tagged = tuple(Annotated[model, Tag(kind)] for kind, model in models.items())
+        union: Any = Union[tagged]  # noqa: UP007 (a runtime tuple)
+        discriminator = Discriminator(
+            _ref_kind, custom_error_type="secret_ref", custom_error_message=f"expected a reference: {listed}"
+        )
+        return handler.generate_schema(Annotated[union, discriminator])
+
+
+SecretRef = Annotated[SecretReference, _ByRefKind()]
 
 
 class Credential(SpecModel):
-    """Named credentials: a username/password pair, or a provider-native secret holding both.
+    """Named credentials: a username/password pair, or a provider-native login named by one key.
 
     `username` may be a literal (it is not secret); `password` must be a reference.
     """
 
+    # The spec validates entries with `credential_model()`: this model plus one optional field
+    # per form an installed provider adds (`CREDENTIAL_FORMS`). (The docstring above is what
+    # `mirrorspec schema` shows.)
+
+    # Built at first use, not at import: the reference kinds come from the installed
+    # providers, which import this module (`_ByRefKind`).
+    model_config = ConfigDict(defer_build=True)
+
     username: SecretRef | str | None = None
     password: SecretRef | None = None
-    aws_secret_arn: str | None = Field(default=None, pattern=_AWS_SECRET_ARN)
-    azure_credential_set: str | None = Field(default=None, pattern=r"^[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*$")
+
+    # Form kind → field name, in the model built with the installed providers' forms.
+    FORMS: ClassVar[dict[str, str]] = {}
+
+    def form(self, kind: str) -> str | None:
+        """The value given for the provider-native form `kind`, if this entry is that form."""
+        field = self.FORMS.get(kind)
+        return None if field is None else cast("str | None", getattr(self, field))
+
+    @property
+    def native_form(self) -> str | None:
+        """The kind of provider-native form this entry is, or None for username + password."""
+        return next((kind for kind in self.FORMS if self.form(kind) is not None), None)
 
     @field_validator("password", mode="before")
     @classmethod
@@ -168,14 +237,34 @@ class Credential(SpecModel):
     def _one_form(self) -> Credential:
         forms = [
             self.username is not None or self.password is not None,
-            self.aws_secret_arn is not None,
-            self.azure_credential_set is not None,
+            *(self.form(kind) is not None for kind in self.FORMS),
         ]
         if sum(forms) != 1:
-            raise ValueError("give exactly one of: username + password, aws-secret-arn, azure-credential-set")
+            raise ValueError(f"give exactly one of: {', '.join(['username + password', *self.FORMS])}")
         if forms[0] and (self.username is None or self.password is None):
             raise ValueError("username and password go together")
         return self
+
+
+@cache
+def credential_model() -> type[Credential]:
+    """`Credential` with one optional field per provider-native form installed providers add."""
+    fields: dict[str, Any] = {
+        _snake(kind): (str | None, Field(default=None, pattern=form.pattern))
+        for kind, form in credential_forms().items()
+    }
+    model = create_model(
+        "Credential", __base__=Credential, __module__=__name__, __doc__=Credential.__doc__, **fields
+    )
+    model.FORMS = {kind: _snake(kind) for kind in credential_forms()}
+    return model
+
+
+class _WithForms:
+    """Validates a `credentials:` entry with `credential_model()`, built at first use."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        return handler.generate_schema(credential_model())
 
 
 # --- sources ---------------------------------------------------------------------------
@@ -309,9 +398,6 @@ class TargetBase(SpecModel):
         # here only for the type checker, so that the base adds no field of its own.
         type: str
 
-    # What a provider's field patterns mean, for error messages: a regex alone is not an explanation.
-    PATTERN_MEANINGS: ClassVar[dict[str, str]] = {}
-
     def problems(self) -> Iterator[tuple[str, tuple[Any, ...]]]:
         """What only the whole block shows once its keys are valid, as (message, key path below
         the target); reported at that path like any other spec error. None by default."""
@@ -321,7 +407,8 @@ class TargetBase(SpecModel):
         """Where `source_registry/repository` lands in this target, without its host: the one
         path mapping (`paths.destination`) with this target's prefix and layout (its own
         `layout:`, else the spec's). A provider's model names its prefix `prefix`, as a key or
-        as a property (Harbor's project); a model without one puts repositories at the root."""
+        as a property (a target whose prefix is its project); a model without one puts
+        repositories at the root."""
         prefix: str | None = getattr(self, "prefix", None)
         return paths.destination(prefix, spec.layout_of(self), source_registry, repository)
 
@@ -377,7 +464,7 @@ class Spec(SpecModel):
     version: Literal[1]
     mode: Mode = "mirror"
     layout: paths.Layout = "scoped"
-    credentials: dict[str, Credential] = Field(default_factory=dict)
+    credentials: dict[str, Annotated[Credential, _WithForms()]] = Field(default_factory=dict)
     sources: list[Source] = Field(min_length=1)
     targets: list[Target] = Field(min_length=1)
 
@@ -737,10 +824,7 @@ def _spec_error(exc: ValidationError, tree: CommentedMap, filename: str) -> Spec
         message = f"expected at least {ctx.get('min_length')} item(s)"
     if kind == "string_pattern_mismatch":
         pattern = str(ctx.get("pattern"))
-        meaning = _PATTERN_MEANING.get(pattern) or next(
-            (m.PATTERN_MEANINGS[pattern] for m in target_models().values() if pattern in m.PATTERN_MEANINGS),
-            None,
-        )
+        meaning = _pattern_meanings().get(pattern)
         expected = f"{meaning} (pattern {pattern})" if meaning else f"a value matching the pattern {pattern}"
         shown = f"'{error['input']}'" if _safe_to_echo(loc, error.get("input")) else "the value"
         message = f"{shown} is not {expected}"
@@ -749,6 +833,19 @@ def _spec_error(exc: ValidationError, tree: CommentedMap, filename: str) -> Spec
     elif error.get("input") is None and kind != "value_error":
         message += ", found nothing"
     return SpecError(f"{_crumbs(tree, loc)}{_clip_quoted(message)}", location=_position(tree, loc, filename))
+
+
+def _pattern_meanings() -> dict[str, str]:
+    """Every pattern's meaning: the spec's own, then the installed providers' (their models'
+    PATTERN_MEANINGS and their credential forms')."""
+    meanings = dict(_PATTERN_MEANING)
+    for model in (*target_models().values(), *secret_reference_models().values()):
+        for pattern, meaning in model.PATTERN_MEANINGS.items():
+            meanings.setdefault(pattern, meaning)
+    for form in credential_forms().values():
+        if form.meaning is not None:
+            meanings.setdefault(form.pattern, form.meaning)
+    return meanings
 
 
 def _safe_to_echo(loc: tuple[Any, ...], value: Any) -> bool:
@@ -888,9 +985,14 @@ def _item_annotation(annotation: Any) -> Any:
 def _model_of(annotation: Any, value: Any) -> Any:
     """The BaseModel class an annotation holds for the mapping `value` (through unions)."""
     origin = get_origin(annotation)
-    if origin is Annotated and any(isinstance(meta, _ByType) for meta in get_args(annotation)[1:]):
+    metadata = get_args(annotation)[1:] if origin is Annotated else ()
+    if any(isinstance(meta, _ByType) for meta in metadata):
         # A target block: the model of the provider installed for its `type`, if any.
         return target_models().get(str(value.get("type"))) if isinstance(value, dict) else None
+    if any(isinstance(meta, _ByRefKind) for meta in metadata):
+        return secret_reference_models().get(_ref_kind(value) or "")
+    if any(isinstance(meta, _WithForms) for meta in metadata):
+        return credential_model()
     if origin is Annotated:
         return _model_of(get_args(annotation)[0], value)
     if origin in (list, dict):

@@ -13,11 +13,11 @@ from ruamel.yaml import YAML
 
 from mirrorspec.errors import SpecError
 from mirrorspec.providers.acr.target import AcrTarget
+from mirrorspec.providers.ecr.credentials import AwsSecretRef
 from mirrorspec.providers.ecr.target import EcrReplication, EcrTarget
 from mirrorspec.providers.harbor.target import HarborTarget
 from mirrorspec.providers.registry.target import RegistryTarget
 from mirrorspec.spec import (
-    AwsSecretRef,
     EnvRef,
     FileRef,
     Repository,
@@ -581,7 +581,7 @@ def test_kebab_case_keys_map_to_fields() -> None:
         "    client-id: c\n"
     )
     spec = parse_spec(text)
-    assert spec.credentials["aws"].aws_secret_arn is not None
+    assert spec.credentials["aws"].form("aws-secret-arn") is not None
     assert spec.credentials["files"].username == "robot"
     assert spec.credentials["files"].password == FileRef(file="secrets/token")
     assert spec.credentials["vault"].username == EnvRef(env="U")
@@ -644,3 +644,26 @@ def test_json_schema_accepts_the_example_and_rejects_unknown_keys() -> None:
     assert not validator.is_valid(data)
     properties = json_schema()["properties"]
     assert "sources" in properties and "targets" in properties
+
+
+def test_credential_syntax_comes_from_the_installed_providers() -> None:
+    """The core knows `{env}`, `{file}` and username + password; every other reference kind and
+    provider-native form is what an installed provider declares, and the spec, its errors and
+    its schema all follow the declarations."""
+    from mirrorspec import providers
+
+    forms = sorted(kind for _, declared in providers.declared("CREDENTIAL_FORMS") for kind in declared)
+    references = sorted(kind for _, declared in providers.declared("SECRET_REFERENCES") for kind in declared)
+    assert forms and references, "no built-in provider declares credential syntax"
+    schema = json_schema()["$defs"]["Credential"]["properties"]
+    assert sorted(schema) == sorted(["username", "password", *forms])
+    head = "version: 1\nsources: [{registry: docker.io, repositories: [{name: a/b, tags: [x]}]}]\n"
+    head += "targets: [{name: t, type: registry, registry: 'localhost:5000'}]\ncredentials:\n  c:"
+    with pytest.raises(SpecError) as empty:
+        parse_spec(head + " {}\n")
+    assert empty.value.message.endswith(f"give exactly one of: {', '.join(['username + password', *forms])}")
+    with pytest.raises(SpecError) as unknown:
+        parse_spec(head + "\n    username: u\n    password: {no-such-kind: x}\n")
+    listed = unknown.value.message.split("expected a reference: ", 1)[1]
+    for kind in ("env", "file", *references):
+        assert f"{{{kind}: " in listed, kind

@@ -120,6 +120,14 @@ class Provider(Protocol):
 #     factory through `RunContext(client_factories=...)`. Name a kind after what it builds
 #     ("aws", "azure-credential"): providers that declare the same kind share one factory.
 #
+# SECRET_REFERENCES: Mapping[str, type[spec.SecretReference]]
+#     Reference kinds the provider adds to the spec (`{aws-secret-arn: ARN}`) for a
+#     `username`/`password`: secrets its registry reads itself, never resolved by mirrorspec.
+#
+# CREDENTIAL_FORMS: Mapping[str, spec.CredentialForm]
+#     Provider-native `credentials:` entries of one key (`azure-credential-set: NAME`), naming
+#     a whole login the registry reads itself; the provider reads it with `credential.form(kind)`.
+#
 # SECRET_VARIABLES: Sequence[str]
 #     Environment variables holding secrets the provider's SDK reads ("AWS_SECRET_ACCESS_KEY").
 #     Each run registers their values for redaction (`credentials.register_environment_secrets`),

@@ -27,6 +27,7 @@ from .api import endpoint
 from .changes import apply, copy
 from .checks import check
 from .clients import CLIENT_FACTORIES, SECRET_VARIABLES
+from .credentials import CREDENTIAL_FORMS, SECRET_REFERENCES
 from .native import (
     CACHE_RULE,
     CREDENTIAL_SET,
@@ -51,6 +52,7 @@ from .terraform import TERRAFORM_PROVIDERS, render_terraform, terraform_copies
 __all__ = [
     "CACHE_RULE",
     "CLIENT_FACTORIES",
+    "CREDENTIAL_FORMS",
     "CREDENTIAL_SET",
     "ENGINE",
     "IN_PLACE",
@@ -58,6 +60,7 @@ __all__ = [
     "PERMISSIONS",
     "QUIET_LOGGERS",
     "REPLICATION",
+    "SECRET_REFERENCES",
     "SECRET_VARIABLES",
     "SUPPORT_KINDS",
     "TERRAFORM_PROVIDERS",

@@ -52,8 +52,9 @@ from ...errors import (
     SpecError,
 )
 from ...plan import Artifact, Note, Resource
-from ...spec import AzureKeyVaultRef, Source
+from ...spec import Source
 from .. import base
+from .credentials import AzureKeyVaultRef
 from .target import AcrTarget
 
 __all__ = [
@@ -313,8 +314,9 @@ def _login_for(
         return _Login(name, host, given.username_secret, given.password_secret), ""
     credential = ctx.spec.credentials.get(source.credentials or "")
     if credential is not None:
-        if credential.azure_credential_set is not None:
-            return _Login(credential.azure_credential_set, host, managed=False), ""
+        credential_set = credential.form("azure-credential-set")
+        if credential_set is not None:
+            return _Login(credential_set, host, managed=False), ""
         if isinstance(credential.username, AzureKeyVaultRef) and isinstance(
             credential.password, AzureKeyVaultRef
         ):

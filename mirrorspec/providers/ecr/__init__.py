@@ -21,6 +21,7 @@ from __future__ import annotations
 from .api import endpoint
 from .changes import apply
 from .clients import CLIENT_FACTORIES, SECRET_VARIABLES
+from .credentials import CREDENTIAL_FORMS, SECRET_REFERENCES
 from .native import (
     IN_PLACE,
     MANAGED,
@@ -46,6 +47,7 @@ from .terraform import TERRAFORM_PROVIDERS, render_terraform
 
 __all__ = [
     "CLIENT_FACTORIES",
+    "CREDENTIAL_FORMS",
     "IN_PLACE",
     "MANAGED",
     "PERMISSIONS",
@@ -54,6 +56,7 @@ __all__ = [
     "REPOSITORY",
     "RULE",
     "SECRET",
+    "SECRET_REFERENCES",
     "SECRET_VARIABLES",
     "STATEMENT",
     "SUPPORT_KINDS",

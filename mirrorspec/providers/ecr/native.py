@@ -328,13 +328,14 @@ def _cacheable(
     if upstream.needs_secret:
         assert source.credentials is not None
         credential = ctx.spec.credentials[source.credentials]
-        if credential.aws_secret_arn is not None:
-            if f":secret:{SECRET_PREFIX}" not in credential.aws_secret_arn:
+        secret_arn = credential.form("aws-secret-arn")
+        if secret_arn is not None:
+            if f":secret:{SECRET_PREFIX}" not in secret_arn:
                 raise MirrorspecError(
                     f"credentials '{source.credentials}': ECR pull-through cache needs a secret "
                     f"whose name starts with '{SECRET_PREFIX}'"
                 )
-            attrs["credentialSecret"] = _secret_name(credential.aws_secret_arn)
+            attrs["credentialSecret"] = _secret_name(secret_arn)
         else:
             name = f"{SECRET_PREFIX}mirrorspec/{target.name}/{paths.host_segment(host)}"
             attrs["credentialSecret"] = name
