@@ -223,15 +223,9 @@ def _describe_secret(secrets: Any, name: str) -> dict[str, Any] | None:
 
 
 def _wanted_secret_values(target: EcrTarget, ctx: RunContext) -> dict[str, BasicAuth]:
-    values = {}
-    for source in ctx.spec.sources:
-        upstream = upstream_of(source.registry)
-        credential = ctx.spec.credentials.get(source.credentials or "")
-        if upstream is None or not upstream.needs_secret or credential is None or credential.password is None:
-            continue
-        name = f"{SECRET_PREFIX}mirrorspec/{target.name}/{paths.host_segment(source.registry)}"
-        values[name] = resolve_basic_auth(ctx.spec, source.credentials or "")
-    return values
+    """Name of each Secrets Manager secret we create → the login it must hold, read now."""
+    wanted = secret_credentials(target, ctx)
+    return {name: resolve_basic_auth(ctx.spec, entry) for name, entry in wanted.items()}
 
 
 def secret_credentials(target: Any, ctx: RunContext) -> dict[str, str]:
