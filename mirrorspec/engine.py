@@ -202,7 +202,7 @@ def _plan_target(look: _Look, prune: bool) -> TargetPlan:
     )
     changes = _retired(look, changes)
     checks = check_content(look.ctx, look.endpoint, look.target, look.stored)
-    copies = _copies(look.stored, checks, look.desired)
+    copies = _copies(look, checks)
     return TargetPlan(
         target=look.target.name,
         type=look.target.type,
@@ -285,13 +285,15 @@ def check_content(
         return list(pool.map(check, artifacts))
 
 
-def _copies(artifacts: Sequence[Artifact], checks: Sequence[ContentCheck], desired: Desired) -> list[Copy]:
-    """Missing or different tags, grouped per (source, destination) repository; repositories
-    the registry copies natively get the provider's engine, everything else skopeo."""
-    grouped: dict[tuple[str, str], list[CopyTag]] = defaultdict(list)
-    for artifact, check in zip(artifacts, checks, strict=True):
+def _copies(look: _Look, checks: Sequence[ContentCheck]) -> list[Copy]:
+    """Missing or different tags of `look.stored`, grouped per (source, destination)
+    repository; repositories the registry copies natively get the provider's engine, everything
+    else skopeo."""
+    grouped: dict[tuple[str, str, str], list[CopyTag]] = defaultdict(list)
+    for artifact, check in zip(look.stored, checks, strict=True):
         if check.status != "present":
-            grouped[(f"{artifact.registry}/{artifact.repository}", check.destination)].append(
+            destination = look.target.destination(look.ctx.spec, artifact.registry, artifact.repository)
+            grouped[(artifact.registry, artifact.repository, destination)].append(
                 CopyTag(
                     artifact.tag,
                     artifact.digest,
@@ -299,11 +301,17 @@ def _copies(artifacts: Sequence[Artifact], checks: Sequence[ContentCheck], desir
                     artifact.dependency_of,
                 )
             )
+    desired = look.desired
     return [
         Copy(
-            source, destination, tuple(tags), desired.native_engine if source in desired.native else "skopeo"
+            registry,
+            repository,
+            look.endpoint.host,
+            destination,
+            tuple(tags),
+            desired.native_engine if f"{registry}/{repository}" in desired.native else "skopeo",
         )
-        for (source, destination), tags in grouped.items()
+        for (registry, repository, destination), tags in grouped.items()
     ]
 
 
@@ -382,10 +390,9 @@ def _native_copy(
         failures.append(f"{target.name}: {copy.engine} {copy.source} → {copy.destination}: {exc}")
         claimed = "failed:"
     client = ctx.client(endpoint)
-    _, _, repository = copy.destination.partition("/")
     for tag in copy.tags:
         try:
-            actual = client.digest(repository, tag.tag)
+            actual = client.digest(copy.destination_repository, tag.tag)
         except MirrorspecError as exc:
             failures.append(f"{target.name}: cannot check {copy.destination}:{tag.tag}: {exc}")
             continue
@@ -398,11 +405,9 @@ def _native_copy(
 
 
 def _jobs(ctx: RunContext, copy: Copy, endpoint: Endpoint) -> list[CopyJob]:
-    source_host, _, source_repository = copy.source.partition("/")
-    _, _, destination_repository = copy.destination.partition("/")
-    source = ctx.source_endpoint(source_host)
+    source = ctx.source_endpoint(copy.source_registry)
     return [
-        CopyJob(source, source_repository, tag.digest, endpoint, destination_repository, tag.tag)
+        CopyJob(source, copy.source_repository, tag.digest, endpoint, copy.destination_repository, tag.tag)
         for tag in copy.tags
     ]
 

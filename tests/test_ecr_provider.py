@@ -140,7 +140,7 @@ def _cached_example() -> str:
 
 
 def _copied(plan: Plan) -> dict[str, list[str]]:
-    return {c.destination.split("/", 1)[1]: [t.tag for t in c.tags] for t in plan.targets for c in t.copies}
+    return {c.destination_repository: [t.tag for t in c.tags] for t in plan.targets for c in t.copies}
 
 
 def test_example_spec_plans_native_rules_copies_the_rest_and_converges(bed: Bed) -> None:
