@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from . import providers
@@ -73,14 +73,20 @@ def plan(
     targets: Sequence[str] | None = None,
     prune: bool = False,
     spec_name: str = "",
+    copies_only: bool = False,
 ) -> Plan:
-    """Resolve upstream once, then plan every selected target against what it really holds."""
+    """Resolve upstream once, then plan every selected target against what it really holds.
+
+    `copies_only` (`sync`): the same plan without its native changes, so only the copies are
+    shown and carried out; the notes still say what the registry has.
+    """
     chosen = selected_targets(ctx, targets)
     resolution, cached = _resolve_for(ctx, chosen)
     plans = []
     for target in chosen:
         with _naming(target):
-            plans.append(_plan_target(_look(ctx, target, resolution, cached[target.name]), prune))
+            planned = _plan_target(_look(ctx, target, resolution, cached[target.name]), prune)
+        plans.append(replace(planned, changes=()) if copies_only else planned)
     return Plan(spec=spec_name, targets=tuple(plans), artifacts=resolution.artifacts)
 
 
