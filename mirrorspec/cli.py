@@ -223,8 +223,7 @@ def apply(
 def sync(spec_file: Path, targets: tuple[str, ...], dry_run: bool, workers: int) -> None:
     """Only the copies: bring every wanted tag to its destination, leave native rules alone."""
     with _run(spec_file, workers) as ctx:
-        the_plan = engine.plan(ctx, targets=targets, spec_name=str(spec_file))
-        the_plan = _without_changes(the_plan)
+        the_plan = engine.plan(ctx, targets=targets, spec_name=str(spec_file), copies_only=True)
         _show_plan(the_plan, "table")
         if not dry_run and not the_plan.empty:
             _execute(ctx, the_plan, copies_only=True)
@@ -401,12 +400,6 @@ def _show_plan(the_plan: Any, fmt: str) -> None:
         click.echo(output.plan_markdown(the_plan), nl=False)
     else:
         output.print_plan(the_plan, output.console())
-
-
-def _without_changes(the_plan: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(the_plan, targets=tuple(replace(t, changes=()) for t in the_plan.targets))
 
 
 def _confirm(yes: bool, question: str) -> None:

@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from . import providers
@@ -73,14 +73,20 @@ def plan(
     targets: Sequence[str] | None = None,
     prune: bool = False,
     spec_name: str = "",
+    copies_only: bool = False,
 ) -> Plan:
-    """Resolve upstream once, then plan every selected target against what it really holds."""
+    """Resolve upstream once, then plan every selected target against what it really holds.
+
+    `copies_only` (`sync`): the same plan without its native changes, so only the copies are
+    shown and carried out; the notes still say what the registry has.
+    """
     chosen = selected_targets(ctx, targets)
     resolution, cached = _resolve_for(ctx, chosen)
     plans = []
     for target in chosen:
         with _naming(target):
-            plans.append(_plan_target(_look(ctx, target, resolution, cached[target.name]), prune))
+            planned = _plan_target(_look(ctx, target, resolution, cached[target.name]), prune)
+        plans.append(replace(planned, changes=()) if copies_only else planned)
     return Plan(spec=spec_name, targets=tuple(plans), artifacts=resolution.artifacts)
 
 
@@ -202,7 +208,7 @@ def _plan_target(look: _Look, prune: bool) -> TargetPlan:
     )
     changes = _retired(look, changes)
     checks = check_content(look.ctx, look.endpoint, look.target, look.stored)
-    copies = _copies(look.stored, checks, look.desired)
+    copies = _copies(look, checks)
     return TargetPlan(
         target=look.target.name,
         type=look.target.type,
@@ -285,13 +291,15 @@ def check_content(
         return list(pool.map(check, artifacts))
 
 
-def _copies(artifacts: Sequence[Artifact], checks: Sequence[ContentCheck], desired: Desired) -> list[Copy]:
-    """Missing or different tags, grouped per (source, destination) repository; repositories
-    the registry copies natively get the provider's engine, everything else skopeo."""
-    grouped: dict[tuple[str, str], list[CopyTag]] = defaultdict(list)
-    for artifact, check in zip(artifacts, checks, strict=True):
+def _copies(look: _Look, checks: Sequence[ContentCheck]) -> list[Copy]:
+    """Missing or different tags of `look.stored`, grouped per (source, destination)
+    repository; repositories the registry copies natively get the provider's engine, everything
+    else skopeo."""
+    grouped: dict[tuple[str, str, str], list[CopyTag]] = defaultdict(list)
+    for artifact, check in zip(look.stored, checks, strict=True):
         if check.status != "present":
-            grouped[(f"{artifact.registry}/{artifact.repository}", check.destination)].append(
+            destination = look.target.destination(look.ctx.spec, artifact.registry, artifact.repository)
+            grouped[(artifact.registry, artifact.repository, destination)].append(
                 CopyTag(
                     artifact.tag,
                     artifact.digest,
@@ -299,11 +307,17 @@ def _copies(artifacts: Sequence[Artifact], checks: Sequence[ContentCheck], desir
                     artifact.dependency_of,
                 )
             )
+    desired = look.desired
     return [
         Copy(
-            source, destination, tuple(tags), desired.native_engine if source in desired.native else "skopeo"
+            registry,
+            repository,
+            look.endpoint.host,
+            destination,
+            tuple(tags),
+            desired.native_engine if f"{registry}/{repository}" in desired.native else "skopeo",
         )
-        for (source, destination), tags in grouped.items()
+        for (registry, repository, destination), tags in grouped.items()
     ]
 
 
@@ -382,10 +396,9 @@ def _native_copy(
         failures.append(f"{target.name}: {copy.engine} {copy.source} → {copy.destination}: {exc}")
         claimed = "failed:"
     client = ctx.client(endpoint)
-    _, _, repository = copy.destination.partition("/")
     for tag in copy.tags:
         try:
-            actual = client.digest(repository, tag.tag)
+            actual = client.digest(copy.destination_repository, tag.tag)
         except MirrorspecError as exc:
             failures.append(f"{target.name}: cannot check {copy.destination}:{tag.tag}: {exc}")
             continue
@@ -398,11 +411,9 @@ def _native_copy(
 
 
 def _jobs(ctx: RunContext, copy: Copy, endpoint: Endpoint) -> list[CopyJob]:
-    source_host, _, source_repository = copy.source.partition("/")
-    _, _, destination_repository = copy.destination.partition("/")
-    source = ctx.source_endpoint(source_host)
+    source = ctx.source_endpoint(copy.source_registry)
     return [
-        CopyJob(source, source_repository, tag.digest, endpoint, destination_repository, tag.tag)
+        CopyJob(source, copy.source_repository, tag.digest, endpoint, copy.destination_repository, tag.tag)
         for tag in copy.tags
     ]
 

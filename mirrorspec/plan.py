@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 __all__ = [
     "AUDIT_VERSION",
+    "JSON_JOINED",
     "PLAN_VERSION",
     "Artifact",
     "Audit",
@@ -31,6 +32,7 @@ __all__ = [
     "TargetAudit",
     "TargetPlan",
     "diff",
+    "joined",
     "to_json",
 ]
 
@@ -110,14 +112,40 @@ class CopyTag:
 class Copy:
     """Tags of one source repository to copy to one destination repository."""
 
-    source: str
-    """`registry/repository` upstream."""
-    destination: str
-    """`registry/repository` in the target (the one DESIGN destination path)."""
+    source_registry: str
+    """Upstream registry host, normalised (Docker Hub is `docker.io`)."""
+    source_repository: str
+    """Upstream repository path."""
+    destination_registry: str
+    """The target's registry host (the plan's `TargetPlan.registry`)."""
+    destination_repository: str
+    """Repository path in the target (the one DESIGN destination path, `target.destination()`)."""
     tags: tuple[CopyTag, ...]
     """The tags to copy, in tag order."""
     engine: str = "skopeo"
     """Who copies: `skopeo` (apply runs it), or the registry itself (a native import)."""
+
+    @property
+    def source(self) -> str:
+        """`registry/repository` upstream."""
+        return f"{self.source_registry}/{self.source_repository}"
+
+    @property
+    def destination(self) -> str:
+        """`registry/repository` in the target (the one DESIGN destination path)."""
+        return f"{self.destination_registry}/{self.destination_repository}"
+
+
+# The plan document writes each end of a copy as one `registry/repository` string, as it did
+# before host and path were separate fields (a stable interface: CI gates, Terraform's
+# `plan_json`). `to_json` writes each property below in place of the two fields it joins, and
+# `schemas` publishes it the same way.
+JSON_JOINED: dict[type, dict[str, tuple[str, str]]] = {
+    Copy: {
+        "source": ("source_registry", "source_repository"),
+        "destination": ("destination_registry", "destination_repository"),
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -298,11 +326,33 @@ def to_json(document: Plan | Audit) -> str:
         data["empty"] = document.empty
         for out, target in zip(data["targets"], document.targets, strict=True):
             out["empty"] = target.empty
+            out["copies"] = [joined(Copy, copy) for copy in out["copies"]]
     else:
         data["in_sync"] = document.in_sync
         for out, audited in zip(data["targets"], document.targets, strict=True):
             out["in_sync"] = audited.in_sync
     return json.dumps(data, indent=2, sort_keys=False, default=_jsonable)
+
+
+def joined(
+    cls: type,
+    fields: Mapping[str, Any],
+    combine: Callable[[Any, Any], Any] = lambda first, second: f"{first}/{second}",
+) -> dict[str, Any]:
+    """`fields` of a `cls` as the JSON writes them: each pair in `JSON_JOINED[cls]` becomes one
+    entry, `combine(first, second)`, where its first field stood; the others stay, in order.
+    (`schemas` combines the pair's generated properties into the joined string's.)"""
+    pairs = JSON_JOINED.get(cls, {})
+    starts = {first: (name, second) for name, (first, second) in pairs.items()}
+    seconds = {second for _, second in pairs.values()}
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key in starts:
+            name, second = starts[key]
+            out[name] = combine(value, fields[second])
+        elif key not in seconds:
+            out[key] = value
+    return out
 
 
 def _jsonable(value: Any) -> Any:

@@ -12,6 +12,9 @@ dataclasses — and then corrected to what `to_json()` really emits:
 - `to_json()` adds derived booleans that are properties, not fields: `empty` on a plan and
   each of its targets, `in_sync` on an audit and each of its targets (`DERIVED`);
 - `version` is the constant the document carries (a new version means a new schema);
+- a pair of fields that `to_json()` writes as one `registry/repository` string
+  (`plan.JSON_JOINED`: a copy's source and destination) is published as that string, under
+  the name and docstring of the property that joins them;
 - descriptions come from the dataclasses' own docstrings: the class docstring and the string
   literal under each field (PEP 257 attribute docstrings, read with `ast` because pydantic's
   `use_attribute_docstrings` cannot be set on a stdlib dataclass from outside).
@@ -31,7 +34,7 @@ from typing import Any, Literal
 
 from pydantic import TypeAdapter
 
-from .plan import AUDIT_VERSION, PLAN_VERSION, Audit, Plan, TargetAudit, TargetPlan
+from .plan import AUDIT_VERSION, JSON_JOINED, PLAN_VERSION, Audit, Plan, TargetAudit, TargetPlan, joined
 
 __all__ = ["DERIVED", "DIALECT", "KINDS", "SchemaKind", "audit_schema", "plan_schema", "schema"]
 
@@ -97,7 +100,11 @@ def _publish(root: type, *, title: str, version: int) -> dict[str, Any]:
 def _fix_object(definition: dict[str, Any], cls: type) -> None:
     """Make one generated object schema say exactly what `to_json()` writes for `cls`."""
     fields = _field_docs(cls)
-    properties: dict[str, Any] = definition["properties"]
+    for name in JSON_JOINED.get(cls, {}):
+        if doc := inspect.getdoc(getattr(cls, name)):
+            fields[name] = " ".join(doc.split())
+    properties: dict[str, Any] = joined(cls, definition["properties"], lambda _, __: {"type": "string"})
+    definition["properties"] = properties
     for name, prop in properties.items():
         prop.pop("title", None)
         prop.pop("default", None)

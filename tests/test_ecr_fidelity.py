@@ -73,7 +73,7 @@ def rules(bed: Bed) -> set[str]:
 
 
 def copied(plan: Any) -> set[str]:
-    return {c.destination.split("/", 1)[1] for t in plan.targets for c in t.copies}
+    return {c.destination_repository for t in plan.targets for c in t.copies}
 
 
 # --- 1. no copy under a pull-through cache prefix ---------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +140,7 @@ def _cached_example() -> str:
 
 
 def _copied(plan: Plan) -> dict[str, list[str]]:
-    return {c.destination.split("/", 1)[1]: [t.tag for t in c.tags] for t in plan.targets for c in t.copies}
+    return {c.destination_repository: [t.tag for t in c.tags] for t in plan.targets for c in t.copies}
 
 
 def test_example_spec_plans_native_rules_copies_the_rest_and_converges(bed: Bed) -> None:
@@ -414,3 +414,20 @@ def test_upstream_secret_never_reaches_logs_or_plan(bed: Bed, capfd: pytest.Capt
         assert DOCKERHUB_CANARY not in text
         assert SEQERA_CANARY not in text
         assert f"{ACCOUNT}-auth-token" not in text
+
+
+def test_sync_plans_and_copies_without_touching_native_rules(bed: Bed) -> None:
+    """`sync` (engine.plan(copies_only=True)): the plan's copies and notes, no native change;
+    applying it copies the tags and creates no rule."""
+    ctx = bed.ctx(load_spec(ROOT / "examples" / "ecr.yaml"))
+    full = engine.plan(ctx)
+    only = engine.plan(ctx, copies_only=True)
+    assert plan_changes(full)  # the example has native rules to create
+    assert only == replace(full, targets=tuple(replace(t, changes=()) for t in full.targets))
+    result = engine.apply(ctx, only, copies_only=True)
+    assert result.ok, result.failures
+    assert result.changed == 0
+    assert bed.client("ecr").describe_pull_through_cache_rules()["pullThroughCacheRules"] == []
+    assert bed.ecr_tags("vendor/docker.io/bitnami/postgresql") == ["16.1.0", "16.2.0"]
+    assert [t.changes for t in engine.plan(ctx, copies_only=True).targets] == [()]
+    ctx.close()

@@ -125,9 +125,7 @@ def bed(
 
 def _copied(plan: Plan) -> dict[str, tuple[str, list[str]]]:
     return {
-        c.destination.split("/", 1)[1]: (c.engine, [t.tag for t in c.tags])
-        for t in plan.targets
-        for c in t.copies
+        c.destination_repository: (c.engine, [t.tag for t in c.tags]) for t in plan.targets for c in t.copies
     }
 
 

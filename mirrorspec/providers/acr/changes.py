@@ -148,8 +148,7 @@ def copy(copy: Copy, target: Any, ctx: RunContext) -> None:
     from azure.mgmt.containerregistry import models
 
     client = azure_client(ctx, target.subscription, target)
-    host, _, repository = copy.source.partition("/")
-    _, _, destination = copy.destination.partition("/")
+    host, repository, destination = copy.source_registry, copy.source_repository, copy.destination_repository
     login = _source_login(ctx, host)  # resolved now, sent only in the request body
     credentials = (
         models.ImportSourceCredentials(username=login.username, password=login.password) if login else None

@@ -189,8 +189,7 @@ def copy(copy: Copy, target: Any, ctx: RunContext) -> None:
     and each run must show a succeeded task for the source repository (an execution whose
     filters matched nothing also ends `Succeed`). The engine then checks every digest.
     """
-    _, _, repository = copy.source.partition("/")
-    _, _, destination = copy.destination.partition("/")
+    repository, destination = copy.source_repository, copy.destination_repository
     registry = ctx.client(endpoint(target, ctx))
     missing = {t.tag for t in copy.tags if registry.digest(destination, t.tag) != t.digest}
     if not missing:
