@@ -322,7 +322,7 @@ def terraform_external() -> None:
     result: in_sync, changes, copies, drift (counts) and plan_json (the JSON document)
     Reads registries, never writes. On error: one line on stderr, exit 1, nothing on stdout.
     """
-    from . import terraform
+    from . import terraform_external as terraform
 
     timeout = _timeout()
     try:

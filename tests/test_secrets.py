@@ -119,7 +119,8 @@ def leaks(text: str) -> list[str]:
 LAUNCHER = """
 import json, os, sys
 from functools import partial
-from mirrorspec import cli, terraform
+from mirrorspec import cli
+from mirrorspec import terraform_external as terraform
 from mirrorspec.context import Endpoint, RunContext
 
 bed = json.loads(os.environ.pop("MIRRORSPEC_TEST_BED"))

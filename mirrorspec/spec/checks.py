@@ -11,17 +11,20 @@ from ruamel.yaml.comments import CommentedMap
 
 from .. import paths
 from ..errors import SpecError
-from .locate import _crumbs, _position
+from .locate import crumbs, position
 from .model import Spec, _clip_quoted, _kebab
+
+__all__ = [
+    "cross_checks",
+]
+
 
 # --- checks across the document --------------------------------------------------------
 
 
-def _cross_checks(spec: Spec, tree: CommentedMap, filename: str) -> None:
+def cross_checks(spec: Spec, tree: CommentedMap, filename: str) -> None:
     def fail(message: str, loc: tuple[Any, ...]) -> None:
-        raise SpecError(
-            f"{_crumbs(tree, loc)}{_clip_quoted(message)}", location=_position(tree, loc, filename)
-        )
+        raise SpecError(f"{crumbs(tree, loc)}{_clip_quoted(message)}", location=position(tree, loc, filename))
 
     known = sorted(spec.credentials)
     names = ", ".join(known) if known else "none are defined"

@@ -27,9 +27,18 @@ from ruamel.yaml.reader import ReaderError
 
 from .. import files
 from ..errors import SpecError
-from .checks import _cross_checks
-from .locate import _position, _spec_error
+from .checks import cross_checks
+from .locate import position, spec_error
 from .model import Source, Spec, Target, _short
+
+__all__ = [
+    "MAX_SPEC_BYTES",
+    "check_ca_bundle",
+    "json_schema",
+    "load_spec",
+    "parse_spec",
+]
+
 
 # --- loading ---------------------------------------------------------------------------
 
@@ -131,7 +140,7 @@ def parse_spec(text: str, *, filename: str = "<spec>") -> Spec:
     # "unsupported version", not list v1's unknown keys).
     version = _plain(tree.get("version"))
     if not isinstance(version, int) or isinstance(version, bool) or version != 1:  # True == 1
-        where = _position(tree, ("version",), filename, key=False) if "version" in tree else None
+        where = position(tree, ("version",), filename, key=False) if "version" in tree else None
         found = _short(repr(version)) if "version" in tree else "nothing"
         raise SpecError(f"version: expected 1, found {found}", location=where or f"{filename}:1:1")
     try:
@@ -139,28 +148,28 @@ def parse_spec(text: str, *, filename: str = "<spec>") -> Spec:
         # `replicate_to` in a file is an unknown key, as the JSON Schema says.
         spec = Spec.model_validate(_plain(tree), by_name=False)
     except ValidationError as exc:
-        raise _spec_error(exc, tree, filename) from None
-    _cross_checks(spec, tree, filename)
+        raise spec_error(exc, tree, filename) from None
+    cross_checks(spec, tree, filename)
     # Credentials are read late (at plan time); keep where each reference was written so
     # that "variable not set" can point at the line.
     for name, credential in tree.get("credentials", {}).items():
         for part in credential or ():
             loc: tuple[Any, ...] = ("credentials", name, part)
-            spec._positions[loc] = _position(tree, loc, filename)
+            spec._positions[loc] = position(tree, loc, filename)
     for i in range(len(tree.get("targets", []))):
-        spec._positions[("targets", i)] = _position(tree, ("targets", i), filename)
+        spec._positions[("targets", i)] = position(tree, ("targets", i), filename)
     # A CA bundle is read at load (`check_ca_bundle`), after parsing: its errors point here.
     for section in ("sources", "targets"):
         for i, item in enumerate(tree.get(section, [])):
             if "ca-bundle" in item:
-                spec._positions[(section, i, "ca-bundle")] = _position(
+                spec._positions[(section, i, "ca-bundle")] = position(
                     tree, (section, i, "ca-bundle"), filename
                 )
     # Resolving finds problems that belong to a repository entry (a Helm dependency cycle).
     for s, source in enumerate(tree.get("sources", [])):
         for r in range(len(source.get("repositories", []))):
             entry: tuple[Any, ...] = ("sources", s, "repositories", r)
-            spec._positions[entry] = _position(tree, entry, filename)
+            spec._positions[entry] = position(tree, entry, filename)
     return spec
 
 

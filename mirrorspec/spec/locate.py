@@ -34,10 +34,16 @@ from .model import (
     target_types,
 )
 
+__all__ = [
+    "crumbs",
+    "position",
+    "spec_error",
+]
+
 # --- error reporting -------------------------------------------------------------------
 
 
-def _spec_error(exc: ValidationError, tree: CommentedMap, filename: str) -> SpecError:
+def spec_error(exc: ValidationError, tree: CommentedMap, filename: str) -> SpecError:
     # One error is reported: the first, which pydantic gives in document order. A user fixes
     # it and re-runs; a wall of derived errors from one typo helps nobody.
     error = exc.errors(include_url=False)[0]
@@ -47,25 +53,25 @@ def _spec_error(exc: ValidationError, tree: CommentedMap, filename: str) -> Spec
     if kind == "missing":
         parent, key = loc[:-1], loc[-1]
         return SpecError(
-            f"{_crumbs(tree, parent)}missing required key '{key}'",
-            location=_position(tree, parent, filename, key=False),
+            f"{crumbs(tree, parent)}missing required key '{key}'",
+            location=position(tree, parent, filename, key=False),
         )
     if kind == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1], tree)
         hint = f" (expected one of: {', '.join(allowed)})" if allowed else ""
         return SpecError(
-            f"{_crumbs(tree, loc[:-1])}unknown key '{loc[-1]}'{hint}",
-            location=_position(tree, loc, filename, key=True),
+            f"{crumbs(tree, loc[:-1])}unknown key '{loc[-1]}'{hint}",
+            location=position(tree, loc, filename, key=True),
         )
     if kind == "union_tag_invalid":
         return SpecError(
-            f"{_crumbs(tree, loc)}type '{ctx.get('tag')}' is not one of: {', '.join(target_types())}",
-            location=_position(tree, (*loc, "type"), filename, key=False),
+            f"{crumbs(tree, loc)}type '{ctx.get('tag')}' is not one of: {', '.join(target_types())}",
+            location=position(tree, (*loc, "type"), filename, key=False),
         )
     if kind == "union_tag_not_found":
         return SpecError(
-            f"{_crumbs(tree, loc)}missing required key 'type' (one of: {', '.join(target_types())})",
-            location=_position(tree, loc, filename, key=False),
+            f"{crumbs(tree, loc)}missing required key 'type' (one of: {', '.join(target_types())})",
+            location=position(tree, loc, filename, key=False),
         )
     message = str(error["msg"]).removeprefix("Value error, ").replace("Input should be ", "expected ")
     if kind == "literal_error":
@@ -84,7 +90,7 @@ def _spec_error(exc: ValidationError, tree: CommentedMap, filename: str) -> Spec
         message += f", found {_short(repr(error['input']))}"
     elif error.get("input") is None and kind != "value_error":
         message += ", found nothing"
-    return SpecError(f"{_crumbs(tree, loc)}{_clip_quoted(message)}", location=_position(tree, loc, filename))
+    return SpecError(f"{crumbs(tree, loc)}{_clip_quoted(message)}", location=position(tree, loc, filename))
 
 
 def _pattern_meanings() -> dict[str, str]:
@@ -151,7 +157,7 @@ def _walk(tree: Any, loc: Sequence[Any]) -> list[tuple[Any, Any]]:
     return steps
 
 
-def _position(tree: Any, loc: Sequence[Any], filename: str, *, key: bool = False) -> str:
+def position(tree: Any, loc: Sequence[Any], filename: str, *, key: bool = False) -> str:
     steps = _walk(tree, loc)
     if not steps:
         line, col = 0, 0
@@ -174,7 +180,7 @@ def _position(tree: Any, loc: Sequence[Any], filename: str, *, key: bool = False
     return f"{filename}:{line + 1}:{col + 1}"
 
 
-def _crumbs(tree: Any, loc: Sequence[Any]) -> str:
+def crumbs(tree: Any, loc: Sequence[Any]) -> str:
     parts: list[str] = []
     for container, seg in _walk(tree, loc):
         if isinstance(seg, int):
