@@ -15,57 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .load import MAX_SPEC_BYTES, check_ca_bundle, json_schema, load_spec, parse_spec
-from .model import (
-    Credential,
-    CredentialForm,
-    EnvRef,
-    FileRef,
-    Host,
-    Mode,
-    Prefix,
-    Repository,
-    SecretRef,
-    SecretReference,
-    Source,
-    Spec,
-    SpecModel,
-    Target,
-    TargetBase,
-    credential_forms,
-    credential_model,
-    secret_reference_models,
-    target_models,
-    target_types,
-)
+from . import load, model
+from .load import *  # noqa: F403 (its __all__: the ways in)
+from .model import *  # noqa: F403 (its __all__: the models)
 
-__all__ = [
-    "MAX_SPEC_BYTES",
-    "Credential",
-    "CredentialForm",
-    "EnvRef",
-    "FileRef",
-    "Host",
-    "Mode",
-    "Prefix",
-    "Repository",
-    "SecretRef",
-    "SecretReference",
-    "Source",
-    "Spec",
-    "SpecModel",
-    "Target",
-    "TargetBase",
-    "check_ca_bundle",
-    "credential_forms",
-    "credential_model",
-    "json_schema",
-    "load_spec",
-    "parse_spec",
-    "secret_reference_models",
-    "target_models",
-    "target_types",
-]
+# The spec's public names are its modules' own lists, not a third copy of them.
+__all__: list[str] = []
+__all__ += load.__all__
+__all__ += model.__all__
 
 # A name that lived here before the target models moved into their providers: `importers`
 # still imports `RegistryTarget` from here. Resolved on first use: the providers import this module.
@@ -74,7 +31,7 @@ _MOVED = {"RegistryTarget": "registry"}
 
 def __getattr__(name: str) -> Any:
     if name == "TARGET_TYPES":
-        return target_types()
+        return model.target_types()
     if name in _MOVED:
-        return target_models()[_MOVED[name]]
+        return model.target_models()[_MOVED[name]]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

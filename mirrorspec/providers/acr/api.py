@@ -4,7 +4,6 @@ does) and Azure SDK errors mapped to mirrorspec's provider errors.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,10 +15,10 @@ from ...errors import (
     ProviderAuthError,
     ProviderConflict,
     ProviderError,
-    ProviderThrottled,
 )
 from ...redaction import clip
 from ...tls_failures import explain_tls_failure
+from ..api_errors import error_for_status, request_reason
 from .clients import azure_client, azure_credential
 from .target import AcrTarget
 
@@ -71,7 +70,7 @@ def endpoint(target: Any, ctx: RunContext) -> Endpoint:
             else None
         )
         raise ProviderError(
-            redact(f"token exchange at {login_server}: {reason or _request_reason(exc)}"),
+            redact(f"token exchange at {login_server}: {reason or request_reason(exc)}"),
             provider="acr",
             target=target.name,
             operation="oauth2/exchange",
@@ -113,47 +112,21 @@ def _mapped(target: AcrTarget, operation: str) -> Iterator[None]:
         ServiceResponseError,
     )
 
+    where = {"provider": "acr", "target": target.name, "operation": operation}
     try:
         yield
     except MirrorspecError:
         raise
     except ClientAuthenticationError as exc:
-        raise ProviderAuthError(
-            redact(f"{operation}: {_message(exc)} (sign in with `az login`, or set tenant-id/client-id)"),
-            provider="acr",
-            target=target.name,
-            operation=operation,
-        ) from None
+        hint = "sign in with `az login`, or set tenant-id/client-id"
+        raise ProviderAuthError(redact(f"{operation}: {_message(exc)} ({hint})"), **where) from None
     except HttpResponseError as exc:
-        status = exc.status_code
-        kind: type[ProviderError] = ProviderError
-        if status in (401, 403):
-            kind = ProviderAuthError
-        elif status == 429:
-            kind = ProviderThrottled
-        elif status == 409 or isinstance(exc, ResourceExistsError):
-            kind = ProviderConflict
-        raise kind(
-            redact(f"{operation}: {_message(exc)}"), provider="acr", target=target.name, operation=operation
-        ) from None
+        kind = ProviderConflict if isinstance(exc, ResourceExistsError) else error_for_status(exc.status_code)
+        raise kind(redact(f"{operation}: {_message(exc)}"), **where) from None
     except (ServiceRequestError, ServiceResponseError) as exc:
-        raise ProviderError(
-            redact(f"{operation}: cannot reach Azure: {exc.message}"),
-            provider="acr",
-            target=target.name,
-            operation=operation,
-        ) from None
+        raise ProviderError(redact(f"{operation}: cannot reach Azure: {exc.message}"), **where) from None
     except AzureError as exc:
-        raise ProviderError(
-            redact(f"{operation}: {exc.message}"), provider="acr", target=target.name, operation=operation
-        ) from None
-
-
-def _request_reason(exc: BaseException) -> str:
-    """requests' exception text without urllib3's wrapping (`... (Caused by X(...))`)."""
-    text = str(exc.args[0] if exc.args else exc)
-    match = re.search(r"\(Caused by (\w+\(.*)\)$", text)
-    return clip(match.group(1) if match else text)
+        raise ProviderError(redact(f"{operation}: {exc.message}"), **where) from None
 
 
 def _message(exc: Any) -> str:

@@ -82,6 +82,7 @@ def _mapped(target: EcrTarget, operation: str) -> Iterator[None]:
     """Translate botocore's exceptions into ours, with the service's own one-line message."""
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
 
+    where = {"provider": "ecr", "target": target.name, "operation": operation}
     try:
         yield
     except ClientError as exc:
@@ -94,15 +95,9 @@ def _mapped(target: EcrTarget, operation: str) -> Iterator[None]:
             kind = ProviderConflict
         elif code in ("ThrottlingException", "TooManyRequestsException"):
             kind = ProviderThrottled
-        raise kind(message, provider="ecr", target=target.name, operation=operation) from None
+        raise kind(message, **where) from None
     except (NoCredentialsError, ProfileNotFound) as exc:
-        raise ProviderAuthError(
-            f"{operation}: {exc} (configure AWS credentials or the target's profile)",
-            provider="ecr",
-            target=target.name,
-            operation=operation,
-        ) from None
+        hint = "configure AWS credentials or the target's profile"
+        raise ProviderAuthError(f"{operation}: {exc} ({hint})", **where) from None
     except BotoCoreError as exc:
-        raise ProviderError(
-            f"{operation}: {exc}", provider="ecr", target=target.name, operation=operation
-        ) from None
+        raise ProviderError(f"{operation}: {exc}", **where) from None

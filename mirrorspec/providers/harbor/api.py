@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.cookiejar
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -20,13 +19,11 @@ import urllib3
 from ...context import Endpoint, RunContext
 from ...credentials import redact
 from ...errors import (
-    ProviderAuthError,
-    ProviderConflict,
     ProviderError,
-    ProviderThrottled,
 )
 from ...redaction import clip
 from ...tls_failures import explain_tls_failure
+from ..api_errors import error_for_status, request_reason
 from .target import HarborTarget
 
 __all__ = [
@@ -316,6 +313,7 @@ def _mapped(target: HarborTarget, operation: str) -> Iterator[None]:
     """Translate Harbor's answers and requests' exceptions into ours, on one line, redacted.
     The message does not repeat `operation`: the caller's report names it (engine: `dc1:
     create registry-endpoint X: ...`); it is kept on the exception."""
+    where = {"provider": "harbor", "target": target.name, "operation": operation}
     try:
         yield
     except _HarborError as exc:
@@ -327,42 +325,18 @@ def _mapped(target: HarborTarget, operation: str) -> Iterator[None]:
                 f" ({hint})" if hint else ""
             )
             message += f" [X-Request-Id {exc.request_id}]" if exc.request_id else ""
-        kind: type[ProviderError] = ProviderError
-        if exc.status in (401, 403):
-            kind = ProviderAuthError
-        elif exc.status in (409, 412):
-            kind = ProviderConflict
-        elif exc.status == 429:
-            kind = ProviderThrottled
-        raise kind(
-            redact(" ".join(message.split())), provider="harbor", target=target.name, operation=operation
-        ) from None
+        # Harbor answers 412 when a precondition on the current state fails.
+        kind = error_for_status(exc.status, conflict=(409, 412))
+        raise kind(redact(" ".join(message.split())), **where) from None
     except requests.exceptions.SSLError as exc:
         # The real reason; never "insecure" for a certificate that does not verify.
         explained = explain_tls_failure(str(exc), target.url)
-        raise ProviderError(
-            redact(explained or f"TLS failed talking to {target.url}: {_reason(exc)}"),
-            provider="harbor",
-            target=target.name,
-            operation=operation,
-        ) from None
+        reason = explained or f"TLS failed talking to {target.url}: {request_reason(exc)}"
+        raise ProviderError(redact(reason), **where) from None
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
         raise ProviderError(
-            redact(f"cannot reach Harbor at {target.url}: {_reason(exc)}"),
-            provider="harbor",
-            target=target.name,
-            operation=operation,
+            redact(f"cannot reach Harbor at {target.url}: {request_reason(exc)}"), **where
         ) from None
     except requests.exceptions.RequestException as exc:
-        raise ProviderError(
-            redact(f"{type(exc).__name__} talking to {target.url}: {_reason(exc)}"),
-            provider="harbor",
-            target=target.name,
-            operation=operation,
-        ) from None
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc.args[0] if exc.args else exc)
-    match = re.search(r"\(Caused by (\w+\(.*)\)$", text)
-    return clip(match.group(1) if match else text)
+        reason = f"{type(exc).__name__} talking to {target.url}: {request_reason(exc)}"
+        raise ProviderError(redact(reason), **where) from None
