@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cli_runner
 import pytest
 from testbed import RegistryServer, delete_tag, push_chart, push_image, retag
 
@@ -26,7 +26,6 @@ from mirrorspec.errors import RegistryError
 from mirrorspec.oci import RegistryClient
 from mirrorspec.spec import load_spec
 
-MIRRORSPEC = str(Path(sys.executable).with_name("mirrorspec"))
 CANARY = "canary-Pa55word-7f3c9e1d"
 
 
@@ -39,15 +38,7 @@ class Bed:
     tmp: Path
 
     def run(self, *args: str, check: int | None = 0) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [MIRRORSPEC, *args], capture_output=True, text=True, env=self.env, timeout=300, check=False
-        )
-        for stream in (proc.stdout, proc.stderr):
-            assert CANARY not in stream
-            assert "Traceback" not in stream
-        if check is not None:
-            assert proc.returncode == check, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        return proc
+        return cli_runner.run(*args, env=self.env, check=check, never=[CANARY])
 
     def dest_repo(self, repository: str) -> str:
         return f"mirror/{self.source.host.replace(':', '_')}/{repository}"

@@ -16,18 +16,18 @@ import importlib.metadata
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cli_runner
 import pytest
 from testbed import RegistryServer, push_image, start_registry
 
 from mirrorspec import providers
 
-MIRRORSPEC = str(Path(sys.executable).with_name("mirrorspec"))
+MIRRORSPEC = cli_runner.MIRRORSPEC
 PLUGIN = "mirrorspec-indexed-registry"
 TYPE = "indexed-registry"
 PASSWORD = "portal-Pa55word-2b7e41"
@@ -85,20 +85,7 @@ class Bed:
     def run(
         self, *args: str, check: int | None = 0, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [MIRRORSPEC, *args],
-            capture_output=True,
-            text=True,
-            env={**self.env, **(env or {})},
-            timeout=300,
-            check=False,
-        )
-        for stream in (proc.stdout, proc.stderr):
-            assert PASSWORD not in stream
-            assert "Traceback" not in stream
-        if check is not None:
-            assert proc.returncode == check, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        return proc
+        return cli_runner.run(*args, env={**self.env, **(env or {})}, check=check, never=[PASSWORD])
 
     def json(self, *args: str, check: int = 0) -> Any:
         return json.loads(self.run(*args, "--format", "json", check=check).stdout)

@@ -14,12 +14,12 @@ import json
 import os
 import shlex
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cli_runner
 import pytest
 from ruamel.yaml import YAML
 from testbed import RegistryServer, push_chart, push_image
@@ -28,7 +28,6 @@ from mirrorspec import RunContext, parse_spec
 from mirrorspec.plan import Artifact
 from mirrorspec.skopeo.sync_yaml import skopeo_documents, to_yaml
 
-MIRRORSPEC = str(Path(sys.executable).with_name("mirrorspec"))
 CANARY = "canary-Dest-Pa55-9e2a71"
 
 
@@ -71,12 +70,7 @@ class Bed:
     tmp: Path
 
     def mirrorspec(self, *args: str, check: int = 0) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [MIRRORSPEC, *args], capture_output=True, text=True, env=self.env, timeout=120, check=False
-        )
-        assert CANARY not in proc.stdout + proc.stderr
-        assert proc.returncode == check, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        return proc
+        return cli_runner.run(*args, env=self.env, check=check, never=[CANARY], timeout=120)
 
     @property
     def scope(self) -> str:

@@ -13,13 +13,11 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
+import cli_runner
 import pytest
 from emulators.ecr import EcrEmulator
 from jsonschema import Draft202012Validator
@@ -31,7 +29,6 @@ from mirrorspec.plan import to_json
 from mirrorspec.providers.ecr.clients import AWS
 from mirrorspec.spec import json_schema, parse_spec
 
-MIRRORSPEC = str(Path(sys.executable).with_name("mirrorspec"))
 ACCOUNT = "123456789012"
 ECR_HOST = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com"
 
@@ -56,12 +53,7 @@ targets:
 
 
 def mirrorspec(*args: str, check: int = 0) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "MIRRORSPEC_DEBUG"}
-    proc = subprocess.run(
-        [MIRRORSPEC, *args], capture_output=True, text=True, env=env, timeout=120, check=False
-    )
-    assert proc.returncode == check, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
+    return cli_runner.run(*args, check=check, timeout=120)
 
 
 def cli_json(*args: str, check: int = 0) -> Any:
