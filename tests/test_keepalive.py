@@ -266,6 +266,30 @@ def test_the_first_wave_of_threads_takes_one_401(tls_registry: RegistryServer, m
     assert statuses.count(200) == 32
 
 
+def test_a_token_is_fetched_once_per_scope_across_threads(token_registry: RegistryServer) -> None:
+    """8 threads reading 4 repositories of a token-auth registry: one 401 teaches the realm,
+    then one token request per repository scope, shared by every thread."""
+    prefix = f"ka{uuid.uuid4().hex[:8]}"
+    repositories = [f"{prefix}/app-{i}" for i in range(4)]
+    digests = {r: push_image(token_registry, r, "v1", seed=r, user=USER) for r in repositories}
+    issuer = token_registry.token_issuer
+    assert issuer is not None
+    issuer.reset_requests()
+    before = len(access_records(token_registry))
+    client = RegistryClient(
+        token_registry.host, username=USER, password=token_registry.users[USER], insecure=True, pool_size=8
+    )
+    wanted = [repositories[i % 4] for i in range(32)]
+    with client, ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda r: client.digest(r, "v1"), wanted))
+    assert got == [digests[r] for r in wanted]
+    scopes = sorted(scope for request in issuer.requests for scope in request.scopes)
+    assert scopes == sorted(f"repository:{r}:pull" for r in repositories)
+    statuses = [r.status for r in access_records(token_registry)[before:]]
+    assert statuses.count(401) == 1, statuses
+    assert statuses.count(200) == 32
+
+
 def test_a_ca_bundle_is_loaded_once_per_run(tls_registry: RegistryServer, tmp_path: Path) -> None:
     """Two registry hosts trusted through one CA bundle: the run reads the bundle for its first
     connection, not for every new one, so a bundle rewritten afterwards changes nothing for
