@@ -7,6 +7,9 @@ Registry behaviour that shaped this module (sources in the research notes):
   random order (Go map iteration), so scopes are compared as sets.
 - A token answer is untrusted input: it is read with a limit (1 MiB) and its `expires_in` is
   capped at a day.
+- The first request to a registry goes alone: its 401 (if any) teaches the scheme and the
+  bearer realm, and the threads waiting behind it then send credentials (or fetch a token for
+  their own scope, once per scope) up front instead of each taking a 401 of its own.
 - Credentials go to a token realm only on the registry's own host or under its parent domain
   (auth.docker.io for registry-1.docker.io), over https; otherwise the token is requested
   anonymously and any resulting error says why (`_realm_refusal`).

@@ -325,10 +325,13 @@ class DeadlineResponse(requests.Response):
 
         requests' `Response.close` closes the socket (`raw.close()`) whenever the body was not
         consumed, even a HEAD's empty one, and only then calls `release_conn` (requests
-        2.32, models.py). urllib3 puts a connection back in its pool (`_put_conn`, via
+        2.32-2.34, models.py; the adapter streams with `preload_content=False`, so nothing
+        reads it for us). urllib3 puts a connection back in its pool (`_put_conn`, via
         `release_conn`) once `http.client` has seen the end of the body: its `_error_catcher`
         does it when the underlying response `isclosed()` after a read (urllib3 2.x,
-        response.py). So a read to the end before requests' close keeps the socket."""
+        response.py); `http.client` marks it so at once for a HEAD and when Content-Length
+        bytes or the last chunk have been read. So a read to the end before requests' close
+        keeps the socket."""
         if not getattr(self, "_content_consumed", False):  # not in requests' stubs
             self.drain()
         super().close()

@@ -200,7 +200,7 @@ class DeadlineAdapter(HTTPAdapter):
     ) -> tuple[_HostParams, _PoolKwargs]:
         """requests' pool key, with the run's shared TLS context for `verify` instead of a CA
         path that urllib3 would load for every new connection (the override requests
-        documents for a custom `SSLContext`, requests 2.32 adapters.py)."""
+        documents for a custom `SSLContext`, requests 2.32-2.34 adapters.py)."""
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
         if host_params.get("scheme") == "https":
             context = self._transport.tls.for_verify(verify)
