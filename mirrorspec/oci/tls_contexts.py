@@ -19,7 +19,7 @@ import os
 import ssl
 import threading
 
-from requests.utils import DEFAULT_CA_BUNDLE_PATH
+import requests.adapters
 from urllib3.util.ssl_ import create_urllib3_context
 
 __all__ = ["TlsContexts"]
@@ -35,19 +35,21 @@ class TlsContexts:
     def for_verify(self, verify: bool | str) -> ssl.SSLContext | None:
         """The shared context for `verify` (False, True or a CA file or directory), or None
         when it cannot be built here (urllib3 then builds one per connection, as without it)."""
+        # `verify=True` means the bundle requests' adapter names at the time of the request
+        # (`HTTPAdapter.cert_verify` reads `requests.adapters.DEFAULT_CA_BUNDLE_PATH`).
+        key = requests.adapters.DEFAULT_CA_BUNDLE_PATH if verify is True else verify
         with self._lock:
-            if verify not in self._contexts:
-                self._contexts[verify] = _build(verify)
-            return self._contexts[verify]
+            if key not in self._contexts:
+                self._contexts[key] = _build(key)
+            return self._contexts[key]
 
 
-def _build(verify: bool | str) -> ssl.SSLContext | None:
-    if verify is False:
+def _build(location: bool | str) -> ssl.SSLContext | None:
+    if location is False:
         context = create_urllib3_context(cert_reqs=ssl.CERT_NONE)
         context.check_hostname = False
         # urllib3 would also load the system's certificates into it: useless without checks.
         return context
-    location = DEFAULT_CA_BUNDLE_PATH if verify is True else verify
     if not isinstance(location, str) or not os.path.exists(location):
         return None
     context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
