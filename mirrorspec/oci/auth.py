@@ -7,6 +7,9 @@ Registry behaviour that shaped this module (sources in the research notes):
   random order (Go map iteration), so scopes are compared as sets.
 - A token answer is untrusted input: it is read with a limit (1 MiB) and its `expires_in` is
   capped at a day.
+- The first request to a registry goes alone: its 401 (if any) teaches the scheme and the
+  bearer realm, and the threads waiting behind it then send credentials (or fetch a token for
+  their own scope, once per scope) up front instead of each taking a 401 of its own.
 - Credentials go to a token realm only on the registry's own host or under its parent domain
   (auth.docker.io for registry-1.docker.io), over https; otherwise the token is requested
   anonymously and any resulting error says why (`_realm_refusal`).
@@ -168,6 +171,10 @@ class RegistryAuth:
         self._auth_kind: str | None = None  # "basic" or "bearer", learned from a challenge
         self._bearer: _Challenge | None = None  # last realm/service seen, for later scopes
         self._tokens: dict[str, _Token] = {}
+        # Set once the first request has taught the scheme (or that none is asked for); until
+        # then one request goes ahead and the others wait for what it learns (`_first`).
+        self._learnt = threading.Event()
+        self._probing = False
         if password:
             register_secret(password)
         self._withheld: str | None = None  # why credentials were not sent to the token realm
@@ -186,8 +193,42 @@ class RegistryAuth:
         Returns any non-401 response; the caller judges the status and must close it.
         """
         base_scope = f"repository:{repository}:pull" if repository else ""
-        headers = {"Accept": accept, **(extra_headers or {})}
         authorization = self._known_authorization(base_scope)
+        if authorization is not None or self._learnt.is_set():
+            return self._answer(method, path, repository, accept, extra_headers, authorization)
+        if not self._first():
+            # Another thread is asking first: its 401 teaches the scheme (and a bearer realm)
+            # to all. Without the wait, every thread of a run's first wave takes a 401 of its
+            # own (8 with 8 workers). Its request is bounded by the transport; if it takes
+            # longer than a timeout, go ahead as before.
+            self._learnt.wait(self._session.timeout)
+            authorization = self._known_authorization(base_scope)
+            return self._answer(method, path, repository, accept, extra_headers, authorization)
+        try:
+            return self._answer(method, path, repository, accept, extra_headers, None)
+        finally:
+            self._learnt.set()  # whatever it learnt, or that nothing is asked for, or failure
+
+    def _first(self) -> bool:
+        """Whether this thread is the one to ask first (no other is asking now)."""
+        with self._lock:
+            if self._probing or self._learnt.is_set():
+                return False
+            self._probing = True
+            return True
+
+    def _answer(
+        self,
+        method: str,
+        path: str,
+        repository: str | None,
+        accept: str,
+        extra_headers: Mapping[str, str] | None,
+        authorization: str | None,
+    ) -> requests.Response:
+        """`request` from `authorization` on: send it, answer the challenges."""
+        base_scope = f"repository:{repository}:pull" if repository else ""
+        headers = {"Accept": accept, **(extra_headers or {})}
         sent_scope = base_scope if authorization else None
         refreshed = False
         tried: set[str] = set()
@@ -208,11 +249,13 @@ class RegistryAuth:
                 authorization = self._basic_authorization(repository)
                 with self._lock:
                     self._auth_kind = "basic"
+                self._learnt.set()
                 continue
             scope = _normalize_scope(challenge.params.get("scope", ""))
             with self._lock:
                 self._auth_kind = "bearer"
                 self._bearer = challenge
+            self._learnt.set()  # the others fetch tokens for their own scopes now
             if authorization is not None and authorization.startswith("Bearer "):
                 stale = authorization.removeprefix("Bearer ")
                 if challenge.params.get("error") == "invalid_token" and not refreshed:

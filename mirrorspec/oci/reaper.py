@@ -67,6 +67,13 @@ __all__ = ["CURRENT_ATTEMPT", "REAPER", "Attempt", "DeadlineResponse", "HTTPPool
 
 log = logging.getLogger(__name__)
 
+# What is left of a body nobody wants (a HEAD's, a 401's, a 404's, a redirect's) is read and
+# thrown away, so that the connection goes back to the pool, if it is at most this long and
+# arrives within this time; otherwise the connection is closed, as before. Honest registries
+# send such bodies (none, or a JSON error of a few hundred bytes) with the headers.
+DRAIN_MAX_BYTES = 64 * 1024
+DRAIN_SECONDS = 1.0
+
 
 # --- per-host state --------------------------------------------------------------------------
 
@@ -192,6 +199,13 @@ class _Reaper:
             attempt.at, attempt.stage = at, stage
             self.cond.notify()
 
+    def shorten(self, attempt: Attempt, at: float) -> None:
+        """The attempt's deadline becomes `at` if that is earlier."""
+        with self.cond:
+            if at < attempt.at:
+                attempt.at = at
+                self.cond.notify()
+
     def _run(self) -> None:
         with self.cond:
             while True:
@@ -304,6 +318,54 @@ class DeadlineResponse(requests.Response):
                 raise self._cut_error()
 
         return guarded()
+
+    def close(self) -> None:
+        """Release the connection: back to the pool when the body was read to its end, or what
+        is left of it is small and comes at once (`drain`); closed otherwise.
+
+        requests' `Response.close` closes the socket (`raw.close()`) whenever the body was not
+        consumed, even a HEAD's empty one, and only then calls `release_conn` (requests
+        2.32-2.34, models.py; the adapter streams with `preload_content=False`, so nothing
+        reads it for us). urllib3 puts a connection back in its pool (`_put_conn`, via
+        `release_conn`) once `http.client` has seen the end of the body: its `_error_catcher`
+        does it when the underlying response `isclosed()` after a read (urllib3 2.x,
+        response.py); `http.client` marks it so at once for a HEAD and when Content-Length
+        bytes or the last chunk have been read. So a read to the end before requests' close
+        keeps the socket."""
+        if not getattr(self, "_content_consumed", False):  # not in requests' stubs
+            self.drain()
+        super().close()
+
+    def drain(self) -> bool:
+        """Read and discard the rest of the body if it is at most `DRAIN_MAX_BYTES` and arrives
+        within `DRAIN_SECONDS` (never past the attempt's own deadline); whether it did.
+
+        Not urllib3's `drain_conn`: that reads an endless body forever. A hostile answer (an
+        endless 401 or redirect body, one that drips) costs at most the cap or the time, then
+        the connection is closed (`close`) as if it had not been drained."""
+        attempt = self._mirrorspec_attempt
+        raw = self.raw
+        original = getattr(raw, "_original_response", None)
+        if attempt is None or attempt.cut is not None or original is None:
+            return False
+        if getattr(original, "will_close", True):
+            return False  # `Connection: close` or a body delimited by the end of the connection
+        left = getattr(raw, "length_remaining", None)
+        if isinstance(left, int) and left > DRAIN_MAX_BYTES:
+            return False  # the declared length says it: not worth reading
+        REAPER.shorten(attempt, time.monotonic() + DRAIN_SECONDS)
+        drained = 0
+        try:
+            while drained <= DRAIN_MAX_BYTES:
+                # Raw bytes (no decoding) in bounded reads; the reaper cuts a read that would
+                # outlast the deadline, and the read then fails.
+                chunk = raw.read(16 * 1024, decode_content=False)
+                if not chunk:
+                    return attempt.cut is None
+                drained += len(chunk)
+        except (urllib3.exceptions.HTTPError, OSError, ValueError):
+            return False
+        return False
 
     def _cut_error(self) -> GaveUp:
         attempt = self._mirrorspec_attempt

@@ -119,6 +119,11 @@ class RegistrySession:
         self._session = session
 
     @property
+    def timeout(self) -> float:
+        """The run's timeout: connect + TLS + response headers of one attempt."""
+        return self._transport.timeout
+
+    @property
     def scheme(self) -> str | None:
         """`https` or `http` once known; None while an insecure registry is not probed yet."""
         with self._lock:
@@ -176,8 +181,10 @@ class RegistrySession:
 
         Always streamed: a body is read only by the caller that wants it, with a limit, so a
         hostile answer (a 401 or a tag list of gigabytes) cannot fill memory. requests would
-        read every redirect's body whole before following it; here a redirect is closed
-        unread. `Authorization` is dropped when a redirect leaves the origin, as requests does.
+        read every redirect's body whole before following it; here a redirect is closed after
+        at most a small, quick read of its body (`DeadlineResponse.drain`, which keeps the
+        connection for the next request). `Authorization` is dropped when a redirect leaves
+        the origin, as requests does.
         """
         headers = dict(headers)
         for _ in range(_MAX_REDIRECTS + 1):

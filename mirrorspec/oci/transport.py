@@ -32,7 +32,7 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
@@ -52,6 +52,10 @@ from .timeouts import (
     NoAnswer,
     seconds,
 )
+from .tls_contexts import TlsContexts
+
+if TYPE_CHECKING:  # the stubs' names for requests' pool key dictionaries
+    from requests.adapters import _HostParams, _PoolKwargs
 
 __all__ = ["DeadlineAdapter", "Transport"]
 
@@ -76,6 +80,9 @@ class Transport:
     times that is given up for the run."""
 
     timeout: float = DEFAULT_TIMEOUT
+    # TLS contexts of the run, one per `verify` value: a CA bundle is loaded once, not per
+    # connection (`tls_contexts`).
+    tls: TlsContexts = field(default_factory=TlsContexts, init=False, repr=False)
     _hosts: dict[str, Host] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -184,6 +191,31 @@ class DeadlineAdapter(HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
+
+    def build_connection_pool_key_attributes(
+        self,
+        request: requests.PreparedRequest,
+        verify: bool | str,
+        cert: str | tuple[str, str] | None = None,
+    ) -> tuple[_HostParams, _PoolKwargs]:
+        """requests' pool key, with the run's shared TLS context for `verify` instead of a CA
+        path that urllib3 would load for every new connection (the override requests
+        documents for a custom `SSLContext`, requests 2.32-2.34 adapters.py)."""
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        if host_params.get("scheme") == "https":
+            context = self._transport.tls.for_verify(verify)
+            if context is not None:
+                pool_kwargs.pop("ca_certs", None)
+                pool_kwargs.pop("ca_cert_dir", None)
+                pool_kwargs["ssl_context"] = context
+        return host_params, pool_kwargs
+
+    def cert_verify(self, conn: Any, url: str, verify: bool | str, cert: Any) -> None:
+        # requests checks the bundle still exists and names it in `ca_certs` again, which
+        # would make urllib3 load it into the shared context once more per connection.
+        super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]  # untyped in the stubs
+        if verify and getattr(conn, "conn_kw", {}).get("ssl_context") is not None:
+            conn.ca_certs = conn.ca_cert_dir = None  # the pool's; the context holds them
 
     def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
         response = super().build_response(req, resp)
