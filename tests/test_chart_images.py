@@ -15,11 +15,21 @@ import time
 from collections.abc import Iterable
 
 import pytest
+from ruamel.yaml import YAML
 
-from mirrorspec.charts import ChartArchiveError, discover, parse_reference, read_chart
+from mirrorspec.charts import (
+    ChartArchiveError,
+    Image,
+    discover,
+    occurrences,
+    parse_reference,
+    read_chart,
+    relocate,
+)
 from mirrorspec.charts import archive as archive_module
 
 DIGEST = "sha256:" + "ab" * 32
+MIRROR = "mirror.internal:5000"
 POSTGRES = "app-1.0.0.tgz › charts/postgresql-15.0.0.tgz"
 
 
@@ -94,7 +104,8 @@ unrelated:
 """
     found, unresolved = discover(read_chart(pack("app", chart("app", values=values)), where="app.tgz"))
     by_key = {image.key: image for image in found}
-    assert by_key["image"].reference == "quay.io/seqera/backend:v1.2.3" and by_key["image"].shape == "map"
+    assert by_key["image"].reference == "quay.io/seqera/backend:v1.2.3"
+    assert by_key["image"].shape == "registry-map" and by_key["cron.image"].shape == "map"
     assert by_key["frontend.image"].reference == "cr.seqera.io/private/frontend:24.1"
     assert by_key["frontend.image"].shape == "string"
     assert by_key["sidecar.image"].reference == "docker.io/library/busybox:latest"
@@ -345,3 +356,88 @@ def test_deeply_nested_values_are_one_error() -> None:
     values = "image: " + "[" * 5000 + "]" * 5000 + "\n"
     with pytest.raises(ChartArchiveError, match="nests too deep"):
         discover(read_chart(pack("app", chart("app", values=values)), where="app.tgz"))
+
+
+# --- relocation -----------------------------------------------------------------------------
+
+
+def test_relocated_values_point_every_image_at_the_mirror_in_the_charts_own_shape() -> None:
+    """The issue's check, on one chart: merge the override into the chart's values and run the
+    same discovery again; every image it finds is the mirror's, with the tag and digest kept."""
+    chart_yaml = (
+        "apiVersion: v2\nname: app\nversion: 1.0.0\nappVersion: '2.0'\n"
+        "dependencies:\n  - {name: postgresql, version: 15.x, alias: db}\n"
+        "annotations:\n  artifacthub.io/images: |\n    - {name: tool, image: quay.io/acme/only-annotated:1}\n"
+    )
+    values = f"""
+global:
+  imageRegistry: ""
+image:
+  registry: quay.io
+  repository: seqera/backend
+  tag: v1.2.3
+frontend:
+  image: cr.seqera.io/private/frontend:24.1@{DIGEST}
+cron:
+  image: {{repository: bitnami/kubectl, tag: ""}}
+"""
+    postgres = tgz(
+        {
+            "postgresql/Chart.yaml": b"apiVersion: v2\nname: postgresql\nversion: 15.0.0\nappVersion: '16'\n",
+            "postgresql/values.yaml": b"image: {registry: docker.io, repository: bitnami/postgresql}\n",
+        }
+    )
+
+    def archive(values_text: str) -> bytes:
+        return tgz(
+            {
+                "app/Chart.yaml": chart_yaml.encode(),
+                "app/values.yaml": values_text.encode(),
+                "app/charts/postgresql-15.0.0.tgz": postgres,
+            }
+        )
+
+    def destination(image: Image) -> tuple[str, str]:
+        return "mirror.internal:5000", f"vendor/{image.registry.replace(':', '_')}/{image.repository}"
+
+    found, _ = occurrences(read_chart(archive(values), where="app.tgz"))
+    override, left = relocate(found, destination)
+    assert [image.reference for image in left] == ["quay.io/acme/only-annotated:1"]
+    assert override == {
+        "image": {"registry": "mirror.internal:5000", "repository": "vendor/quay.io/seqera/backend"},
+        "frontend": {"image": f"mirror.internal:5000/vendor/cr.seqera.io/private/frontend:24.1@{DIGEST}"},
+        # The chart reads global.imageRegistry, which then prefixes every map's repository.
+        "cron": {"image": {"repository": "vendor/docker.io/bitnami/kubectl"}},
+        "db": {
+            "image": {"registry": "mirror.internal:5000", "repository": "vendor/docker.io/bitnami/postgresql"}
+        },
+        "global": {"imageRegistry": "mirror.internal:5000"},
+    }
+    merged = YAML(typ="safe", pure=True)
+    original = merged.load(values)
+    out = io.StringIO()
+    merged.dump(_merge_values(original, override), out)
+
+    again, unresolved = occurrences(read_chart(archive(out.getvalue()), where="app.tgz"))
+    assert unresolved == []
+    relocated = sorted(image.reference for image in again if image.origin == "values")
+    assert relocated == sorted(
+        [
+            "mirror.internal:5000/vendor/quay.io/seqera/backend:v1.2.3",
+            f"mirror.internal:5000/vendor/cr.seqera.io/private/frontend@{DIGEST}",
+            "mirror.internal:5000/vendor/docker.io/bitnami/kubectl:2.0",
+            "mirror.internal:5000/vendor/docker.io/bitnami/postgresql:16",
+        ]
+    )
+
+
+def _merge_values(base: dict[str, object], over: dict[str, object]) -> dict[str, object]:
+    """`helm install -f override.yaml`'s merge of a user's values over the chart's."""
+    merged = dict(base)
+    for key, value in over.items():
+        below = merged.get(key)
+        if isinstance(value, dict) and isinstance(below, dict):
+            merged[key] = _merge_values(below, value)
+        else:
+            merged[key] = value
+    return merged

@@ -33,10 +33,12 @@ from ruamel.yaml.error import YAMLError
 from .. import paths
 from .archive import ChartArchiveError, ChartFiles
 
-__all__ = ["MAX_VALUE_NODES", "Image", "Unresolved", "discover", "parse_reference"]
+__all__ = ["MAX_VALUE_NODES", "Image", "Shape", "Unresolved", "discover", "occurrences", "parse_reference"]
 
 Origin = Literal["annotation", "hints", "values"]
-Shape = Literal["string", "map", "other"]
+# How values.yaml writes an image, so that a relocation writes it back the same way: a string,
+# a map whose `repository` carries the host (no `registry` key), a map with a `registry` key.
+Shape = Literal["string", "map", "registry-map", "other"]
 _AUTHORITY: dict[str, int] = {"annotation": 0, "hints": 1, "values": 2}
 
 # Values nodes visited, aliases counted each time they are reached: a values.yaml of 5 MiB
@@ -64,7 +66,8 @@ class Image:
     chart: str
     """Where it was found: the archive and subchart path (`ChartFiles.where`)."""
     key: str
-    """The values key (`backend.image`), the hint, or the annotation entry's name."""
+    """The values key from the top chart's values (`db.image` for a subchart aliased `db`),
+    the hint, or the annotation entry's name."""
     shape: Shape = "other"
     """How values.yaml writes it, so a relocation can keep the shape."""
 
@@ -87,15 +90,22 @@ class Unresolved:
 def discover(chart: ChartFiles) -> tuple[list[Image], list[Unresolved]]:
     """Every image `chart` and its subcharts deploy (deduplicated by reference, most
     authoritative origin first), and what could not be resolved."""
-    found: list[Image] = []
-    unresolved: list[Unresolved] = []
-    _Walk(found, unresolved).chart(chart, parent_values=None, name=None)
+    found, unresolved = occurrences(chart)
     best: dict[str, Image] = {}
     for image in found:
         kept = best.get(image.reference)
         if kept is None or _AUTHORITY[image.origin] < _AUTHORITY[kept.origin]:
             best[image.reference] = image
     return sorted(best.values(), key=lambda i: i.reference), unresolved
+
+
+def occurrences(chart: ChartFiles) -> tuple[list[Image], list[Unresolved]]:
+    """Every place `chart` and its subcharts name an image, one entry per place (an image
+    named in two values keys is two entries): what a relocation rewrites."""
+    found: list[Image] = []
+    unresolved: list[Unresolved] = []
+    _Walk(found, unresolved).chart(chart, parent_values=None, name=None, scope=())
+    return found, unresolved
 
 
 def parse_reference(text: str) -> tuple[str, str, str | None, str | None] | None:
@@ -132,7 +142,12 @@ class _Walk:
         self.nodes = 0
 
     def chart(
-        self, chart: ChartFiles, *, parent_values: Mapping[str, Any] | None, name: str | None
+        self,
+        chart: ChartFiles,
+        *,
+        parent_values: Mapping[str, Any] | None,
+        name: str | None,
+        scope: tuple[str, ...],
     ) -> dict[str, Any]:
         """Discover in `chart` and its subcharts; returns the chart's values as Helm computes
         them, each subchart's under its key (what a relok8s hint's first key may name)."""
@@ -149,10 +164,10 @@ class _Walk:
         self.annotation(chart, meta)
         # A top-level key naming a subchart holds that subchart's values (Helm's coalescing):
         # its images are found there, with the subchart's defaults filled in.
-        self.values(chart, values, app_version, skip={key for key, _ in subcharts})
+        self.values(chart, values, app_version, skip={key for key, _ in subcharts}, scope=scope)
         view = dict(values)
         for key, sub in subcharts:
-            view[key] = self.chart(sub, parent_values=values, name=key)
+            view[key] = self.chart(sub, parent_values=values, name=key, scope=(*scope, key))
         self.hints(chart, view)
         return view
 
@@ -196,14 +211,20 @@ class _Walk:
             self.add(chart, ".relok8s-images.yaml", hint, text, "hints", "other")
 
     def values(
-        self, chart: ChartFiles, values: Mapping[str, Any], app_version: str | None, *, skip: set[str]
+        self,
+        chart: ChartFiles,
+        values: Mapping[str, Any],
+        app_version: str | None,
+        *,
+        skip: set[str],
+        scope: tuple[str, ...],
     ) -> None:
         registry_override = _lookup(values, ["global", "imageRegistry"])
         override = registry_override if isinstance(registry_override, str) and registry_override else None
         for key, node in self.walk(values, ()):
             if not key or not key[-1].lower().endswith("image") or key[0] == "global" or key[0] in skip:
                 continue
-            dotted = ".".join(key)
+            dotted = ".".join((*scope, *key))
             if isinstance(node, str):
                 if node:
                     self.add(chart, "values.yaml", dotted, node, "values", "string")
@@ -236,7 +257,8 @@ class _Walk:
             text = f"{name}@{digest}"
         else:
             text = f"{name}:{tag_text}" if tag_text else name
-        self.add(chart, "values.yaml", key, text, "values", "map")
+        shape: Shape = "registry-map" if "registry" in node or override else "map"
+        self.add(chart, "values.yaml", key, text, "values", shape)
 
     def add(self, chart: ChartFiles, file: str, key: str, text: Any, origin: Origin, shape: Shape) -> None:
         if not isinstance(text, str) or not text.strip():
