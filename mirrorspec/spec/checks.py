@@ -7,17 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ruamel.yaml.comments import CommentedMap
-
 from .. import paths
 from ..errors import SpecError
+from .compose import Map
 from .locate import _crumbs, _position
 from .model import Spec, _clip_quoted, _kebab
 
 # --- checks across the document --------------------------------------------------------
 
 
-def _cross_checks(spec: Spec, tree: CommentedMap, filename: str) -> None:
+def _cross_checks(spec: Spec, tree: Map, filename: str) -> None:
     def fail(message: str, loc: tuple[Any, ...]) -> None:
         raise SpecError(
             f"{_crumbs(tree, loc)}{_clip_quoted(message)}", location=_position(tree, loc, filename)
