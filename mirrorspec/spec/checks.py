@@ -13,6 +13,8 @@ from .compose import Map
 from .locate import _crumbs, _position
 from .model import Spec, _clip_quoted, _kebab
 
+__all__: list[str] = []  # its functions are the package's internals (`load`)
+
 # --- checks across the document --------------------------------------------------------
 
 

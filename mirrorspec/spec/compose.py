@@ -10,7 +10,8 @@ same events with the same marks in ~1 µs each; composing them here costs ~2 µs
 ruamel stays behind two doors: scalars that are not a plain string, null, boolean or decimal
 integer (a float, a date, `0x1f`, an explicit `!!int '1'`) are constructed by ruamel's own
 YAML 1.2 resolver and constructor, so every value means what it meant before; and a syntax
-error in a spec of the old size is re-read by ruamel for its wording (`load._load_yaml`).
+error in a spec of the old size (1 MiB) is read again by ruamel's parser, which reads the
+YAML 1.2 that libyaml's 1.1 refuses (`[:0]`) and words its errors better (`load._load_yaml`).
 
 Merge keys (`<<: *block`) are applied as ruamel applies them: keys written in the mapping win,
 then the merged mappings' keys in order.
@@ -20,13 +21,15 @@ from __future__ import annotations
 
 import re
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable
 from itertools import accumulate
 from typing import Any
 
 import yaml
 
 from ..errors import SpecError
+
+__all__ = ["CORE_TAGS", "Composer", "Map", "Seq"]
 
 # Explicit tags a spec may use (`!!str 1.10` keeps a version a string); any other tag
 # (`!!python/object`, `!!binary`, `!custom`) has no meaning in a spec.
@@ -40,6 +43,11 @@ _MERGE_TAG = f"{_YAML_TAG}merge"
 # ruamel's round-trip loader resolves with: the common cases, decided without a regex.
 _NULLS = frozenset(("", "~", "null", "Null", "NULL"))
 _BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+# The first characters of ruamel's 1.2 implicit resolvers (ruamel/yaml/resolver.py,
+# `implicit_resolvers`; checked in tests/test_spec_compose.py): t/f/T/F and n/N/~ start only
+# the words above; digits, signs, `.`, `<<`, `=` and `!&*` need the resolver's regexes.
+_RESOLVED_BY_FIRST_CHARACTER = frozenset("tfTFnN~+-.0123456789<=!&*")
+_NEEDS_RESOLVER = frozenset("+-.0123456789<=!&*")
 _DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]{0,17})")  # fits in 64 bits; longer goes to ruamel
 
 
@@ -136,7 +144,7 @@ class Composer:
             loader_class = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
             loader = loader_class(text)
             try:
-                return self._events(iter(loader.get_event, None))
+                return self.compose_events(iter(loader.get_event, None))
             finally:
                 loader.dispose()
         # libyaml checks every open flow collection's possible key at every token: 100,000
@@ -144,9 +152,9 @@ class Composer:
         # stale). ruamel's parser is pure Python, but such text is refused at depth 32.
         from ruamel.yaml import YAML
 
-        return self._events(iter(YAML(typ="rt").parse(text)))
+        return self.compose_events(YAML(typ="rt").parse(text))
 
-    def _events(self, events: Iterator[Any]) -> Any:
+    def compose_events(self, events: Iterable[Any]) -> Any:
         """Compose from PyYAML's or ruamel's events (the same names and attributes)."""
         root: Any = None
         documents = 0
@@ -282,7 +290,7 @@ class Composer:
         value: str = event.value
         tag = None if event.tag is None else str(event.tag)
         if tag is None and not event.style:  # plain (libyaml says "", PyYAML None): resolved by its text
-            if value and value[0] not in _implicit_tags():
+            if value and value[0] not in _RESOLVED_BY_FIRST_CHARACTER:
                 return value
             if value in _NULLS:
                 return None
@@ -290,6 +298,8 @@ class Composer:
                 return _BOOLS[value]
             if _DECIMAL.fullmatch(value):
                 return int(value)
+            if value[0] not in _NEEDS_RESOLVER:  # a word that only looks like true or null
+                return value
             resolved = _implicit_tag(value)
             if resolved == _STR_TAG:
                 return value
@@ -302,6 +312,7 @@ class Composer:
 
     def _construct(self, tag: str, event: Any) -> Any:
         """A scalar ruamel's round-trip constructor makes: the same value or the same error."""
+        from ruamel.yaml.comments import TaggedScalar
         from ruamel.yaml.error import MarkedYAMLError, StreamMark
         from ruamel.yaml.nodes import ScalarNode
 
@@ -311,11 +322,13 @@ class Composer:
         node = ScalarNode(tag, event.value, start_mark=mark, end_mark=mark, style=event.style or None)
         constructor = _constructor()
         try:
-            return constructor.construct_object(node, deep=True)
+            value = constructor.construct_object(node, deep=True)
         except MarkedYAMLError as exc:
             raise yaml_error(exc, self.filename) from None
         finally:
             constructor.constructed_objects.pop(node, None)
+        # An explicit tag may come back as a TaggedScalar; only core tags get this far.
+        return str(value.value) if isinstance(value, TaggedScalar) else value
 
 
 class _MergeKey:
@@ -358,12 +371,30 @@ def _implicit_tag(value: str) -> str:
 
 
 def _constructor() -> Any:
-    if "constructor" not in _cache:
-        from ruamel.yaml import YAML
+    """ruamel's round-trip constructor, for the scalars `Composer._construct` hands it, with
+    values Python cannot hold (`0000-01-01`, an integer of 5,000 digits, `!!bool 1`) turned
+    into a YAML error at the value's position instead of a bare ValueError or KeyError."""
+    if "constructor" in _cache:
+        return _cache["constructor"]
+    from ruamel.yaml import YAML
+    from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
+    from ruamel.yaml.nodes import Node
 
-        from .load import _Constructor
+    from .model import _short
 
-        loader = YAML(typ="rt")
-        loader.Constructor = _Constructor
-        _cache["constructor"] = loader.constructor
+    class Constructor(RoundTripConstructor):
+        def construct_object(self, node: Node, deep: bool = False) -> Any:
+            try:
+                return super().construct_object(node, deep=deep)
+            except (ValueError, OverflowError) as exc:
+                why = str(exc).split(": ")[0]
+            except (KeyError, TypeError):
+                why = f"not a valid {str(node.tag).replace(_YAML_TAG, '!!')}"
+            raise ConstructorError(
+                None, None, f"cannot read value '{_short(str(node.value))}': {why}", node.start_mark
+            )
+
+    loader = YAML(typ="rt")
+    loader.Constructor = Constructor
+    _cache["constructor"] = loader.constructor
     return _cache["constructor"]

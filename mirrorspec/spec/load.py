@@ -18,12 +18,6 @@ import yaml
 from pydantic import (
     ValidationError,
 )
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import TaggedScalar
-from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
-from ruamel.yaml.error import YAMLError
-from ruamel.yaml.nodes import Node
-from ruamel.yaml.reader import ReaderError
 
 from .. import files
 from ..errors import SpecError
@@ -31,6 +25,8 @@ from .checks import _cross_checks
 from .compose import Composer, Map
 from .locate import _position, _spec_error
 from .model import Source, Spec, Target, _short
+
+__all__ = ["MAX_SPEC_BYTES", "check_ca_bundle", "json_schema", "load_spec", "parse_spec", "yaml_error"]
 
 # --- loading ---------------------------------------------------------------------------
 
@@ -50,7 +46,7 @@ _MAX_VALUES = 1_000_000
 # The deepest real spec path is 7 levels (targets › [i] › credential-sets › host › key ...).
 # A limit keeps 100,000 nested '[' from building a tower that every walk recurses through.
 _MAX_DEPTH = 32
-# Up to the old size limit, a syntax error is read again by ruamel for its wording.
+# Up to the old size limit, what libyaml cannot read is read again by ruamel (`_load_yaml`).
 _REREAD_ERRORS_CHARS = 1 << 20
 # What YAML forbids in a stream (YAML 1.2 §5.1, the set ruamel's Reader checks).
 _NON_PRINTABLE = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -179,29 +175,38 @@ def json_schema() -> dict[str, Any]:
 def _load_yaml(text: str, filename: str) -> Any:
     try:
         return Composer(filename, max_depth=_MAX_DEPTH, max_values=_MAX_VALUES).compose(text)
-    except (yaml.reader.ReaderError, ReaderError):
-        # A control character (NUL, say): libyaml reports a byte offset; find the character.
-        bad = _NON_PRINTABLE.search(text)
-        position = bad.start() if bad else 0
-        line = text.count("\n", 0, position) + 1
-        col = position - (text.rfind("\n", 0, position) + 1) + 1
-        char = ord(bad.group()) if bad else 0
-        raise SpecError(
-            f"invalid YAML: control character U+{char:04X} is not allowed in YAML",
-            location=f"{filename}:{line}:{col}",
-        ) from None
-    except yaml.YAMLError as exc:
-        if len(text) <= _REREAD_ERRORS_CHARS:
-            # ruamel's messages say more ("found character '\t' that cannot start any
-            # token", "expected <block end>"): reading the events again costs at most ~4 s.
+    except SpecError:
+        raise
+    except Exception as exc:  # ruamel is imported only when it is needed: here, to tell
+        from ruamel.yaml.error import YAMLError
+        from ruamel.yaml.reader import ReaderError
+
+        if isinstance(exc, (yaml.reader.ReaderError, ReaderError)):
+            # A control character (NUL, say): libyaml reports a byte offset; find the character.
+            bad = _NON_PRINTABLE.search(text)
+            position = bad.start() if bad else 0
+            line = text.count("\n", 0, position) + 1
+            col = position - (text.rfind("\n", 0, position) + 1) + 1
+            char = ord(bad.group()) if bad else 0
+            raise SpecError(
+                f"invalid YAML: control character U+{char:04X} is not allowed in YAML",
+                location=f"{filename}:{line}:{col}",
+            ) from None
+        if isinstance(exc, yaml.YAMLError) and len(text) <= _REREAD_ERRORS_CHARS:
+            # Read again with ruamel's parser (at most ~4 s): libyaml parses YAML 1.1, which
+            # refuses a few plain scalars 1.2 allows (`[:0]`), and ruamel's messages say more
+            # ("found character '\t' that cannot start any token", "expected <block end>").
+            from ruamel.yaml import YAML
+
             try:
-                for _ in YAML(typ="rt").parse(text):
-                    pass
+                return Composer(filename, max_depth=_MAX_DEPTH, max_values=_MAX_VALUES).compose_events(
+                    YAML(typ="rt").parse(text)
+                )
             except YAMLError as ruamel_exc:
                 raise yaml_error(ruamel_exc, filename) from None
-        raise yaml_error(exc, filename, text) from None
-    except YAMLError as exc:  # ruamel's, for deeply nested brackets (`compose.Composer.compose`)
-        raise yaml_error(exc, filename, text) from None
+        if isinstance(exc, (yaml.YAMLError, YAMLError)):  # ruamel's: deeply nested brackets
+            raise yaml_error(exc, filename, text) from None
+        raise
 
 
 def yaml_error(exc: Any, filename: str, text: str | None = None) -> SpecError:
@@ -233,29 +238,9 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else "unreadable"
 
 
-class _Constructor(RoundTripConstructor):
-    """Values Python cannot hold (`0000-01-01`, an integer of 5,000 digits, `!!bool 1`)
-    become a YAML error at the value's position instead of a bare ValueError or KeyError."""
-
-    def construct_object(self, node: Node, deep: bool = False) -> Any:
-        try:
-            return super().construct_object(node, deep=deep)
-        except (ValueError, OverflowError) as exc:
-            why = str(exc).split(": ")[0]
-        except (KeyError, TypeError):
-            why = f"not a valid {str(node.tag).replace('tag:yaml.org,2002:', '!!')}"
-        raise ConstructorError(
-            None, None, f"cannot read value '{_short(str(node.value))}': {why}", node.start_mark
-        )
-
-
 def _plain(node: Any) -> Any:
     if isinstance(node, dict):
         return {str(k): _plain(v) for k, v in node.items()}
     if isinstance(node, list):
         return [_plain(v) for v in node]
-    if isinstance(node, TaggedScalar):
-        # The round-trip loader keeps an explicit `!!str 1.10` as a TaggedScalar; only core
-        # tags get this far, and `!!str` is the one it keeps.
-        return str(node.value)
     return node

@@ -34,6 +34,8 @@ from .model import (
     target_types,
 )
 
+__all__: list[str] = []  # its functions are the package's internals (`load`)
+
 # --- error reporting -------------------------------------------------------------------
 
 

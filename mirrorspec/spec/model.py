@@ -38,6 +38,30 @@ from pydantic import (
 from .. import paths, versions
 from ..errors import SpecError
 
+__all__ = [
+    "Credential",
+    "CredentialForm",
+    "EnvRef",
+    "FileRef",
+    "Host",
+    "Mode",
+    "OneErrorPerMapping",
+    "Prefix",
+    "Repository",
+    "SecretRef",
+    "SecretReference",
+    "Source",
+    "Spec",
+    "SpecModel",
+    "Target",
+    "TargetBase",
+    "credential_forms",
+    "credential_model",
+    "secret_reference_models",
+    "target_models",
+    "target_types",
+]
+
 Mode = Literal["mirror", "cache"]
 
 
