@@ -14,6 +14,7 @@ ignored, so that a quick double Ctrl-C cannot leave credentials behind.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -24,22 +25,51 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import engine, output
-from . import spec as specmod
 from ._version import __version__
-from .context import RunContext
-from .credentials import redact
 from .errors import MirrorspecError
-from .oci import BODY_TIMEOUTS, DEFAULT_TIMEOUT, HOST_BUDGET_TIMEOUTS
-from .plan import to_json
-from .redaction import RedactingStream
-from .skopeo.jobs import CopyResult, CopySummary
-from .skopeo.process import find_skopeo
-from .skopeo.schedule import default_workers
+from .oci.timeouts import BODY_TIMEOUTS, DEFAULT_TIMEOUT, HOST_BUDGET_TIMEOUTS
+from .redaction import RedactingStream, redact
+
+
+class _Lazy:
+    """A module of mirrorspec (or a name in one) imported at its first use, not at start-up:
+    `--help` and `validate` need neither the engine, nor the registry client, nor rich's
+    tables (bench/run.py, B5)."""
+
+    def __init__(self, module: str, name: str | None = None) -> None:
+        self._module = module
+        self._name = name
+
+    def _target(self) -> Any:
+        module = importlib.import_module(f"{__package__}.{self._module}")
+        return module if self._name is None else getattr(module, self._name)
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._target(), attribute)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._target()(*args, **kwargs)
+
+
+if TYPE_CHECKING:
+    from . import engine, output
+    from . import spec as specmod
+    from .context import RunContext
+    from .plan import to_json
+    from .skopeo.jobs import CopyResult, CopySummary
+    from .skopeo.process import find_skopeo
+    from .skopeo.schedule import default_workers
+else:
+    engine, output, specmod = _Lazy("engine"), _Lazy("output"), _Lazy("spec")
+    RunContext = _Lazy("context", "RunContext")
+    to_json = _Lazy("plan", "to_json")
+    CopySummary = _Lazy("skopeo.jobs", "CopySummary")
+    find_skopeo = _Lazy("skopeo.process", "find_skopeo")
+    default_workers = _Lazy("skopeo.schedule", "default_workers")
 
 __all__ = ["configure_logging", "main"]
 
@@ -59,8 +89,8 @@ TARGETS = click.option(
 WORKERS = click.option(
     "--workers",
     "-j",
-    default=default_workers(),
-    show_default=True,
+    default=default_workers,  # called when a command that takes it runs; the help says what it is
+    show_default=False,
     type=click.IntRange(1, 64),
     help="Registry requests and copies in flight at once (default: 4 per CPU, at most 32); "
     "copies stay at most 8 per registry.",
@@ -124,11 +154,12 @@ def configure_logging(verbose: int) -> None:
     # nodesemver narrates each step of parsing a range at DEBUG, drowning our own lines.
     # urllib3 narrates every retry at WARNING; our own error says what failed, once.
     logging.getLogger("urllib3").setLevel(logging.DEBUG if verbose >= 2 else logging.ERROR)
-    from . import providers  # importing a provider imports no SDK
-
     quiet = ["nodesemver"]
-    for type_name in sorted(providers.available()):
-        quiet += getattr(providers.get(type_name), "QUIET_LOGGERS", ())
+    if verbose:  # below WARNING only: at WARNING these loggers inherit it from the root already
+        from . import providers  # importing a provider imports no SDK (but takes ~0.1 s)
+
+        for type_name in sorted(providers.available()):
+            quiet += getattr(providers.get(type_name), "QUIET_LOGGERS", ())
     for name in quiet:
         logging.getLogger(name).setLevel(logging.WARNING)
 

@@ -22,7 +22,8 @@ The limits, each far above any real file of its kind:
   tokens (JWTs, a few KB).
 - `ca-bundle`: 1 MiB. A bundle may be a whole system trust store plus a private CA: Debian's
   /etc/ssl/certs/ca-certificates.crt (about 150 roots) is about 220 KB.
-- the spec and a skopeo sync file: 1 MiB (`spec.MAX_SPEC_BYTES`, which says why).
+- the spec: 16 MiB (`spec.MAX_SPEC_BYTES`, which says why); a skopeo sync file: 1 MiB
+  (`skopeo.import_sync.MAX_SYNC_FILE_BYTES`).
 
 Messages name the path and what it is, never its content: a credential file holds a secret,
 and a file given as a CA bundle by mistake may be a private key.

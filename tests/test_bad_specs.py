@@ -8,14 +8,14 @@ catalogue of *kinds* of bad input, each through the real console script. The kin
 (README-ready; `KINDS` below, plus the Helm cycle and the generated specs at the end):
 
 Files (10): a missing file, a path through a file, a directory, a device that never ends
-(/dev/zero), a symlink to it, a FIFO no one writes to, a 10 MB file, an empty file, bytes that
+(/dev/zero), a symlink to it, a FIFO no one writes to, a 20 MB file, an empty file, bytes that
 are not UTF-8, a UTF-16 file.
 YAML (21): a NUL byte, a raw terminal escape sequence, a newline inside a key, an escaped
 terminal sequence in a value, two documents, a top-level list, a top-level scalar, tab
 indentation, an unterminated quoted string, a duplicate key, 100,000 nested `[`, 100,000
 nested `{`, an alias bomb ("billion laughs"), a recursive alias, an undefined alias, a
 `!!python/object` tag, a date Python cannot hold, `!!bool 1`, an integer of 5,000 digits,
-60,000 values in a small file, a 500 KB repository name.
+1,000,001 values in a small file, a 500 KB repository name.
 Schema (20): an unsupported version, a number where a list belongs, a list where a string
 belongs, an unknown top-level key, an empty source list, a missing required key, a port
 outside 1-65535, a registry host with user:password@, a Harbor url with user:password@, a
@@ -186,9 +186,9 @@ KINDS = [
     ),
     Kind("fifo", None, "cannot read spec: it is a named pipe (FIFO), not a regular file", None, path=_fifo),
     Kind(
-        "10-mb-file",
-        "version: 1\n" + "# padding\n" * 1_000_000,
-        "spec is 9.5 MiB, more than the limit of 1 MiB",
+        "20-mb-file",
+        "version: 1\n" + "# padding\n" * 2_000_000,
+        "spec is 19.1 MiB, more than the limit of 16 MiB",
         None,
     ),
     Kind("empty-file", "", "the spec must be a YAML mapping, found nothing (the file is empty)", "1:1"),
@@ -222,7 +222,7 @@ KINDS = [
     ),
     Kind("nested-brackets", nested("[", "]", 100_000), "nesting deeper than 32 levels", "2:41"),
     Kind("nested-braces", nested("{a: ", "}", 100_000), "nesting deeper than 32 levels", "2:131"),
-    Kind("alias-bomb", alias_bomb(), "aliases expand the document to more than 50,000 values", "10:15"),
+    Kind("alias-bomb", alias_bomb(), "aliases expand the document to more than 1,000,000 values", "12:10"),
     Kind(
         "recursive-alias",
         "version: 1\nsources: &s [*s]\n",
@@ -247,7 +247,10 @@ KINDS = [
     Kind("bool-tag-on-a-number", "version: !!bool 1\n", "cannot read value '1': not a valid !!bool", "1:10"),
     Kind("huge-integer", f"version: {'9' * 5000}\n", "Exceeds the limit (4300 digits)", "1:10"),
     Kind(
-        "too-many-values", "version: 1\nsources: [" + "1, " * 60_000 + "]\n", "more than 50,000 values", "2:"
+        "too-many-values",
+        "version: 1\nsources: [" + "1, " * 1_000_001 + "]\n",
+        "more than 1,000,000 values",
+        "2:",
     ),
     Kind(
         "huge-value",

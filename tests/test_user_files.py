@@ -28,6 +28,7 @@ from mirrorspec.context import RunContext
 from mirrorspec.errors import RegistryError, SpecError
 from mirrorspec.files import MAX_CA_BUNDLE_BYTES, MAX_CREDENTIAL_BYTES
 from mirrorspec.oci import RegistryClient
+from mirrorspec.skopeo.import_sync import MAX_SYNC_FILE_BYTES
 from mirrorspec.spec import MAX_SPEC_BYTES, load_spec
 
 SPEC = """\
@@ -181,7 +182,8 @@ def test_a_spec_that_is_not_a_small_regular_file(tmp_path: Path, kind: str) -> N
     line = assert_one_line_error(result, "")
     assert str(spec) in line
     # click refuses a directory before mirrorspec sees it; the oversized message is the spec's own
-    expected = {"directory": "is a directory", "oversized": "more than the limit of 1 MiB"}.get(kind, reason)
+    oversized = f"more than the limit of {MAX_SPEC_BYTES >> 20} MiB"
+    expected = {"directory": "is a directory", "oversized": oversized}.get(kind, reason)
     assert expected in line
 
 
@@ -189,8 +191,8 @@ def test_a_spec_that_is_not_a_small_regular_file(tmp_path: Path, kind: str) -> N
 def test_a_skopeo_sync_file_that_is_not_a_small_regular_file(tmp_path: Path, kind: str) -> None:
     make, reason = BAD_FILES[kind]
     sync = tmp_path / "sync.yaml"
-    make(sync, MAX_SPEC_BYTES)
-    reason = reason.format(over=MAX_SPEC_BYTES + 1)
+    make(sync, MAX_SYNC_FILE_BYTES)
+    reason = reason.format(over=MAX_SYNC_FILE_BYTES + 1)
     result = run_cli("import", "skopeo", str(sync), cwd=tmp_path)
     line = assert_one_line_error(result, "")
     assert str(sync) in line

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ruamel.yaml.comments import CommentedMap
-
 from .. import paths
 from ..errors import SpecError
+from .compose import Map
 from .locate import crumbs, position
 from .model import Spec, _clip_quoted, _kebab
 
@@ -22,7 +21,7 @@ __all__ = [
 # --- checks across the document --------------------------------------------------------
 
 
-def cross_checks(spec: Spec, tree: CommentedMap, filename: str) -> None:
+def cross_checks(spec: Spec, tree: Map, filename: str) -> None:
     def fail(message: str, loc: tuple[Any, ...]) -> None:
         raise SpecError(f"{crumbs(tree, loc)}{_clip_quoted(message)}", location=position(tree, loc, filename))
 

@@ -10,55 +10,46 @@ bounded memory.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import (
     ValidationError,
 )
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, TaggedScalar
-from ruamel.yaml.composer import Composer, ComposerError
-from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.events import AliasEvent
-from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
-from ruamel.yaml.reader import ReaderError
 
 from .. import files
 from ..errors import SpecError
 from .checks import cross_checks
+from .compose import Composer, Map
 from .locate import position, spec_error
 from .model import Source, Spec, Target, _short
 
-__all__ = [
-    "MAX_SPEC_BYTES",
-    "check_ca_bundle",
-    "json_schema",
-    "load_spec",
-    "parse_spec",
-]
-
+__all__ = ["MAX_SPEC_BYTES", "check_ca_bundle", "json_schema", "load_spec", "parse_spec", "yaml_error"]
 
 # --- loading ---------------------------------------------------------------------------
 
 # Hostile or accidental input (a log file passed by mistake, /dev/zero, a YAML alias bomb)
-# must end in one line, quickly, in bounded memory. The limits sit far above any real spec:
-# a spec of 1,000 repositories is about 120 KB and 7,000 values (YAML nodes), and loads in
-# ~0.35 s on a 2-core runner. ruamel.yaml's round-trip nodes cost 40-100 µs and ~2 KB
-# each, so a 10 MB spec would take minutes and GBs. 1 MiB and 50,000 values (~7,000 such
-# repositories) bound the worst input (all tokens, `{k1: 1, k2: 1, ...}`) to a few
-# seconds and ~100 MB.
-MAX_SPEC_BYTES = 1 << 20
-_MAX_NODES = 50_000
+# must end in one line, quickly, in bounded memory, while a real spec of 50,000 repositories
+# loads. Measured on the 2-core runner (`compose` reads the YAML): a repository entry of
+# name, `versions` and `helm-dependencies` is ~136 bytes and 7 values (YAML nodes); a spec of
+# 10,000 loads in ~0.6 s and ~70 MB, of 50,000 in ~2.6 s and ~150 MB (composition ~5 µs a
+# value, the models ~15 µs a repository). So 16 MiB holds ~120,000 such repositories and
+# 1,000,000 values ~140,000. What the limits cost at their worst: 1,000,001 values of `1, `
+# (3 MB) are refused in ~4 s and ~100 MB; 990,000 keys `{k1: 1, ...}` (12 MB) in ~4 s and
+# ~150 MB; 16 MiB of comments in well under a second. Values are counted with aliases
+# expanded (an alias costs its anchor's size): the bound is on what the document means,
+# so a small text cannot expand past it, and a large honest one is bounded by its bytes.
+MAX_SPEC_BYTES = 16 << 20
+_MAX_VALUES = 1_000_000
 # The deepest real spec path is 7 levels (targets › [i] › credential-sets › host › key ...).
-# Without a limit, 100,000 nested '[' exhaust Python's recursion in ruamel's composer.
+# A limit keeps 100,000 nested '[' from building a tower that every walk recurses through.
 _MAX_DEPTH = 32
-# Explicit tags a spec may use (`!!str 1.10` keeps a version a string); any other tag
-# (`!!python/object`, `!!binary`, `!custom`) has no meaning in a spec.
-_CORE_TAGS = frozenset(
-    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "seq", "map")
-) | {"!"}
+# Up to the old size limit, what libyaml cannot read is read again by ruamel (`_load_yaml`).
+_REREAD_ERRORS_CHARS = 1 << 20
+# What YAML forbids in a stream (YAML 1.2 §5.1, the set ruamel's Reader checks).
+_NON_PRINTABLE = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -133,7 +124,7 @@ def parse_spec(text: str, *, filename: str = "<spec>") -> Spec:
     if len(text) > MAX_SPEC_BYTES // 4 and len(text.encode("utf-8", "surrogatepass")) > MAX_SPEC_BYTES:
         raise _too_big(len(text.encode("utf-8", "surrogatepass")), filename)
     tree = _load_yaml(text, filename)
-    if not isinstance(tree, CommentedMap):
+    if not isinstance(tree, Map):
         found = "nothing (the file is empty)" if tree is None else f"a {_kind_of(_plain(tree))}"
         raise SpecError(f"the spec must be a YAML mapping, found {found}", location=f"{filename}:1:1")
     # The version decides every other rule, so it is checked first (a v2 spec should say
@@ -182,36 +173,59 @@ def json_schema() -> dict[str, Any]:
 
 
 def _load_yaml(text: str, filename: str) -> Any:
-    yaml = YAML(typ="rt")
-    yaml.Composer = _BoundedComposer
-    yaml.Constructor = _Constructor
     try:
-        return yaml.load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
-        what = " ".join((exc.problem or exc.context or "invalid YAML").split())
-        if "duplicate key" in what:
-            what = what.split(" with value")[0]
-        elif "<block" in what:
-            what += " (is the indentation consistent?)"
-        elif "'\\t'" in what:
-            what += " (indent with spaces: YAML does not allow tabs)"
-        elif "another document" in what:
-            what = "found a second document ('---'): a spec is one YAML document"
-        raise SpecError(f"invalid YAML: {what}", location=where) from None
-    except ReaderError as exc:
-        # A control character (NUL, say): ruamel reports a character offset, not a line.
-        position = exc.position if isinstance(exc.position, int) else 0
-        line = text.count("\n", 0, position) + 1
-        col = position - (text.rfind("\n", 0, position) + 1) + 1
-        char = exc.character if isinstance(exc.character, int) else 0
-        raise SpecError(
-            f"invalid YAML: control character U+{char:04X} is not allowed in YAML",
-            location=f"{filename}:{line}:{col}",
-        ) from None
-    except YAMLError as exc:
-        raise SpecError(f"invalid YAML: {_first_line(str(exc))}", location=filename) from None
+        return Composer(filename, max_depth=_MAX_DEPTH, max_values=_MAX_VALUES).compose(text)
+    except SpecError:
+        raise
+    except Exception as exc:  # ruamel is imported only when it is needed: here, to tell
+        from ruamel.yaml.error import YAMLError
+        from ruamel.yaml.reader import ReaderError
+
+        if isinstance(exc, (yaml.reader.ReaderError, ReaderError)):
+            # A control character (NUL, say): libyaml reports a byte offset; find the character.
+            bad = _NON_PRINTABLE.search(text)
+            position = bad.start() if bad else 0
+            line = text.count("\n", 0, position) + 1
+            col = position - (text.rfind("\n", 0, position) + 1) + 1
+            char = ord(bad.group()) if bad else 0
+            raise SpecError(
+                f"invalid YAML: control character U+{char:04X} is not allowed in YAML",
+                location=f"{filename}:{line}:{col}",
+            ) from None
+        if isinstance(exc, yaml.YAMLError) and len(text) <= _REREAD_ERRORS_CHARS:
+            # Read again with ruamel's parser (at most ~4 s): libyaml parses YAML 1.1, which
+            # refuses a few plain scalars 1.2 allows (`[:0]`), and ruamel's messages say more
+            # ("found character '\t' that cannot start any token", "expected <block end>").
+            from ruamel.yaml import YAML
+
+            try:
+                return Composer(filename, max_depth=_MAX_DEPTH, max_values=_MAX_VALUES).compose_events(
+                    YAML(typ="rt").parse(text)
+                )
+            except YAMLError as ruamel_exc:
+                raise yaml_error(ruamel_exc, filename) from None
+        if isinstance(exc, (yaml.YAMLError, YAMLError)):  # ruamel's: deeply nested brackets
+            raise yaml_error(exc, filename, text) from None
+        raise
+
+
+def yaml_error(exc: Any, filename: str, text: str | None = None) -> SpecError:
+    """A YAML error of ruamel's or libyaml's (PyYAML's) as one line at `file:line:col`."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if mark is None:
+        return SpecError(f"invalid YAML: {_first_line(str(exc))}", location=filename)
+    where = f"{filename}:{mark.line + 1}:{mark.column + 1}"
+    what = " ".join((exc.problem or exc.context or "invalid YAML").split())
+    at_tab = text is not None and 0 <= mark.index < len(text) and text[mark.index] == "\t"
+    if "duplicate key" in what:
+        what = what.split(" with value")[0]
+    elif "<block" in what or "did not find expected key" in what:
+        what += " (is the indentation consistent?)"
+    elif "'\\t'" in what or at_tab:
+        what += " (indent with spaces: YAML does not allow tabs)"
+    elif "another document" in what:
+        what = "found a second document ('---'): a spec is one YAML document"
+    return SpecError(f"invalid YAML: {what}", location=where)
 
 
 def _kind_of(value: Any) -> str:
@@ -224,96 +238,9 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else "unreadable"
 
 
-class _BoundedComposer(Composer):
-    """ruamel's composer with the limits above: nesting depth, node count (aliases
-    expanded), core tags only.
-
-    Each anchored node's expanded size (itself plus everything under it, aliases included)
-    is counted once, while it is composed: an alias then costs its anchor's size without
-    being walked, so "billion laughs" (aliases of aliases) is refused in time linear in
-    its text, before anything walks the expanded tree.
-    """
-
-    def __init__(self, loader: Any = None) -> None:
-        super().__init__(loader)
-        # YAML allows an anchor to be redefined; ruamel would warn on stderr.
-        self.warn_double_anchors = False
-        self._sizes: dict[int, int] = {}  # id(anchored node) -> expanded size
-        self._counts: list[int] = [0]  # expanded size of what each open level holds so far
-        self._nodes = 0  # the whole document's, aliases expanded
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.parser.peek_event()
-        if isinstance(event, AliasEvent):
-            target = self.anchors.get(event.anchor)
-            # A collection gets its end mark when it is complete: an alias to one still open
-            # sits inside it (`&a [*a]`).
-            if isinstance(target, (MappingNode, SequenceNode)) and target.end_mark is None:
-                raise ComposerError(
-                    None,
-                    None,
-                    f"alias *{event.anchor} refers to a node that contains it (a recursive structure)",
-                    event.start_mark,
-                )
-            node = super().compose_node(parent, index)
-            size = self._sizes.get(id(node), 1)
-            self._count(
-                size, event, "aliases expand the document to more than {limit} values (an alias bomb?)"
-            )
-            self._counts[-1] += size
-            return node
-        if len(self._counts) > _MAX_DEPTH:
-            raise ComposerError(None, None, f"nesting deeper than {_MAX_DEPTH} levels", event.start_mark)
-        tag = getattr(event, "tag", None)
-        if tag is not None and str(tag) not in _CORE_TAGS:
-            shown = str(tag).replace("tag:yaml.org,2002:", "!!")
-            raise ComposerError(
-                None,
-                None,
-                f"YAML tag '{shown}' is not supported (a spec holds only mappings, lists, "
-                "strings, numbers and booleans)",
-                event.start_mark,
-            )
-        self._count(1, event, "more than {limit} values: far more than a spec holds")
-        self._counts.append(0)
-        try:
-            node = super().compose_node(parent, index)
-        finally:
-            children = self._counts.pop()
-        self._counts[-1] += 1 + children
-        if event.anchor is not None:
-            self._sizes[id(node)] = 1 + children
-        return node
-
-    def _count(self, nodes: int, event: Any, problem: str) -> None:
-        self._nodes += nodes
-        if self._nodes > _MAX_NODES:
-            raise ComposerError(None, None, problem.format(limit=f"{_MAX_NODES:,}"), event.start_mark)
-
-
-class _Constructor(RoundTripConstructor):
-    """Values Python cannot hold (`0000-01-01`, an integer of 5,000 digits, `!!bool 1`)
-    become a YAML error at the value's position instead of a bare ValueError or KeyError."""
-
-    def construct_object(self, node: Node, deep: bool = False) -> Any:
-        try:
-            return super().construct_object(node, deep=deep)
-        except (ValueError, OverflowError) as exc:
-            why = str(exc).split(": ")[0]
-        except (KeyError, TypeError):
-            why = f"not a valid {str(node.tag).replace('tag:yaml.org,2002:', '!!')}"
-        raise ConstructorError(
-            None, None, f"cannot read value '{_short(str(node.value))}': {why}", node.start_mark
-        )
-
-
 def _plain(node: Any) -> Any:
     if isinstance(node, dict):
         return {str(k): _plain(v) for k, v in node.items()}
     if isinstance(node, list):
         return [_plain(v) for v in node]
-    if isinstance(node, TaggedScalar):
-        # The round-trip loader keeps an explicit `!!str 1.10` as a TaggedScalar; only core
-        # tags get this far, and `!!str` is the one it keeps.
-        return str(node.value)
     return node

@@ -14,9 +14,9 @@ from pydantic import (
     BaseModel,
     ValidationError,
 )
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from ..errors import SpecError
+from .compose import Map, Seq
 from .model import (
     _PATTERN_MEANING,
     Spec,
@@ -43,7 +43,7 @@ __all__ = [
 # --- error reporting -------------------------------------------------------------------
 
 
-def spec_error(exc: ValidationError, tree: CommentedMap, filename: str) -> SpecError:
+def spec_error(exc: ValidationError, tree: Map, filename: str) -> SpecError:
     # One error is reported: the first, which pydantic gives in document order. A user fixes
     # it and re-runs; a wall of derived errors from one typo helps nobody.
     error = exc.errors(include_url=False)[0]
@@ -163,18 +163,18 @@ def position(tree: Any, loc: Sequence[Any], filename: str, *, key: bool = False)
         line, col = 0, 0
     else:
         container, seg = steps[-1]
-        if isinstance(container, CommentedSeq):
-            line, col = container.lc.item(seg)
-        elif isinstance(container, CommentedMap):
+        if isinstance(container, Seq):
+            line, col = container.item_mark(seg)
+        elif isinstance(container, Map):
             value = container[seg]
-            # An empty value (`key:` or `key: []`) has no position of its own: ruamel puts it
+            # An empty value (`key:` or `key: []`) has no position of its own: YAML puts it
             # at the next token, often on a later line.
             if key or value is None or (isinstance(value, (dict, list)) and not value):
-                line, col = container.lc.key(seg)
-            elif isinstance(value, CommentedMap | CommentedSeq) and not key:
-                line, col = value.lc.line, value.lc.col
+                line, col = container.key_mark(seg)
+            elif isinstance(value, (Map, Seq)):
+                line, col = value.line, value.col
             else:
-                line, col = container.lc.value(seg)
+                line, col = container.value_mark(seg)
         else:
             line, col = 0, 0
     return f"{filename}:{line + 1}:{col + 1}"

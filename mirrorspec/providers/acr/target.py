@@ -7,6 +7,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 
 from ...spec import Host, Prefix, SpecModel, TargetBase
+from ...spec.model import OneErrorPerMapping
 
 __all__ = ["AcrCredentialSet", "AcrTarget"]
 
@@ -34,9 +35,11 @@ class AcrTarget(TargetBase):
     tenant_id: str | None = None
     client_id: str | None = None
     # Geo-replications; each is named after its region, so the name rules apply (Premium only).
-    replicate_to: list[Annotated[str, Field(pattern=_AZURE_REGION)]] = Field(default_factory=list)
+    replicate_to: list[Annotated[str, Field(pattern=_AZURE_REGION)]] = Field(
+        default_factory=list, fail_fast=True
+    )
     # Upstream host -> Key Vault secrets for the cache rules' credential set (cache mode).
-    credential_sets: dict[Host, AcrCredentialSet] = Field(default_factory=dict)
+    credential_sets: Annotated[dict[Host, AcrCredentialSet], OneErrorPerMapping] = Field(default_factory=dict)
 
     PATTERN_MEANINGS: ClassVar[dict[str, str]] = {
         _UUID: "a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",

@@ -30,7 +30,7 @@ class EcrTarget(TargetBase):
     registry: str = Field(pattern=_ECR_REGISTRY)
     prefix: Prefix | None = None
     profile: str | None = None
-    replicate_to: list[EcrReplication] = Field(default_factory=list)
+    replicate_to: list[EcrReplication] = Field(default_factory=list, fail_fast=True)
 
     PATTERN_MEANINGS: ClassVar[dict[str, str]] = {
         _ECR_REGISTRY: "an ECR registry host (<12-digit account>.dkr.ecr.<region>.amazonaws.com)",
