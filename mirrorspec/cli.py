@@ -62,8 +62,8 @@ WORKERS = click.option(
     default=default_workers(),
     show_default=True,
     type=click.IntRange(1, 64),
-    help="Registry requests and copies in flight at once (default: 4 per CPU, at most 32); "
-    "copies stay at most 8 per registry.",
+    help="Registry requests and copies in flight at once (default: 4 per CPU, 24 to 32); "
+    "copies at one registry start at 8 and adapt up to 24, never above this.",
 )
 
 
