@@ -272,7 +272,7 @@ class Schedule:
             self._cond.notify_all()
             if error is None and measured:
                 for host in hosts:
-                    self._succeeded(self._host(host), now - task.attempt_started)
+                    self._succeeded(host, now - task.attempt_started)
             elif error is not None and transient and is_throttled(error):
                 named = [h for h in hosts if h in error.lower()] or list(hosts)
                 for host in named:
@@ -297,11 +297,20 @@ class Schedule:
             self._unfinished -= 1
             return task.result
 
-    def _succeeded(self, host: _Host, seconds: float) -> None:
+    def _succeeded(self, name: str, seconds: float) -> None:
+        host = self._host(name)
         if host.fastest is None or seconds < host.fastest:
             host.fastest = seconds
         if seconds > SLOW_FACTOR * host.fastest:
             # saturated: more copies at once would only queue; grow no further for now
+            if host.slow_start:
+                log.debug(
+                    "%s: a copy took %.1fs (fastest %.1fs): %d copies at once",
+                    name,
+                    seconds,
+                    host.fastest,
+                    host.limit,
+                )
             host.slow_start = False
             host.streak = 0
             return
@@ -309,6 +318,7 @@ class Schedule:
         if host.limit < host.ceiling and (host.slow_start or host.streak >= host.limit):
             host.limit += 1
             host.streak = 0
+            log.debug("%s: %d copies at once", name, host.limit)
 
     def throttled(self, host: str) -> None:
         """`host` answered 429 to a request of our own (a manifest PUT)."""
