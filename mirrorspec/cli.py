@@ -92,8 +92,8 @@ WORKERS = click.option(
     default=default_workers,  # called when a command that takes it runs; the help says what it is
     show_default=False,
     type=click.IntRange(1, 64),
-    help="Registry requests and copies in flight at once (default: 4 per CPU, at most 32); "
-    "copies stay at most 8 per registry.",
+    help="Registry requests and copies in flight at once (default: 4 per CPU, 24 to 32); "
+    "copies at one registry start at 8 and adapt up to 24, never above this.",
 )
 
 

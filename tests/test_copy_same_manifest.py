@@ -28,6 +28,7 @@ from testbed import RegistryServer, access_records, push_image
 
 from mirrorspec.context import Endpoint, RunContext
 from mirrorspec.credentials import BasicAuth
+from mirrorspec.oci import RegistryClient
 from mirrorspec.skopeo.copier import copy_all
 from mirrorspec.skopeo.jobs import CopyJob
 from mirrorspec.skopeo.process import find_skopeo
@@ -172,7 +173,7 @@ def test_the_same_digest_in_different_repositories_is_not_serialised() -> None:
 # --- real skopeo, real registries ---------------------------------------------------------------
 
 
-def test_tags_sharing_a_digest_never_overlap_and_the_registry_never_fails(
+def test_tags_sharing_a_digest_never_overlap_are_put_by_manifest_and_the_registry_never_fails(
     plain_registry: RegistryServer,
     tls_registry: RegistryServer,
     tmp_path: Path,
@@ -218,14 +219,23 @@ def test_tags_sharing_a_digest_never_overlap_and_the_registry_never_fails(
         if manifest(other) == manifest(call)
     ]
     assert overlapping == [], "copies uploading the same manifest ran at once"
-    # the work itself: each tag copied once, the shared digest from the source once, the other
-    # tags of it within the destination (a retried failure may add calls, never successes)
+    # the work itself: skopeo copied each digest once, from the source (a retried failure may
+    # add calls, never successes); the other tags of the shared digest were tagged with a
+    # manifest PUT of our own, no skopeo process
     succeeded = [c for c in calls if c["rc"] == 0]
-    assert Counter(c["destination"].rsplit(":", 1)[1] for c in succeeded) == Counter(t.tag for t in jobs)
-    from_source = {
-        c["destination"].rsplit(":", 1)[1] for c in succeeded if c["source"].split("/", 1)[0] == source.host
-    }
-    assert from_source == {"1.0.0", *own}
+    assert Counter(c["destination"].rsplit(":", 1)[1] for c in succeeded) == Counter(["1.0.0", *own])
+    assert all(c["source"].split("/", 1)[0] == source.host for c in succeeded)
+    records = access_records(tls_registry)[before:]
+    put = Counter(
+        r.uri.rsplit("/", 1)[1]
+        for r in records
+        if r.method == "PUT" and "/manifests/" in r.uri and r.status == 201
+    )
+    assert put == Counter(j.tag for j in jobs)  # skopeo's 3, and ours: one per other tag of the digest
+    with RegistryClient(
+        tls_registry.host, username="alice", password="wonderland-pw", ca_bundle=str(tls_registry.ca_file)
+    ) as client:
+        assert {tag: client.digest(dest_repository, tag) for tag in sharing} == dict.fromkeys(sharing, shared)
     # and so the race that made the registry answer 500 never happens
-    failed = [r for r in access_records(tls_registry)[before:] if r.status >= 500]
+    failed = [r for r in records if r.status >= 500]
     assert failed == []

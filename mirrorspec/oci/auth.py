@@ -187,15 +187,21 @@ class RegistryAuth:
         repository: str | None,
         accept: str,
         extra_headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        actions: str = "pull",
     ) -> requests.Response:
         """One logical request: anonymous or cached credentials first, then answer challenges.
+        `body` is sent again with each answer to a challenge; `actions` is the scope's
+        (`pull,push` for a write, so that its token is fetched up front, not after a 401).
 
         Returns any non-401 response; the caller judges the status and must close it.
         """
-        base_scope = f"repository:{repository}:pull" if repository else ""
+        base_scope = f"repository:{repository}:{actions}" if repository else ""
         authorization = self._known_authorization(base_scope)
         if authorization is not None or self._learnt.is_set():
-            return self._answer(method, path, repository, accept, extra_headers, authorization)
+            return self._answer(
+                method, path, repository, accept, extra_headers, authorization, body, base_scope
+            )
         if not self._first():
             # Another thread is asking first: its 401 teaches the scheme (and a bearer realm)
             # to all. Without the wait, every thread of a run's first wave takes a 401 of its
@@ -203,9 +209,11 @@ class RegistryAuth:
             # longer than a timeout, go ahead as before.
             self._learnt.wait(self._session.timeout)
             authorization = self._known_authorization(base_scope)
-            return self._answer(method, path, repository, accept, extra_headers, authorization)
+            return self._answer(
+                method, path, repository, accept, extra_headers, authorization, body, base_scope
+            )
         try:
-            return self._answer(method, path, repository, accept, extra_headers, None)
+            return self._answer(method, path, repository, accept, extra_headers, None, body, base_scope)
         finally:
             self._learnt.set()  # whatever it learnt, or that nothing is asked for, or failure
 
@@ -225,9 +233,10 @@ class RegistryAuth:
         accept: str,
         extra_headers: Mapping[str, str] | None,
         authorization: str | None,
+        body: bytes | None,
+        base_scope: str,
     ) -> requests.Response:
         """`request` from `authorization` on: send it, answer the challenges."""
-        base_scope = f"repository:{repository}:pull" if repository else ""
         headers = {"Accept": accept, **(extra_headers or {})}
         sent_scope = base_scope if authorization else None
         refreshed = False
@@ -235,7 +244,7 @@ class RegistryAuth:
         for _ in range(4):
             if authorization:
                 headers["Authorization"] = authorization
-            resp = self._session.exchange(method, path, headers, repository)
+            resp = self._session.exchange(method, path, headers, repository, body)
             if resp.status_code != 401:
                 return resp
             challenge_header = resp.headers.get("WWW-Authenticate", "")

@@ -138,24 +138,25 @@ class RegistrySession:
         path: str,
         headers: Mapping[str, str],
         repository: str | None,
+        body: bytes | None = None,
     ) -> requests.Response:
         """`path` on the API host (or an absolute URL); failures become `RegistryError`s. An
         insecure registry not probed yet is asked over https first, and over http once if the
         handshake failed the way a plain-HTTP server makes it fail; the answer is remembered."""
         if path.startswith(("http://", "https://")):
-            return self.send(method, path, headers, repository)
+            return self.send(method, path, headers, repository, body)
         scheme = self._scheme
         if scheme is not None:
-            return self.send(method, f"{scheme}://{self.api_host}{path}", headers, repository)
+            return self.send(method, f"{scheme}://{self.api_host}{path}", headers, repository, body)
         try:
-            resp = self.send_raw(method, f"https://{self.api_host}{path}", headers)
+            resp = self.send_raw(method, f"https://{self.api_host}{path}", headers, body)
             scheme = "https"
         except requests.exceptions.ConnectionError as exc:  # SSLError included
             if not _speaks_plain_http(exc):
                 # Refused or slow is not "speaks plain HTTP": a second try over http would
                 # only double the wait, and could downgrade a TLS registry.
                 raise self._errors.transport(exc, repository, f"https://{self.api_host}{path}") from exc
-            resp = self.send(method, f"http://{self.api_host}{path}", headers, repository)
+            resp = self.send(method, f"http://{self.api_host}{path}", headers, repository, body)
             scheme = "http"
         except requests.exceptions.RequestException as exc:
             raise self._errors.transport(exc, repository, f"https://{self.api_host}{path}") from exc
@@ -169,15 +170,18 @@ class RegistrySession:
         url: str,
         headers: Mapping[str, str],
         repository: str | None,
+        body: bytes | None = None,
     ) -> requests.Response:
         """`send_raw`, its failures as `RegistryError`s about `repository`."""
         try:
-            return self.send_raw(method, url, headers)
+            return self.send_raw(method, url, headers, body)
         except requests.exceptions.RequestException as exc:
             raise self._errors.transport(exc, repository, url) from exc
 
-    def send_raw(self, method: str, url: str, headers: Mapping[str, str]) -> requests.Response:
-        """One request, redirects followed here rather than by requests.
+    def send_raw(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None = None
+    ) -> requests.Response:
+        """One request (with `body`, if any), redirects followed here rather than by requests.
 
         Always streamed: a body is read only by the caller that wants it, with a limit, so a
         hostile answer (a 401 or a tag list of gigabytes) cannot fill memory. requests would
@@ -193,6 +197,7 @@ class RegistrySession:
                     method,
                     url,
                     headers=headers,
+                    data=body,
                     verify=self._verify,
                     stream=True,  # the deadlines are the transport's (connect + headers, then body)
                     allow_redirects=False,
@@ -215,7 +220,7 @@ class RegistrySession:
             if not _same_origin(url, target):
                 headers.pop("Authorization", None)
             if resp.status_code == 303 and method != "HEAD":
-                method = "GET"
+                method, body = "GET", None
             url = target
         raise requests.exceptions.TooManyRedirects(f"more than {_MAX_REDIRECTS} redirects")
 

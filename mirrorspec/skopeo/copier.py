@@ -2,7 +2,9 @@
 
 `copy_all` runs a batch of `CopyJob`s (`jobs`) in the order and at the pace the scheduler
 allows (`schedule`), each as one skopeo child (`process`) given auth files and cert dirs
-from a private workspace (`workspace`), and reads what its stderr says (`failures`).
+from a private workspace (`workspace`), and reads what its stderr says (`failures`). A tag
+whose digest the destination repository already holds is tagged with a manifest PUT instead
+(`retag`), skopeo being the fallback.
 
 What shaped it (research/sync.md §1, testbed.md §3):
 - skopeo 1.9.3 exits 0 on many errors and silently ignores keys it does not know, so a
@@ -18,6 +20,7 @@ What shaped it (research/sync.md §1, testbed.md §3):
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
@@ -29,10 +32,14 @@ from ..storage_damage import BlobDamage, manifest_digest
 from .failures import copy_failure
 from .jobs import CopyJob, CopyResult
 from .process import STOP_GRACE, Children, Skopeo, find_skopeo
-from .schedule import BACKOFF, RETRIES, Schedule, default_per_registry
+from .retag import Retagger
+from .schedule import BACKOFF, RETRIES, Schedule, Task, default_per_registry
 from .workspace import Workspace, open_workspace
 
 __all__ = ["copy_all"]
+
+# The name users see on stderr, as the scheduler's (`schedule`).
+log = logging.getLogger("mirrorspec.copy")
 
 
 def copy_all(
@@ -47,8 +54,9 @@ def copy_all(
 ) -> list[CopyResult]:
     """Run every job; never raises for a failed copy. Results come back in job order.
 
-    Up to `ctx.workers` copies run at once, at most `per_registry` (default
-    `default_per_registry(ctx.workers)`) per registry host. Transient failures are retried
+    Up to `ctx.workers` copies run at once, at most `per_registry` per registry host
+    when given; by default that limit adapts (`default_per_registry(ctx.workers)`: from 8 up
+    to 24 within `ctx.workers`, halved on throttling; see `schedule`). Transient failures are retried
     up to `retries` times, after `backoff`, 2×`backoff`, … seconds (with jitter).
     `on_done` is called once per job as it finishes, from worker threads but never two
     calls at once.
@@ -59,9 +67,10 @@ def copy_all(
     if not jobs:
         return []
     skopeo = find_skopeo()
-    limit = per_registry if per_registry is not None else default_per_registry(ctx.workers)
-    schedule = Schedule(jobs, limit, retries, backoff)
+    start, ceiling = (per_registry, per_registry) if per_registry else default_per_registry(ctx.workers)
+    schedule = Schedule(jobs, start, retries, backoff, ceiling=ceiling)
     damage = BlobDamage(ctx)
+    retagger = Retagger(ctx)
     callback_lock = threading.Lock()
     with open_workspace() as workspace:
         crashed: list[BaseException] = []
@@ -70,6 +79,12 @@ def copy_all(
         def work() -> None:
             try:
                 while (task := schedule.take()) is not None:
+                    if task.attempts == 1 and _retag(task, retagger, schedule, ctx):
+                        result = schedule.finish(task, None, False, measured=False)
+                        if result is not None and on_done is not None:
+                            with callback_lock:
+                                on_done(result)
+                        continue
                     error, transient = _copy_one(skopeo, workspace, children, task.run_job(), timeout)
                     if error is not None and children.stopping:
                         return  # interrupted: a killed copy is neither done nor failed
@@ -103,6 +118,26 @@ def copy_all(
     if crashed:
         raise crashed[0]
     return schedule.results()
+
+
+def _retag(task: Task, retagger: Retagger, schedule: Schedule, ctx: RunContext) -> bool:
+    """Whether `task` is done by a manifest PUT (verified like a copy); when not, skopeo
+    copies it. Tried at a task's first attempt only: a retry is skopeo's."""
+    leader = task.leader
+    present = leader is not None and leader.result is not None and leader.result.ok
+    job = task.job
+    outcome = retagger.retag(job, present=present)
+    if outcome.throttled:
+        schedule.throttled(job.destination.host)
+    why = outcome.why
+    if outcome.done:
+        why = _verify(job, ctx)
+        if why is None:
+            log.debug("%s: tagged with a manifest PUT", job.destination_ref)
+            return True
+    if why is not None:
+        log.info("%s: manifest PUT failed, copying with skopeo instead: %s", job.destination_ref, why)
+    return False
 
 
 def _copy_one(

@@ -2,11 +2,21 @@
 
 Because `skopeo sync` copies one image after another and re-reads everything
 (research/sync.md §1.3-1.4), and users resync hundreds of repositories over slow links:
-- Up to `ctx.workers` skopeo processes run at once, but never more than `per_registry` of
-  them touch one registry host (source or destination), so a large `--workers` cannot hammer
-  one registry. A worker takes the first job whose hosts both have a free slot, so a busy
-  registry never idles the others. A registry that answers 429 has its limit halved; it grows
-  back by one after as many successes in a row as the limit.
+- Up to `ctx.workers` (`-j`) copies run at once, and at most a per-registry limit of them
+  touch one registry host (source or destination). A worker takes the first job whose hosts
+  both have a free slot, so a busy registry never idles the others.
+- The per-registry limit adapts, the way TCP's congestion window does (RFC 5681: slow start,
+  then additive increase, multiplicative decrease). It starts at `PER_REGISTRY_START` (8) and
+  grows by one with every *quick* success (slow start) up to `PER_REGISTRY_MAX` (24); a slow
+  success ends the slow start, after which it grows by one per `limit` quick successes in a
+  row. A throttled copy (429 or `toomanyrequests` in skopeo's stderr, `failures.is_throttled`)
+  halves the limit of the host it names, never below 1, and ends the slow start too. Quick
+  means within `SLOW_FACTOR` times the fastest copy seen at that host: a copy slower than that
+  says the registry, the link or our CPU is saturated, and more copies at once would only
+  queue (skopeo's time is round trips, ~1.3 s at 20 ms one way; a saturated machine shows up
+  as longer copies, not as errors). `-j` caps it all: the limit never exceeds `ctx.workers`,
+  since no more copies than workers run at all. `copy_all(per_registry=N)` fixes the limit at
+  N (start and ceiling) for callers that want a fixed one.
 - Transient failures (connection reset/refused, timeouts, 5xx, 429 — recognised in skopeo's
   error text, the only thing it gives us: `failures`) are retried with exponential backoff and jitter;
   a job waiting out its backoff holds neither a worker nor a registry slot. Authentication,
@@ -18,8 +28,9 @@ Because `skopeo sync` copies one image after another and re-reads everything
 - Copies running at once go to different destination repositories (round-robin), so the tags
   of one repository, which usually share layers, follow each other and find them there.
 - Tags of one destination repository that share a digest are copied once: the first copy
-  moves the blobs; the others wait for it and then copy from the destination itself
-  (`dest@digest` → `dest:tag`), which moves no blob and sends the source no request at all.
+  moves the blobs; the others wait for it and are then tagged with a manifest PUT (`retag`);
+  should a PUT fail, they copy from the destination itself (`dest@digest` → `dest:tag`), which
+  moves no blob and sends the source no request at all.
 - Copies of one digest into one destination repository run one at a time (a worker takes
   other ready work meanwhile): each of them re-uploads the same manifest, and
   docker-registry 2.8 rewrites its revision link on every upload in place, truncating the
@@ -50,7 +61,9 @@ __all__ = [
     "BACKOFF",
     "BACKOFF_MAX",
     "PER_REGISTRY_MAX",
+    "PER_REGISTRY_START",
     "RETRIES",
+    "SLOW_FACTOR",
     "Schedule",
     "Task",
     "default_per_registry",
@@ -64,22 +77,27 @@ log = logging.getLogger("mirrorspec.copy")
 RETRIES = 3  # attempts after the first, for transient failures only
 BACKOFF = 1.0  # seconds before the first retry; doubles each time, with jitter
 BACKOFF_MAX = 30.0
-PER_REGISTRY_MAX = 8
+PER_REGISTRY_START = 8  # copies at one registry host at first
+PER_REGISTRY_MAX = 24  # the most the limit grows to while the host answers well
+SLOW_FACTOR = 2.0  # a copy slower than this many times the host's fastest stops the growth
 
 
 def default_workers() -> int:
-    """Copies (and registry requests) in flight: skopeo mostly waits on the network, so a few
-    per CPU, capped so that one run stays polite."""
+    """Copies (and registry requests) in flight: skopeo mostly waits on the network (a copy
+    of a small image is ~30 round trips), so a few per CPU but at least enough for one
+    registry's copy limit to grow to `PER_REGISTRY_MAX`, and at most 32 so that one run stays
+    polite. The per-registry limits, not this, keep one registry from being hammered."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    return max(1, min(32, 4 * cpus))
+    return max(PER_REGISTRY_MAX, min(32, 4 * cpus))
 
 
-def default_per_registry(workers: int) -> int:
-    """skopeo processes at one registry host at once."""
-    return max(1, min(workers, PER_REGISTRY_MAX))
+def default_per_registry(workers: int) -> tuple[int, int]:
+    """(start, ceiling) of the copies at one registry host at once, within `workers`."""
+    workers = max(1, workers)
+    return min(workers, PER_REGISTRY_START), min(workers, PER_REGISTRY_MAX)
 
 
 @dataclass(eq=False)
@@ -91,6 +109,7 @@ class Task:
     leader: Task | None = None  # a copy of the same digest to the same repository, run first
     attempts: int = 0
     started: float = 0.0
+    attempt_started: float = 0.0
     not_before: float = 0.0
     result: CopyResult | None = None
 
@@ -125,16 +144,30 @@ def _round_robin(tasks: Sequence[Task]) -> list[Task]:
 
 @dataclass
 class _Host:
+    """One registry host's copies: its adaptive limit (see the module docstring)."""
+
     limit: int
     ceiling: int
     busy: int = 0
-    streak: int = 0  # successes since the limit last changed
+    streak: int = 0  # quick successes since the limit last changed
+    slow_start: bool = True  # +1 per quick success, until the first slow or throttled copy
+    fastest: float | None = None  # seconds of the quickest successful copy so far
 
 
 class Schedule:
     """Hands tasks to workers within the per-host limits; collects results and retries."""
 
-    def __init__(self, jobs: Sequence[CopyJob], limit: int, retries: int, backoff: float) -> None:
+    def __init__(
+        self,
+        jobs: Sequence[CopyJob],
+        limit: int,
+        retries: int,
+        backoff: float,
+        *,
+        ceiling: int | None = None,
+    ) -> None:
+        """`limit` copies at one host at first, growing to `ceiling` (default: `limit`, a
+        fixed limit) while the host answers well."""
         self._cond = threading.Condition()
         self._retries = retries
         self._backoff = backoff
@@ -155,6 +188,7 @@ class Schedule:
             self._queues.setdefault(pair, deque()).append(task)
         self._hosts: dict[str, _Host] = {}
         self._limit = max(1, limit)
+        self._ceiling = max(self._limit, ceiling or 0)
         self._waiting: list[Task] = []  # in backoff, or behind a leader or an upload of its manifest
         self._uploading: set[tuple[str, str, str]] = set()  # manifests of the tasks running now
         self._unfinished = len(self._tasks)
@@ -179,6 +213,7 @@ class Schedule:
                     task.attempts += 1
                     if task.attempts == 1:
                         task.started = now
+                    task.attempt_started = now
                     return task
                 wake = min((t.not_before for t in self._waiting if t.not_before > now), default=None)
                 self._cond.wait(None if wake is None else wake - now)
@@ -214,21 +249,31 @@ class Schedule:
     def _host(self, host: str) -> _Host:
         state = self._hosts.get(host)
         if state is None:
-            state = self._hosts[host] = _Host(self._limit, self._limit)
+            state = self._hosts[host] = _Host(self._limit, self._ceiling)
         return state
 
-    def finish(self, task: Task, error: str | None, transient: bool) -> CopyResult | None:
-        """Record an attempt; the final result, or None when the task will be retried."""
+    def limit(self, host: str) -> int:
+        """The copies `host` may have at once now."""
         with self._cond:
+            return self._host(host.lower()).limit
+
+    def finish(
+        self, task: Task, error: str | None, transient: bool, *, measured: bool = True
+    ) -> CopyResult | None:
+        """Record an attempt; the final result, or None when the task will be retried.
+        `measured`: the attempt was a skopeo copy whose time says how the hosts are doing (a
+        manifest PUT's is no measure of a copy's)."""
+        with self._cond:
+            now = time.monotonic()
             hosts = task.hosts()
             for host in hosts:
                 self._host(host).busy -= 1
             self._uploading.discard(task.manifest())
             self._cond.notify_all()
-            if error is None:
+            if error is None and measured:
                 for host in hosts:
-                    self._succeeded(self._host(host))
-            elif transient and is_throttled(error):
+                    self._succeeded(host, now - task.attempt_started)
+            elif error is not None and transient and is_throttled(error):
                 named = [h for h in hosts if h in error.lower()] or list(hosts)
                 for host in named:
                     self._throttled(host)
@@ -252,11 +297,33 @@ class Schedule:
             self._unfinished -= 1
             return task.result
 
-    def _succeeded(self, host: _Host) -> None:
+    def _succeeded(self, name: str, seconds: float) -> None:
+        host = self._host(name)
+        if host.fastest is None or seconds < host.fastest:
+            host.fastest = seconds
+        if seconds > SLOW_FACTOR * host.fastest:
+            # saturated: more copies at once would only queue; grow no further for now
+            if host.slow_start:
+                log.debug(
+                    "%s: a copy took %.1fs (fastest %.1fs): %d copies at once",
+                    name,
+                    seconds,
+                    host.fastest,
+                    host.limit,
+                )
+            host.slow_start = False
+            host.streak = 0
+            return
         host.streak += 1
-        if host.limit < host.ceiling and host.streak >= host.limit:
+        if host.limit < host.ceiling and (host.slow_start or host.streak >= host.limit):
             host.limit += 1
             host.streak = 0
+            log.debug("%s: %d copies at once", name, host.limit)
+
+    def throttled(self, host: str) -> None:
+        """`host` answered 429 to a request of our own (a manifest PUT)."""
+        with self._cond:
+            self._throttled(host.lower())
 
     def _throttled(self, name: str) -> None:
         host = self._host(name)
@@ -264,6 +331,7 @@ class Schedule:
             host.limit = max(1, host.limit // 2)
             log.warning("%s is throttling: at most %d copies at once from now on", name, host.limit)
         host.streak = 0
+        host.slow_start = False
 
     def results(self) -> list[CopyResult]:
         with self._cond:
