@@ -287,3 +287,36 @@ def test_reads_must_be_positive() -> None:
         ReadLimit(0)
     with pytest.raises(ValueError, match="at least 1"):
         Transport(30, reads=0)
+
+
+def test_the_first_error_is_the_same_whatever_order_the_answers_come_in(tmp_path: Path) -> None:
+    """Phases no longer wait for each other, yet a failing plan names the error the phased plan
+    named: tag lists first, by repository, then digests. Here r08's tag list fails first in
+    time (r03's waits for it) and r01's digest is missing; r03's tag list is what is named."""
+    r08_failed = threading.Event()
+    first: list[str] = []
+    lock = threading.Lock()
+
+    def route(request: Request) -> Reply:
+        path = request.path.split("?", 1)[0]
+        with lock:
+            first.append(path)
+            teaching = len(first) == 1  # the first request teaches the auth scheme: never held
+        missing = Reply(404, {"Content-Type": "application/json"}, b'{"errors":[{"code":"NAME_UNKNOWN"}]}')
+        if path == "/v2/app/r03/tags/list":
+            if not teaching:
+                r08_failed.wait(WAIT)
+            return missing
+        if path == "/v2/app/r08/tags/list":
+            r08_failed.set()
+            return missing
+        if path == f"/v2/app/r01/manifests/{TAG}":
+            return missing
+        return Upstream().route(request)
+
+    with HostileRegistry(route) as source, HostileRegistry(_empty_destination) as destination:
+        spec = _spec(tmp_path, source.host, destination.host, repos=12)
+        proc = run("--timeout", "300", "plan", str(spec), check=1)
+        host = source.host
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"error: cannot list tags of {host}/app/r03: "), line
