@@ -11,8 +11,13 @@ manifest GET and one small blob GET, without downloading the chart. Dependencies
 `repository` is `oci://host/path` are followed recursively and their version ranges
 resolved against `host/path/<name>`'s tags.
 
-Work is breadth-first: each level's tag listings, digests and chart configs run
-concurrently on the context's worker pool, and every listing is fetched once per run.
+Work is a pipeline per repository (`_Resolver`, on `read_lanes`): a repository's digests are
+asked for as soon as its tags are listed and selected, not after every other listing, and each
+digest goes at once to `on_digest` (the plan's destination checks). Reads are bounded by each
+registry's reads limit (`oci/read_limit.py`), not by `--workers`. Every listing and digest is
+fetched once per run. Helm dependencies still go level by level (a chart's dependencies are
+the next level's wants), and each level's results are read in a fixed order, so the
+artifacts, the notes and the first error do not depend on which answer came first.
 
 Each chart version is followed once, so resolution always ends; dependencies that lead back
 to a chart version already on the path (A → B → A, or A → A) are refused as a cycle, named
