@@ -161,8 +161,9 @@ class _Resolver:
             seen.update(level)
             chosen: list[Once[tuple[list[str], Note | None]]] = [Once() for _ in level]
             tracker = Tracker()
-            for want, selection in zip(level, chosen, strict=True):
-                self._start(tracker, want, selection)
+            with self.lanes.batch():  # 1,000 tag lists queued at once, not one by one
+                for want, selection in zip(level, chosen, strict=True):
+                    self._start(tracker, want, selection)
             tracker.wait()
             # As the phases ran: every listing, then every selection, then every digest.
             repos = sorted({(w.registry, w.repository) for w in level})
