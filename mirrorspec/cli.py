@@ -99,7 +99,7 @@ def _format(*choices: str) -> Callable[[Any], Any]:
     show_default=True,
     metavar="N",
     help="Registry reads (tag lists, digests, chart configs) in flight per registry to start with; "
-    "up to twice N while the registry answers well, halved when it throttles (429/503).",
+    "halved when it throttles (429/503, Retry-After honoured), grown back while it answers well.",
 )
 def cli(verbose: int, timeout: float, reads: int) -> None:
     """Mirror upstream images and Helm charts into your registries, as one declarative spec.

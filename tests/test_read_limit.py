@@ -254,7 +254,8 @@ def test_retry_after_holds_back_every_read_to_the_registry() -> None:
 
 
 def test_the_limit_grows_back_while_the_registry_answers_well() -> None:
-    limit = ReadLimit(4)
+    assert ReadLimit(4).ceiling == 4  # by default it grows back to where it started, no further
+    limit = ReadLimit(4, ceiling=8)
     assert (limit.limit, limit.ceiling) == (4, 8)
     limit.throttled(time.monotonic(), None)
     assert limit.limit == 2
