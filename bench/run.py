@@ -573,8 +573,8 @@ def bench_noop(
         f"requests of one run, {tool}: source: {describe(kinds[0])}; destination: {describe(kinds[1])}"
         for tool, kinds in counts.items()
     ]
-    row = Row("B1", "no-op resync, 50 repos × 4 tags", ours, base, "skopeo sync", "≥ 8× faster", notes=notes)
-    row.met = (row.ratio or 0) >= 8
+    row = Row("B1", "no-op resync, 50 repos × 4 tags", ours, base, "skopeo sync", "≥ 50× faster", notes=notes)
+    row.met = (row.ratio or 0) >= 50  # issue 15
     return row
 
 
