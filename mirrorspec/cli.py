@@ -31,6 +31,7 @@ import click
 
 from ._version import __version__
 from .errors import MirrorspecError
+from .oci.read_limit import DEFAULT_READS
 from .oci.timeouts import BODY_TIMEOUTS, DEFAULT_TIMEOUT, HOST_BUDGET_TIMEOUTS
 from .redaction import RedactingStream, redact
 
@@ -92,8 +93,8 @@ WORKERS = click.option(
     default=default_workers,  # called when a command that takes it runs; the help says what it is
     show_default=False,
     type=click.IntRange(1, 64),
-    help="Registry requests and copies in flight at once (default: 4 per CPU, 24 to 32); "
-    "copies at one registry start at 8 and adapt up to 24, never above this.",
+    help="Copies in flight at once (default: 4 per CPU, 24 to 32); copies at one registry start "
+    "at 8 and adapt up to 24, never above this. Registry reads have their own limit (--reads).",
 )
 
 
@@ -121,7 +122,16 @@ def _format(*choices: str) -> Callable[[Any], Any]:
     f"(its body gets {BODY_TIMEOUTS}x); a timeout is retried at most twice. A host that answers "
     f"nothing useful for {HOST_BUDGET_TIMEOUTS}x SECONDS is given up for the rest of the run.",
 )
-def cli(verbose: int, timeout: float) -> None:
+@click.option(
+    "--reads",
+    type=click.IntRange(1, 256),
+    default=DEFAULT_READS,
+    show_default=True,
+    metavar="N",
+    help="Registry reads (tag lists, digests, chart configs) in flight per registry to start with; "
+    "halved when it throttles (429/503, Retry-After honoured), grown back while it answers well.",
+)
+def cli(verbose: int, timeout: float, reads: int) -> None:
     """Mirror upstream images and Helm charts into your registries, as one declarative spec.
 
     \b
@@ -141,6 +151,11 @@ def _timeout() -> float:
     """The group's `--timeout`, for the command running now."""
     value = click.get_current_context().find_root().params.get("timeout", DEFAULT_TIMEOUT)
     return float(value)
+
+
+def _reads() -> int:
+    """The group's `--reads`, for the command running now."""
+    return int(click.get_current_context().find_root().params.get("reads", DEFAULT_READS))
 
 
 def configure_logging(verbose: int) -> None:
@@ -417,7 +432,9 @@ def import_skopeo(
 @contextmanager
 def _run(spec_file: Path, workers: int, *, rotate_credentials: bool = False) -> Iterator[RunContext]:
     spec = specmod.load_spec(spec_file)
-    ctx = RunContext(spec, workers=workers, rotate_credentials=rotate_credentials, timeout=_timeout())
+    ctx = RunContext(
+        spec, workers=workers, rotate_credentials=rotate_credentials, timeout=_timeout(), reads=_reads()
+    )
     try:
         yield ctx
     finally:

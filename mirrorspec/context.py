@@ -17,6 +17,7 @@ from . import paths
 from .credentials import BasicAuth, register_environment_secrets, resolve_basic_auth
 from .errors import MirrorspecError
 from .oci import DEFAULT_TIMEOUT, RegistryClient, Transport
+from .oci.read_limit import DEFAULT_READS
 from .spec import Spec, TargetBase, check_ca_bundle
 
 __all__ = ["ClientFactory", "Endpoint", "RunContext"]
@@ -52,10 +53,15 @@ class RunContext:
     `transport`: connect + TLS + response headers within it, a body within 10 times it, and a
     host that answers nothing useful for 4 times it is given up for the rest of the run
     (`mirrorspec.oci.transport`).
+
+    `workers` (`--workers`) bounds skopeo copies; registry reads (tag lists, HEADs, small
+    blobs) have their own limit per registry, starting at `reads` (`--reads`) and adapting
+    to the registry's answers (`mirrorspec.oci.read_limit`).
     """
 
     spec: Spec
     workers: int = 8
+    reads: int = DEFAULT_READS
     # kind -> factory, used instead of the one a provider declares (tests, embedding tools).
     client_factories: dict[str, ClientFactory] = field(default_factory=dict)
     registry_overrides: dict[str, Endpoint] = field(default_factory=dict)
@@ -71,7 +77,7 @@ class RunContext:
     _services_lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def __post_init__(self) -> None:
-        self.transport = Transport(self.timeout)
+        self.transport = Transport(self.timeout, self.reads)
         # Before any SDK client exists: what it reads from the environment is scrubbed from
         # everything it, or a server answering it, might echo.
         register_environment_secrets()
@@ -143,13 +149,14 @@ class RunContext:
         with self._lock:
             client = self._clients.get(endpoint)
             if client is None:
+                # The client's pool of connections follows its host's reads limit (its
+                # ceiling), not `workers`: a smaller pool opens and drops one per extra read.
                 client = RegistryClient(
                     endpoint.host,
                     username=endpoint.auth.username if endpoint.auth else None,
                     password=endpoint.auth.password if endpoint.auth else None,
                     insecure=endpoint.insecure,
                     ca_bundle=endpoint.ca_bundle,
-                    pool_size=max(self.workers, 4),
                     timeout=self.timeout,
                     transport=self.transport,
                 )

@@ -16,13 +16,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
 from . import providers
 from .context import Endpoint, RunContext
+from .destination_checks import EarlyChecks, check_content
 from .errors import MirrorspecError, ProviderError, RegistryError
 from .plan import (
     Artifact,
@@ -38,11 +37,11 @@ from .plan import (
     diff,
 )
 from .providers.base import Desired, Observed, Provider
+from .read_lanes import Lanes
 from .resolve import Resolution, resolve
 from .skopeo.copier import copy_all
 from .skopeo.jobs import CopyJob, CopyResult
 from .spec import Target
-from .storage_damage import manifest_digest
 
 __all__ = [
     "ApplyResult",
@@ -81,12 +80,18 @@ def plan(
     shown and carried out; the notes still say what the registry has.
     """
     chosen = selected_targets(ctx, targets)
-    resolution, cached = _resolve_for(ctx, chosen)
+    cached = _cached(ctx, chosen)
     plans = []
-    for target in chosen:
-        with _naming(target):
-            planned = _plan_target(_look(ctx, target, resolution, cached[target.name]), prune)
-        plans.append(replace(planned, changes=()) if copies_only else planned)
+    # A pipeline per repository: each tag's destination checks start as soon as its source
+    # digest is known (`destination_checks.EarlyChecks`), while the resolution goes on.
+    with Lanes(ctx) as lanes:
+        early = EarlyChecks(ctx, lanes, chosen, cached)
+        resolution = resolve(ctx, skip=_skip(cached), lanes=lanes, on_digest=early.on_digest)
+        for target in chosen:
+            with _naming(target):
+                look = _look(ctx, target, resolution, cached[target.name], early.endpoint)
+                planned = _plan_target(look, prune, early)
+            plans.append(replace(planned, changes=()) if copies_only else planned)
     return Plan(spec=spec_name, targets=tuple(plans), artifacts=resolution.artifacts)
 
 
@@ -121,9 +126,18 @@ class _Look:
 def _resolve_for(ctx: RunContext, chosen: Sequence[Target]) -> tuple[Resolution, dict[str, frozenset[str]]]:
     """Resolve only what some chosen target stores: repositories that every chosen target
     serves through a pull-through cache are never listed upstream."""
-    cached = {t.name: providers.get(t.type).cached(t, ctx) for t in chosen}
-    skip = frozenset.intersection(*cached.values()) if cached else frozenset()
-    return resolve(ctx, skip=skip), cached
+    cached = _cached(ctx, chosen)
+    return resolve(ctx, skip=_skip(cached)), cached
+
+
+def _cached(ctx: RunContext, chosen: Sequence[Target]) -> dict[str, frozenset[str]]:
+    """Per target, the source repositories its pull-through cache serves."""
+    return {t.name: providers.get(t.type).cached(t, ctx) for t in chosen}
+
+
+def _skip(cached: dict[str, frozenset[str]]) -> frozenset[str]:
+    """Repositories no chosen target needs resolved: every one serves them on demand."""
+    return frozenset.intersection(*cached.values()) if cached else frozenset()
 
 
 def _stored(resolution: Resolution, cached: frozenset[str]) -> tuple[Artifact, ...]:
@@ -131,7 +145,15 @@ def _stored(resolution: Resolution, cached: frozenset[str]) -> tuple[Artifact, .
     return tuple(a for a in resolution.artifacts if f"{a.registry}/{a.repository}" not in cached)
 
 
-def _look(ctx: RunContext, target: Target, resolution: Resolution, cached: frozenset[str]) -> _Look:
+def _look(
+    ctx: RunContext,
+    target: Target,
+    resolution: Resolution,
+    cached: frozenset[str],
+    endpoint_of: Callable[[Target], Endpoint] | None = None,
+) -> _Look:
+    """`endpoint_of`: where the target's endpoint comes from when not from its provider now
+    (the plan learns it before resolving, and its error is raised here, in its old place)."""
     log.info("target %s (%s): translating, observing", target.name, target.type)
     provider = providers.get(target.type)
     stored = _stored(resolution, cached)
@@ -151,7 +173,7 @@ def _look(ctx: RunContext, target: Target, resolution: Resolution, cached: froze
                 "nothing is copied ahead of time and their tags appear once pulled",
             )
         )
-    endpoint = provider.endpoint(target, ctx)
+    endpoint = endpoint_of(target) if endpoint_of is not None else provider.endpoint(target, ctx)
     return _Look(ctx, target, provider, desired, observed, endpoint, stored, tuple(notes))
 
 
@@ -198,7 +220,7 @@ def wanted(ctx: RunContext, target: str) -> Wanted:
     return Wanted(chosen, endpoint.host, resolve(ctx).artifacts)
 
 
-def _plan_target(look: _Look, prune: bool) -> TargetPlan:
+def _plan_target(look: _Look, prune: bool, early: EarlyChecks) -> TargetPlan:
     changes = diff(
         look.desired.resources,
         look.observed.resources,
@@ -207,7 +229,7 @@ def _plan_target(look: _Look, prune: bool) -> TargetPlan:
         replace_when=getattr(look.provider, "replace_when", None),  # an optional hook
     )
     changes = _retired(look, changes)
-    checks = check_content(look.ctx, look.endpoint, look.target, look.stored)
+    checks = early.results(look.target, look.endpoint, look.stored)
     copies = _copies(look, checks)
     return TargetPlan(
         target=look.target.name,
@@ -271,24 +293,6 @@ def _setting_notes(ctx: RunContext, target: Target) -> list[Note]:
     if getattr(target, "insecure", False):
         notes.append(Note("warning", f"target {target.name}: insecure (plain HTTP or unverified TLS)"))
     return notes
-
-
-def check_content(
-    ctx: RunContext, endpoint: Endpoint, target: Target, artifacts: Sequence[Artifact]
-) -> list[ContentCheck]:
-    """For each artifact, what the destination holds under its tag (HEAD requests, concurrent)."""
-    client = ctx.client(endpoint)
-
-    def check(artifact: Artifact) -> ContentCheck:
-        repository = target.destination(ctx.spec, artifact.registry, artifact.repository)
-        actual = manifest_digest(client, repository, artifact.tag)
-        status: Literal["present", "missing", "digest-mismatch"] = (
-            "present" if actual == artifact.digest else "missing" if actual is None else "digest-mismatch"
-        )
-        return ContentCheck(f"{endpoint.host}/{repository}", artifact.tag, artifact.digest, actual, status)
-
-    with ThreadPoolExecutor(max_workers=ctx.workers) as pool:
-        return list(pool.map(check, artifacts))
 
 
 def _copies(look: _Look, checks: Sequence[ContentCheck]) -> list[Copy]:

@@ -11,8 +11,13 @@ manifest GET and one small blob GET, without downloading the chart. Dependencies
 `repository` is `oci://host/path` are followed recursively and their version ranges
 resolved against `host/path/<name>`'s tags.
 
-Work is breadth-first: each level's tag listings, digests and chart configs run
-concurrently on the context's worker pool, and every listing is fetched once per run.
+Work is a pipeline per repository (`_Resolver`, on `read_lanes`): a repository's digests are
+asked for as soon as its tags are listed and selected, not after every other listing, and each
+digest goes at once to `on_digest` (the plan's destination checks). Reads are bounded by each
+registry's reads limit (`oci/read_limit.py`), not by `--workers`. Every listing and digest is
+fetched once per run. Helm dependencies still go level by level (a chart's dependencies are
+the next level's wants), and each level's results are read in a fixed order, so the
+artifacts, the notes and the first error do not depend on which answer came first.
 
 Each chart version is followed once, so resolution always ends; dependencies that lead back
 to a chart version already on the path (A → B → A, or A → A) are refused as a cycle, named
@@ -25,24 +30,22 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from . import paths, versions
 from .context import RunContext
 from .errors import RegistryError, ResolveError
 from .plan import Artifact, Note
+from .read_lanes import Lanes, Once, Tracker
 
 __all__ = ["HELM_CONFIG_MEDIA_TYPE", "Resolution", "resolve"]
 
 HELM_CONFIG_MEDIA_TYPE = "application/vnd.cncf.helm.config.v1+json"
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -68,11 +71,19 @@ class _Want:
     parent: tuple[str, str, str] | None = field(default=None, compare=False)
 
 
-def resolve(ctx: RunContext, *, skip: frozenset[str] = frozenset()) -> Resolution:
+def resolve(
+    ctx: RunContext,
+    *,
+    skip: frozenset[str] = frozenset(),
+    lanes: Lanes | None = None,
+    on_digest: OnDigest | None = None,
+) -> Resolution:
     """Resolve every source repository of the spec, and the Helm dependencies they ask for.
 
     `skip` names source repositories ("host/repository") that no target needs resolved —
-    those every chosen target serves on demand through a pull-through cache.
+    those every chosen target serves on demand through a pull-through cache. Reads run on
+    `lanes` (the caller's, so that its own reads share them; else the resolution's own), and
+    `on_digest` hears of every tag's digest as soon as it is known (from a lane's thread).
     """
     wants = [
         _Want(
@@ -89,7 +100,11 @@ def resolve(ctx: RunContext, *, skip: frozenset[str] = frozenset()) -> Resolutio
         for r, repo in enumerate(source.repositories)
     ]
     wants = [w for w in wants if f"{w.registry}/{w.repository}" not in skip]
-    resolution = _Resolver(ctx).run(wants)
+    if lanes is None:
+        with Lanes(ctx) as own:
+            resolution = _Resolver(ctx, own, on_digest).run(wants)
+    else:
+        resolution = _Resolver(ctx, lanes, on_digest).run(wants)
     deps = sum(1 for a in resolution.artifacts if a.dependency_of)
     log.info(
         "resolved %d upstream tag(s) from %d repository(ies), %d via Helm dependencies",
@@ -100,11 +115,36 @@ def resolve(ctx: RunContext, *, skip: frozenset[str] = frozenset()) -> Resolutio
     return resolution
 
 
+# Called with (registry, repository, tag, digest) as soon as a tag's digest is known, from a
+# lane's thread: the engine starts the tag's destination checks there (`engine.plan`).
+OnDigest = Callable[[str, str, str, str], None]
+
+
+@dataclass(frozen=True)
+class _Chart:
+    """What a chart version's config says about its dependencies: (name, repository, version)
+    of each; None when the manifest is not a Helm chart's."""
+
+    dependencies: tuple[tuple[str, str, str], ...] | None
+
+
 class _Resolver:
-    def __init__(self, ctx: RunContext) -> None:
+    """Resolution as a pipeline per repository (`read_lanes`): each want's tag list, once
+    listed, is selected and its digests asked for at once; each digest, once known, goes to
+    `on_digest` and, for a chart whose dependencies are followed, its config is read. Levels
+    remain only for Helm dependencies (a chart's dependencies are the next level's wants), and
+    after each level the results are read in the order the phases used to run in, so that the
+    outcome, the notes and the first error are the same whatever order the answers came in:
+    tag lists by repository, selections and digests by want, charts by want."""
+
+    def __init__(self, ctx: RunContext, lanes: Lanes, on_digest: OnDigest | None) -> None:
         self.ctx = ctx
-        self.tags: dict[tuple[str, str], list[str]] = {}
-        self.digests: dict[tuple[str, str, str], str] = {}
+        self.lanes = lanes
+        self.on_digest = on_digest
+        self.lock = threading.Lock()
+        self.listings: dict[tuple[str, str], Once[list[str]]] = {}
+        self.digests: dict[tuple[str, str, str], Once[str]] = {}
+        self.charts: dict[tuple[str, str, str], Once[_Chart]] = {}
         self.followed: set[tuple[str, str, str, str]] = set()
         self.notes: list[Note] = []
         # chart version -> the versions its dependencies selected; and which spec entry
@@ -116,40 +156,91 @@ class _Resolver:
         found: dict[tuple[str, str, str], Artifact] = {}
         seen: set[_Want] = set()
         level = roots
-        with ThreadPoolExecutor(max_workers=self.ctx.workers) as pool:
-            while level:
-                level = [w for w in dict.fromkeys(level) if w not in seen]
-                seen.update(level)
-                self._list_tags(pool, {(w.registry, w.repository) for w in level})
-                selected = [(w, tag) for w in level for tag in self._select(w)]
-                # Several charts may need the same tag: one HEAD (and one config read) per run.
-                todo = list(dict.fromkeys((w.registry, w.repository, t) for w, t in selected))
-                todo = [k for k in todo if k not in self.digests]
-                for key, digest in zip(todo, _parallel(pool, lambda k: self._digest(*k), todo), strict=True):
-                    self.digests[key] = digest
-                next_level: list[_Want] = []
-                charts: list[tuple[_Want, str, str]] = []
-                for want, tag in selected:
-                    key = (want.registry, want.repository, tag)
-                    self.root_of.setdefault(key, want.root)
-                    if want.parent is not None:
-                        self.edges.setdefault(want.parent, set()).add(key)
-                    digest = self.digests[key]
-                    # A tag asked for directly is not "a dependency" even if a chart needs it too.
-                    if key not in found or (found[key].dependency_of and not want.dependency_of):
-                        found[key] = Artifact(*key, digest, want.dependency_of)
-                    if want.follow != "none" and (*key, want.follow) not in self.followed:
-                        self.followed.add((*key, want.follow))
-                        charts.append((want, tag, digest))
-                self._refuse_cycles()
-                for deps in _parallel(pool, lambda c: self._dependencies(*c), charts):
-                    next_level.extend(deps)
-                level = next_level
+        while level:
+            level = [w for w in dict.fromkeys(level) if w not in seen]
+            seen.update(level)
+            chosen: list[Once[tuple[list[str], Note | None]]] = [Once() for _ in level]
+            tracker = Tracker()
+            with self.lanes.batch():  # 1,000 tag lists queued at once, not one by one
+                for want, selection in zip(level, chosen, strict=True):
+                    self._start(tracker, want, selection)
+            tracker.wait()
+            # As the phases ran: every listing, then every selection, then every digest.
+            repos = sorted({(w.registry, w.repository) for w in level})
+            for repo in repos:
+                self.listings[repo].get()
+            selected: list[tuple[_Want, str]] = []
+            for want, selection in zip(level, chosen, strict=True):
+                tags, note = selection.get()
+                if note is not None:
+                    self.notes.append(note)
+                selected += [(want, tag) for tag in tags]
+            for want, tag in selected:
+                self.digests[(want.registry, want.repository, tag)].get()
+            next_level: list[_Want] = []
+            charts: list[tuple[_Want, str]] = []
+            for want, tag in selected:
+                key = (want.registry, want.repository, tag)
+                self.root_of.setdefault(key, want.root)
+                if want.parent is not None:
+                    self.edges.setdefault(want.parent, set()).add(key)
+                digest = self.digests[key].get()
+                # A tag asked for directly is not "a dependency" even if a chart needs it too.
+                if key not in found or (found[key].dependency_of and not want.dependency_of):
+                    found[key] = Artifact(*key, digest, want.dependency_of)
+                if want.follow != "none" and (*key, want.follow) not in self.followed:
+                    self.followed.add((*key, want.follow))
+                    charts.append((want, tag))
+            self._refuse_cycles()
+            for want, tag in charts:
+                chart = self.charts[(want.registry, want.repository, tag)].get()
+                next_level.extend(self._dependencies(want, tag, chart))
+            level = next_level
         artifacts = sorted(
             found.values(),
             key=lambda a: (a.registry, a.repository, _order(a.tag)),
         )
         return Resolution(tuple(artifacts), tuple(self.notes))
+
+    # -- the pipeline: each step starts the next as soon as its answer is in -----------------
+
+    def _once(
+        self, table: dict[Any, Once[Any]], key: Any, tracker: Tracker, registry: str, fn: Callable[[], Any]
+    ) -> Once[Any]:
+        """`table[key]`, computed once by `fn` on `registry`'s lane."""
+        with self.lock:
+            once = table.get(key)
+            first = once is None
+            if once is None:
+                once = table[key] = Once()
+        if first:
+            assert once is not None
+            self.lanes.submit(tracker, registry, lambda: once.compute(fn))
+        return once
+
+    def _start(self, tracker: Tracker, want: _Want, selection: Once[tuple[list[str], Note | None]]) -> None:
+        repo = (want.registry, want.repository)
+
+        def listed(listing: Once[list[str]]) -> None:
+            if listing.error is not None:
+                return  # raised after the level, in repository order
+            selection.compute(lambda: self._select(want, listing.get()))
+            if selection.error is not None:
+                return
+            tags, _ = selection.get()
+            for tag in tags:
+                self._ask_digest(tracker, want, (*repo, tag))
+
+        self._once(self.listings, repo, tracker, want.registry, lambda: self._tags_of(*repo)).then(listed)
+
+    def _ask_digest(self, tracker: Tracker, want: _Want, key: tuple[str, str, str]) -> None:
+        def digested(digest: Once[str]) -> None:
+            if digest.error is not None or want.follow == "none":
+                return  # an error is raised after the level, in want order
+            value = digest.get()
+            self._once(self.charts, key, tracker, want.registry, lambda: self._chart(*key, value))
+
+        self._once(self.digests, key, tracker, want.registry, lambda: self._digest(*key)).then(digested)
 
     def _refuse_cycles(self) -> None:
         cycle = _find_cycle(self.edges, list(self.root_of))
@@ -166,11 +257,6 @@ class _Resolver:
             "(charts cannot contain themselves; set helm-dependencies: false to stop following them)"
         )
 
-    def _list_tags(self, pool: ThreadPoolExecutor, repos: set[tuple[str, str]]) -> None:
-        todo = sorted(r for r in repos if r not in self.tags)
-        for repo, tags in zip(todo, _parallel(pool, lambda r: self._tags_of(*r), todo), strict=True):
-            self.tags[repo] = tags
-
     def _tags_of(self, registry: str, repository: str) -> list[str]:
         client = self.ctx.client(self.ctx.source_endpoint(registry))
         try:
@@ -178,8 +264,8 @@ class _Resolver:
         except RegistryError as exc:
             raise ResolveError(f"cannot list tags of {registry}/{repository}: {exc}") from None
 
-    def _select(self, want: _Want) -> list[str]:
-        tags = self.tags[(want.registry, want.repository)]
+    def _select(self, want: _Want, tags: list[str]) -> tuple[list[str], Note | None]:
+        """The tags `want` selects, and a note when there are none."""
         try:
             selected = versions.select_tags(
                 tags,
@@ -200,13 +286,11 @@ class _Resolver:
         if not selected:
             what = want.versions or want.regex or ", ".join(want.globs or ()) or "all tags"
             via = f" (dependency of {want.dependency_of})" if want.dependency_of else ""
-            self.notes.append(
-                Note(
-                    "warning",
-                    f"{want.registry}/{want.repository}{via}: no tag matches '{what}' among {len(tags)} tags",
-                )
+            return selected, Note(
+                "warning",
+                f"{want.registry}/{want.repository}{via}: no tag matches '{what}' among {len(tags)} tags",
             )
-        return selected
+        return selected, None
 
     def _digest(self, registry: str, repository: str, tag: str) -> str:
         client = self.ctx.client(self.ctx.source_endpoint(registry))
@@ -214,49 +298,61 @@ class _Resolver:
         if digest is None:
             # Listed a moment ago, gone now: the upstream is changing under us.
             raise ResolveError(f"{registry}/{repository}:{tag} was listed but has no manifest")
+        if self.on_digest is not None:
+            self.on_digest(registry, repository, tag, digest)
         return digest
 
-    def _dependencies(self, want: _Want, tag: str, digest: str) -> list[_Want]:
-        """The `oci://` dependencies of one chart version, as wants for the next level."""
-        client = self.ctx.client(self.ctx.source_endpoint(want.registry))
-        ref = f"{want.registry}/{want.repository}:{tag}"
+    def _chart(self, registry: str, repository: str, tag: str, digest: str) -> _Chart:
+        """The dependencies one chart version's config lists (a manifest and a blob read)."""
+        client = self.ctx.client(self.ctx.source_endpoint(registry))
+        ref = f"{registry}/{repository}:{tag}"
 
         def unreadable(what: str) -> ResolveError:
             return ResolveError(f"{ref}: {what}")
 
         try:
-            manifest = client.manifest(want.repository, digest).json()
+            manifest = client.manifest(repository, digest).json()
         except ValueError as exc:
             raise unreadable(f"unreadable manifest: {exc}") from None
         config = manifest.get("config")
         config = config if isinstance(config, dict) else {}
         if config.get("mediaType") != HELM_CONFIG_MEDIA_TYPE:
-            self.notes.append(Note("info", f"{ref}: not a Helm chart, no dependencies to follow"))
-            return []
+            return _Chart(None)
         config_digest = config.get("digest")
         if not isinstance(config_digest, str):
             raise unreadable("unreadable Helm chart config: the manifest names no config digest")
         try:
-            chart: Any = json.loads(client.blob(want.repository, config_digest))
+            chart: Any = json.loads(client.blob(repository, config_digest))
         except ValueError as exc:  # UnicodeDecodeError included
             raise unreadable(f"unreadable Helm chart config: {exc}") from None
         listed = chart.get("dependencies") if isinstance(chart, dict) else None
         if not isinstance(listed, list | None):
             raise unreadable("unreadable Helm chart config: 'dependencies' is not a list")
-        deps: list[_Want] = []
-        key = (want.registry, want.repository, tag)
+        dependencies: list[tuple[str, str, str]] = []
         for dep in listed or []:
             if not isinstance(dep, dict):
                 raise unreadable("unreadable Helm chart config: a dependency is not a mapping")
-            name, repository, constraint = (
+            name, source, constraint = (
                 dep.get("name"),
                 dep.get("repository") or "",
                 dep.get("version") or "*",
             )
-            if not (isinstance(name, str) and isinstance(repository, str) and isinstance(constraint, str)):
+            if not (isinstance(name, str) and isinstance(source, str) and isinstance(constraint, str)):
                 raise unreadable(
                     "unreadable Helm chart config: a dependency's name, version or repository is not a string"
                 )
+            dependencies.append((name, source, constraint))
+        return _Chart(tuple(dependencies))
+
+    def _dependencies(self, want: _Want, tag: str, chart: _Chart) -> list[_Want]:
+        """The `oci://` dependencies of one chart version, as wants for the next level."""
+        ref = f"{want.registry}/{want.repository}:{tag}"
+        if chart.dependencies is None:
+            self.notes.append(Note("info", f"{ref}: not a Helm chart, no dependencies to follow"))
+            return []
+        deps: list[_Want] = []
+        key = (want.registry, want.repository, tag)
+        for name, repository, constraint in chart.dependencies:
             if not repository.startswith("oci://"):
                 self.notes.append(
                     Note(
@@ -321,8 +417,3 @@ def _find_cycle(
 def _order(tag: str) -> tuple[int, Any]:
     key = versions.parse_tag_version(tag)
     return (0, key) if key is not None else (1, tag)
-
-
-def _parallel(pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-    """`fn` over `items` on the pool, results in order; the first error is raised."""
-    return list(pool.map(fn, list(items)))

@@ -33,11 +33,14 @@ from testbed.hostile import HostileRegistry, Reply, Request, endless
 
 from mirrorspec.errors import RegistryError
 from mirrorspec.oci import RegistryClient, Transport
+from mirrorspec.oci.read_limit import ceiling_for
 
 MIRRORSPEC = str(Path(sys.executable).with_name("mirrorspec"))
 USER, PASSWORD = "alice", "wonderland-pw"  # the tls_registry fixture's user
 REPOSITORIES = 60
-WORKERS = 4  # the plan's requests in flight; RunContext gives each registry a pool of max(4, it)
+READS = 4  # the plan's reads in flight per registry to start with (--reads)
+# RunContext gives each registry a pool of one connection per read its limit may grow to
+POOL = ceiling_for(READS)
 # Connections beyond the pool a client may honestly open: the https probe of a fresh client and
 # a socket the server closed while idle. Far below the requests of the plan (3 per repository).
 SLACK = 2
@@ -125,7 +128,7 @@ sources:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MIRRORSPEC_")}
     environment["LAB_PASSWORD"] = PASSWORD
     proc = subprocess.run(
-        [MIRRORSPEC, "plan", str(spec), "-j", str(WORKERS)],
+        [MIRRORSPEC, "--reads", str(READS), "plan", str(spec), "-j", "2"],
         capture_output=True,
         text=True,
         env=environment,
@@ -139,9 +142,8 @@ sources:
     served = access_records(tls_registry)[before:]
     # source: a tag list and a HEAD per repository; destination: a HEAD (404) per repository
     assert len(served) >= 3 * REPOSITORIES
-    pool = max(WORKERS, 4)
-    assert source.accepted <= pool + SLACK, (source.accepted, len(served))
-    assert destination.accepted <= pool + SLACK, (destination.accepted, len(served))
+    assert source.accepted <= POOL + SLACK, (source.accepted, len(served))
+    assert destination.accepted <= POOL + SLACK, (destination.accepted, len(served))
     # The scheme (basic) is learnt once per registry and then sent up front: one 401 per host.
     assert [r.status for r in served].count(401) <= 2
 

@@ -142,18 +142,24 @@ def test_a_body_dripped_a_byte_at_a_time_ends_at_the_body_deadline(
 def test_a_host_that_accepts_and_never_answers_costs_what_the_message_says(
     stall: Callable[..., StallServer], certs: Certificates, tmp_path: Path
 ) -> None:
-    """The old client took 3 min 18 s while saying "after 30s"; 10 repositories one after the
-    other must not multiply the wait either (the first failure ends the plan)."""
+    """The old client took 3 min 18 s while saying "after 30s"; 10 repositories must not
+    multiply the wait either. Their tag lists are read at once (`--reads`, whatever `-j`), each
+    with its three attempts, and the host's budget (4s) ends whatever is left: the first
+    repository's error says either what its own attempts cost or that the budget ended them,
+    and either is what the run really took."""
     server = stall("silent")
     tls = f"    ca-bundle: {certs.ca_file}\n"
     spec = write_spec(tmp_path / "spec.yaml", server.host, tls=tls, repositories=10)
     proc, wall = run_cli("--timeout", "1", "plan", str(spec), "-j", "1")
     line = one_error_line(proc)
-    assert f"no answer from {server.host} within 1s (TLS handshake; 3 attempts" in line, line
-    honest(line, wall, attempts=3, timeout=1)
-    # The three attempts, and at most the next repository's, which the worker had already
-    # started when the first failed: the host's budget (4s) cut it; nothing more was tried.
-    assert len(server.accepted) <= 4
+    if "gave up on" in line:
+        assert f"gave up on {server.host} for this run: no answer for 4s" in line, line
+        assert wall >= 4 * 0.95, (wall, line)
+    else:
+        assert f"no answer from {server.host} within 1s (TLS handshake; 3 attempts" in line, line
+        honest(line, wall, attempts=3, timeout=1)
+    # At most three attempts per repository, all within the budget: nothing was tried after it.
+    assert len(server.accepted) <= 3 * 10
     assert wall < 4 + 20
 
 

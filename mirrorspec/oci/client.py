@@ -27,16 +27,22 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 from ..errors import RegistryError
 from ..redaction import clip
 from .auth import RegistryAuth
 from .errors import ErrorMapper
+from .read_limit import ReadLimit
 from .session import RegistrySession
 from .transport import Transport
+
+if TYPE_CHECKING:
+    import requests
 
 __all__ = ["MANIFEST_ACCEPT", "Manifest", "RegistryClient"]
 
@@ -101,13 +107,16 @@ class RegistryClient:
         timeout: float = 30.0,
         retries: int = 5,
         backoff: float = 0.5,
-        pool_size: int = 16,
+        pool_size: int | None = None,
         transport: Transport | None = None,
     ) -> None:
         """`transport` is the run's (`RunContext.transport`): its timeout and per-host budget
         apply, shared with the run's other clients; without one, the client has its own with
         `timeout`. A request is retried `retries` times (timeouts at most twice; see
-        `mirrorspec.oci.transport`), backing off from `backoff` seconds."""
+        `mirrorspec.oci.transport`), backing off from `backoff` seconds. Every read holds a slot
+        of the host's reads-in-flight limit (`reads`, the transport's for `host`) until its
+        response is closed; the pool keeps `pool_size` connections, by default one per read
+        the limit lets be in flight at most (its ceiling)."""
         if not host or "/" in host or host != host.strip():
             raise RegistryError(f"invalid registry host {host!r}: expected host[:port]", registry=str(host))
         self.host = host
@@ -116,6 +125,7 @@ class RegistryClient:
         self._insecure = insecure
         transport = transport or Transport(timeout)
         self._errors = ErrorMapper(host, username=username, retries=retries, timeout=transport.timeout)
+        self.reads: ReadLimit = transport.read_limit(self.api_host)
         self._session = RegistrySession(
             self.api_host,
             errors=self._errors,
@@ -124,7 +134,7 @@ class RegistryClient:
             ca_bundle=ca_bundle,
             retries=retries,
             backoff=backoff,
-            pool_size=pool_size,
+            pool_size=pool_size or self.reads.ceiling,
         )
         self._auth = RegistryAuth(
             username=username, password=password, session=self._session, errors=self._errors
@@ -147,7 +157,7 @@ class RegistryClient:
 
     def ping(self) -> None:
         """Check reachability, TLS and credentials with `GET /v2/`."""
-        with self._auth.request("GET", "/v2/", repository=None, accept="application/json") as resp:
+        with self._read("GET", "/v2/", repository=None, accept="application/json") as resp:
             if resp.status_code == 200:
                 return
             if resp.status_code == 404:
@@ -165,7 +175,7 @@ class RegistryClient:
         seen = {url}
         stalled = 0
         for _ in range(_MAX_TAG_PAGES):
-            with self._auth.request("GET", url, repository=repository, accept="application/json") as r:
+            with self._read("GET", url, repository=repository, accept="application/json") as r:
                 if r.status_code == 404:
                     raise self._errors.error(
                         f"repository {repository} not found on {self.host}",
@@ -217,7 +227,7 @@ class RegistryClient:
         """Digest of the manifest (or index) `reference` names; None if it does not exist."""
         self._check_reference(repository, reference)
         path = f"/v2/{repository}/manifests/{reference}"
-        with self._auth.request("HEAD", path, repository=repository, accept=MANIFEST_ACCEPT) as resp:
+        with self._read("HEAD", path, repository=repository, accept=MANIFEST_ACCEPT) as resp:
             if resp.status_code == 404:
                 return None
             if resp.status_code != 200:
@@ -238,7 +248,7 @@ class RegistryClient:
         self._check_reference(repository, reference)
         what = f"manifest {repository}{'@' if ':' in reference else ':'}{reference}"
         path = f"/v2/{repository}/manifests/{reference}"
-        with self._auth.request("GET", path, repository=repository, accept=MANIFEST_ACCEPT) as resp:
+        with self._read("GET", path, repository=repository, accept=MANIFEST_ACCEPT) as resp:
             if resp.status_code == 404:
                 raise self._errors.error(
                     f"{what} not found on {self.host}", repository=repository, status=404
@@ -274,7 +284,7 @@ class RegistryClient:
         if not _DIGEST.fullmatch(digest):
             raise self._errors.error(f"invalid digest {digest!r}", repository=repository)
         what = f"blob {repository}@{digest}"
-        with self._auth.request(
+        with self._read(
             "GET",
             f"/v2/{repository}/blobs/{digest}",
             repository=repository,
@@ -293,6 +303,26 @@ class RegistryClient:
         return body
 
     # -- helpers ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _read(
+        self,
+        method: str,
+        path: str,
+        *,
+        repository: str | None,
+        accept: str,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Iterator[requests.Response]:
+        """`RegistryAuth.request` in one of the host's read slots, held until the response is
+        closed: the reads in flight to a registry never exceed its limit (`read_limit.py`)."""
+        with (
+            self.reads.slot(),
+            self._auth.request(
+                method, path, repository=repository, accept=accept, extra_headers=extra_headers
+            ) as resp,
+        ):
+            yield resp
 
     def _tags_of(self, body: bytes, repository: str, status: int) -> list[str]:
         def invalid(why: str) -> RegistryError:

@@ -19,6 +19,9 @@ calls and token exchanges providers make through `RunContext.transport`) goes th
   of the run: every further request to it fails at once with one line saying so, requests in
   flight to it are cut, and a backoff that would outlast the budget ends when it does. Any
   other answer (2xx, 3xx, 4xx) from the host starts its budget afresh.
+- **Reads in flight per host** (`read_limit`, `read_limit.py`): the registry client holds a
+  slot of its host's `ReadLimit` for every read; a 429/503 seen here halves that limit and its
+  `Retry-After` holds back every thread's next read to the host, not only the retry.
 
 How the deadlines are enforced is `reaper.py`'s part; what a timeout is and the errors that
 say so are in `timeouts.py`. Not covered here: skopeo's own requests, and cloud SDKs, which keep
@@ -40,6 +43,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from .read_limit import DEFAULT_READS, ReadLimit
 from .reaper import CURRENT_ATTEMPT, REAPER, Attempt, DeadlineResponse, Host, HTTPPool, HTTPSPool
 from .timeouts import (
     BODY,
@@ -77,17 +81,39 @@ class Transport:
 
     `timeout`: seconds for connect + TLS + response headers of one attempt; a body gets
     `BODY_TIMEOUTS` times that; a host that answers nothing useful for `HOST_BUDGET_TIMEOUTS`
-    times that is given up for the run."""
+    times that is given up for the run. `reads`: registry reads in flight per host to start
+    with (`ReadLimit`)."""
 
     timeout: float = DEFAULT_TIMEOUT
+    reads: int = DEFAULT_READS
     # TLS contexts of the run, one per `verify` value: a CA bundle is loaded once, not per
     # connection (`tls_contexts`).
     tls: TlsContexts = field(default_factory=TlsContexts, init=False, repr=False)
     _hosts: dict[str, Host] = field(default_factory=dict, init=False, repr=False)
+    _read_limits: dict[str, ReadLimit] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.timeout > 0:
             raise ValueError(f"timeout must be positive, not {self.timeout!r}")
+        if self.reads < 1:
+            raise ValueError(f"reads must be at least 1, not {self.reads!r}")
+
+    def read_limit(self, netloc: str) -> ReadLimit:
+        """The reads-in-flight limit of the host `netloc` (`host[:port]`), one per run."""
+        name = netloc.lower()
+        with REAPER.cond:
+            limit = self._read_limits.get(name)
+            if limit is None:
+                limit = self._read_limits[name] = ReadLimit(self.reads)
+            return limit
+
+    def _throttled(self, host: Host, sent: float, retry_after: float) -> None:
+        """`host` answered a request sent at `sent` with 429/503 (asking for `retry_after`
+        seconds, 0 if it named none): its reads limit backs off."""
+        with REAPER.cond:
+            limit = self._read_limits.get(host.name)
+        if limit is not None:  # a host no registry client reads from (a provider's API)
+            limit.throttled(sent, retry_after or None)
 
     @property
     def body_timeout(self) -> float:
@@ -297,6 +323,10 @@ class DeadlineAdapter(HTTPAdapter):
                 transport._answered(host)
                 break
             transport._failed(host, attempt.started, f"only {status} answers")
+            if status in _RETRY_AFTER_STATUSES:
+                transport._throttled(
+                    host, attempt.started, _retry_after(response.headers.get("Retry-After"), 0.0)
+                )
             if attempts > self._retries or method not in self._methods:
                 break
             wait = self._backoff_for(attempts)
