@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from copy_helpers import minimal_context
 from testbed import RegistryServer, push_image
 
 from mirrorspec.context import Endpoint, RunContext
@@ -31,24 +32,11 @@ from mirrorspec.oci import RegistryClient
 from mirrorspec.skopeo.copier import copy_all
 from mirrorspec.skopeo.jobs import CopyJob, CopyResult
 from mirrorspec.skopeo.process import find_skopeo
-from mirrorspec.spec import parse_spec
 
 ALICE = BasicAuth("alice", "wonderland-pw")  # the tls_registry fixture's user
 REAL_SKOPEO = shutil.which("skopeo")
 
 # Never contacted: copy_all takes its endpoints from the jobs, the spec only fills the context.
-MINIMAL_SPEC = """\
-version: 1
-sources:
-  - registry: upstream.example.com
-    repositories:
-      - name: app
-        tags: ["1.0"]
-targets:
-  - name: lab
-    type: registry
-    registry: internal.example.com
-"""
 
 FAKE_SKOPEO = """\
 #!{python}
@@ -146,7 +134,7 @@ def _fresh_skopeo_lookup() -> Iterator[None]:
 
 @pytest.fixture
 def ctx() -> Iterator[RunContext]:
-    context = RunContext(parse_spec(MINIMAL_SPEC), workers=4)
+    context = minimal_context(4)
     yield context
     context.close()
 

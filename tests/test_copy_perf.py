@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from copy_helpers import minimal_context
 from testbed import RegistryServer, access_records, push_image
 
 from mirrorspec.context import Endpoint, RunContext
@@ -34,24 +35,11 @@ from mirrorspec.skopeo.copier import copy_all
 from mirrorspec.skopeo.failures import is_transient
 from mirrorspec.skopeo.jobs import CopyJob, CopyResult, CopySummary
 from mirrorspec.skopeo.process import find_skopeo
-from mirrorspec.spec import parse_spec
 
 REAL_SKOPEO = shutil.which("skopeo")
 MIRRORSPEC = str(Path(sys.executable).with_name("mirrorspec"))
 ALICE = BasicAuth("alice", "wonderland-pw")  # the tls_registry fixture's user
 
-MINIMAL_SPEC = """\
-version: 1
-sources:
-  - registry: upstream.example.com
-    repositories:
-      - name: app
-        tags: ["1.0"]
-targets:
-  - name: lab
-    type: registry
-    registry: internal.example.com
-"""
 
 # {behaviour} runs after the call is recorded; `calls` is this call's number (1, 2, ...).
 # `run_real()` runs the real skopeo as a child, notes its exit code in the call's record as
@@ -172,7 +160,7 @@ def _fresh_skopeo_lookup() -> Iterator[None]:
 
 
 def context(workers: int = 4) -> RunContext:
-    return RunContext(parse_spec(MINIMAL_SPEC), workers=workers)
+    return minimal_context(workers)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from email.message import Message
 from pathlib import Path
 
 import pytest
+from copy_helpers import minimal_context
 from testbed import AccessRecord, FaultProxy, RegistryServer, access_records, push_image
 
 from mirrorspec.context import Endpoint, RunContext
@@ -33,23 +34,10 @@ from mirrorspec.skopeo.copier import copy_all
 from mirrorspec.skopeo.jobs import CopyJob
 from mirrorspec.skopeo.process import find_skopeo
 from mirrorspec.skopeo.schedule import PER_REGISTRY_MAX, PER_REGISTRY_START, Schedule, default_per_registry
-from mirrorspec.spec import parse_spec
 
 REAL_SKOPEO = shutil.which("skopeo")
 ALICE = BasicAuth("alice", "wonderland-pw")  # the tls_registry and token_registry fixtures' user
 
-MINIMAL_SPEC = """\
-version: 1
-sources:
-  - registry: upstream.example.com
-    repositories:
-      - name: app
-        tags: ["1.0"]
-targets:
-  - name: lab
-    type: registry
-    registry: internal.example.com
-"""
 
 # Records (source, destination) of each registry-to-registry copy, then runs the real skopeo as
 # a child and notes its exit code. close_fds=False: the auth files are inherited descriptors
@@ -95,7 +83,7 @@ def skopeo_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[
 
 
 def context(workers: int = 8) -> RunContext:
-    return RunContext(parse_spec(MINIMAL_SPEC), workers=workers)
+    return minimal_context(workers)
 
 
 def client_of(server: RegistryServer, host: str | None = None) -> RegistryClient:

@@ -24,34 +24,22 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from copy_helpers import minimal_context
 from testbed import RegistryServer, access_records, push_image
 
-from mirrorspec.context import Endpoint, RunContext
+from mirrorspec.context import Endpoint
 from mirrorspec.credentials import BasicAuth
 from mirrorspec.oci import RegistryClient
 from mirrorspec.skopeo.copier import copy_all
 from mirrorspec.skopeo.jobs import CopyJob
 from mirrorspec.skopeo.process import find_skopeo
 from mirrorspec.skopeo.schedule import Schedule, Task
-from mirrorspec.spec import parse_spec
 
 REAL_SKOPEO = shutil.which("skopeo")
 ALICE = BasicAuth("alice", "wonderland-pw")  # the tls_registry fixture's user
 DIGEST = "sha256:" + "d" * 64
 OTHER = "sha256:" + "e" * 64
 
-MINIMAL_SPEC = """\
-version: 1
-sources:
-  - registry: upstream.example.com
-    repositories:
-      - name: app
-        tags: ["1.0"]
-targets:
-  - name: lab
-    type: registry
-    registry: internal.example.com
-"""
 
 # Runs the real skopeo as a child (not exec), so that its marker file exists for the whole
 # copy: if two copies overlap, the one started second sees the first one's marker when it
@@ -201,7 +189,7 @@ def test_tags_sharing_a_digest_never_overlap_are_put_by_manifest_and_the_registr
     ]
     before = len(access_records(tls_registry))
 
-    with closing(RunContext(parse_spec(MINIMAL_SPEC), workers=8)) as ctx:
+    with closing(minimal_context(8)) as ctx:
         results = copy_all(jobs, ctx)
 
     assert [(r.job.tag, r.error) for r in results] == [(j.tag, None) for j in jobs]

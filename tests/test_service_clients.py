@@ -159,34 +159,27 @@ def test_declared_client_factories_take_the_context_first(type_name: str) -> Non
 
 
 def test_skopeo_inherits_only_what_it_reads() -> None:
-    environ = {
-        # Cloud SDK credentials, whether or not their provider is installed, and tokens no
-        # provider knows about: skopeo gets its logins from the auth file, never from these.
+    # What it does read: kept.
+    read = {
+        "HOME": "/home/someone",
+        "TMPDIR": "/var/tmp/big",
+        "HTTPS_PROXY": "http://proxy:3128",
+        "no_proxy": "localhost",
+        "SSL_CERT_FILE": "/etc/ssl/custom.pem",
+        "CONTAINERS_REGISTRIES_CONF": "/etc/containers/registries.conf",
+        "LC_ALL": "C.UTF-8",
+    }
+    # Cloud SDK credentials, whether or not their provider is installed, and tokens no
+    # provider knows about: skopeo gets its logins from the auth file, never from these.
+    never = {
         "AWS_SECRET_ACCESS_KEY": "aws-probe-value",
         "AZURE_CLIENT_SECRET": "azure-probe-value",
         "GOOGLE_APPLICATION_CREDENTIALS": "/keys/gcp.json",
         "GITHUB_TOKEN": "ghp_probe",
         "VAULT_TOKEN": "hvs.probe",
         "CI_JOB_TOKEN": "ci-probe",
-        # What it does read: kept.
-        "HOME": "/home/someone",
-        "TMPDIR": "/var/tmp/big",
-        "HTTPS_PROXY": "http://proxy:3128",
-        "no_proxy": "localhost",
-        "SSL_CERT_FILE": "/etc/ssl/custom.pem",
-        "CONTAINERS_REGISTRIES_CONF": "/etc/containers/registries.conf",
-        "LC_ALL": "C.UTF-8",
     }
-    kept = _skopeo_environment(environ)
-    assert kept == {
-        "HOME": "/home/someone",
-        "TMPDIR": "/var/tmp/big",
-        "HTTPS_PROXY": "http://proxy:3128",
-        "no_proxy": "localhost",
-        "SSL_CERT_FILE": "/etc/ssl/custom.pem",
-        "CONTAINERS_REGISTRIES_CONF": "/etc/containers/registries.conf",
-        "LC_ALL": "C.UTF-8",
-    }
+    assert _skopeo_environment({**never, **read}) == read
 
 
 def test_declared_secret_variables_are_scrubbed_from_output(monkeypatch: pytest.MonkeyPatch) -> None:
