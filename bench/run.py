@@ -1076,9 +1076,9 @@ def bench_plan_10k(bed: Bed, runs: int) -> list[Row]:
             f"sources:\n  - registry: {source.host}\n{tls}    repositories:\n{repos}targets:\n{target}"
         )
         specs[count] = path
-    from mirrorspec.skopeo.schedule import default_workers
+    from mirrorspec.oci.read_limit import DEFAULT_READS
 
-    workers = default_workers()  # the plan's own -j default
+    workers = DEFAULT_READS  # the plan's own reads in flight per registry (--reads)
     seconds: list[float] = []
     floors: list[float] = []
     rss: list[int] = []
