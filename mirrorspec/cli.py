@@ -31,8 +31,8 @@ import click
 
 from ._version import __version__
 from .errors import MirrorspecError
+from .oci.defaults import BODY_TIMEOUTS, DEFAULT_TIMEOUT, HOST_BUDGET_TIMEOUTS
 from .oci.read_limit import DEFAULT_READS
-from .oci.timeouts import BODY_TIMEOUTS, DEFAULT_TIMEOUT, HOST_BUDGET_TIMEOUTS
 from .redaction import RedactingStream, redact
 
 

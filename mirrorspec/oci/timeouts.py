@@ -26,13 +26,8 @@ __all__ = [
     "seconds",
 ]
 
-DEFAULT_TIMEOUT = 30.0
-# A body (tag list, manifest, token, an API answer) must arrive within this many timeouts
-# (5 minutes by default): 8 MiB in that time is ~220 kbit/s.
-BODY_TIMEOUTS = 10
-# A host that answered nothing useful for this many timeouts (2 minutes by default) is given
-# up for the run. Three attempts of one request that time out (3 × timeout) fit inside it.
-HOST_BUDGET_TIMEOUTS = 4
+# Re-exported from `defaults`, where the CLI reads them without importing `requests`.
+from .defaults import BODY_TIMEOUTS, DEFAULT_TIMEOUT, HOST_BUDGET_TIMEOUTS
 
 # The stages of one attempt, as a message names the one that timed out.
 CONNECT = "TCP connect"
