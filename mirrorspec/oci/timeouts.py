@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import requests
 
+# Re-exported from `defaults`, where the CLI reads them without importing `requests`.
+from .defaults import BODY_TIMEOUTS, DEFAULT_TIMEOUT, HOST_BUDGET_TIMEOUTS
+
 __all__ = [
     "BODY",
     "BODY_TIMEOUTS",
@@ -25,9 +28,6 @@ __all__ = [
     "attempts_note",
     "seconds",
 ]
-
-# Re-exported from `defaults`, where the CLI reads them without importing `requests`.
-from .defaults import BODY_TIMEOUTS, DEFAULT_TIMEOUT, HOST_BUDGET_TIMEOUTS
 
 # The stages of one attempt, as a message names the one that timed out.
 CONNECT = "TCP connect"

@@ -147,30 +147,30 @@ class CredentialForm:
     """What the pattern means, for error messages."""
 
 
+def _declared_by_kind(attribute: str) -> dict[str, Any]:
+    """Kind → what the installed providers declare for it in their `attribute` mapping, sorted
+    by kind; a kind two providers declare is the first's, by type name."""
+    from .. import providers  # not at import: providers import the spec
+
+    found: dict[str, Any] = {}
+    for _, declared in providers.declared(attribute):
+        for kind, value in declared.items():
+            found.setdefault(kind, value)
+    return dict(sorted(found.items()))
+
+
 @cache
 def secret_reference_models() -> dict[str, type[SecretReference]]:
     """Reference kind → its model: `env` and `file`, then the kinds installed providers add
-    (`SECRET_REFERENCES`), by kind; a kind two providers add is the first's, by type name."""
-    from .. import providers  # not at import: providers import the spec
-
-    added: dict[str, type[SecretReference]] = {}
-    for _, references in providers.declared("SECRET_REFERENCES"):
-        for kind, model in references.items():
-            added.setdefault(kind, model)
-    return {"env": EnvRef, "file": FileRef, **dict(sorted(added.items()))}
+    (`SECRET_REFERENCES`)."""
+    return {"env": EnvRef, "file": FileRef, **_declared_by_kind("SECRET_REFERENCES")}
 
 
 @cache
 def credential_forms() -> dict[str, CredentialForm]:
     """Provider-native credential form kind → its form, for every installed provider
-    (`CREDENTIAL_FORMS`), by kind; a kind two providers add is the first's, by type name."""
-    from .. import providers
-
-    forms: dict[str, CredentialForm] = {}
-    for _, declared in providers.declared("CREDENTIAL_FORMS"):
-        for kind, form in declared.items():
-            forms.setdefault(kind, form)
-    return dict(sorted(forms.items()))
+    (`CREDENTIAL_FORMS`)."""
+    return _declared_by_kind("CREDENTIAL_FORMS")
 
 
 def _ref_kind(value: Any) -> str | None:
@@ -224,11 +224,6 @@ class Credential(SpecModel):
         """The value given for the provider-native form `kind`, if this entry is that form."""
         field = self.FORMS.get(kind)
         return None if field is None else cast("str | None", getattr(self, field))
-
-    @property
-    def native_form(self) -> str | None:
-        """The kind of provider-native form this entry is, or None for username + password."""
-        return next((kind for kind in self.FORMS if self.form(kind) is not None), None)
 
     @field_validator("password", mode="before")
     @classmethod

@@ -282,6 +282,7 @@ def _read_modify_write(target: EcrTarget, document: _Singleton[_Doc], merge: Cal
     merging; the read-back reports a write that landed right after ours (or ECR rewriting the
     document), so that nobody's change is lost silently there.
     """
+    where = {"provider": "ecr", "target": target.name, "operation": document.operation}
     first = document.read()
     wanted = merge(first)
     if document.normal(wanted) == document.normal(first):
@@ -290,16 +291,12 @@ def _read_modify_write(target: EcrTarget, document: _Singleton[_Doc], merge: Cal
         raise ProviderConflict(
             f"{document.name} changed by someone else while mirrorspec was writing it; nothing written; "
             "run plan again",
-            provider="ecr",
-            target=target.name,
-            operation=document.operation,
+            **where,
         )
     document.write(wanted)
     if document.normal(document.read()) != document.normal(wanted):
         raise ProviderConflict(
             f"{document.name} is not what mirrorspec just wrote: someone else wrote it right after, or "
             "ECR rewrote it; run plan again",
-            provider="ecr",
-            target=target.name,
-            operation=document.operation,
+            **where,
         )
