@@ -9,11 +9,10 @@ opens about as many as it has requests in flight; one that drops them opens one 
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import threading
 
-from .rawserver import RawServer
+from .rawserver import RawServer, relay
 
 __all__ = ["ConnectionCounter"]
 
@@ -43,18 +42,4 @@ class ConnectionCounter(RawServer):
             return
         backend.settimeout(None)
         self.track(backend)
-        threading.Thread(target=_pipe, args=(backend, conn), daemon=True).start()
-        _pipe(conn, backend)
-
-
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    """Bytes as they come; either side's end (or reset) ends both."""
-    try:
-        while chunk := source.recv(65536):
-            sink.sendall(chunk)
-    except OSError:
-        pass
-    finally:
-        for sock in (source, sink):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        relay(conn, backend)

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from .server import Lifecycle
 
-__all__ = ["RawServer"]
+__all__ = ["RawServer", "relay"]
 
 
 _S = TypeVar("_S", bound="RawServer")
@@ -79,3 +79,22 @@ class RawServer(Lifecycle):
             self.track(conn)
             self.on_accept(conn)
             threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+
+def relay(client: socket.socket, backend: socket.socket) -> None:
+    """Copy bytes both ways between `client` and `backend` as they come, until either side ends
+    (or resets), which ends both; returns when the client → backend direction ends."""
+    threading.Thread(target=_pipe, args=(backend, client), daemon=True).start()
+    _pipe(client, backend)
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while chunk := source.recv(65536):
+            sink.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)

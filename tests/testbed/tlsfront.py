@@ -9,15 +9,13 @@ moment (connections already open keep theirs), e.g. between `apply`'s plan and i
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import socket
 import ssl
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from .rawserver import RawServer
+from .rawserver import RawServer, relay
 
 __all__ = ["Certificates", "TlsFront", "certificates", "server_context"]
 
@@ -91,19 +89,4 @@ class TlsFront(RawServer):
         backend.settimeout(None)
         self.track(client)
         self.track(backend)
-        threading.Thread(target=_pipe, args=(backend, client), daemon=True).start()
-        _pipe(client, backend)
-
-    # Bytes are copied as they come; either side's end closes both.
-
-
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while chunk := source.recv(65536):
-            sink.sendall(chunk)
-    except OSError:
-        pass
-    finally:
-        for sock in (source, sink):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        relay(client, backend)
