@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -315,3 +317,50 @@ def test_a_ca_bundle_is_loaded_once_per_run(tls_registry: RegistryServer, tmp_pa
     finally:
         first.stop()
         second.stop()
+
+
+def test_a_shared_tls_context_is_never_written(tls_registry: RegistryServer, tmp_path: Path) -> None:
+    """urllib3 writes the ALPN list and the verification mode into the context it is given, on
+    every new connection; on a context shared by threads that races OpenSSL's `SSL_new` copying
+    the list (python/cpython#141012: a freed list, a garbage ClientHello, a Go registry's
+    "unexpected message" alert, once in CI). The run's context takes those writes as no-ops,
+    and still offers http/1.1 in its handshakes."""
+    bundle = tmp_path / "ca.crt"
+    bundle.write_bytes(tls_registry.ca_file.read_bytes())
+    transport = Transport(30)
+    context = transport.tls.for_verify(str(bundle))
+    assert context is not None
+    native_writes: list[bytes] = []
+    native = context._set_alpn_protocols  # type: ignore[attr-defined]  # ssl's C-level setter
+
+    def spy(protocols: bytes) -> None:
+        native_writes.append(protocols)
+        native(protocols)
+
+    context._set_alpn_protocols = spy  # type: ignore[attr-defined]
+    counters = [ConnectionCounter(tls_registry.host).start() for _ in range(2)]
+    try:
+        options = {"username": USER, "password": PASSWORD, "ca_bundle": str(bundle)}
+        clients = [RegistryClient(c.host, transport=transport, **options) for c in counters]  # type: ignore[arg-type]
+        with ThreadPoolExecutor(8) as pool:
+            for done in [pool.submit(client.ping) for client in clients for _ in range(16)]:
+                done.result()
+        for client in clients:
+            client.close()
+        opened = sum(c.accepted for c in counters)
+    finally:
+        for counter in counters:
+            counter.stop()
+    assert opened >= 4, opened  # new TLS connections were made from the shared context
+    assert native_writes == []
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    with pytest.raises(ValueError, match="keeps its"):
+        context.verify_mode = ssl.CERT_NONE
+    with pytest.raises(ValueError, match="keeps its"):
+        context.set_alpn_protocols(["h2"])
+    host, port = tls_registry.host.rsplit(":", 1)
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        assert tls.selected_alpn_protocol() == "http/1.1"
