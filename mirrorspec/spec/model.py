@@ -145,6 +145,9 @@ class CredentialForm:
     """What the value must match."""
     meaning: str | None = None
     """What the pattern means, for error messages."""
+    min_length: int | None = None
+    max_length: int | None = None
+    """Length bounds the registry enforces (a pattern cannot say them where it allows `-`)."""
 
 
 def _declared_by_kind(attribute: str) -> dict[str, Any]:
@@ -253,7 +256,10 @@ class Credential(SpecModel):
 def credential_model() -> type[Credential]:
     """`Credential` with one optional field per provider-native form installed providers add."""
     fields: dict[str, Any] = {
-        _snake(kind): (str | None, Field(default=None, pattern=form.pattern))
+        _snake(kind): (
+            str | None,
+            Field(default=None, pattern=form.pattern, min_length=form.min_length, max_length=form.max_length),
+        )
         for kind, form in credential_forms().items()
     }
     model = create_model(
