@@ -247,3 +247,15 @@ def test_an_empty_repositories_list_is_refused_in_one_line(tmp_path: Path) -> No
         f"error: {spec}:6:5: sources[0] (registry='quay.io') › repositories: an empty list selects "
         "nothing: list repositories, or leave the key out for an entry that only gives this host's settings\n"
     )
+
+
+def test_the_spec_schema_shows_repositories_optional_and_says_what_leaving_it_out_means() -> None:
+    schema = json.loads(cli_runner.run("schema").stdout)
+    source = schema["$defs"]["Source"]
+    assert source["required"] == ["registry"]
+    repositories = source["properties"]["repositories"]
+    assert repositories["minItems"] == 1  # `repositories: []` is refused, as loading does
+    assert (
+        "Without it, the entry selects nothing and only gives the host's settings"
+        in (repositories["description"])
+    )
