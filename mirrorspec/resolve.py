@@ -38,6 +38,7 @@ from typing import Any, Literal
 from . import paths, versions
 from .context import RunContext
 from .errors import RegistryError, ResolveError
+from .host_settings import entry_hint, reached_without_entry
 from .plan import Artifact, Note
 from .read_lanes import Lanes, Once, Tracker
 
@@ -200,7 +201,9 @@ class _Resolver:
             found.values(),
             key=lambda a: (a.registry, a.repository, _order(a.tag)),
         )
-        return Resolution(tuple(artifacts), tuple(self.notes))
+        # Once per host, after the notes of every level: the hosts whose tags were listed.
+        reached = reached_without_entry(self.ctx.spec, (registry for registry, _ in self.listings))
+        return Resolution(tuple(artifacts), (*self.notes, *reached))
 
     # -- the pipeline: each step starts the next as soon as its answer is in -----------------
 
@@ -262,7 +265,8 @@ class _Resolver:
         try:
             return client.list_tags(repository)
         except RegistryError as exc:
-            raise ResolveError(f"cannot list tags of {registry}/{repository}: {exc}") from None
+            hint = entry_hint(self.ctx.spec, registry, exc.status)
+            raise ResolveError(f"cannot list tags of {registry}/{repository}: {exc}{hint}") from None
 
     def _select(self, want: _Want, tags: list[str]) -> tuple[list[str], Note | None]:
         """The tags `want` selects, and a note when there are none."""

@@ -382,13 +382,41 @@ Prefix = Annotated[str, AfterValidator(_valid_prefix)]
 
 
 class Source(SpecModel):
-    """An upstream registry and the repositories to take from it."""
+    """An upstream registry and the repositories to take from it; without `repositories`, only
+    how to reach that host (credentials, TLS) wherever the spec leads to it."""
 
     registry: Host
     credentials: str | None = None
     insecure: bool = False
     ca_bundle: str | None = None
-    repositories: list[Repository] = Field(min_length=1, fail_fast=True)
+    repositories: list[Repository] = Field(
+        default_factory=list,
+        fail_fast=True,
+        description=(
+            "The repositories to take from this registry. Without it, the entry selects nothing and "
+            "only gives the host's settings (credentials, ca-bundle, insecure), used wherever the "
+            "spec leads to that host: Helm dependencies, chart images, referrers."
+        ),
+        # Editors flag `repositories: []` as loading does (`_not_empty`).
+        json_schema_extra={"minItems": 1},
+    )
+
+    @field_validator("repositories", mode="before")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        # An empty list is more likely a selection left unfinished than a settings-only entry,
+        # which says so by leaving the key out.
+        if isinstance(value, list) and not value:
+            raise ValueError(
+                "an empty list selects nothing: list repositories, or leave the key out for an "
+                "entry that only gives this host's settings"
+            )
+        return value
+
+    @property
+    def settings_only(self) -> bool:
+        """True when the entry selects nothing and only says how to reach its host."""
+        return not self.repositories
 
 
 # --- targets ---------------------------------------------------------------------------

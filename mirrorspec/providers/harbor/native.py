@@ -330,6 +330,8 @@ def _cache_hosts(target: HarborTarget, ctx: RunContext, notes: list[Note]) -> li
         return []
     hosts = []
     for source in ctx.spec.sources:
+        if source.settings_only:  # selects nothing: no proxy-cache project, no note on why not
+            continue
         host = paths.normalize_registry(source.registry)
         adapter = adapter_of(host)[0]
         if adapter not in PROXY_CACHE_TYPES:
