@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 class Resolution:
     artifacts: tuple[Artifact, ...]
     notes: tuple[Note, ...]
+    # Every tag list read, by (registry, repository): where signatures' tags are found
+    # (`referrers.py`) without reading them again.
+    tags: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -200,7 +203,9 @@ class _Resolver:
             found.values(),
             key=lambda a: (a.registry, a.repository, _order(a.tag)),
         )
-        return Resolution(tuple(artifacts), tuple(self.notes))
+        listed = self.listings.items()
+        lists = {repo: tuple(once.get()) for repo, once in listed if once.done and once.error is None}
+        return Resolution(tuple(artifacts), tuple(self.notes), lists)
 
     # -- the pipeline: each step starts the next as soon as its answer is in -----------------
 
