@@ -423,20 +423,18 @@ def put_copies(ctx: RunContext, copies: Sequence[tuple[Copy, Any]]) -> list[str]
 # (docs/research-signatures.md has the sources and the details).
 _NATIVE: dict[str, str] = {
     "harbor": (
-        "Harbor replication carries cosign signatures with their subject as accessories "
-        "(goharbor.io/docs/2.9.0 'Sign Artifacts with Cosign or Notation'), but only for "
-        "artifacts Harbor replicates; mirrorspec copies the signatures and referrers it finds "
-        "with skopeo and checks their digests"
+        "Harbor replication carries cosign signatures with the artifacts it replicates, as "
+        "accessories (goharbor.io docs 2.9 'Sign Artifacts with Cosign or Notation'); mirrorspec "
+        "copies the signatures and referrers it finds with skopeo all the same and checks their digests"
     ),
     "acr": (
-        "ACR import is not documented to bring referrers along (learn.microsoft.com "
-        "'container-registry-import-images'); mirrorspec copies signatures and referrers with "
-        "skopeo"
+        "ACR import is not documented to bring signatures or referrers along (only cache rules "
+        "serve the referrers API from the upstream, Azure/acr#891); mirrorspec copies them with skopeo"
     ),
     "ecr": (
-        "ECR stores OCI 1.1 referrers (docs.aws.amazon.com AmazonECR/latest/userguide/images) but "
-        "has no import of external registries, and its pull-through cache serves only what is "
-        "pulled; mirrorspec copies signatures and referrers with skopeo"
+        "ECR stores OCI 1.1 referrers (AmazonECR user guide 'Private images') but imports nothing "
+        "from other registries, and its replication copies only ECR-to-ECR; mirrorspec copies them "
+        "with skopeo"
     ),
 }
 

@@ -8,16 +8,20 @@ the referrers tag schema's index, and a cosign signature of that SBOM (a referre
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.message import Message
 from pathlib import Path
 
 import cli_runner
 import pytest
 from testbed import RegistryServer, access_records, delete_tag, push_chart, push_image
+from testbed.artifacts import OCI_INDEX, OCI_MANIFEST
+from testbed.faults import FaultProxy
 from testbed.signatures import push_cosign, push_referrer
 
 from mirrorspec.oci import RegistryClient
@@ -205,3 +209,55 @@ def test_a_signed_image_costs_a_head_per_signature_tag(bed: Bed) -> None:
     # 4 signature tags (.sig, .att of the image; .sig of the chart; .sig of the SBOM) and the
     # index tag: a HEAD each; the index read once for its children; the probe.
     assert with_signatures - without == 1 + 5 + 1, [r.uri for r in extra]
+
+
+def test_a_source_with_the_referrers_api_is_asked_once_per_digest(
+    registry_factory: Callable[..., RegistryServer], tmp_path: Path
+) -> None:
+    """A source that answers the referrers API (a proxy in front of docker-registry answering
+    `/referrers/` as distribution-spec v1.1 says): its untagged referrer is found there, copied
+    by digest, and checked by `audit --content`; the API is asked once per digest."""
+    backend = registry_factory()
+    app = push_image(backend, "images/app", "1.0", seed="api")
+    chart = push_chart(backend, "charts/web", "1.0.0")
+    sbom = push_referrer(backend, "images/app", app, tag_index=False)
+    asked: list[str] = []
+
+    def referrers(method: str, path: str, headers: Message) -> tuple[int, str, bytes] | None:
+        if "/referrers/" not in path:
+            return None
+        asked.append(path)
+        listed = [
+            {"mediaType": OCI_MANIFEST, "digest": sbom, "size": 1, "artifactType": "application/spdx+json"}
+        ]
+        index = {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": listed if path.endswith(app) else [],
+        }
+        return 200, OCI_INDEX, json.dumps(index).encode()
+
+    proxy = FaultProxy(backend.url)
+    proxy.answer(referrers)
+    proxy.start()
+    try:
+        destination = registry_factory(tls=True, users={"alice": PASSWORD})
+        source = dataclasses.replace(backend, host=proxy.host, url=proxy.url)  # the spec names the proxy
+        bed = Bed(source, destination, tmp_path / "spec.yaml", {**os.environ, "DEST_PASSWORD": PASSWORD}, {})
+        bed.write_spec()
+        plan = json.loads(bed.run("plan", str(bed.spec), "--format", "json").stdout)
+        (target,) = plan["targets"]
+        tags = sorted((t["tag"], t["refers_to"]) for c in target["copies"] for t in c["tags"])
+        assert tags == sorted([("1.0", None), ("1.0.0", None), (sbom, app)])
+        assert not any("no OCI referrers API" in n["message"] for n in target["notes"])
+        # the image, the chart and the SBOM itself (its own referrers): one GET each
+        assert sorted(asked) == sorted(
+            f"/v2/{r}/referrers/{d}"
+            for r, d in [("images/app", app), ("charts/web", chart), ("images/app", sbom)]
+        )
+        bed.run("apply", str(bed.spec), "--yes")
+        with bed.dest_client() as client:
+            assert client.digest(bed.dest_repo("images/app"), sbom) == sbom
+        bed.run("audit", str(bed.spec), "--content", check=0)
+    finally:
+        proxy.stop()

@@ -84,10 +84,11 @@ def push_referrer(
     artifact_type: str = "application/spdx+json",
     *,
     content: bytes = b'{"spdxVersion":"SPDX-2.3"}',
+    tag_index: bool = True,
     user: str | None = None,
 ) -> str:
-    """Push an OCI 1.1 referrer of `subject` by digest and list it in the referrers tag index;
-    return the referrer's digest."""
+    """Push an OCI 1.1 referrer of `subject` by digest and (`tag_index`) list it in the
+    referrers tag index; return the referrer's digest."""
     with _Http(server, repository, user) as http:
         got = http.request("GET", f"/manifests/{subject}", headers={"Accept": MANIFEST_ACCEPT})
         if got.status_code != 200:
@@ -114,7 +115,8 @@ def push_referrer(
 
     placeholder = f"docker://{server.host}/{repository}@"  # the digest is known once written
     digest = _push(server, repository, manifest, placeholder, user)
-    _add_to_tag_index(server, repository, subject, digest, len(_json(body)), artifact_type, user)
+    if tag_index:
+        _add_to_tag_index(server, repository, subject, digest, len(_json(body)), artifact_type, user)
     return digest
 
 
