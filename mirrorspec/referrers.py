@@ -151,6 +151,7 @@ class _Discovery:
         self.tags: dict[tuple[str, str], Sequence[str]] = dict(tags)
         self.lock = threading.Lock()
         self.api: dict[str, bool] = {}  # registry -> whether it answers the referrers API
+        self.referring: dict[tuple[str, str], dict[str, list[str]]] = {}
         self.notes: list[Note] = []
 
     def run(self, artifacts: Sequence[Artifact]) -> Referrers:
@@ -257,10 +258,8 @@ class _Discovery:
         tagged: list[tuple[tuple[str, str, str], str]] = []
         for subject in subjects:
             registry, repository, digest = subject
-            prefix = digest.replace(":", "-", 1)
-            for tag in self.tags.get((registry, repository), ()):
-                if tag == prefix or (tag.startswith(prefix) and tag[len(prefix) :] in _COSIGN_SUFFIXES):
-                    tagged.append((subject, tag))
+            by_subject = self._referring_tags(registry, repository)
+            tagged += [(subject, tag) for tag in by_subject.get(digest.replace(":", "-", 1), ())]
         digests: dict[tuple[tuple[str, str, str], str], str | Exception | None] = {}
         self._run({t: (t[0][0], partial(self._tag_digest, *t)) for t in tagged}, digests)
 
@@ -344,6 +343,21 @@ class _Discovery:
                 raise client._errors.status(resp, repository, what)
             body = client._session.read_limited(resp, _MAX_INDEX_BYTES, repository, what)
         return _descriptors(body, what, registry)
+
+    def _referring_tags(self, registry: str, repository: str) -> dict[str, list[str]]:
+        """A repository's tags that name a digest (`sha256-<hex>` and its cosign suffixes), by
+        that `sha256-<hex>`: built once per repository, so a repository of 100,000 tags and as
+        many digests is not scanned once per digest."""
+        key = (registry, repository)
+        cached = self.referring.get(key)
+        if cached is None:
+            cached = {}
+            for tag in sorted(self.tags.get(key, ())):
+                base, dot, suffix = tag.partition(".")
+                if _INDEX_TAG.fullmatch(base) and (not dot or f".{suffix}" in _COSIGN_SUFFIXES):
+                    cached.setdefault(base, []).append(tag)
+            self.referring[key] = cached
+        return cached
 
     def _tag_digest(self, subject: tuple[str, str, str], tag: str) -> str | None:
         return self._client(subject[0]).digest(subject[1], tag)
