@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from . import paths
 from .context import RunContext
 from .errors import MirrorspecError, RegistryError
 from .oci.client import OCI_INDEX, RegistryClient
@@ -122,8 +123,6 @@ def discover(
 def _opted_out(ctx: RunContext, artifacts: Sequence[Artifact]) -> set[str]:
     """`registry/repository:tag` of every artifact whose signatures the spec does not want: its
     repository entry says `signatures: false`, or the chart that pulled it in is opted out."""
-    from . import paths
-
     off = {
         f"{paths.normalize_registry(s.registry)}/{paths.normalize_repository(s.registry, r.name)}"
         for s in ctx.spec.sources
@@ -164,13 +163,17 @@ class _Discovery:
             if not subjects:
                 break
             if depth == _MAX_DEPTH:
-                self.notes.append(
-                    Note(
-                        "warning",
-                        f"{len(subjects)} referrer(s) {_MAX_DEPTH} levels deep were not searched "
-                        "for referrers of their own",
+                # Said only when their tags show more (asking the API would cost reads).
+                deeper = [s for s in subjects if self._referring_tags(s[0], s[1]).get(_tag_of(s[2]))]
+                if deeper:
+                    self.notes.append(
+                        Note(
+                            "warning",
+                            f"{len(deeper)} referrer(s) {_MAX_DEPTH} levels below a copied tag have "
+                            "signatures or referrers of their own, not copied (a chain that deep is "
+                            f"not followed), e.g. {deeper[0][0]}/{deeper[0][1]}@{deeper[0][2]}",
+                        )
                     )
-                )
                 break
             self._list_missing(subjects)
             found = self._level(subjects)
@@ -259,7 +262,7 @@ class _Discovery:
         for subject in subjects:
             registry, repository, digest = subject
             by_subject = self._referring_tags(registry, repository)
-            tagged += [(subject, tag) for tag in by_subject.get(digest.replace(":", "-", 1), ())]
+            tagged += [(subject, tag) for tag in by_subject.get(_tag_of(digest), ())]
         digests: dict[tuple[tuple[str, str, str], str], str | Exception | None] = {}
         self._run({t: (t[0][0], partial(self._tag_digest, *t)) for t in tagged}, digests)
 
@@ -365,6 +368,11 @@ class _Discovery:
     def _index_children(self, index: Artifact) -> list[tuple[str, str]]:
         manifest = self._client(index.registry).manifest(index.repository, index.digest)
         return _descriptors(manifest.body, f"the referrers tag index {index.ref}", index.registry)
+
+
+def _tag_of(digest: str) -> str:
+    """`sha256:<hex>` → `sha256-<hex>`, the tag that names it (cosign, the referrers tag schema)."""
+    return digest.replace(":", "-", 1)
 
 
 def _descriptors(body: bytes, what: str, registry: str) -> list[tuple[str, str]]:
