@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
-from . import providers
+from . import providers, referrers
 from .context import Endpoint, RunContext
 from .destination_checks import EarlyChecks, check_content
 from .errors import MirrorspecError, ProviderError, RegistryError
@@ -87,12 +87,20 @@ def plan(
     with Lanes(ctx) as lanes:
         early = EarlyChecks(ctx, lanes, chosen, cached)
         resolution = resolve(ctx, skip=_skip(cached), lanes=lanes, on_digest=early.on_digest)
+        resolution = _with_referrers(ctx, resolution, lanes)
         for target in chosen:
             with _naming(target):
                 look = _look(ctx, target, resolution, cached[target.name], early.endpoint)
                 planned = _plan_target(look, prune, early)
             plans.append(replace(planned, changes=()) if copies_only else planned)
     return Plan(spec=spec_name, targets=tuple(plans), artifacts=resolution.artifacts)
+
+
+def _with_referrers(ctx: RunContext, resolution: Resolution, lanes: Lanes | None = None) -> Resolution:
+    """The resolution with the signatures, attestations, SBOMs and OCI referrers of every
+    resolved digest (`referrers.py`), and what finding them had to say."""
+    found = referrers.discover(ctx, resolution.artifacts, resolution.tags, lanes=lanes)
+    return replace(resolution, artifacts=found.artifacts, notes=(*resolution.notes, *found.notes))
 
 
 @contextmanager
@@ -165,6 +173,7 @@ def _look(
     desired = provider.translate(stored, target, ctx)
     observed = provider.observe(target, ctx)
     notes += [*desired.notes, *observed.notes, *provider.check(desired, observed, target)]
+    notes += referrers.target_notes(target.type, stored)
     if cached:
         notes.append(
             Note(
@@ -299,29 +308,26 @@ def _copies(look: _Look, checks: Sequence[ContentCheck]) -> list[Copy]:
     """Missing or different tags of `look.stored`, grouped per (source, destination)
     repository; repositories the registry copies natively get the provider's engine, everything
     else skopeo."""
-    grouped: dict[tuple[str, str, str], list[CopyTag]] = defaultdict(list)
+    desired = look.desired
+    grouped: dict[tuple[str, str, str, str], list[CopyTag]] = defaultdict(list)
     for artifact, check in zip(look.stored, checks, strict=True):
         if check.status != "present":
             destination = look.target.destination(look.ctx.spec, artifact.registry, artifact.repository)
-            grouped[(artifact.registry, artifact.repository, destination)].append(
+            native = f"{artifact.registry}/{artifact.repository}" in desired.native
+            # signatures and referrers: skopeo or a manifest PUT, whatever the registry imports
+            engine = referrers.engine_for(artifact) or (desired.native_engine if native else "skopeo")
+            grouped[(artifact.registry, artifact.repository, destination, engine)].append(
                 CopyTag(
                     artifact.tag,
                     artifact.digest,
                     "missing" if check.status == "missing" else "digest-mismatch",
                     artifact.dependency_of,
+                    artifact.refers_to,
                 )
             )
-    desired = look.desired
     return [
-        Copy(
-            registry,
-            repository,
-            look.endpoint.host,
-            destination,
-            tuple(tags),
-            desired.native_engine if f"{registry}/{repository}" in desired.native else "skopeo",
-        )
-        for (registry, repository, destination), tags in grouped.items()
+        Copy(registry, repository, look.endpoint.host, destination, tuple(tags), engine)
+        for (registry, repository, destination, engine), tags in grouped.items()
     ]
 
 
@@ -350,6 +356,7 @@ def apply(
     """
     result = ApplyResult()
     jobs: list[CopyJob] = []
+    puts: list[tuple[Copy, Endpoint]] = []  # referrers tag indexes, put after their children
     for target_plan in the_plan.targets:
         target = ctx.spec.target(target_plan.target)
         provider = providers.get(target.type)
@@ -374,6 +381,8 @@ def apply(
         for copy in target_plan.copies:
             if copy.engine == "skopeo":
                 jobs += _jobs(ctx, copy, endpoint)
+            elif copy.engine == referrers.PUT_ENGINE:
+                puts.append((copy, endpoint))
             else:
                 result.failures += _native_copy(ctx, provider, target, copy, endpoint)
     for copied in copy_all(jobs, ctx, on_done=on_copy):
@@ -382,6 +391,7 @@ def apply(
             result.failures.append(
                 f"copy {copied.job.source_ref} → {copied.job.destination_ref}: {copied.error}"
             )
+    result.failures += referrers.put_copies(ctx, puts)
     return result
 
 
@@ -433,6 +443,7 @@ def audit(
     drift of managed ones, and with `content` every wanted tag's digest at the destination."""
     chosen = selected_targets(ctx, targets)
     resolution, cached = _resolve_for(ctx, chosen)
+    resolution = _with_referrers(ctx, resolution)
     audits = []
     for target in chosen:
         with _naming(target):

@@ -54,6 +54,10 @@ class Artifact:
     """Manifest digest the tag resolved to when planned (`sha256:...`)."""
     dependency_of: str | None = None
     """`registry/repository:tag` of the chart whose dependencies selected it; null if the spec did."""
+    refers_to: str | None = None
+    """For a signature, attestation, SBOM or other OCI referrer: the digest of the manifest it
+    refers to (in the same repository); null otherwise. An untagged referrer's `tag` is its
+    digest (`sha256:...`): it is copied by digest."""
 
     @property
     def ref(self) -> str:
@@ -106,6 +110,9 @@ class CopyTag:
     """`missing` at the destination, or there with other content (`digest-mismatch`)."""
     dependency_of: str | None = None
     """`registry/repository:tag` of the chart that needs it; null if the spec selected it."""
+    refers_to: str | None = None
+    """The digest a signature or other referrer refers to (its `tag` is its own digest when it
+    has no tag); null otherwise."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +130,8 @@ class Copy:
     tags: tuple[CopyTag, ...]
     """The tags to copy, in tag order."""
     engine: str = "skopeo"
-    """Who copies: `skopeo` (apply runs it), or the registry itself (a native import)."""
+    """Who copies: `skopeo` (apply runs it), `manifest-put` (a referrers tag index, put by
+    mirrorspec after the skopeo copies), or the registry itself (a native import)."""
 
     @property
     def source(self) -> str:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 class Resolution:
     artifacts: tuple[Artifact, ...]
     notes: tuple[Note, ...]
+    # Every tag list read, by (registry, repository): where signatures' tags are found
+    # (`referrers.py`) without reading them again.
+    tags: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,9 @@ class _Resolver:
         )
         # Once per host, after the notes of every level: the hosts whose tags were listed.
         reached = reached_without_entry(self.ctx.spec, (registry for registry, _ in self.listings))
-        return Resolution(tuple(artifacts), (*self.notes, *reached))
+        listed = self.listings.items()
+        lists = {repo: tuple(once.get()) for repo, once in listed if once.done and once.error is None}
+        return Resolution(tuple(artifacts), (*self.notes, *reached), lists)
 
     # -- the pipeline: each step starts the next as soon as its answer is in -----------------
 

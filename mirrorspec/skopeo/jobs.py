@@ -36,7 +36,9 @@ class CopyJob:
 
     @property
     def destination_ref(self) -> str:
-        return f"{self.destination.host}/{self.destination_repository}:{self.tag}"
+        # An untagged OCI referrer is copied by digest: its "tag" is the digest (`referrers.py`).
+        separator = "@" if ":" in self.tag else ":"
+        return f"{self.destination.host}/{self.destination_repository}{separator}{self.tag}"
 
 
 @dataclass(frozen=True)

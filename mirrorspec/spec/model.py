@@ -288,6 +288,15 @@ class Repository(SpecModel):
     tag_regex: str | None = None
     all_tags: bool = False
     helm_dependencies: bool | Literal["all", "newest"] = False
+    signatures: bool = Field(
+        default=True,
+        description=(
+            "Also copy what refers to every copied digest: cosign signatures, attestations and SBOMs "
+            "(tags sha256-<hex>.sig/.att/.sbom) and OCI 1.1 referrers (the referrers API, else the "
+            "referrers tag schema), with their digests; false copies none. Applies to the Helm "
+            "dependencies this entry pulls in."
+        ),
+    )
 
     @field_validator("name")
     @classmethod
