@@ -18,6 +18,7 @@ import os
 import sys
 import threading
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -44,15 +45,15 @@ def session(ca: str, concurrency: int, auth: tuple[str, str] | None) -> requests
     return s
 
 
-def main() -> None:
-    """argv[1]: {"source": url, "source_ca": path, "dest": url, "dest_ca": path, "user": name,
-    "password_env": variable, "repos": [...], "tags": [...] (the selected ones), "prefix":
-    destination path before the repository, "concurrency": n}."""
-    config: dict[str, Any] = json.loads(sys.argv[1])
+def registry_requests(
+    config: dict[str, Any], dest_auth: Callable[[], tuple[str, str] | None]
+) -> Counter[str]:
+    """The plan's registry requests (see the module docstring); `dest_auth()` gives the
+    destination's login, waiting for it if it is still being fetched (a provider's API call)."""
     n = int(config["concurrency"])
     wanted = set(config["tags"])
     src = session(config["source_ca"], n, None)
-    dst = session(config["dest_ca"], n, (config["user"], os.environ[config["password_env"]]))
+    dst: list[requests.Session] = []  # built by the first destination request
     counts: Counter[str] = Counter()
     lock = threading.Lock()
     futures: list[Future[None]] = []
@@ -61,9 +62,15 @@ def main() -> None:
         with lock:
             counts[what] += 1
 
+    def dest_session() -> requests.Session:
+        with lock:
+            if not dst:
+                dst.append(session(config["dest_ca"], n, dest_auth()))
+            return dst[0]
+
     def destination(repo: str, tag: str) -> None:
         url = f"{config['dest']}/v2/{config['prefix']}/{repo}/manifests/{tag}"
-        with dst.head(url, headers={"Accept": ACCEPT}) as resp:
+        with dest_session().head(url, headers={"Accept": ACCEPT}) as resp:
             count(f"destination HEAD {resp.status_code}")
 
     def source(repo: str) -> None:
@@ -84,7 +91,16 @@ def main() -> None:
             done.result()
         for future in list(futures):
             future.result()
-    print(json.dumps(dict(counts)))
+    return counts
+
+
+def main() -> None:
+    """argv[1]: {"source": url, "source_ca": path, "dest": url, "dest_ca": path, "user": name,
+    "password_env": variable, "repos": [...], "tags": [...] (the selected ones), "prefix":
+    destination path before the repository, "concurrency": n}."""
+    config: dict[str, Any] = json.loads(sys.argv[1])
+    login = (config["user"], os.environ[config["password_env"]])
+    print(json.dumps(dict(registry_requests(config, lambda: login))))
 
 
 if __name__ == "__main__":

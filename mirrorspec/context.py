@@ -8,17 +8,21 @@ bearer tokens.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import paths
 from .credentials import BasicAuth, register_environment_secrets, resolve_basic_auth
 from .errors import MirrorspecError
-from .oci import DEFAULT_TIMEOUT, RegistryClient, Transport
+from .oci.defaults import DEFAULT_TIMEOUT
 from .oci.read_limit import DEFAULT_READS
 from .spec import Spec, TargetBase, check_ca_bundle
+
+if TYPE_CHECKING:
+    from .oci import RegistryClient, Transport
 
 __all__ = ["ClientFactory", "Endpoint", "RunContext"]
 
@@ -77,7 +81,7 @@ class RunContext:
     _services_lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def __post_init__(self) -> None:
-        self.transport = Transport(self.timeout, self.reads)
+        self.transport = _oci("Transport")(self.timeout, self.reads)
         # Before any SDK client exists: what it reads from the environment is scrubbed from
         # everything it, or a server answering it, might echo.
         register_environment_secrets()
@@ -151,7 +155,7 @@ class RunContext:
             if client is None:
                 # The client's pool of connections follows its host's reads limit (its
                 # ceiling), not `workers`: a smaller pool opens and drops one per extra read.
-                client = RegistryClient(
+                client = _oci("RegistryClient")(
                     endpoint.host,
                     username=endpoint.auth.username if endpoint.auth else None,
                     password=endpoint.auth.password if endpoint.auth else None,
@@ -174,6 +178,25 @@ class RunContext:
                 if close is not None:
                     close()
             self._services.clear()
+
+
+# The registry client and its transport are loaded at first use (PEP 562), as `oci` itself does:
+# every provider imports this module, and so does `validate`, which makes no request, and
+# `requests` with urllib3 costs ≈ 80 ms of its start-up (bench/run.py, B5). They stay names
+# of this module, which a test may replace (`monkeypatch.setattr(context, "RegistryClient", …)`).
+def __getattr__(name: str) -> Any:
+    if name not in ("RegistryClient", "Transport"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import oci
+
+    value = getattr(oci, name)
+    globals()[name] = value  # once loaded, an ordinary attribute
+    return value
+
+
+def _oci(name: str) -> Any:
+    """`RegistryClient` or `Transport` as this module holds it now (loaded by `__getattr__`)."""
+    return getattr(sys.modules[__name__], name)
 
 
 def _declared_factory(kind: str) -> ClientFactory:

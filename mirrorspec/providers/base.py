@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..context import Endpoint, RunContext
 from ..errors import ProviderError
 from ..plan import Artifact, Change, Copy, Note, Resource
+
+if TYPE_CHECKING:  # named in signatures only: loading a provider for its spec model needs no run
+    from ..context import Endpoint, RunContext
 
 __all__ = [
     "Capabilities",

@@ -23,31 +23,36 @@ Example target block (loaded by the provider contract tests):
 
 from __future__ import annotations
 
-from .api import endpoint
-from .changes import apply, copy
-from .checks import check
-from .clients import CLIENT_FACTORIES, SECRET_VARIABLES
+from typing import TYPE_CHECKING
+
+from ..lazy_contract import contract_loader
 from .credentials import CREDENTIAL_FORMS, SECRET_REFERENCES
-from .native import (
-    CACHE_RULE,
-    CREDENTIAL_SET,
-    ENGINE,
-    IN_PLACE,
-    MAX_CACHE_RULES,
-    PERMISSIONS,
-    REPLICATION,
-    SUPPORT_KINDS,
-    AcrDesired,
-    AcrObserved,
-    cached,
-    capabilities,
-    resource_name,
-    translate,
-    upstream_of,
-)
-from .observed import observe, replace_when
 from .target import AcrTarget
-from .terraform import TERRAFORM_PROVIDERS, render_terraform, terraform_copies
+
+if TYPE_CHECKING:
+    from .api import endpoint
+    from .changes import apply, copy
+    from .checks import check
+    from .clients import CLIENT_FACTORIES, SECRET_VARIABLES
+    from .native import (
+        CACHE_RULE,
+        CREDENTIAL_SET,
+        ENGINE,
+        IN_PLACE,
+        MAX_CACHE_RULES,
+        PERMISSIONS,
+        REPLICATION,
+        SUPPORT_KINDS,
+        AcrDesired,
+        AcrObserved,
+        cached,
+        capabilities,
+        resource_name,
+        translate,
+        upstream_of,
+    )
+    from .observed import observe, replace_when
+    from .terraform import TERRAFORM_PROVIDERS, render_terraform, terraform_copies
 
 __all__ = [
     "CACHE_RULE",
@@ -87,3 +92,36 @@ Target = AcrTarget
 # SDK loggers the CLI keeps at WARNING even at -vv: the Azure SDK's DEBUG lines dump requests
 # and responses, which redaction cannot be relied on to recognise.
 QUIET_LOGGERS = ("azure",)
+
+# What a run needs beyond the spec, imported at first use (`lazy_contract`): the names of the
+# `TYPE_CHECKING` imports above, which mypy reads instead (it sees no `__getattr__`, so a
+# misspelt name stays an error).
+if not TYPE_CHECKING:
+    __getattr__ = contract_loader(
+        __name__,
+        {
+            "api": ("endpoint",),
+            "changes": ("apply", "copy"),
+            "checks": ("check",),
+            "clients": ("CLIENT_FACTORIES", "SECRET_VARIABLES"),
+            "native": (
+                "CACHE_RULE",
+                "CREDENTIAL_SET",
+                "ENGINE",
+                "IN_PLACE",
+                "MAX_CACHE_RULES",
+                "PERMISSIONS",
+                "REPLICATION",
+                "SUPPORT_KINDS",
+                "AcrDesired",
+                "AcrObserved",
+                "cached",
+                "capabilities",
+                "resource_name",
+                "translate",
+                "upstream_of",
+            ),
+            "observed": ("observe", "replace_when"),
+            "terraform": ("TERRAFORM_PROVIDERS", "render_terraform", "terraform_copies"),
+        },
+    )

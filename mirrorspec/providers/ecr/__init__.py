@@ -18,32 +18,37 @@ Example target block (loaded by the provider contract tests):
 
 from __future__ import annotations
 
-from .api import endpoint
-from .changes import apply
-from .clients import CLIENT_FACTORIES, SECRET_VARIABLES
+from typing import TYPE_CHECKING
+
+from ..lazy_contract import contract_loader
 from .credentials import CREDENTIAL_FORMS, SECRET_REFERENCES
-from .native import (
-    IN_PLACE,
-    MANAGED,
-    PERMISSIONS,
-    REPLICATION,
-    REPOSITORY,
-    RULE,
-    SECRET,
-    STATEMENT,
-    SUPPORT_KINDS,
-    TEMPLATE,
-    cached,
-    capabilities,
-    check,
-    copy,
-    retire,
-    translate,
-    upstream_of,
-)
-from .observed import observe, secret_credentials
 from .target import EcrTarget
-from .terraform import TERRAFORM_PROVIDERS, render_terraform
+
+if TYPE_CHECKING:
+    from .api import endpoint
+    from .changes import apply
+    from .clients import CLIENT_FACTORIES, SECRET_VARIABLES
+    from .native import (
+        IN_PLACE,
+        MANAGED,
+        PERMISSIONS,
+        REPLICATION,
+        REPOSITORY,
+        RULE,
+        SECRET,
+        STATEMENT,
+        SUPPORT_KINDS,
+        TEMPLATE,
+        cached,
+        capabilities,
+        check,
+        copy,
+        retire,
+        translate,
+        upstream_of,
+    )
+    from .observed import observe, secret_credentials
+    from .terraform import TERRAFORM_PROVIDERS, render_terraform
 
 __all__ = [
     "CLIENT_FACTORIES",
@@ -82,3 +87,37 @@ Target = EcrTarget
 # SDK loggers the CLI keeps at WARNING even at -vv: botocore's DEBUG lines carry request bodies
 # (a secret's value, JSON-escaped), which redaction cannot be relied on to recognise.
 QUIET_LOGGERS = ("botocore", "boto3", "s3transfer")
+
+# What a run needs beyond the spec, imported at first use (`lazy_contract`): the names of the
+# `TYPE_CHECKING` imports above, which mypy reads instead (it sees no `__getattr__`, so a
+# misspelt name stays an error).
+if not TYPE_CHECKING:
+    __getattr__ = contract_loader(
+        __name__,
+        {
+            "api": ("endpoint",),
+            "changes": ("apply",),
+            "clients": ("CLIENT_FACTORIES", "SECRET_VARIABLES"),
+            "native": (
+                "IN_PLACE",
+                "MANAGED",
+                "PERMISSIONS",
+                "REPLICATION",
+                "REPOSITORY",
+                "RULE",
+                "SECRET",
+                "STATEMENT",
+                "SUPPORT_KINDS",
+                "TEMPLATE",
+                "cached",
+                "capabilities",
+                "check",
+                "copy",
+                "retire",
+                "translate",
+                "upstream_of",
+            ),
+            "observed": ("observe", "secret_credentials"),
+            "terraform": ("TERRAFORM_PROVIDERS", "render_terraform"),
+        },
+    )

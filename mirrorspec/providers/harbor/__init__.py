@@ -19,27 +19,32 @@ Example target block (loaded by the provider contract tests):
 
 from __future__ import annotations
 
-from .api import endpoint
-from .changes import apply
-from .executions import copy
-from .native import (
-    ENDPOINT,
-    ENGINE,
-    FILTERS_COLUMN,
-    IN_PLACE,
-    PERMISSIONS,
-    POLICY,
-    PROJECT,
-    PROXY,
-    SUPPORT_KINDS,
-    adapter_of,
-    cached,
-    capabilities,
-    translate,
-)
-from .observed import check, observe
+from typing import TYPE_CHECKING
+
+from ..lazy_contract import contract_loader
 from .target import HarborTarget
-from .terraform import TERRAFORM_PROVIDERS, render_terraform, terraform_copies
+
+if TYPE_CHECKING:
+    from .api import endpoint
+    from .changes import apply
+    from .executions import copy
+    from .native import (
+        ENDPOINT,
+        ENGINE,
+        FILTERS_COLUMN,
+        IN_PLACE,
+        PERMISSIONS,
+        POLICY,
+        PROJECT,
+        PROXY,
+        SUPPORT_KINDS,
+        adapter_of,
+        cached,
+        capabilities,
+        translate,
+    )
+    from .observed import check, observe
+    from .terraform import TERRAFORM_PROVIDERS, render_terraform, terraform_copies
 
 __all__ = [
     "ENDPOINT",
@@ -67,3 +72,33 @@ __all__ = [
 ]
 
 Target = HarborTarget
+
+# What a run needs beyond the spec, imported at first use (`lazy_contract`): the names of the
+# `TYPE_CHECKING` imports above, which mypy reads instead (it sees no `__getattr__`, so a
+# misspelt name stays an error).
+if not TYPE_CHECKING:
+    __getattr__ = contract_loader(
+        __name__,
+        {
+            "api": ("endpoint",),
+            "changes": ("apply",),
+            "executions": ("copy",),
+            "native": (
+                "ENDPOINT",
+                "ENGINE",
+                "FILTERS_COLUMN",
+                "IN_PLACE",
+                "PERMISSIONS",
+                "POLICY",
+                "PROJECT",
+                "PROXY",
+                "SUPPORT_KINDS",
+                "adapter_of",
+                "cached",
+                "capabilities",
+                "translate",
+            ),
+            "observed": ("check", "observe"),
+            "terraform": ("TERRAFORM_PROVIDERS", "render_terraform", "terraform_copies"),
+        },
+    )

@@ -15,11 +15,13 @@ Example target block (loaded by the provider contract tests):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ...context import Endpoint, RunContext
 from .. import base
 from .target import RegistryTarget
+
+if TYPE_CHECKING:  # named in signatures only: the spec loads this package for `Target`
+    from ...context import Endpoint, RunContext
 
 __all__ = [
     "IN_PLACE",
