@@ -183,7 +183,29 @@ def _look(
             )
         )
     endpoint = endpoint_of(target) if endpoint_of is not None else provider.endpoint(target, ctx)
+    _refuse_long_names(ctx, target, endpoint.host, stored)
     return _Look(ctx, target, provider, desired, observed, endpoint, stored, tuple(notes))
+
+
+# distribution/reference `Parse`: the name of a reference, registry host included, is at most
+# `NameTotalLengthMax` = 255 characters (ErrNameTooLong, "repository name must not be more than
+# 255 characters"); skopeo, docker and containerd parse references with it, so a longer
+# destination could be planned but never copied or pulled.
+MAX_NAME = 255
+
+
+def _refuse_long_names(ctx: RunContext, target: Target, host: str, stored: Sequence[Artifact]) -> None:
+    longest = ""
+    for registry, repository in {(a.registry, a.repository) for a in stored}:
+        name = f"{host}/{target.destination(ctx.spec, registry, repository)}"
+        if len(name) > len(longest) or (len(name) == len(longest) and name < longest):
+            longest = name
+    if len(longest) > MAX_NAME:
+        raise MirrorspecError(
+            f"target '{target.name}': {longest[:72]}… is {len(longest)} characters; an image name "
+            f"(host and path) has at most {MAX_NAME}, so nothing could copy or pull it: shorten the "
+            "target's prefix, use layout: flat, or leave that repository out"
+        )
 
 
 @dataclass(frozen=True)
