@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
-from . import providers
+from . import chart_images, providers
 from .context import Endpoint, RunContext
 from .destination_checks import EarlyChecks, check_content
 from .errors import MirrorspecError, ProviderError, RegistryError
@@ -91,8 +91,13 @@ def plan(
             with _naming(target):
                 look = _look(ctx, target, resolution, cached[target.name], early.endpoint)
                 planned = _plan_target(look, prune, early)
+            if resolution.charts:
+                moved = chart_images.relocations(ctx, target, planned.registry, resolution.charts)
+                planned = replace(planned, relocations=moved)
             plans.append(replace(planned, changes=()) if copies_only else planned)
-    return Plan(spec=spec_name, targets=tuple(plans), artifacts=resolution.artifacts)
+    return Plan(
+        spec=spec_name, targets=tuple(plans), artifacts=resolution.artifacts, charts=resolution.charts
+    )
 
 
 @contextmanager
@@ -299,11 +304,13 @@ def _copies(look: _Look, checks: Sequence[ContentCheck]) -> list[Copy]:
     """Missing or different tags of `look.stored`, grouped per (source, destination)
     repository; repositories the registry copies natively get the provider's engine, everything
     else skopeo."""
-    grouped: dict[tuple[str, str, str], list[CopyTag]] = defaultdict(list)
+    grouped: dict[tuple[str, str, str, bool], list[CopyTag]] = defaultdict(list)
     for artifact, check in zip(look.stored, checks, strict=True):
         if check.status != "present":
             destination = look.target.destination(look.ctx.spec, artifact.registry, artifact.repository)
-            grouped[(artifact.registry, artifact.repository, destination)].append(
+            # A chart's image pinned by digest has a tag upstream lacks: skopeo copies it by digest.
+            pinned = chart_images.is_pinned(artifact.tag)
+            grouped[(artifact.registry, artifact.repository, destination, pinned)].append(
                 CopyTag(
                     artifact.tag,
                     artifact.digest,
@@ -319,9 +326,11 @@ def _copies(look: _Look, checks: Sequence[ContentCheck]) -> list[Copy]:
             look.endpoint.host,
             destination,
             tuple(tags),
-            desired.native_engine if f"{registry}/{repository}" in desired.native else "skopeo",
+            desired.native_engine
+            if f"{registry}/{repository}" in desired.native and not pinned
+            else "skopeo",
         )
-        for (registry, repository, destination), tags in grouped.items()
+        for (registry, repository, destination, pinned), tags in grouped.items()
     ]
 
 

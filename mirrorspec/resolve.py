@@ -35,10 +35,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import paths, versions
+from . import chart_images, paths, versions
 from .context import RunContext
 from .errors import RegistryError, ResolveError
-from .plan import Artifact, Note
+from .plan import Artifact, ChartImages, Note
 from .read_lanes import Lanes, Once, Tracker
 
 __all__ = ["HELM_CONFIG_MEDIA_TYPE", "Resolution", "resolve"]
@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 class Resolution:
     artifacts: tuple[Artifact, ...]
     notes: tuple[Note, ...]
+    charts: tuple[ChartImages, ...] = ()  # the images of charts with chart-images: true
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ class _Resolver:
 
     def run(self, roots: list[_Want]) -> Resolution:
         found: dict[tuple[str, str, str], Artifact] = {}
+        imaged: dict[tuple[str, str, str], chart_images.ChartVersion] = {}
         seen: set[_Want] = set()
         level = roots
         while level:
@@ -188,6 +190,7 @@ class _Resolver:
                 # A tag asked for directly is not "a dependency" even if a chart needs it too.
                 if key not in found or (found[key].dependency_of and not want.dependency_of):
                     found[key] = Artifact(*key, digest, want.dependency_of)
+                self._want_images(imaged, want, key, digest)
                 if want.follow != "none" and (*key, want.follow) not in self.followed:
                     self.followed.add((*key, want.follow))
                     charts.append((want, tag))
@@ -196,11 +199,33 @@ class _Resolver:
                 chart = self.charts[(want.registry, want.repository, tag)].get()
                 next_level.extend(self._dependencies(want, tag, chart))
             level = next_level
+        records: tuple[ChartImages, ...] = ()
+        if imaged:  # after the closure: every chart version whose images are wanted is known
+            images = chart_images.wanted_images(self.ctx, self.lanes, list(imaged.values()), self.on_digest)
+            for artifact in images.artifacts:  # an image the spec selects itself stays the spec's
+                found.setdefault((artifact.registry, artifact.repository, artifact.tag), artifact)
+            self.notes.extend(images.notes)
+            records = images.charts
         artifacts = sorted(
             found.values(),
             key=lambda a: (a.registry, a.repository, _order(a.tag)),
         )
-        return Resolution(tuple(artifacts), tuple(self.notes))
+        return Resolution(tuple(artifacts), tuple(self.notes), records)
+
+    def _want_images(
+        self,
+        imaged: dict[tuple[str, str, str], chart_images.ChartVersion],
+        want: _Want,
+        key: tuple[str, str, str],
+        digest: str,
+    ) -> None:
+        """Remember a chart version whose images its spec entry (`chart-images: true`) wants."""
+        s, r = want.root
+        if not self.ctx.spec.sources[s].repositories[r].chart_images:
+            return
+        known = imaged.get(key)
+        if known is None or (want.dependency_of is None and not known.selected):
+            imaged[key] = chart_images.ChartVersion(*key, digest, want.dependency_of is None, want.root)
 
     # -- the pipeline: each step starts the next as soon as its answer is in -----------------
 
