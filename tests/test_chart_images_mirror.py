@@ -226,6 +226,10 @@ def test_a_chart_with_chart_images_is_vendored_with_every_image_and_relocated_va
     )
     assert f"{b}/acme/gone:1" not in moved["images"]
 
+    # skopeo sync has no tag to take for the pinned image: its list names the digest.
+    synced = bed.run("render", "skopeo", str(bed.spec), "--target", "lab").stdout
+    assert frontend in synced and pin not in synced
+
     applied = bed.run("apply", str(bed.spec), "--yes")
     assert "9 of 9 tag(s) copied and verified" in applied.stdout, applied.stdout
     audit = json.loads(bed.run("audit", str(bed.spec), "--content", "--format", "json").stdout)
@@ -314,7 +318,7 @@ def test_chart_images_on_a_repository_of_images_is_an_error_naming_the_entry(bed
 def test_a_hostile_chart_is_one_line_naming_the_chart(
     registry_factory: Callable[..., RegistryServer], tmp_path: Path, files: dict[str, bytes], message: str
 ) -> None:
-    source = registry_factory()
+    source, destination = registry_factory(), registry_factory()
     meta = {"name": "evil", "version": "1.0.0", "apiVersion": "v2"}
     push_chart(source, "charts/evil", "1.0.0", package=chart_archive("evil", meta, files))
     spec = tmp_path / "spec.yaml"
@@ -327,7 +331,7 @@ sources:
     repositories:
       - {{name: charts/evil, versions: "1.0.0", chart-images: true}}
 targets:
-  - {{name: lab, type: registry, registry: mirror.invalid}}
+  - {{name: lab, type: registry, registry: {destination.host}, insecure: true}}
 """
     )
     proc = cli_runner.run(
