@@ -36,7 +36,8 @@ from typing import Any
 from .charts import ChartArchiveError, Image, occurrences, parse_reference, read_chart
 from .charts.archive import MAX_DECOMPRESSED
 from .context import RunContext
-from .errors import MirrorspecError, ResolveError
+from .errors import MirrorspecError, RegistryError, ResolveError
+from .host_settings import entry_hint
 from .plan import Artifact, ChartImage, ChartImages, Note, Relocation, UnresolvedImage
 from .read_lanes import Lanes, Once, Tracker
 from .spec import TargetBase
@@ -94,6 +95,9 @@ class Found:
     artifacts: tuple[Artifact, ...]
     notes: tuple[Note, ...]
     charts: tuple[ChartImages, ...]
+    hosts: tuple[str, ...] = ()
+    """Every registry host an image was read from (for the plan's note on hosts without a
+    `sources:` entry: `host_settings.reached_without_entry`)."""
 
 
 def pin_tag(digest: str) -> str:
@@ -197,6 +201,9 @@ def wanted_images(
         chart, image = users[key][0]
         try:
             digest = asked.get()
+        except RegistryError as exc:
+            hint = entry_hint(ctx.spec, image.registry, exc.status)
+            raise ResolveError(f"{chart.ref}: image {image.reference}: {exc}{hint}") from None
         except MirrorspecError as exc:
             raise ResolveError(f"{chart.ref}: image {image.reference}: {exc}") from None
         resolved[key] = digest
@@ -225,7 +232,7 @@ def wanted_images(
             )
         )
     log.info("%d image(s) from %d chart version(s)", len(artifacts), len(records))
-    return Found(tuple(artifacts), tuple(notes), tuple(records))
+    return Found(tuple(artifacts), tuple(notes), tuple(records), tuple(sorted({k[0] for k in keys})))
 
 
 def _start_read(ctx: RunContext, lanes: Lanes, tracker: Tracker, chart: ChartVersion) -> Once[_Read]:

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from . import engine, output
     from . import spec as specmod
     from .context import RunContext
+    from .host_settings import validate_summary
     from .plan import to_json
     from .skopeo.jobs import CopyResult, CopySummary
     from .skopeo.process import find_skopeo
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
 else:
     engine, output, specmod = _Lazy("engine"), _Lazy("output"), _Lazy("spec")
     RunContext = _Lazy("context", "RunContext")
+    validate_summary = _Lazy("host_settings", "validate_summary")
     to_json = _Lazy("plan", "to_json")
     CopySummary = _Lazy("skopeo.jobs", "CopySummary")
     find_skopeo = _Lazy("skopeo.process", "find_skopeo")
@@ -185,8 +187,15 @@ def validate(spec_file: Path) -> None:
     """Check SPEC offline: syntax, keys, types, constraints, references, destination overlaps."""
     spec = specmod.load_spec(spec_file)
     repos = sum(len(s.repositories) for s in spec.sources)
-    counts = f"{len(spec.sources)} source(s), {repos} repository(ies), {len(spec.targets)} target(s)"
+    settings_only = sum(1 for s in spec.sources if s.settings_only)
+    sources = f"{len(spec.sources)} source(s)" + (
+        f", {settings_only} of them settings only" if settings_only else ""
+    )
+    counts = f"{sources}, {repos} repository(ies), {len(spec.targets)} target(s)"
     click.echo(f"{spec_file}: valid ({counts})")
+    summary = validate_summary(spec)
+    if summary is not None:
+        click.echo(summary)
 
 
 @cli.command()

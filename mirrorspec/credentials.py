@@ -117,8 +117,12 @@ def _read(ref: SecretRef, spec: Spec, name: str, part: str) -> str:
                 f"{prefix}credentials '{name}' {part}: {ref.file} is not UTF-8 text",
                 credential=name,
             ) from None
+    # A kind a provider declares (its registry reads the secret itself): its identifying key is
+    # the model's first field, e.g. `azure-key-vault-secret`.
+    kind = next(iter(type(ref).model_fields.values())).alias or type(ref).__name__
     raise CredentialError(
-        f"{prefix}credentials '{name}' {part}: {type(ref).__name__} references are resolved "
-        "by the cloud providers only; registry copies need {env: VAR} or {file: path}",
+        f"{prefix}credentials '{name}' {part}: {{{kind}: ...}} is read only by the cloud "
+        "registry it is handed to, never by mirrorspec; what mirrorspec logs in with itself "
+        "(reads, copies) needs {env: VAR} or {file: path}",
         credential=name,
     )

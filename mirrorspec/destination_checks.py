@@ -11,7 +11,8 @@ source read before it checks the first destination tag.
 What stays as it was: the order of the results (the stored artifacts'), the error a failed
 check raises (the first in that order, when the plan reads the results, not when it happened),
 and the error of a target's endpoint, raised where the plan used to ask for it (after the
-provider's translate and observe), not before resolution.
+provider's translate and observe), not before resolution — unless it is the spec's own mistake
+(a credential or CA bundle that cannot be used), which is said before anything is read.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Literal
 
 from . import providers
 from .context import Endpoint, RunContext
+from .errors import CredentialError, SpecError
 from .oci import RegistryClient
 from .oci.read_limit import ceiling_for
 from .plan import Artifact, ContentCheck
@@ -68,6 +70,10 @@ class _Target:
         try:
             self.endpoint = providers.get(target.type).endpoint(target, ctx)
             self.client = ctx.client(self.endpoint)
+        except (CredentialError, SpecError):
+            # The spec's own mistake (a login mirrorspec cannot read, a CA bundle that is not
+            # there): said now, not after a resolution that may take minutes.
+            raise
         except Exception as exc:  # raised when the plan asks for it, in its old place
             self.error = exc
 

@@ -38,6 +38,7 @@ from typing import Any, Literal
 from . import chart_images, paths, versions
 from .context import RunContext
 from .errors import RegistryError, ResolveError
+from .host_settings import entry_hint, reached_without_entry
 from .plan import Artifact, ChartImages, Note
 from .read_lanes import Lanes, Once, Tracker
 
@@ -200,17 +201,23 @@ class _Resolver:
                 next_level.extend(self._dependencies(want, tag, chart))
             level = next_level
         records: tuple[ChartImages, ...] = ()
+        image_hosts: tuple[str, ...] = ()
         if imaged:  # after the closure: every chart version whose images are wanted is known
             images = chart_images.wanted_images(self.ctx, self.lanes, list(imaged.values()), self.on_digest)
             for artifact in images.artifacts:  # an image the spec selects itself stays the spec's
                 found.setdefault((artifact.registry, artifact.repository, artifact.tag), artifact)
             self.notes.extend(images.notes)
             records = images.charts
+            image_hosts = images.hosts
         artifacts = sorted(
             found.values(),
             key=lambda a: (a.registry, a.repository, _order(a.tag)),
         )
-        return Resolution(tuple(artifacts), tuple(self.notes), records)
+        # Once per host, after the notes of every level: the hosts whose tags were listed, and
+        # those the charts' images were read from.
+        hosts = [*(registry for registry, _ in self.listings), *image_hosts]
+        reached = reached_without_entry(self.ctx.spec, hosts)
+        return Resolution(tuple(artifacts), (*self.notes, *reached), records)
 
     def _want_images(
         self,
@@ -287,7 +294,8 @@ class _Resolver:
         try:
             return client.list_tags(repository)
         except RegistryError as exc:
-            raise ResolveError(f"cannot list tags of {registry}/{repository}: {exc}") from None
+            hint = entry_hint(self.ctx.spec, registry, exc.status)
+            raise ResolveError(f"cannot list tags of {registry}/{repository}: {exc}{hint}") from None
 
     def _select(self, want: _Want, tags: list[str]) -> tuple[list[str], Note | None]:
         """The tags `want` selects, and a note when there are none."""

@@ -392,8 +392,19 @@ def test_replicate_to_on_a_standard_registry_or_its_home_region_is_refused(bed: 
         ),
         pytest.param(
             ("targets:", "credentials:\n  hub: {azure-credential-set: hub_login}\ntargets:"),
-            r"credentials › hub › azure-credential-set: the value is not a value matching the pattern",
+            r"credentials › hub › azure-credential-set: the value is not letters, digits and single dashes",
             id="credential-set",
+        ),
+        # ARM's CredentialSetNameParameter: minLength 5, maxLength 50 (2023-07-01 spec)
+        pytest.param(
+            ("targets:", "credentials:\n  hub: {azure-credential-set: hub1}\ntargets:"),
+            r"credentials › hub › azure-credential-set: expected at least 5 character\(s\)$",
+            id="credential-set-short",
+        ),
+        pytest.param(
+            ("targets:", "credentials:\n  hub: {azure-credential-set: " + "a" * 51 + "}\ntargets:"),
+            r"credentials › hub › azure-credential-set: expected at most 50 character\(s\)$",
+            id="credential-set-long",
         ),
     ],
 )

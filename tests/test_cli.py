@@ -291,6 +291,31 @@ def test_an_unknown_target_names_the_valid_ones(tmp_path: Path) -> None:
         assert proc.stdout == ""
 
 
+def test_a_login_only_a_cloud_registry_reads_is_refused_where_mirrorspec_logs_in(tmp_path: Path) -> None:
+    """A Key Vault secret is handed to ACR (a credential set), never read by mirrorspec; as a
+    registry target's login it is valid syntax but cannot work: one line naming the reference
+    kind and what works instead, before any registry is called."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        SPEC.format(
+            source="upstream.invalid",
+            repository="app",
+            targets="  - name: lab\n    type: registry\n    registry: lab.invalid\n    credentials: dest",
+        ).replace(
+            "{env: DEST_PASSWORD}", "{azure-key-vault-secret: 'https://kv1.vault.azure.net/secrets/pw'}"
+        )
+    )
+    assert run("validate", str(spec)).returncode == 0
+    proc = run("plan", str(spec))
+    assert proc.returncode == 1
+    assert one_line(proc.stderr) == (
+        f"error: {spec}:5:15: credentials 'dest' password: {{azure-key-vault-secret: ...}} is read only "
+        "by the cloud registry it is handed to, never by mirrorspec; what mirrorspec logs in with "
+        "itself (reads, copies) needs {env: VAR} or {file: path}"
+    )
+    assert proc.stdout == ""
+
+
 @pytest.mark.parametrize("target_type", sorted(OTHER_TARGETS))
 def test_every_target_type_validates_offline_with_or_without_its_provider(
     target_type: str, tmp_path: Path

@@ -446,6 +446,20 @@ def _tag_filter_of_column_length(length: int) -> str:
     raise AssertionError("unreachable")
 
 
+@pytest.mark.parametrize("key", ["name", "dest_namespace"])
+def test_a_name_or_namespace_longer_than_their_varchar_256_columns_is_a_500(bed: Bed, key: str) -> None:
+    """Harbor's `Policy.Validate` checks neither length; PostgreSQL refuses a value over the
+    column's 256 characters, and Harbor answers that as a bare 500."""
+    registry_id = create(bed.emu, "/registries", registry_body())
+    fits = "a" * 256 if key == "name" else "mirror/" + "a" * 249
+    create(bed.emu, "/replication/policies", policy_body(registry_id, **{key: fits}))
+    too_long = policy_body(registry_id, **{key: fits + "a", **({} if key == "name" else {"name": "other"})})
+    response = bed.emu.api("POST", "/replication/policies", json_body=too_long)
+    assert response.status_code == 500, response.text
+    assert response.json() == {"errors": [{"code": "UNKNOWN", "message": "internal server error"}]}
+    assert [p[key] for p in bed.emu.policies()] == [fits]
+
+
 def test_filters_longer_than_their_varchar_1024_column_are_a_500(bed: Bed) -> None:
     registry_id = create(bed.emu, "/registries", registry_body())
     fits = _tag_filter_of_column_length(1024)

@@ -808,3 +808,37 @@ def test_adapter_types_by_upstream_host() -> None:
         "docker-registry",
         "https://registry.example.com:5000",
     )
+
+
+def test_a_policy_name_longer_than_harbors_column_is_cut_with_a_hash() -> None:
+    """`replication_policy.name` is varchar(256), and `mirrorspec/<destination>[#part]` can be
+    longer behind a short Harbor host name (a destination reference itself stops at 255
+    characters, host included). The name is cut with a hash of the whole, the same on every run,
+    so that the next plan finds the policy it wrote; parts keep their suffix."""
+    destination = "vendor/quay.io/team/" + "x" * 240
+    first, second = harbor_native._policy_name(destination, 1), harbor_native._policy_name(destination, 2)
+    assert len(first) == len(second) == harbor_native.POLICY_COLUMNS
+    assert first.startswith("mirrorspec/vendor/quay.io/team/xxx") and second.endswith("#2")
+    assert first == harbor_native._policy_name(destination, 1)
+    assert first[:-9].startswith(second[:-11]) and first[-8:] == second[-10:-2]  # one hash of the whole
+    other = harbor_native._policy_name(destination[:-1] + "y", 1)
+    assert other != first and len(other) == harbor_native.POLICY_COLUMNS
+    short = "vendor/quay.io/team/app"
+    assert harbor_native._policy_name(short, 1) == f"mirrorspec/{short}"
+
+
+def test_a_destination_namespace_longer_than_harbors_column_is_refused_at_plan(bed: Bed) -> None:
+    """`dest_namespace` is varchar(256) too, and cannot be cut: one line, before anything is sent."""
+    push_image(bed.upstream, "team/data-platform/tool", "16.0.0")
+    project = "p" * 250
+    ctx = bed.ctx(parse_spec(_tool_spec("^16.0.0").replace("project: vendor", f"project: {project}")))
+    with pytest.raises(ProviderError) as refused:
+        engine.plan(ctx, targets=["dc1"])
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "quay.io/team/data-platform/tool: the destination namespace" in message
+    assert message.endswith(
+        "is 258 characters, and Harbor stores a replication policy's in 256: shorten the "
+        "target's prefix or use a flatter layout"
+    )
+    assert not [r for r in bed.emu.requests if r.method in ("POST", "PUT", "DELETE")]

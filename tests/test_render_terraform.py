@@ -190,6 +190,28 @@ def _unreachable(*args: Any) -> Any:
     raise AssertionError("render terraform must not reach the target")
 
 
+def test_more_replication_destinations_than_the_aws_provider_takes_is_one_line(
+    ups: beds.Upstreams, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """ECR takes 100 destinations in a rule, hashicorp/aws's schema 25: a file terraform would
+    reject is never written."""
+    text = (EXAMPLES / "ecr.yaml").read_text()
+    given = '      - {region: eu-central-1, account: "210987654321", profile: dr}\n'
+    assert given in text
+    many = "".join(f'      - {{region: us-east-1, account: "2109876543{i:02d}"}}\n' for i in range(25))
+    spec = tmp_path / "ecr.yaml"
+    spec.write_text(text.replace(given, given + many))  # 27 destinations
+    out_file = tmp_path / "mirror.tf.json"
+    code, out, err = render_cli(ups, monkeypatch, capsys, str(spec), "-t", "aws-prod", "-o", str(out_file))
+    assert (code, out) == (1, "")
+    assert err.splitlines()[-1] == (
+        "error: target 'aws-prod': 27 replication destinations; the Terraform AWS provider takes at "
+        "most 25 per rule (aws_ecr_replication_configuration), so leave replication to `mirrorspec "
+        "apply` (ECR takes up to 100) or give fewer"
+    )
+    assert not out_file.exists()
+
+
 def render_cli(
     ups: beds.Upstreams,
     monkeypatch: pytest.MonkeyPatch,

@@ -12,8 +12,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from mirrorspec.errors import SpecError
+from mirrorspec.providers.acr.credentials import AzureKeyVaultRef
 from mirrorspec.providers.acr.target import AcrTarget
-from mirrorspec.providers.ecr.credentials import AwsSecretRef
 from mirrorspec.providers.ecr.target import EcrReplication, EcrTarget
 from mirrorspec.providers.harbor.target import HarborTarget
 from mirrorspec.providers.registry.target import RegistryTarget
@@ -436,6 +436,19 @@ BAD = [
         "5:15",
         "credentials › hub › password: expected a reference: {env: VAR}, {file: path}",
     ),
+    Bad(
+        # ECR reads a whole login from one secret (a pull-through cache rule's credentialArn),
+        # never one field of it: a per-field ARN would pass validate and fail every plan.
+        "aws-secret-arn-as-a-password",
+        with_credentials(
+            CREDENTIALS.replace(
+                "{env: HUB_TOKEN}",
+                "{aws-secret-arn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:x', key: pw}",
+            )
+        ),
+        "5:15",
+        "credentials › hub › password: expected a reference: {env: VAR}, {file: path}",
+    ),
 ]
 
 
@@ -557,7 +570,7 @@ def test_kebab_case_keys_map_to_fields() -> None:
         "    password: {file: secrets/token}\n"
         "  vault:\n"
         "    username: {env: U}\n"
-        "    password: {aws-secret-arn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:x', key: pw}\n"
+        "    password: {azure-key-vault-secret: 'https://kv1.vault.azure.net/secrets/pw'}\n"
         "sources:\n"
         "  - registry: ghcr.io\n"
         "    ca-bundle: certs/ca.pem\n"
@@ -586,7 +599,8 @@ def test_kebab_case_keys_map_to_fields() -> None:
     assert spec.credentials["files"].password == FileRef(file="secrets/token")
     assert spec.credentials["vault"].username == EnvRef(env="U")
     password = spec.credentials["vault"].password
-    assert isinstance(password, AwsSecretRef) and password.key == "pw"
+    assert isinstance(password, AzureKeyVaultRef)
+    assert password.azure_key_vault_secret == "https://kv1.vault.azure.net/secrets/pw"
     source = spec.sources[0]
     assert source.ca_bundle == "certs/ca.pem"
     chart, tool = source.repositories

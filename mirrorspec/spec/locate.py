@@ -80,6 +80,10 @@ def spec_error(exc: ValidationError, tree: Map, filename: str) -> SpecError:
         message = "expected a mapping"
     elif kind == "too_short":
         message = f"expected at least {ctx.get('min_length')} item(s)"
+    elif kind == "string_too_short":
+        message = f"expected at least {ctx.get('min_length')} character(s)"
+    elif kind == "string_too_long":
+        message = f"expected at most {ctx.get('max_length')} character(s)"
     if kind == "string_pattern_mismatch":
         pattern = str(ctx.get("pattern"))
         meaning = _pattern_meanings().get(pattern)

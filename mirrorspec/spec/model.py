@@ -145,6 +145,9 @@ class CredentialForm:
     """What the value must match."""
     meaning: str | None = None
     """What the pattern means, for error messages."""
+    min_length: int | None = None
+    max_length: int | None = None
+    """Length bounds the registry enforces (a pattern cannot say them where it allows `-`)."""
 
 
 def _declared_by_kind(attribute: str) -> dict[str, Any]:
@@ -253,7 +256,10 @@ class Credential(SpecModel):
 def credential_model() -> type[Credential]:
     """`Credential` with one optional field per provider-native form installed providers add."""
     fields: dict[str, Any] = {
-        _snake(kind): (str | None, Field(default=None, pattern=form.pattern))
+        _snake(kind): (
+            str | None,
+            Field(default=None, pattern=form.pattern, min_length=form.min_length, max_length=form.max_length),
+        )
         for kind, form in credential_forms().items()
     }
     model = create_model(
@@ -385,13 +391,41 @@ Prefix = Annotated[str, AfterValidator(_valid_prefix)]
 
 
 class Source(SpecModel):
-    """An upstream registry and the repositories to take from it."""
+    """An upstream registry and the repositories to take from it; without `repositories`, only
+    how to reach that host (credentials, TLS) wherever the spec leads to it."""
 
     registry: Host
     credentials: str | None = None
     insecure: bool = False
     ca_bundle: str | None = None
-    repositories: list[Repository] = Field(min_length=1, fail_fast=True)
+    repositories: list[Repository] = Field(
+        default_factory=list,
+        fail_fast=True,
+        description=(
+            "The repositories to take from this registry. Without it, the entry selects nothing and "
+            "only gives the host's settings (credentials, ca-bundle, insecure), used wherever the "
+            "spec leads to that host: Helm dependencies, chart images, referrers."
+        ),
+        # Editors flag `repositories: []` as loading does (`_not_empty`).
+        json_schema_extra={"minItems": 1},
+    )
+
+    @field_validator("repositories", mode="before")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        # An empty list is more likely a selection left unfinished than a settings-only entry,
+        # which says so by leaving the key out.
+        if isinstance(value, list) and not value:
+            raise ValueError(
+                "an empty list selects nothing: list repositories, or leave the key out for an "
+                "entry that only gives this host's settings"
+            )
+        return value
+
+    @property
+    def settings_only(self) -> bool:
+        """True when the entry selects nothing and only says how to reach its host."""
+        return not self.repositories
 
 
 # --- targets ---------------------------------------------------------------------------

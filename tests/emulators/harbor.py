@@ -981,6 +981,8 @@ class HarborEmulator(HttpServerBase[RequestRecord]):
         namespace = body.get("dest_namespace") or ""
         if namespace and not _REPOSITORY_PATH.match(namespace):
             raise HarborApiError(400, f"invalid destination namespace: {namespace}")
+        if len(name) > POLICY_COLUMNS or len(namespace) > POLICY_COLUMNS:
+            raise HarborApiError(500, "internal server error")  # PostgreSQL 22001, see POLICY_COLUMNS
         filters = []
         for item in body.get("filters") or []:
             kind, value, decoration = item.get("type"), item.get("value"), item.get("decoration") or ""
@@ -1527,6 +1529,10 @@ class HarborEmulator(HttpServerBase[RequestRecord]):
 # make/migrations/postgresql/0001_initial_schema.up.sql (last changed in 5fa8eb78542b), and no
 # later migration alters the column (checked up to c50c7ddd6ea4e335a480b49c618281882ab7eec9).
 FILTERS_COLUMN = 1024
+# `replication_policy.name` varchar(256) (0001_initial_schema.up.sql) and `dest_namespace`
+# varchar(256) (0004_1.8.0_schema.up.sql); Harbor's `Policy.Validate` checks neither length, so
+# PostgreSQL refuses a longer value (22001) and `SendError` answers it as a bare 500.
+POLICY_COLUMNS = 256
 
 
 def filters_column(filters: list[JsonObject]) -> str:

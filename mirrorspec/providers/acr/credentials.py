@@ -17,9 +17,9 @@ from ...spec import CredentialForm, SecretReference
 
 __all__ = ["CREDENTIAL_FORMS", "SECRET_REFERENCES", "AzureKeyVaultRef"]
 
-# Alphanumerics and single dashes, not at either end: stricter than ARM's 2023-07-01
-# `CredentialSetNameParameter` (`^[a-zA-Z0-9-]*$`, 5-50 characters), whose length rule is left
-# to ARM's own error.
+# Alphanumerics and single dashes, not at either end, 5-50 characters: ARM's 2023-07-01
+# `CredentialSetNameParameter` (`^[a-zA-Z0-9-]*$`, minLength 5, maxLength 50), with the dashes
+# held stricter. No set outside these bounds can exist, so a name outside them is a typo.
 _CREDENTIAL_SET = r"^[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*$"
 
 
@@ -32,4 +32,8 @@ class AzureKeyVaultRef(SecretReference):
 
 
 SECRET_REFERENCES = {"azure-key-vault-secret": AzureKeyVaultRef}
-CREDENTIAL_FORMS = {"azure-credential-set": CredentialForm(_CREDENTIAL_SET)}
+CREDENTIAL_FORMS = {
+    "azure-credential-set": CredentialForm(
+        _CREDENTIAL_SET, "letters, digits and single dashes", min_length=5, max_length=50
+    )
+}

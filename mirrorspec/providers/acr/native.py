@@ -264,6 +264,8 @@ def _cache_plan(target: AcrTarget, ctx: RunContext, notes: list[Note] | None = N
                 "is not how another ACR is reached; drop this entry (the source is imported with importImage)"
             )
     for source in ctx.spec.sources:
+        if source.settings_only:  # selects nothing: no rule, no credential set, no note on why not
+            continue
         host = paths.normalize_registry(source.registry)
         if host.endswith(_ACR_SUFFIX):
             notes.append(_import_note(host, ACR_UPSTREAM_WHY))

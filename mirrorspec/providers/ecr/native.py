@@ -203,6 +203,8 @@ def _cache_rules(
     taken: dict[str, str] = {}
     rules: dict[str, tuple[str, list[Resource], list[str]]] = {}
     for source in ctx.spec.sources:
+        if source.settings_only:  # selects nothing: no rule, and no note on why not
+            continue
         found = _cacheable(source, target, ctx, taken, notes)
         if found:
             prefix, resources = found

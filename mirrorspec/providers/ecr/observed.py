@@ -233,6 +233,8 @@ def secret_credentials(target: Any, ctx: RunContext) -> dict[str, str]:
     login it holds; `render terraform` turns these into sensitive variables, never values."""
     found = {}
     for source in ctx.spec.sources:
+        if source.settings_only:  # no cache rule, so no secret for one
+            continue
         upstream = upstream_of(source.registry)
         credential = ctx.spec.credentials.get(source.credentials or "")
         if upstream is None or not upstream.needs_secret or credential is None or credential.password is None:

@@ -13,9 +13,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from ...errors import MirrorspecError
 from ...plan import Note, Resource
 from ...terraform_document import TerraformDocument, identifier, kinds, ref
-from .native import REPLICATION, REPOSITORY, RULE, SECRET, STATEMENT, TEMPLATE
+from .native import MAX_DESTINATIONS, REPLICATION, REPOSITORY, RULE, SECRET, STATEMENT, TEMPLATE
 from .observed import secret_credentials
 from .target import EcrTarget
 
@@ -95,13 +96,30 @@ def render_terraform(out: TerraformDocument, resources: Sequence[Resource], targ
             {"//": "a mirror repository: `mirrorspec sync` copies the tags", "name": repository.id},
             of=repository,
         )
-    _ecr_replication(out, kinds(resources, REPLICATION), account)
+    _ecr_replication(out, kinds(resources, REPLICATION), account, target)
     _ecr_policies(out, kinds(resources, STATEMENT), target)
 
 
-def _ecr_replication(out: TerraformDocument, rules: Sequence[Resource], account: str) -> None:
+# hashicorp/aws's `aws_ecr_replication_configuration` schema (5.100.0, `terraform providers
+# schema -json`): `rule` max_items 10, `destination` max_items 25 per rule. The ECR API takes
+# more (botocore's model: 25 rules, 100 destinations per rule), so a rule mirrorspec writes
+# itself may not fit in the file; `terraform validate` would reject it.
+TERRAFORM_MAX_DESTINATIONS = 25
+
+
+def _ecr_replication(
+    out: TerraformDocument, rules: Sequence[Resource], account: str, target: EcrTarget
+) -> None:
     if not rules:
         return
+    for rule in rules:
+        if len(rule.attrs["destinations"]) > TERRAFORM_MAX_DESTINATIONS:
+            raise MirrorspecError(
+                f"target '{target.name}': {len(rule.attrs['destinations'])} replication destinations; "
+                f"the Terraform AWS provider takes at most {TERRAFORM_MAX_DESTINATIONS} per rule "
+                "(aws_ecr_replication_configuration), so leave replication to `mirrorspec apply` "
+                f"(ECR takes up to {MAX_DESTINATIONS}) or give fewer"
+            )
     warning = _SINGLETON.format(
         what="the replication configuration",
         part="rule",

@@ -79,6 +79,7 @@ __all__ = [
     "MAX_REGISTRY_NAME",
     "PERMISSIONS",
     "POLICY",
+    "POLICY_COLUMNS",
     "PROJECT",
     "PROXY",
     "PROXY_CACHE_TYPES",
@@ -97,6 +98,11 @@ ENGINE = "harbor-replication"
 # varchar(1024) — goharbor/harbor make/migrations/postgresql/0001_initial_schema.up.sql, never
 # altered by a later migration (checked up to c50c7ddd6ea4e335a480b49c618281882ab7eec9).
 FILTERS_COLUMN = 1024
+# `replication_policy.name` is varchar(256) (0001_initial_schema.up.sql) and `dest_namespace`
+# varchar(256) (0004_1.8.0_schema.up.sql, which added it); no later migration in the index
+# alters either. Harbor validates neither length, so a longer value is PostgreSQL's 22001, which
+# Harbor answers as a bare 500 "internal server error" (src/lib/http/error.go `SendError`).
+POLICY_COLUMNS = 256
 MAX_REGISTRY_NAME = 64
 MASKED = "masked"  # what a set secret looks like: Harbor returns it as "*****"
 
@@ -188,7 +194,14 @@ def _proxy_name(target: HarborTarget, host: str) -> str:
 
 
 def _policy_name(destination: str, part: int) -> str:
-    return f"mirrorspec/{destination}" + (f"#{part}" if part > 1 else "")
+    """`mirrorspec/<destination>[#part]`, cut to Harbor's column with a hash of the whole name
+    (the same name on every run, so the next plan finds the policy it wrote)."""
+    name = f"mirrorspec/{destination}"
+    suffix = f"#{part}" if part > 1 else ""
+    if len(name) + len(suffix) <= POLICY_COLUMNS:
+        return name + suffix
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: POLICY_COLUMNS - 9 - len(suffix)]}-{digest}{suffix}"
 
 
 def _segments(description: str) -> set[str]:
@@ -317,6 +330,8 @@ def _cache_hosts(target: HarborTarget, ctx: RunContext, notes: list[Note]) -> li
         return []
     hosts = []
     for source in ctx.spec.sources:
+        if source.settings_only:  # selects nothing: no proxy-cache project, no note on why not
+            continue
         host = paths.normalize_registry(source.registry)
         adapter = adapter_of(host)[0]
         if adapter not in PROXY_CACHE_TYPES:
@@ -437,6 +452,15 @@ def _policies(
         )
     destination = target.destination(ctx.spec, host, repository)
     namespace = destination[: -len(repository) - 1]  # dest = <namespace>/<repository>, count 0
+    if len(namespace) > POLICY_COLUMNS:
+        raise ProviderError(
+            f"{host}/{repository}: the destination namespace {namespace[:60]}… is {len(namespace)} "
+            f"characters, and Harbor stores a replication policy's in {POLICY_COLUMNS}: shorten the "
+            "target's prefix or use a flatter layout",
+            provider="harbor",
+            target=target.name,
+            operation="plan",
+        )
     trigger = (
         {"type": "scheduled", "cron": target.schedule} if target.schedule else {"type": "manual", "cron": ""}
     )

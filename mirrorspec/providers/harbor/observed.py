@@ -72,7 +72,9 @@ def observe(target: Any, ctx: RunContext) -> base.Observed:
                     f"registry endpoint {registry['name']} is {registry['status']} (Harbor's last check)",
                 )
             )
-    wanted = {adapter_of(s.registry)[0] for s in ctx.spec.sources}
+    # A settings-only source gets an endpoint only when a dependency leads there, as a host
+    # without an entry does, and neither is warned about here.
+    wanted = {adapter_of(s.registry)[0] for s in ctx.spec.sources if not s.settings_only}
     for adapter in sorted(wanted - adapters):
         notes.append(
             Note(
