@@ -218,7 +218,7 @@ def wanted_images(
                 )
             )
             continue
-        artifacts.append(Artifact(*key, digest, chart.ref))
+        artifacts.append(Artifact(*key, digest, chart.ref, chart_image=True))
 
     for chart, once in zip(charts, reads, strict=True):
         read = once.get()

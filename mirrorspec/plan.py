@@ -59,6 +59,9 @@ class Artifact:
     dependency_of: str | None = None
     """`registry/repository:tag` of the chart whose dependencies selected it, or for an image
     (`chart-images: true`) the first chart that deploys it; null if the spec did."""
+    chart_image: bool = False
+    """True for a container image a chart deploys (`chart-images: true`): not a Helm chart,
+    though `dependency_of` names one."""
 
     @property
     def ref(self) -> str:
