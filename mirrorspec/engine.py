@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
-from . import providers, referrers
+from . import chart_images, providers, referrers
 from .context import Endpoint, RunContext
 from .destination_checks import EarlyChecks, check_content
 from .errors import MirrorspecError, ProviderError, RegistryError
@@ -92,8 +92,13 @@ def plan(
             with _naming(target):
                 look = _look(ctx, target, resolution, cached[target.name], early.endpoint)
                 planned = _plan_target(look, prune, early)
+            if resolution.charts:
+                moved = chart_images.relocations(ctx, target, planned.registry, resolution.charts)
+                planned = replace(planned, relocations=moved)
             plans.append(replace(planned, changes=()) if copies_only else planned)
-    return Plan(spec=spec_name, targets=tuple(plans), artifacts=resolution.artifacts)
+    return Plan(
+        spec=spec_name, targets=tuple(plans), artifacts=resolution.artifacts, charts=resolution.charts
+    )
 
 
 def _with_referrers(ctx: RunContext, resolution: Resolution, lanes: Lanes | None = None) -> Resolution:
@@ -336,6 +341,8 @@ def _copies(look: _Look, checks: Sequence[ContentCheck]) -> list[Copy]:
         if check.status != "present":
             destination = look.target.destination(look.ctx.spec, artifact.registry, artifact.repository)
             native = f"{artifact.registry}/{artifact.repository}" in desired.native
+            # A chart's image pinned by digest has a tag upstream lacks: skopeo copies it by digest.
+            native = native and not chart_images.is_pinned(artifact.tag)
             # signatures and referrers: skopeo or a manifest PUT, whatever the registry imports
             engine = referrers.engine_for(artifact) or (desired.native_engine if native else "skopeo")
             grouped[(artifact.registry, artifact.repository, destination, engine)].append(
