@@ -352,6 +352,7 @@ def _copies(look: _Look, checks: Sequence[ContentCheck]) -> list[Copy]:
                     "missing" if check.status == "missing" else "digest-mismatch",
                     artifact.dependency_of,
                     artifact.refers_to,
+                    artifact.chart_image,
                 )
             )
     return [

@@ -121,6 +121,9 @@ class CopyTag:
     refers_to: str | None = None
     """The digest a signature or other referrer refers to (its `tag` is its own digest when it
     has no tag); null otherwise."""
+    chart_image: bool = False
+    """True for a container image a chart deploys (`chart-images: true`): `dependency_of` then
+    names that chart, not a chart that depends on this one."""
 
 
 @dataclass(frozen=True)

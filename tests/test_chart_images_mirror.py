@@ -218,6 +218,12 @@ def test_a_chart_with_chart_images_is_vendored_with_every_image_and_relocated_va
     plan = json.loads(bed.run("plan", str(bed.spec), "--format", "json").stdout)
     (target,) = plan["targets"]
     copied = {f"{c_['source']}:{t['tag']}": t for c_ in target["copies"] for t in c_["tags"]}
+    images = sum(1 for a in plan["artifacts"] if a["chart_image"])
+    deps = sum(1 for a in plan["artifacts"] if a["dependency_of"] and not a["chart_image"])
+    assert images and deps
+    # the text plan counts a chart's images apart from its Helm dependencies
+    summary = bed.run("plan", str(bed.spec)).stdout.splitlines()[-1]
+    assert f"{deps} via Helm dependencies, {images} image(s) charts deploy" in summary, summary
     frontend = bed.digests["acme/frontend:24.1"]
     pin = "digest-" + frontend.replace(":", "-")
     app = f"{bed.charts.host}/charts/app:1.0.0"
