@@ -168,9 +168,13 @@ def wanted_images(
     for chart, once in zip(charts, reads, strict=True):
         try:
             read = once.get()
+        except RegistryError as exc:  # the registry's (a ResolveError too): name the chart
+            if len(exc.args) == 1:
+                exc.args = (f"{chart.ref}: cannot read the chart's content: {exc}",)
+            raise
         except ResolveError:
             raise
-        except MirrorspecError as exc:  # the registry's: name the chart it was reading
+        except MirrorspecError as exc:
             raise ResolveError(f"{chart.ref}: cannot read the chart's content: {exc}") from None
         if read.found is None:
             not_charts.setdefault(chart.entry, []).append(chart)

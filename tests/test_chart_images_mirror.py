@@ -23,6 +23,7 @@ from typing import Any
 
 import cli_runner
 import pytest
+import requests
 from ruamel.yaml import YAML
 from testbed import RegistryServer, chart_archive, push_chart, push_image
 
@@ -478,6 +479,39 @@ targets:
     assert message in proc.stderr, proc.stderr
     assert f"{source.host}/charts/evil:1.0.0" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_a_chart_whose_content_cannot_be_read_is_one_line_naming_the_chart(
+    registry_factory: Callable[..., RegistryServer], tmp_path: Path
+) -> None:
+    """The registry's own error (its content layer is gone: 404) says which chart was being read."""
+    source, destination = registry_factory(), registry_factory()
+    meta = {"name": "gone", "version": "1.0.0", "apiVersion": "v2"}
+    push_chart(source, "charts/gone", "1.0.0", package=chart_archive("gone", meta, {}))
+    manifest = requests.get(
+        f"{source.url}/v2/charts/gone/manifests/1.0.0",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+        timeout=10,
+    ).json()
+    (layer,) = manifest["layers"]
+    deleted = requests.delete(f"{source.url}/v2/charts/gone/blobs/{layer['digest']}", timeout=10)
+    assert deleted.status_code == 202, deleted.text
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"""\
+version: 1
+sources:
+  - registry: {source.host}
+    insecure: true
+    repositories:
+      - {{name: charts/gone, versions: "1.0.0", chart-images: true}}
+targets:
+  - {{name: lab, type: registry, registry: {destination.host}, insecure: true}}
+"""
+    )
+    proc = cli_runner.run("plan", str(spec), check=1)
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"error: {source.host}/charts/gone:1.0.0: cannot read the chart's content: "), line
 
 
 def test_the_spec_key_is_in_the_schema_and_defaults_to_off() -> None:
