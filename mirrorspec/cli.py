@@ -519,6 +519,16 @@ def _execute(ctx: RunContext, the_plan: Any, *, copies_only: bool) -> None:
             raise
     summary = CopySummary.of(result.copied)
     applied = f"{result.changed} change(s), {summary.copied} of {total} tag(s) copied and verified"
+    # Tags carried by the registry itself (import, replication) or put by mirrorspec (a
+    # referrers tag index): verified too, each failure listed below; counted apart from skopeo's.
+    others: dict[str, int] = {}
+    for target_plan in the_plan.targets:
+        for copy in target_plan.copies:
+            if copy.engine != "skopeo":
+                others[copy.engine] = others.get(copy.engine, 0) + len(copy.tags)
+    if others:
+        carried = ", ".join(f"{n} by {engine}" for engine, n in sorted(others.items()))
+        applied += f"; {sum(others.values())} more tag(s) planned for other engines ({carried})"
     click.echo(f"Applied: {applied}.")
     if total:
         retried = f", {summary.retries} attempt(s) retried" if summary.retries else ""

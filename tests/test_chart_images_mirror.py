@@ -26,6 +26,7 @@ import pytest
 import requests
 from ruamel.yaml import YAML
 from testbed import RegistryServer, chart_archive, push_chart, push_image
+from testbed.signatures import push_cosign, push_referrer
 
 from mirrorspec import engine
 from mirrorspec.charts import occurrences, read_chart
@@ -156,6 +157,11 @@ redis:
     d["chart:app"] = push_chart(
         charts, "charts/app", "1.0.0", metadata=metadata, dependencies=dependency, package=archive(values)
     )
+    # Signed: the chart (cosign), one image on each image host (cosign; an OCI 1.1 referrer on
+    # the TLS + login host, listed in its referrers tag index).
+    d["sig:app"] = push_cosign(charts, "charts/app", d["chart:app"])
+    d["sig:backend"] = push_cosign(images, "acme/backend", d["acme/backend:1.2.3"])
+    d["sbom:metrics"] = push_referrer(third, "team/metrics", d["team/metrics:3.1"], user="bob")
     return Bed(charts, images, third, None, Path(), {}, d, values, archive)  # type: ignore[arg-type]
 
 
@@ -218,7 +224,16 @@ def test_a_chart_with_chart_images_is_vendored_with_every_image_and_relocated_va
     b, c, dest = bed.images.host, bed.third.host, bed.destination.host
     plan = json.loads(bed.run("plan", str(bed.spec), "--format", "json").stdout)
     (target,) = plan["targets"]
-    copied = {f"{c_['source']}:{t['tag']}": t for c_ in target["copies"] for t in c_["tags"]}
+    every = {f"{c_['source']}:{t['tag']}": t for c_ in target["copies"] for t in c_["tags"]}
+    copied = {ref: t for ref, t in every.items() if not t["refers_to"]}
+    # Their signatures go along, with the digest each refers to.
+    d = bed.digests
+    signed = {ref: (t["digest"], t["refers_to"]) for ref, t in every.items() if t["refers_to"]}
+    sig = d["chart:app"].replace(":", "-") + ".sig"
+    assert signed[f"{bed.charts.host}/charts/app:{sig}"] == (d["sig:app"], d["chart:app"])
+    sig = d["acme/backend:1.2.3"].replace(":", "-") + ".sig"
+    assert signed[f"{b}/acme/backend:{sig}"] == (d["sig:backend"], d["acme/backend:1.2.3"])
+    assert signed[f"{c}/team/metrics:{d['sbom:metrics']}"] == (d["sbom:metrics"], d["team/metrics:3.1"])
     images = sum(1 for a in plan["artifacts"] if a["chart_image"])
     deps = sum(1 for a in plan["artifacts"] if a["dependency_of"] and not a["chart_image"])
     assert images and deps
@@ -274,10 +289,15 @@ def test_a_chart_with_chart_images_is_vendored_with_every_image_and_relocated_va
     assert frontend in synced and pin not in synced
 
     applied = bed.run("apply", str(bed.spec), "--yes")
-    assert "11 of 11 tag(s) copied and verified" in applied.stdout, applied.stdout
+    # the chart, its dependencies and images (11), their signatures and referrer (3); the
+    # referrers tag index is put by mirrorspec itself
+    assert (
+        "14 of 14 tag(s) copied and verified; 1 more tag(s) planned for other engines (1 by manifest-put)"
+        in applied.stdout
+    ), applied.stdout
     audit = json.loads(bed.run("audit", str(bed.spec), "--content", "--format", "json").stdout)
     assert audit["in_sync"] is True
-    assert len(audit["targets"][0]["content"]) == 11
+    assert len(audit["targets"][0]["content"]) == 15  # the tag index too
     assert bed.run("plan", str(bed.spec), "--detailed-exitcode").returncode == 0
 
     rendered = bed.run("render", "helm-values", str(bed.spec), "--target", "lab", "--chart", app)
