@@ -368,6 +368,35 @@ def render_terraform(spec_file: Path, target: str, output: Path | None, workers:
     click.echo(f"wrote {output}", err=True)
 
 
+@render.command("helm-values")
+@SPEC
+@click.option("--target", "-t", "target", required=True, metavar="NAME", help="The target to render for.")
+@click.option(
+    "--chart",
+    "-c",
+    "chart",
+    required=True,
+    metavar="HOST/REPO:VERSION",
+    help="A chart version the spec mirrors with chart-images: true, as upstream names it.",
+)
+@WORKERS
+def render_helm_values(spec_file: Path, target: str, chart: str, workers: int) -> None:
+    """A values file (YAML) that points every image of a chart version at the target, for
+    `helm install -f`.
+
+    Each image is written in the shape the chart's values.yaml uses (a reference string, or a
+    map's registry and repository), tag and digest kept. What no values key names is listed on
+    stderr. Reads the upstream registries to resolve the chart; never the target.
+    """
+    from .render_helm_values import render as render_values
+
+    with _run(spec_file, workers) as ctx:
+        rendered = render_values(ctx, target, chart)
+    for note in rendered.notes:
+        click.echo(f"{'warning' if note.level == 'warning' else 'note'}: {redact(note.message)}", err=True)
+    click.echo(rendered.text, nl=False)
+
+
 @cli.command("terraform-external")
 def terraform_external() -> None:
     """Terraform `external` data source: a JSON query on stdin, a JSON object of strings on stdout.

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
-from . import providers, referrers, referrers_index
+from . import chart_images, providers, referrers, referrers_index
 from .context import Endpoint, RunContext
 from .destination_checks import EarlyChecks, check_content
 from .errors import MirrorspecError, ProviderError, RegistryError
@@ -92,8 +92,13 @@ def plan(
             with _naming(target):
                 look = _look(ctx, target, resolution, cached[target.name], early.endpoint)
                 planned = _plan_target(look, prune, early)
+            if resolution.charts:
+                moved = chart_images.relocations(ctx, target, planned.registry, resolution.charts)
+                planned = replace(planned, relocations=moved)
             plans.append(replace(planned, changes=()) if copies_only else planned)
-    return Plan(spec=spec_name, targets=tuple(plans), artifacts=resolution.artifacts)
+    return Plan(
+        spec=spec_name, targets=tuple(plans), artifacts=resolution.artifacts, charts=resolution.charts
+    )
 
 
 def _with_referrers(ctx: RunContext, resolution: Resolution, lanes: Lanes | None = None) -> Resolution:
@@ -183,7 +188,29 @@ def _look(
             )
         )
     endpoint = endpoint_of(target) if endpoint_of is not None else provider.endpoint(target, ctx)
+    _refuse_long_names(ctx, target, endpoint.host, stored)
     return _Look(ctx, target, provider, desired, observed, endpoint, stored, tuple(notes))
+
+
+# distribution/reference `Parse`: the name of a reference, registry host included, is at most
+# `NameTotalLengthMax` = 255 characters (ErrNameTooLong, "repository name must not be more than
+# 255 characters"); skopeo, docker and containerd parse references with it, so a longer
+# destination could be planned but never copied or pulled.
+MAX_NAME = 255
+
+
+def _refuse_long_names(ctx: RunContext, target: Target, host: str, stored: Sequence[Artifact]) -> None:
+    longest = ""
+    for registry, repository in {(a.registry, a.repository) for a in stored}:
+        name = f"{host}/{target.destination(ctx.spec, registry, repository)}"
+        if len(name) > len(longest) or (len(name) == len(longest) and name < longest):
+            longest = name
+    if len(longest) > MAX_NAME:
+        raise MirrorspecError(
+            f"target '{target.name}': {longest[:72]}… is {len(longest)} characters; an image name "
+            f"(host and path) has at most {MAX_NAME}, so nothing could copy or pull it: shorten the "
+            "target's prefix, use layout: flat, or leave that repository out"
+        )
 
 
 @dataclass(frozen=True)
@@ -319,6 +346,8 @@ def _copies(look: _Look, checks: Sequence[ContentCheck]) -> list[Copy]:
         if check.status != "present":
             destination = look.target.destination(look.ctx.spec, artifact.registry, artifact.repository)
             native = f"{artifact.registry}/{artifact.repository}" in desired.native
+            # A chart's image pinned by digest has a tag upstream lacks: skopeo copies it by digest.
+            native = native and not chart_images.is_pinned(artifact.tag)
             # signatures and referrers: skopeo or a manifest PUT, whatever the registry imports
             engine = referrers.engine_for(artifact) or (desired.native_engine if native else "skopeo")
             grouped[(artifact.registry, artifact.repository, destination, engine)].append(
@@ -328,6 +357,7 @@ def _copies(look: _Look, checks: Sequence[ContentCheck]) -> list[Copy]:
                     "missing" if check.status == "missing" else "digest-mismatch",
                     artifact.dependency_of,
                     artifact.refers_to,
+                    artifact.chart_image,
                 )
             )
     return [

@@ -41,19 +41,31 @@ def anonymous_sources(spec: Spec) -> list[str]:
 
 def discovers_hosts(spec: Spec) -> bool:
     """True when resolution may reach hosts the spec does not name: a chart whose `oci://`
-    dependencies are followed may live anywhere."""
-    return any(r.follow_dependencies != "none" for s in spec.sources for r in s.repositories)
+    dependencies are followed may live anywhere, and so may the images a chart deploys
+    (`chart-images: true`)."""
+    return bool(_discovered_by(spec))
+
+
+def _discovered_by(spec: Spec) -> str:
+    """What leads resolution to hosts the spec does not name, for people; "" when nothing does."""
+    repositories = [r for s in spec.sources for r in s.repositories]
+    leads = [
+        *(["Helm dependencies"] if any(r.follow_dependencies != "none" for r in repositories) else []),
+        *(["chart images"] if any(r.chart_images for r in repositories) else []),
+    ]
+    return " or ".join(leads)
 
 
 def validate_summary(spec: Spec) -> str | None:
     """`validate`'s line on the hosts read anonymously with default TLS; None when there are none."""
     hosts = anonymous_sources(spec)
-    discovered = "any host that Helm dependencies lead to without a sources: entry"
+    leads = _discovered_by(spec)
+    discovered = f"any host that {leads} lead to without a sources: entry"
     if not hosts:
-        return f"reached anonymously with default TLS: {discovered}" if discovers_hosts(spec) else None
+        return f"reached anonymously with default TLS: {discovered}" if leads else None
     shown = ", ".join(hosts[:_SHOWN]) + (f" and {len(hosts) - _SHOWN} more" if len(hosts) > _SHOWN else "")
     line = f"reached anonymously with default TLS: {shown}"
-    return f"{line}; and {discovered}" if discovers_hosts(spec) else line
+    return f"{line}; and {discovered}" if leads else line
 
 
 def entry_hint(spec: Spec, host: str, status: int | None) -> str:

@@ -41,8 +41,11 @@ def _why(copy: Copy) -> str:
     reasons: dict[str, None] = {}
     for tag in copy.tags:
         reasons["content differs" if tag.reason == "digest-mismatch" else "missing"] = None
-        if tag.dependency_of:
-            reasons[f"Helm dependency of {tag.dependency_of.rsplit(':', 1)[0]}"] = None
+        if tag.refers_to:
+            reasons["signature or referrer"] = None
+        elif tag.dependency_of:
+            what = "image of" if tag.chart_image else "Helm dependency of"
+            reasons[f"{what} {tag.dependency_of.rsplit(':', 1)[0]}"] = None
     return "; ".join(reasons)
 
 
@@ -56,10 +59,15 @@ def print_plan(plan: Plan, out: Console) -> None:
     changes = sum(len(t.changes) for t in plan.targets)
     tags = sum(t.tag_count for t in plan.targets)
     fresh = sum(t.up_to_date for t in plan.targets)
-    deps = sum(1 for a in plan.artifacts if a.dependency_of)
+    deps = sum(1 for a in plan.artifacts if a.dependency_of and not a.chart_image and not a.refers_to)
+    found = [f"{deps} via Helm dependencies"]
+    if images := sum(1 for a in plan.artifacts if a.chart_image):
+        found.append(f"{images} image(s) charts deploy")
+    if referring := sum(1 for a in plan.artifacts if a.refers_to):
+        found.append(f"{referring} signature(s) and other referrers")
     out.print(
         f"Plan: {changes} change(s), {tags} tag(s) to copy, {fresh} already up to date "
-        f"({len(plan.artifacts)} upstream artifact(s), {deps} via Helm dependencies)."
+        f"({len(plan.artifacts)} upstream artifact(s), {', '.join(found)})."
     )
 
 

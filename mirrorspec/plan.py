@@ -23,14 +23,18 @@ __all__ = [
     "Artifact",
     "Audit",
     "Change",
+    "ChartImage",
+    "ChartImages",
     "ContentCheck",
     "Copy",
     "CopyTag",
     "Note",
     "Plan",
+    "Relocation",
     "Resource",
     "TargetAudit",
     "TargetPlan",
+    "UnresolvedImage",
     "diff",
     "joined",
     "to_json",
@@ -53,7 +57,11 @@ class Artifact:
     digest: str
     """Manifest digest the tag resolved to when planned (`sha256:...`)."""
     dependency_of: str | None = None
-    """`registry/repository:tag` of the chart whose dependencies selected it; null if the spec did."""
+    """`registry/repository:tag` of the chart whose dependencies selected it, or for an image
+    (`chart-images: true`) the first chart that deploys it; null if the spec did."""
+    chart_image: bool = False
+    """True for a container image a chart deploys (`chart-images: true`): not a Helm chart,
+    though `dependency_of` names one."""
     refers_to: str | None = None
     """For a signature, attestation, SBOM or other OCI referrer: the digest of the manifest it
     refers to (in the same repository); null otherwise. An untagged referrer's `tag` is its
@@ -113,6 +121,9 @@ class CopyTag:
     refers_to: str | None = None
     """The digest a signature or other referrer refers to (its `tag` is its own digest when it
     has no tag); null otherwise."""
+    chart_image: bool = False
+    """True for a container image a chart deploys (`chart-images: true`): `dependency_of` then
+    names that chart, not a chart that depends on this one."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +180,71 @@ class Note:
 
 
 @dataclass(frozen=True)
+class ChartImage:
+    """One place a chart names a container image (`chart-images: true`) and what it resolved to."""
+
+    reference: str
+    """The image as the chart names it, normalised as Docker does: `registry/repository:tag`,
+    or `registry/repository@digest` when the chart pins a digest."""
+    tag: str | None
+    """The tag the chart names; null when it names only a digest."""
+    digest: str | None
+    """The digest the chart pins; null when it names only a tag."""
+    source_digest: str | None
+    """The manifest digest mirrored (the pinned one, else the tag's upstream digest when
+    planned); null when the image is not upstream, which a note says."""
+    origin: Literal["annotation", "hints", "values"]
+    """Where it was found: Chart.yaml's `artifacthub.io/images` annotation, a
+    `.relok8s-images.yaml` hint, or values.yaml."""
+    found_in: str
+    """The chart archive, and the subchart inside it that names it
+    (`app-1.0.0.tgz › charts/redis-17.0.0.tgz`)."""
+    key: str
+    """The values key from the chart's own values (`db.image` for a subchart aliased `db`), the
+    hint, or the annotation entry."""
+    shape: Literal["string", "map", "registry-map", "other"]
+    """How values.yaml writes it (a `repo:tag` string, a map without or with a `registry` key);
+    `other` outside values.yaml."""
+
+
+@dataclass(frozen=True)
+class UnresolvedImage:
+    """A place in a chart that names an image only its templates could resolve: listed, not mirrored."""
+
+    found_in: str
+    """The chart archive, and the subchart inside it."""
+    file: str
+    """`values.yaml`, `.relok8s-images.yaml` or `Chart.yaml annotations`."""
+    key: str
+    """The values key, hint or annotation entry."""
+    why: str
+    """Why mirrorspec cannot resolve it, for people."""
+
+
+@dataclass(frozen=True)
+class ChartImages:
+    """The images one chart version deploys (`chart-images: true`), subcharts included."""
+
+    chart: str
+    """`registry/repository:tag` of the chart version upstream."""
+    images: tuple[ChartImage, ...]
+    """Every place the chart names an image, in the order found."""
+    unresolved: tuple[UnresolvedImage, ...]
+    """What could not be resolved without rendering templates."""
+
+
+@dataclass(frozen=True)
+class Relocation:
+    """Where one chart version's images are in a target: what `render helm-values` writes."""
+
+    chart: str
+    """`registry/repository:tag` of the chart version upstream."""
+    images: Mapping[str, str]
+    """Each mirrored image's reference as the chart names it (`ChartImage.reference`) → the
+    reference in the target, tag and digest kept."""
+
+
+@dataclass(frozen=True)
 class TargetPlan:
     """What apply would do to one target."""
 
@@ -186,6 +262,8 @@ class TargetPlan:
     """What could not be done natively and why, insecure settings, skipped dependencies."""
     up_to_date: int = 0
     """Wanted tags already at the destination with the planned digest."""
+    relocations: tuple[Relocation, ...] = ()
+    """Per chart version with `chart-images: true`, where its images are in this target."""
 
     @property
     def tag_count(self) -> int:
@@ -208,6 +286,8 @@ class Plan:
     """One entry per selected target, in spec order."""
     artifacts: tuple[Artifact, ...]
     """Every upstream tag the spec selects (Helm dependencies included), with its digest."""
+    charts: tuple[ChartImages, ...] = ()
+    """The images each chart version with `chart-images: true` deploys, and where each was found."""
     version: int = PLAN_VERSION
     """Version of this document's format; changes only with an incompatible change."""
 

@@ -275,7 +275,7 @@ class _Discovery:
                 raise value
             if value is None:
                 continue  # listed a moment ago, gone now: nothing to copy
-            artifact = Artifact(subject[0], subject[1], tag, value, None, subject[2])
+            artifact = Artifact(subject[0], subject[1], tag, value, refers_to=subject[2])
             found.append(artifact)
             if _INDEX_TAG.fullmatch(tag):
                 indexes.append(artifact)
@@ -308,7 +308,7 @@ class _Discovery:
                     )
                 )
                 continue
-            out.append(Artifact(registry, repository, digest, digest, None, subject))
+            out.append(Artifact(registry, repository, digest, digest, refers_to=subject))
         return out
 
     def _run(self, tasks: Mapping[Any, tuple[str, Callable[[], Any]]], results: dict[Any, Any]) -> None:

@@ -35,11 +35,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import paths, versions
+from . import chart_images, paths, versions
 from .context import RunContext
 from .errors import RegistryError, ResolveError
 from .host_settings import entry_hint, reached_without_entry
-from .plan import Artifact, Note
+from .plan import Artifact, ChartImages, Note
 from .read_lanes import Lanes, Once, Tracker
 
 __all__ = ["HELM_CONFIG_MEDIA_TYPE", "Resolution", "resolve"]
@@ -56,6 +56,7 @@ class Resolution:
     # Every tag list read, by (registry, repository): where signatures' tags are found
     # (`referrers.py`) without reading them again.
     tags: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    charts: tuple[ChartImages, ...] = ()  # the images of charts with chart-images: true
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,7 @@ class _Resolver:
 
     def run(self, roots: list[_Want]) -> Resolution:
         found: dict[tuple[str, str, str], Artifact] = {}
+        imaged: dict[tuple[str, str, str], chart_images.ChartVersion] = {}
         seen: set[_Want] = set()
         level = roots
         while level:
@@ -192,6 +194,7 @@ class _Resolver:
                 # A tag asked for directly is not "a dependency" even if a chart needs it too.
                 if key not in found or (found[key].dependency_of and not want.dependency_of):
                     found[key] = Artifact(*key, digest, want.dependency_of)
+                self._want_images(imaged, want, key, digest)
                 if want.follow != "none" and (*key, want.follow) not in self.followed:
                     self.followed.add((*key, want.follow))
                     charts.append((want, tag))
@@ -200,15 +203,41 @@ class _Resolver:
                 chart = self.charts[(want.registry, want.repository, tag)].get()
                 next_level.extend(self._dependencies(want, tag, chart))
             level = next_level
+        records: tuple[ChartImages, ...] = ()
+        image_hosts: tuple[str, ...] = ()
+        if imaged:  # after the closure: every chart version whose images are wanted is known
+            images = chart_images.wanted_images(self.ctx, self.lanes, list(imaged.values()), self.on_digest)
+            for artifact in images.artifacts:  # an image the spec selects itself stays the spec's
+                found.setdefault((artifact.registry, artifact.repository, artifact.tag), artifact)
+            self.notes.extend(images.notes)
+            records = images.charts
+            image_hosts = images.hosts
         artifacts = sorted(
             found.values(),
             key=lambda a: (a.registry, a.repository, _order(a.tag)),
         )
-        # Once per host, after the notes of every level: the hosts whose tags were listed.
-        reached = reached_without_entry(self.ctx.spec, (registry for registry, _ in self.listings))
+        # Once per host, after the notes of every level: the hosts whose tags were listed, and
+        # those the charts' images were read from.
+        hosts = [*(registry for registry, _ in self.listings), *image_hosts]
+        reached = reached_without_entry(self.ctx.spec, hosts)
         listed = self.listings.items()
         lists = {repo: tuple(once.get()) for repo, once in listed if once.done and once.error is None}
-        return Resolution(tuple(artifacts), (*self.notes, *reached), lists)
+        return Resolution(tuple(artifacts), (*self.notes, *reached), tags=lists, charts=records)
+
+    def _want_images(
+        self,
+        imaged: dict[tuple[str, str, str], chart_images.ChartVersion],
+        want: _Want,
+        key: tuple[str, str, str],
+        digest: str,
+    ) -> None:
+        """Remember a chart version whose images its spec entry (`chart-images: true`) wants."""
+        s, r = want.root
+        if not self.ctx.spec.sources[s].repositories[r].chart_images:
+            return
+        known = imaged.get(key)
+        if known is None or (want.dependency_of is None and not known.selected):
+            imaged[key] = chart_images.ChartVersion(*key, digest, want.dependency_of is None, want.root)
 
     # -- the pipeline: each step starts the next as soon as its answer is in -----------------
 

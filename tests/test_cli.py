@@ -291,6 +291,30 @@ def test_an_unknown_target_names_the_valid_ones(tmp_path: Path) -> None:
         assert proc.stdout == ""
 
 
+def test_a_destination_name_no_client_could_pull_is_refused_at_plan(
+    upstream: RegistryServer, tls_registry: RegistryServer, tmp_path: Path
+) -> None:
+    """A source name of 251 characters (host included) is fine upstream; with the target's
+    host, prefix and host segment in front it passes 255, the most any reference parser takes
+    (distribution/reference NameTotalLengthMax). The plan says so in one line and copies
+    nothing, instead of a copy failing in skopeo."""
+    repository = "long/" + "x" * (250 - len(upstream.host) - len("long/"))
+    push_image(upstream, repository, "v1.0.0", seed="long")
+    spec = tmp_path / "spec.yaml"
+    lab = LAB_TARGET.format(destination=tls_registry.host, prefix="mirror", ca_file=tls_registry.ca_file)
+    spec.write_text(SPEC.format(source=upstream.host, repository=repository, targets=lab.rstrip("\n")))
+    for command in ("plan", "apply"):
+        proc = run(command, str(spec), "--yes") if command == "apply" else run(command, str(spec))
+        assert proc.returncode == 1, proc.stderr
+        message = one_line(proc.stderr)
+        name = f"{tls_registry.host}/mirror/{upstream.host.replace(':', '_')}/{repository}"
+        assert message == (
+            f"error: target 'lab': {name[:72]}… is {len(name)} characters; an image name (host and "
+            "path) has at most 255, so nothing could copy or pull it: shorten the target's prefix, "
+            "use layout: flat, or leave that repository out"
+        )
+
+
 def test_a_login_only_a_cloud_registry_reads_is_refused_where_mirrorspec_logs_in(tmp_path: Path) -> None:
     """A Key Vault secret is handed to ACR (a credential set), never read by mirrorspec; as a
     registry target's login it is valid syntax but cannot work: one line naming the reference

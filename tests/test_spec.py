@@ -119,7 +119,8 @@ BAD = [
         HEAD + "        helm-deps: true\n" + TARGETS,
         "7:9",
         "sources[0] (registry='docker.io') › repositories[0] (name='redis'): unknown key 'helm-deps' "
-        "(expected one of: all-tags, helm-dependencies, name, signatures, tag-regex, tags, versions)",
+        "(expected one of: all-tags, chart-images, helm-dependencies, name, signatures, tag-regex, tags, "
+        "versions)",
     ),
     Bad(
         # `registry` is both this target type's tag and one of its keys.

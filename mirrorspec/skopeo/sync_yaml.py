@@ -20,6 +20,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from .. import paths
+from ..chart_images import is_pinned
 from ..context import RunContext
 from ..plan import Artifact
 from ..spec import Target
@@ -55,7 +56,11 @@ def skopeo_documents(
     for artifact in artifacts:
         dest = target.destination(ctx.spec, artifact.registry, artifact.repository)
         directory = posixpath.dirname(dest)
-        groups[(artifact.registry, directory)][artifact.repository].append(artifact.tag)
+        # A chart's image pinned by digest has no such tag upstream: skopeo sync takes the
+        # digest itself in an `images` list (skopeo-sync(1), "images ... along with image with
+        # digest"), and pushes it by digest.
+        tag = artifact.digest if is_pinned(artifact.tag) else artifact.tag
+        groups[(artifact.registry, directory)][artifact.repository].append(tag)
     constraints = {
         (
             paths.normalize_registry(s.registry),

@@ -297,6 +297,15 @@ class Repository(SpecModel):
             "dependencies this entry pulls in."
         ),
     )
+    chart_images: bool = Field(
+        default=False,
+        description=(
+            "On a Helm chart repository: also mirror the container images each selected chart "
+            "version deploys (and the charts its Helm dependencies bring in), found in the chart's "
+            "artifacthub.io/images annotation, .relok8s-images.yaml hints and values.yaml; "
+            "`mirrorspec render helm-values` prints the values that point them at the mirror."
+        ),
+    )
 
     @field_validator("name")
     @classmethod

@@ -42,6 +42,7 @@ __all__ = [
     "MANIFEST_ACCEPT",
     "OCI_MANIFEST",
     "add_tags",
+    "chart_archive",
     "chart_tag",
     "delete_tag",
     "push_chart",
@@ -122,28 +123,30 @@ def push_chart(
     dependencies: Iterable[Mapping[str, Any]] = (),
     seed: str = "",
     user: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    files: Mapping[str, bytes] | None = None,
+    package: bytes | None = None,
 ) -> str:
     """Push a Helm-style OCI chart under tag `chart_tag(version)`; return its manifest digest.
 
     The config blob is Chart.yaml as JSON, as `helm push` writes it; each dependency is a
     mapping with `name`, `version` (a range) and `repository` (e.g. `oci://host/path`).
+    `metadata` adds Chart.yaml keys (`appVersion`, `annotations`); `files` adds or replaces
+    files of the chart archive, by their path in the chart's directory (`values.yaml`,
+    `.relok8s-images.yaml`, `charts/redis-17.0.0.tgz` from `chart_archive`); `package` replaces
+    the whole archive (a hostile one).
     """
     name = name or repository.rsplit("/", 1)[-1]
     deps = [dict(d) for d in dependencies]
-    meta: dict[str, Any] = {"name": name, "version": version, "apiVersion": "v2"}
+    meta: dict[str, Any] = {"name": name, "version": version, "apiVersion": "v2", **(metadata or {})}
     if seed:
         meta["description"] = f"testbed seed {seed}"
     if deps:
         meta["dependencies"] = deps  # helm omits the key when empty (omitempty)
-    chart_yaml = "".join(f"{k}: {json.dumps(v)}\n" for k, v in meta.items()).encode()
-    package = _gzip(
-        _tar(
-            {
-                f"{name}/Chart.yaml": chart_yaml,
-                f"{name}/values.yaml": f"seed: {json.dumps(seed)}\n".encode(),
-            }
+    if package is None:
+        package = chart_archive(
+            name, meta, {"values.yaml": f"seed: {json.dumps(seed)}\n".encode(), **(files or {})}
         )
-    )
     return _push_layout(
         server,
         repository,
@@ -157,6 +160,14 @@ def push_chart(
         extra_args=[],
         user=user,
     )
+
+
+def chart_archive(name: str, metadata: Mapping[str, Any], files: Mapping[str, bytes]) -> bytes:
+    """A chart archive as `helm package` lays it out: `<name>/Chart.yaml` (from `metadata`, one
+    JSON value per key, which YAML reads as written) and `files` under `<name>/`."""
+    chart_yaml = "".join(f"{k}: {json.dumps(v)}\n" for k, v in metadata.items()).encode()
+    entries = {f"{name}/Chart.yaml": chart_yaml, **{f"{name}/{path}": data for path, data in files.items()}}
+    return _gzip(_tar(entries))
 
 
 def retag(server: RegistryServer, repository: str, tag: str, *, seed: str, user: str | None = None) -> str:

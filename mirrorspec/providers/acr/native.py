@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ... import paths
+from ...chart_images import is_pinned
 from ...context import RunContext
 from ...errors import (
     ProviderConflict,
@@ -385,6 +386,11 @@ def translate(artifacts: Sequence[Artifact], target: Any, ctx: RunContext) -> Ac
     for artifact in artifacts:
         source = f"{artifact.registry}/{artifact.repository}"
         imports[target.destination(ctx.spec, artifact.registry, artifact.repository)] = source
+        if is_pinned(artifact.tag):
+            # A chart's image pinned by digest: the engine copies every such image with skopeo
+            # (importImage could take `repo@digest`, but one path for all targets keeps the pin
+            # tag out of native copies); its repository is still written, for the overlap check.
+            continue
         why = _not_importable(ctx, artifact.registry)
         if why is None:
             if source in charts and source not in native and not artifact.registry.endswith(_ACR_SUFFIX):
@@ -415,8 +421,14 @@ def translate(artifacts: Sequence[Artifact], target: Any, ctx: RunContext) -> Ac
 
 def _charts(artifacts: Sequence[Artifact], ctx: RunContext) -> set[str]:
     """`host/repository` of the artifacts known to be Helm charts: a chart's dependencies, and
-    repositories whose spec entry follows Helm dependencies (an artifact carries no media type)."""
-    out = {d.rsplit(":", 1)[0] for a in artifacts if a.dependency_of for d in (a.dependency_of, a.ref)}
+    repositories whose spec entry follows Helm dependencies (an artifact carries no media type).
+    An image a chart deploys names that chart in `dependency_of` but is not one itself."""
+    out = {
+        d.rsplit(":", 1)[0]
+        for a in artifacts
+        if a.dependency_of
+        for d in ((a.dependency_of,) if a.chart_image else (a.dependency_of, a.ref))
+    }
     for source in ctx.spec.sources:
         host = paths.normalize_registry(source.registry)
         for repo in source.repositories:

@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ... import paths
+from ...chart_images import is_pinned
 from ...context import RunContext
 from ...credentials import resolve_basic_auth
 from ...errors import (
@@ -264,6 +265,12 @@ def translate(artifacts: Sequence[Artifact], target: Any, ctx: RunContext) -> ba
     notes: list[Note] = []
     groups: dict[tuple[str, str], list[str]] = {}
     for artifact in artifacts:
+        if is_pinned(artifact.tag):
+            # A chart's image pinned by digest, under a tag upstream lacks: a tag filter matches
+            # the upstream artifacts' own tags (goharbor/harbor src/pkg/reg/filter/artifact.go,
+            # artifactTagFilter), so no policy could copy it. The engine copies it by digest
+            # with skopeo.
+            continue
         tags = groups.setdefault((artifact.registry, artifact.repository), [])
         if artifact.tag not in tags:
             tags.append(artifact.tag)
