@@ -211,3 +211,55 @@ def test_a_tag_holding_something_else_is_left_alone(api_bed: ApiBed) -> None:
     bed.run("apply", str(bed.spec), "--yes")
     with bed.dest_client() as client:
         assert client.digest(bed.dest_repo("images/app"), _tag(app)) == image.digest
+
+
+def test_a_destination_with_the_referrers_api_gets_no_tag_index(
+    api_bed: ApiBed, registry_factory: Callable[..., RegistryServer]
+) -> None:
+    """A destination that answers the referrers API lists the copied referrers itself: the
+    plan copies them by digest and writes no tag index."""
+    bed, app = api_bed.bed, api_bed.app
+    backend = registry_factory()
+    proxy = FaultProxy(backend.url)
+    proxy.answer(
+        lambda method, path, headers: (
+            (
+                200,
+                OCI_INDEX,
+                json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}).encode(),
+            )
+            if "/referrers/" in path
+            else None
+        )
+    )
+    proxy.start()
+    try:
+        bed.spec.write_text(
+            f"""\
+version: 1
+sources:
+  - registry: {bed.source.host}
+    insecure: true
+    repositories:
+      - name: images/app
+        tags: ["1.0"]
+targets:
+  - name: lab
+    type: registry
+    registry: {proxy.host}
+    prefix: mirror
+    insecure: true
+"""
+        )
+        target, notes = _planned(bed)
+        planned = sorted(t["tag"] for c in target["copies"] for t in c["tags"])
+        assert planned == sorted(["1.0", *api_bed.referrers])
+        assert _index_copies(target) == []
+        assert any("answers the OCI referrers API" in n and proxy.host in n for n in notes), notes
+        bed.run("apply", str(bed.spec), "--yes")
+        with RegistryClient(backend.host, insecure=True) as client:
+            repository = bed.dest_repo("images/app")
+            assert client.digest(repository, _tag(app)) is None
+            assert [client.digest(repository, d) for d in api_bed.referrers] == api_bed.referrers
+    finally:
+        proxy.stop()
