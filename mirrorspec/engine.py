@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
-from . import chart_images, providers, referrers
+from . import chart_images, providers, referrers, referrers_index
 from .context import Endpoint, RunContext
 from .destination_checks import EarlyChecks, check_content
 from .errors import MirrorspecError, ProviderError, RegistryError
@@ -267,14 +267,19 @@ def _plan_target(look: _Look, prune: bool, early: EarlyChecks) -> TargetPlan:
     changes = _retired(look, changes)
     checks = early.results(look.target, look.endpoint, look.stored)
     copies = _copies(look, checks)
+    # referrers tag indexes a destination without the referrers API needs (`referrers_index.py`)
+    indexes, index_notes = referrers_index.examine(look.ctx, look.endpoint, look.target, look.stored)
+    copies += referrers_index.plan_copies(indexes, look.endpoint.host)
+    notes = (*look.notes, *index_notes)
     return TargetPlan(
         target=look.target.name,
         type=look.target.type,
         registry=look.endpoint.host,
         changes=tuple(changes),
         copies=tuple(copies),
-        notes=look.notes if prune else (*look.notes, *_kept_notes(look, changes)),
-        up_to_date=sum(1 for c in checks if c.status == "present"),
+        notes=notes if prune else (*notes, *_kept_notes(look, changes)),
+        up_to_date=sum(1 for c in checks if c.status == "present")
+        + sum(1 for i in indexes if i.status == "present"),
     )
 
 
@@ -387,6 +392,7 @@ def apply(
     result = ApplyResult()
     jobs: list[CopyJob] = []
     puts: list[tuple[Copy, Endpoint]] = []  # referrers tag indexes, put after their children
+    indexes: list[tuple[Copy, Endpoint]] = []  # referrers tag indexes mirrorspec writes, last
     for target_plan in the_plan.targets:
         target = ctx.spec.target(target_plan.target)
         provider = providers.get(target.type)
@@ -413,6 +419,8 @@ def apply(
                 jobs += _jobs(ctx, copy, endpoint)
             elif copy.engine == referrers.PUT_ENGINE:
                 puts.append((copy, endpoint))
+            elif copy.engine == referrers_index.ENGINE:
+                indexes.append((copy, endpoint))
             else:
                 result.failures += _native_copy(ctx, provider, target, copy, endpoint)
     for copied in copy_all(jobs, ctx, on_done=on_copy):
@@ -422,6 +430,7 @@ def apply(
                 f"copy {copied.job.source_ref} → {copied.job.destination_ref}: {copied.error}"
             )
     result.failures += referrers.put_copies(ctx, puts)
+    result.failures += referrers_index.put_indexes(ctx, indexes, the_plan.artifacts)
     return result
 
 
@@ -494,6 +503,9 @@ def audit(
         if content:
             with _naming(target):
                 checks = tuple(check_content(ctx, endpoint, target, look.stored))
+                indexes, index_notes = referrers_index.examine(ctx, endpoint, target, look.stored)
+            checks += tuple(referrers_index.content_checks(indexes, endpoint.host))
+            notes += index_notes
         elif not look.desired.resources and not look.observed.resources:
             notes.append(
                 Note(

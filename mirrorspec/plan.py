@@ -142,7 +142,9 @@ class Copy:
     """The tags to copy, in tag order."""
     engine: str = "skopeo"
     """Who copies: `skopeo` (apply runs it), `manifest-put` (a referrers tag index, put by
-    mirrorspec after the skopeo copies), or the registry itself (a native import)."""
+    mirrorspec after the skopeo copies), `referrers-index` (a referrers tag index mirrorspec
+    writes at a destination without the referrers API; its tag's digest is the index's as
+    planned, the destination's entries kept), or the registry itself (a native import)."""
 
     @property
     def source(self) -> str:

@@ -54,6 +54,7 @@ from .read_lanes import Lanes, Tracker
 __all__ = [
     "PUT_ENGINE",
     "Referrers",
+    "ask_api",
     "discover",
     "engine_for",
     "put_copies",
@@ -331,21 +332,7 @@ class _Discovery:
         tracker.wait()
 
     def _ask_api(self, registry: str, repository: str, digest: str) -> list[tuple[str, str]] | None:
-        """(mediaType, digest) of each referrer the API lists; None when there is no API."""
-        client = self._client(registry)
-        client._check_reference(repository, digest)
-        what = f"the referrers of {registry}/{repository}@{digest}"
-        with client._read(
-            "GET", f"/v2/{repository}/referrers/{digest}", repository=repository, accept=OCI_INDEX
-        ) as resp:
-            # 404: no such endpoint (distribution-spec v1.1: a registry with the API answers 200
-            # for any digest of an existing repository). 400/401/403/405: not served to us.
-            if resp.status_code in (400, 401, 403, 404, 405):
-                return None
-            if resp.status_code != 200:
-                raise client._errors.status(resp, repository, what)
-            body = client._session.read_limited(resp, _MAX_INDEX_BYTES, repository, what)
-        return _descriptors(body, what, registry)
+        return ask_api(self._client(registry), repository, digest)
 
     def _referring_tags(self, registry: str, repository: str) -> dict[str, list[str]]:
         """A repository's tags that name a digest (`sha256-<hex>` and its cosign suffixes), by
@@ -368,6 +355,25 @@ class _Discovery:
     def _index_children(self, index: Artifact) -> list[tuple[str, str]]:
         manifest = self._client(index.registry).manifest(index.repository, index.digest)
         return _descriptors(manifest.body, f"the referrers tag index {index.ref}", index.registry)
+
+
+def ask_api(client: RegistryClient, repository: str, digest: str) -> list[tuple[str, str]] | None:
+    """(mediaType, digest) of each referrer of `repository@digest` the referrers API lists;
+    None when the registry has no API (or does not serve it to us)."""
+    client._check_reference(repository, digest)
+    what = f"the referrers of {client.host}/{repository}@{digest}"
+    with client._read(
+        "GET", f"/v2/{repository}/referrers/{digest}", repository=repository, accept=OCI_INDEX
+    ) as resp:
+        # 404: no such endpoint (distribution-spec v1.1 "Listing Referrers": "If the registry
+        # supports the referrers API, the registry MUST NOT return a 404 Not Found").
+        # 400/401/403/405: not served to us.
+        if resp.status_code in (400, 401, 403, 404, 405):
+            return None
+        if resp.status_code != 200:
+            raise client._errors.status(resp, repository, what)
+        body = client._session.read_limited(resp, _MAX_INDEX_BYTES, repository, what)
+    return _descriptors(body, what, client.host)
 
 
 def _tag_of(digest: str) -> str:

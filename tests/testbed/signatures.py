@@ -86,9 +86,10 @@ def push_referrer(
     content: bytes = b'{"spdxVersion":"SPDX-2.3"}',
     tag_index: bool = True,
     user: str | None = None,
+    annotations: dict[str, str] | None = None,
 ) -> str:
-    """Push an OCI 1.1 referrer of `subject` by digest and (`tag_index`) list it in the
-    referrers tag index; return the referrer's digest."""
+    """Push an OCI 1.1 referrer of `subject` by digest (with the manifest `annotations`, if
+    any) and (`tag_index`) list it in the referrers tag index; return the referrer's digest."""
     with _Http(server, repository, user) as http:
         got = http.request("GET", f"/manifests/{subject}", headers={"Accept": MANIFEST_ACCEPT})
         if got.status_code != 200:
@@ -109,6 +110,7 @@ def push_referrer(
                 "config": _write_blob(layout, EMPTY_CONFIG, b"{}"),
                 "layers": [_write_blob(layout, artifact_type, content)],
                 "subject": subject_descriptor,
+                **({"annotations": annotations} if annotations else {}),
             }
         )
         return body
