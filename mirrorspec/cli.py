@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from . import cli_loudness
 from ._version import __version__
 from .errors import MirrorspecError
 from .oci.defaults import BODY_TIMEOUTS, DEFAULT_TIMEOUT, HOST_BUDGET_TIMEOUTS
@@ -89,6 +90,13 @@ TARGETS = click.option(
     metavar="NAME",
     help="Only this target (repeatable). Default: all.",
 )
+RENDER_TARGET = click.option(
+    "--target",
+    "-t",
+    "target",
+    metavar="NAME",
+    help="The target to render for; may be left out when the spec has one.",
+)
 WORKERS = click.option(
     "--workers",
     "-j",
@@ -114,6 +122,7 @@ def _format(*choices: str) -> Callable[[Any], Any]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="mirrorspec")
 @click.option("-v", "--verbose", count=True, help="More logging on stderr (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Log errors only.")
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0.1, max=3600),
@@ -133,7 +142,7 @@ def _format(*choices: str) -> Callable[[Any], Any]:
     help="Registry reads (tag lists, digests, chart configs) in flight per registry to start with; "
     "halved when it throttles (429/503, Retry-After honoured), grown back while it answers well.",
 )
-def cli(verbose: int, timeout: float, reads: int) -> None:
+def cli(verbose: int, quiet: bool, timeout: float, reads: int) -> None:
     """Mirror upstream images and Helm charts into your registries, as one declarative spec.
 
     \b
@@ -146,7 +155,10 @@ def cli(verbose: int, timeout: float, reads: int) -> None:
     Exit codes: 0 ok / in sync, 1 error, 2 changes pending (plan --detailed-exitcode) or drift (audit),
     130 / 143 interrupted by SIGINT / SIGTERM.
     """
-    configure_logging(verbose)
+    if verbose and quiet:
+        raise click.UsageError("use -v or --quiet, not both")
+    cli_loudness.remember(click.get_current_context(), verbose, quiet)
+    configure_logging(verbose, quiet=quiet)
 
 
 def _timeout() -> float:
@@ -160,24 +172,29 @@ def _reads() -> int:
     return int(click.get_current_context().find_root().params.get("reads", DEFAULT_READS))
 
 
-def configure_logging(verbose: int) -> None:
+def configure_logging(verbose: int, *, quiet: bool = False) -> None:
     """Logs go to stderr, every line redacted. SDK request dumps stay off even at -vv: each
     provider names its SDK's loggers (`QUIET_LOGGERS`), whose DEBUG lines may carry request
-    bodies that redaction cannot be relied on to recognise."""
-    level = logging.WARNING - 10 * min(verbose, 2)
+    bodies that redaction cannot be relied on to recognise. Without -v, other libraries'
+    warnings are not logged (our own error says what failed, once: `cli_loudness`); with
+    `quiet`, only errors are."""
+    level = logging.ERROR if quiet else logging.WARNING - 10 * min(verbose, 2)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(level)  # also over loggers given a level of their own below
+    if not verbose:
+        handler.addFilter(cli_loudness.OwnWarningsOnly())
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # nodesemver narrates each step of parsing a range at DEBUG, drowning our own lines.
     # urllib3 narrates every retry at WARNING; our own error says what failed, once.
     logging.getLogger("urllib3").setLevel(logging.DEBUG if verbose >= 2 else logging.ERROR)
-    quiet = ["nodesemver"]
+    hushed = ["nodesemver"]
     if verbose:  # below WARNING only: at WARNING these loggers inherit it from the root already
         from . import providers  # importing a provider imports no SDK (but takes ~0.1 s)
 
         for type_name in sorted(providers.available()):
-            quiet += getattr(providers.get(type_name), "QUIET_LOGGERS", ())
-    for name in quiet:
+            hushed += getattr(providers.get(type_name), "QUIET_LOGGERS", ())
+    for name in hushed:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
@@ -315,9 +332,9 @@ def render() -> None:
 
 @render.command("skopeo")
 @SPEC
-@click.option("--target", "-t", "target", required=True, metavar="NAME", help="The target to render for.")
+@RENDER_TARGET
 @WORKERS
-def render_skopeo(spec_file: Path, target: str, workers: int) -> None:
+def render_skopeo(spec_file: Path, target: str | None, workers: int) -> None:
     """skopeo sync YAML documents (one per destination directory) with explicit tag lists.
 
     Versions become `images-by-semver` only when the installed skopeo is 1.15 or newer.
@@ -326,7 +343,7 @@ def render_skopeo(spec_file: Path, target: str, workers: int) -> None:
     from .skopeo import sync_yaml
 
     with _run(spec_file, workers) as ctx:
-        wanted = engine.wanted(ctx, target)
+        wanted = engine.wanted(ctx, _only_target(ctx, target, spec_file))
         documents = sync_yaml.skopeo_documents(
             ctx,
             wanted.target,
@@ -339,7 +356,7 @@ def render_skopeo(spec_file: Path, target: str, workers: int) -> None:
 
 @render.command("terraform")
 @SPEC
-@click.option("--target", "-t", "target", required=True, metavar="NAME", help="The target to render for.")
+@RENDER_TARGET
 @click.option(
     "--output",
     "-o",
@@ -347,7 +364,7 @@ def render_skopeo(spec_file: Path, target: str, workers: int) -> None:
     help="Write the .tf.json here (replacing it) instead of stdout.",
 )
 @WORKERS
-def render_terraform(spec_file: Path, target: str, output: Path | None, workers: int) -> None:
+def render_terraform(spec_file: Path, target: str | None, output: Path | None, workers: int) -> None:
     """Terraform JSON (.tf.json) for the target's native rules, exactly as apply would create them.
 
     Secrets become sensitive variables, never values. What Terraform cannot express (copies,
@@ -358,7 +375,9 @@ def render_terraform(spec_file: Path, target: str, output: Path | None, workers:
     from .render_terraform import render as render_tf
 
     with _run(spec_file, workers) as ctx:
-        rendered = render_tf(ctx, ctx.spec.target(target), spec_name=str(spec_file))
+        rendered = render_tf(
+            ctx, ctx.spec.target(_only_target(ctx, target, spec_file)), spec_name=str(spec_file)
+        )
     for note in rendered.notes:
         click.echo(f"{'warning' if note.level == 'warning' else 'note'}: {redact(note.message)}", err=True)
     if output is None:
@@ -448,6 +467,18 @@ def _run(spec_file: Path, workers: int, *, rotate_credentials: bool = False) -> 
         yield ctx
     finally:
         ctx.close()
+
+
+def _only_target(ctx: RunContext, name: str | None, spec_file: Path) -> str:
+    """`--target`, or the spec's one target when it was left out (offline, before any read)."""
+    if name is not None:
+        return name
+    names = [t.name for t in ctx.spec.targets]
+    if len(names) == 1:
+        return names[0]
+    raise MirrorspecError(
+        f"{spec_file} has {len(names)} targets; choose one with --target ({', '.join(names)})"
+    )
 
 
 def _show_plan(the_plan: Any, fmt: str) -> None:
@@ -587,3 +618,7 @@ def _main(argv: list[str] | None) -> None:
         )
         sys.exit(1)
     sys.exit(0)
+
+
+# Last, once every command is defined: -v/-vv/--quiet are accepted after the command too.
+cli_loudness.add_everywhere(cli, lambda verbose, quiet: configure_logging(verbose, quiet=quiet))
