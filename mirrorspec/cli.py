@@ -97,6 +97,11 @@ RENDER_TARGET = click.option(
     metavar="NAME",
     help="The target to render for; may be left out when the spec has one.",
 )
+STRICT = click.option(
+    "--strict",
+    is_flag=True,
+    help="A tag selection that matches no upstream tag is an error (exit 1), not a warning.",
+)
 WORKERS = click.option(
     "--workers",
     "-j",
@@ -199,20 +204,54 @@ def configure_logging(verbose: int, *, quiet: bool = False) -> None:
 
 
 @cli.command()
-@SPEC
-def validate(spec_file: Path) -> None:
-    """Check SPEC offline: syntax, keys, types, constraints, references, destination overlaps."""
-    spec = specmod.load_spec(spec_file)
-    repos = sum(len(s.repositories) for s in spec.sources)
-    settings_only = sum(1 for s in spec.sources if s.settings_only)
-    sources = f"{len(spec.sources)} source(s)" + (
-        f", {settings_only} of them settings only" if settings_only else ""
-    )
-    counts = f"{sources}, {repos} repository(ies), {len(spec.targets)} target(s)"
-    click.echo(f"{spec_file}: valid ({counts})")
-    summary = validate_summary(spec)
-    if summary is not None:
-        click.echo(summary)
+@click.argument(
+    "spec_files",
+    metavar="SPEC...",
+    nargs=-1,
+    required=True,
+    type=click.Path(allow_dash=True, path_type=Path),
+)
+def validate(spec_files: tuple[Path, ...]) -> None:
+    """Check each SPEC offline (`-` reads one from stdin): syntax, keys, types, constraints,
+    references, destination overlaps. Every file is checked; exit 1 if any is invalid."""
+    if sum(1 for f in spec_files if str(f) == "-") > 1:
+        raise click.UsageError("'-' (stdin) can be given once")
+    invalid = 0
+    for spec_file in spec_files:
+        try:
+            spec, name = _load_for_validate(spec_file)
+        except MirrorspecError as exc:
+            if len(spec_files) == 1:
+                raise
+            invalid += 1
+            click.echo(f"error: {redact(str(exc))}", err=True)
+            continue
+        repos = sum(len(s.repositories) for s in spec.sources)
+        settings_only = sum(1 for s in spec.sources if s.settings_only)
+        sources = f"{len(spec.sources)} source(s)" + (
+            f", {settings_only} of them settings only" if settings_only else ""
+        )
+        counts = f"{sources}, {repos} repository(ies), {len(spec.targets)} target(s)"
+        click.echo(f"{name}: valid ({counts})")
+        summary = validate_summary(spec)
+        if summary is not None:
+            click.echo(summary)
+    if invalid:
+        raise MirrorspecError(f"{invalid} of {len(spec_files)} spec file(s) are invalid")
+
+
+def _load_for_validate(spec_file: Path) -> tuple[Any, str]:
+    """The spec and the name its messages use: the path, or `<stdin>` for `-`. Every error
+    names the file (an error of the spec's own says where in it; the rest are prefixed)."""
+    stdin = str(spec_file) == "-"
+    name = "<stdin>" if stdin else str(spec_file)
+    try:
+        spec = specmod.load_spec_stream(sys.stdin.buffer) if stdin else specmod.load_spec(spec_file)
+        return spec, name
+    except MirrorspecError as exc:
+        if not str(exc).startswith(name):
+            exc.args = (f"{name}: {exc}",) if len(exc.args) == 1 else exc.args
+        raise
 
 
 @cli.command()
@@ -245,6 +284,7 @@ def schema(kind: str) -> None:
     is_flag=True,
     help="Exit 2 when there are changes or copies pending, 0 when none.",
 )
+@STRICT
 @WORKERS
 def plan(
     spec_file: Path,
@@ -252,12 +292,17 @@ def plan(
     fmt: str,
     prune: bool,
     detailed_exitcode: bool,
+    strict: bool,
     workers: int,
 ) -> None:
     """Show what apply would change and copy. Reads registries; writes nothing."""
     with _run(spec_file, workers) as ctx:
         the_plan = engine.plan(ctx, targets=targets, prune=prune, spec_name=str(spec_file))
     _show_plan(the_plan, fmt)
+    if strict:
+        from .strict import refuse_empty_selections
+
+        refuse_empty_selections(the_plan)
     if detailed_exitcode and not the_plan.empty:
         sys.exit(2)
 
@@ -272,14 +317,25 @@ def plan(
     help="Re-send upstream passwords that a registry masks on read, so a changed one takes effect.",
 )
 @click.option("--prune", is_flag=True, help="Delete managed native rules that are no longer in the spec.")
+@STRICT
 @WORKERS
 def apply(
-    spec_file: Path, targets: tuple[str, ...], yes: bool, rotate_credentials: bool, prune: bool, workers: int
+    spec_file: Path,
+    targets: tuple[str, ...],
+    yes: bool,
+    rotate_credentials: bool,
+    prune: bool,
+    strict: bool,
+    workers: int,
 ) -> None:
     """Plan, show the plan, ask, then carry out exactly that plan."""
     with _run(spec_file, workers, rotate_credentials=rotate_credentials) as ctx:
         the_plan = engine.plan(ctx, targets=targets, prune=prune, spec_name=str(spec_file))
         _show_plan(the_plan, "table")
+        if strict:  # before anything is changed or copied
+            from .strict import refuse_empty_selections
+
+            refuse_empty_selections(the_plan)
         if the_plan.empty:
             click.echo("Nothing to do.")
             return
