@@ -389,14 +389,21 @@ def render() -> None:
 @render.command("skopeo")
 @SPEC
 @RENDER_TARGET
+@click.option(
+    "--output-dir",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write one file per destination directory and the certificate directories of "
+    "ca-bundles here (new or empty), and print the skopeo commands that run them.",
+)
 @WORKERS
-def render_skopeo(spec_file: Path, target: str | None, workers: int) -> None:
+def render_skopeo(spec_file: Path, target: str | None, output_dir: Path | None, workers: int) -> None:
     """skopeo sync YAML documents (one per destination directory) with explicit tag lists.
 
     Versions become `images-by-semver` only when the installed skopeo is 1.15 or newer.
     Credentials are never written; each document says which auth file to pass.
     """
-    from .skopeo import sync_yaml
+    from .skopeo import sync_dir, sync_yaml
 
     with _run(spec_file, workers) as ctx:
         wanted = engine.wanted(ctx, _only_target(ctx, target, spec_file))
@@ -407,7 +414,13 @@ def render_skopeo(spec_file: Path, target: str | None, workers: int) -> None:
             endpoint_host=wanted.host,
             semver_capable=find_skopeo().supports_semver,
         )
-    click.echo(sync_yaml.to_yaml(documents), nl=False)
+    if output_dir is None:
+        click.echo(sync_yaml.to_yaml(documents), nl=False)
+        return
+    commands = sync_dir.write_sync_dir(ctx.spec, wanted.target, documents, output_dir)
+    click.echo(f"wrote {len(documents)} file(s) to {output_dir}", err=True)
+    for command in commands:
+        click.echo(command)
 
 
 @render.command("terraform")
