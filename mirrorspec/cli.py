@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from . import cli_loudness
 from ._version import __version__
 from .errors import MirrorspecError
 from .oci.defaults import BODY_TIMEOUTS, DEFAULT_TIMEOUT, HOST_BUDGET_TIMEOUTS
@@ -89,6 +90,18 @@ TARGETS = click.option(
     metavar="NAME",
     help="Only this target (repeatable). Default: all.",
 )
+RENDER_TARGET = click.option(
+    "--target",
+    "-t",
+    "target",
+    metavar="NAME",
+    help="The target to render for; may be left out when the spec has one.",
+)
+STRICT = click.option(
+    "--strict",
+    is_flag=True,
+    help="A tag selection that matches no upstream tag is an error (exit 1), not a warning.",
+)
 WORKERS = click.option(
     "--workers",
     "-j",
@@ -114,6 +127,7 @@ def _format(*choices: str) -> Callable[[Any], Any]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="mirrorspec")
 @click.option("-v", "--verbose", count=True, help="More logging on stderr (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Log errors only.")
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0.1, max=3600),
@@ -133,7 +147,7 @@ def _format(*choices: str) -> Callable[[Any], Any]:
     help="Registry reads (tag lists, digests, chart configs) in flight per registry to start with; "
     "halved when it throttles (429/503, Retry-After honoured), grown back while it answers well.",
 )
-def cli(verbose: int, timeout: float, reads: int) -> None:
+def cli(verbose: int, quiet: bool, timeout: float, reads: int) -> None:
     """Mirror upstream images and Helm charts into your registries, as one declarative spec.
 
     \b
@@ -146,7 +160,10 @@ def cli(verbose: int, timeout: float, reads: int) -> None:
     Exit codes: 0 ok / in sync, 1 error, 2 changes pending (plan --detailed-exitcode) or drift (audit),
     130 / 143 interrupted by SIGINT / SIGTERM.
     """
-    configure_logging(verbose)
+    if verbose and quiet:
+        raise click.UsageError("use -v or --quiet, not both")
+    cli_loudness.remember(click.get_current_context(), verbose, quiet)
+    configure_logging(verbose, quiet=quiet)
 
 
 def _timeout() -> float:
@@ -160,42 +177,81 @@ def _reads() -> int:
     return int(click.get_current_context().find_root().params.get("reads", DEFAULT_READS))
 
 
-def configure_logging(verbose: int) -> None:
+def configure_logging(verbose: int, *, quiet: bool = False) -> None:
     """Logs go to stderr, every line redacted. SDK request dumps stay off even at -vv: each
     provider names its SDK's loggers (`QUIET_LOGGERS`), whose DEBUG lines may carry request
-    bodies that redaction cannot be relied on to recognise."""
-    level = logging.WARNING - 10 * min(verbose, 2)
+    bodies that redaction cannot be relied on to recognise. Without -v, other libraries'
+    warnings are not logged (our own error says what failed, once: `cli_loudness`); with
+    `quiet`, only errors are."""
+    level = logging.ERROR if quiet else logging.WARNING - 10 * min(verbose, 2)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(level)  # also over loggers given a level of their own below
+    if not verbose:
+        handler.addFilter(cli_loudness.OwnWarningsOnly())
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # nodesemver narrates each step of parsing a range at DEBUG, drowning our own lines.
     # urllib3 narrates every retry at WARNING; our own error says what failed, once.
     logging.getLogger("urllib3").setLevel(logging.DEBUG if verbose >= 2 else logging.ERROR)
-    quiet = ["nodesemver"]
+    hushed = ["nodesemver"]
     if verbose:  # below WARNING only: at WARNING these loggers inherit it from the root already
         from . import providers  # importing a provider imports no SDK (but takes ~0.1 s)
 
         for type_name in sorted(providers.available()):
-            quiet += getattr(providers.get(type_name), "QUIET_LOGGERS", ())
-    for name in quiet:
+            hushed += getattr(providers.get(type_name), "QUIET_LOGGERS", ())
+    for name in hushed:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @cli.command()
-@SPEC
-def validate(spec_file: Path) -> None:
-    """Check SPEC offline: syntax, keys, types, constraints, references, destination overlaps."""
-    spec = specmod.load_spec(spec_file)
-    repos = sum(len(s.repositories) for s in spec.sources)
-    settings_only = sum(1 for s in spec.sources if s.settings_only)
-    sources = f"{len(spec.sources)} source(s)" + (
-        f", {settings_only} of them settings only" if settings_only else ""
-    )
-    counts = f"{sources}, {repos} repository(ies), {len(spec.targets)} target(s)"
-    click.echo(f"{spec_file}: valid ({counts})")
-    summary = validate_summary(spec)
-    if summary is not None:
-        click.echo(summary)
+@click.argument(
+    "spec_files",
+    metavar="SPEC...",
+    nargs=-1,
+    required=True,
+    type=click.Path(allow_dash=True, path_type=Path),
+)
+def validate(spec_files: tuple[Path, ...]) -> None:
+    """Check each SPEC offline (`-` reads one from stdin): syntax, keys, types, constraints,
+    references, destination overlaps. Every file is checked; exit 1 if any is invalid."""
+    if sum(1 for f in spec_files if str(f) == "-") > 1:
+        raise click.UsageError("'-' (stdin) can be given once")
+    invalid = 0
+    for spec_file in spec_files:
+        try:
+            spec, name = _load_for_validate(spec_file)
+        except MirrorspecError as exc:
+            if len(spec_files) == 1:
+                raise
+            invalid += 1
+            click.echo(f"error: {redact(str(exc))}", err=True)
+            continue
+        repos = sum(len(s.repositories) for s in spec.sources)
+        settings_only = sum(1 for s in spec.sources if s.settings_only)
+        sources = f"{len(spec.sources)} source(s)" + (
+            f", {settings_only} of them settings only" if settings_only else ""
+        )
+        counts = f"{sources}, {repos} repository(ies), {len(spec.targets)} target(s)"
+        click.echo(f"{name}: valid ({counts})")
+        summary = validate_summary(spec)
+        if summary is not None:
+            click.echo(summary)
+    if invalid:
+        raise MirrorspecError(f"{invalid} of {len(spec_files)} spec file(s) are invalid")
+
+
+def _load_for_validate(spec_file: Path) -> tuple[Any, str]:
+    """The spec and the name its messages use: the path, or `<stdin>` for `-`. Every error
+    names the file (an error of the spec's own says where in it; the rest are prefixed)."""
+    stdin = str(spec_file) == "-"
+    name = "<stdin>" if stdin else str(spec_file)
+    try:
+        spec = specmod.load_spec_stream(sys.stdin.buffer) if stdin else specmod.load_spec(spec_file)
+        return spec, name
+    except MirrorspecError as exc:
+        if not str(exc).startswith(name):
+            exc.args = (f"{name}: {exc}",) if len(exc.args) == 1 else exc.args
+        raise
 
 
 @cli.command()
@@ -228,6 +284,7 @@ def schema(kind: str) -> None:
     is_flag=True,
     help="Exit 2 when there are changes or copies pending, 0 when none.",
 )
+@STRICT
 @WORKERS
 def plan(
     spec_file: Path,
@@ -235,12 +292,17 @@ def plan(
     fmt: str,
     prune: bool,
     detailed_exitcode: bool,
+    strict: bool,
     workers: int,
 ) -> None:
     """Show what apply would change and copy. Reads registries; writes nothing."""
     with _run(spec_file, workers) as ctx:
         the_plan = engine.plan(ctx, targets=targets, prune=prune, spec_name=str(spec_file))
     _show_plan(the_plan, fmt)
+    if strict:
+        from .strict import refuse_empty_selections
+
+        refuse_empty_selections(the_plan)
     if detailed_exitcode and not the_plan.empty:
         sys.exit(2)
 
@@ -255,14 +317,25 @@ def plan(
     help="Re-send upstream passwords that a registry masks on read, so a changed one takes effect.",
 )
 @click.option("--prune", is_flag=True, help="Delete managed native rules that are no longer in the spec.")
+@STRICT
 @WORKERS
 def apply(
-    spec_file: Path, targets: tuple[str, ...], yes: bool, rotate_credentials: bool, prune: bool, workers: int
+    spec_file: Path,
+    targets: tuple[str, ...],
+    yes: bool,
+    rotate_credentials: bool,
+    prune: bool,
+    strict: bool,
+    workers: int,
 ) -> None:
     """Plan, show the plan, ask, then carry out exactly that plan."""
     with _run(spec_file, workers, rotate_credentials=rotate_credentials) as ctx:
         the_plan = engine.plan(ctx, targets=targets, prune=prune, spec_name=str(spec_file))
         _show_plan(the_plan, "table")
+        if strict:  # before anything is changed or copied
+            from .strict import refuse_empty_selections
+
+            refuse_empty_selections(the_plan)
         if the_plan.empty:
             click.echo("Nothing to do.")
             return
@@ -315,18 +388,25 @@ def render() -> None:
 
 @render.command("skopeo")
 @SPEC
-@click.option("--target", "-t", "target", required=True, metavar="NAME", help="The target to render for.")
+@RENDER_TARGET
+@click.option(
+    "--output-dir",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write one file per destination directory and the certificate directories of "
+    "ca-bundles here (new or empty), and print the skopeo commands that run them.",
+)
 @WORKERS
-def render_skopeo(spec_file: Path, target: str, workers: int) -> None:
+def render_skopeo(spec_file: Path, target: str | None, output_dir: Path | None, workers: int) -> None:
     """skopeo sync YAML documents (one per destination directory) with explicit tag lists.
 
     Versions become `images-by-semver` only when the installed skopeo is 1.15 or newer.
     Credentials are never written; each document says which auth file to pass.
     """
-    from .skopeo import sync_yaml
+    from .skopeo import sync_dir, sync_yaml
 
     with _run(spec_file, workers) as ctx:
-        wanted = engine.wanted(ctx, target)
+        wanted = engine.wanted(ctx, _only_target(ctx, target, spec_file))
         documents = sync_yaml.skopeo_documents(
             ctx,
             wanted.target,
@@ -334,12 +414,18 @@ def render_skopeo(spec_file: Path, target: str, workers: int) -> None:
             endpoint_host=wanted.host,
             semver_capable=find_skopeo().supports_semver,
         )
-    click.echo(sync_yaml.to_yaml(documents), nl=False)
+    if output_dir is None:
+        click.echo(sync_yaml.to_yaml(documents), nl=False)
+        return
+    commands = sync_dir.write_sync_dir(ctx.spec, wanted.target, documents, output_dir)
+    click.echo(f"wrote {len(documents)} file(s) to {output_dir}", err=True)
+    for command in commands:
+        click.echo(command)
 
 
 @render.command("terraform")
 @SPEC
-@click.option("--target", "-t", "target", required=True, metavar="NAME", help="The target to render for.")
+@RENDER_TARGET
 @click.option(
     "--output",
     "-o",
@@ -347,7 +433,7 @@ def render_skopeo(spec_file: Path, target: str, workers: int) -> None:
     help="Write the .tf.json here (replacing it) instead of stdout.",
 )
 @WORKERS
-def render_terraform(spec_file: Path, target: str, output: Path | None, workers: int) -> None:
+def render_terraform(spec_file: Path, target: str | None, output: Path | None, workers: int) -> None:
     """Terraform JSON (.tf.json) for the target's native rules, exactly as apply would create them.
 
     Secrets become sensitive variables, never values. What Terraform cannot express (copies,
@@ -358,7 +444,9 @@ def render_terraform(spec_file: Path, target: str, output: Path | None, workers:
     from .render_terraform import render as render_tf
 
     with _run(spec_file, workers) as ctx:
-        rendered = render_tf(ctx, ctx.spec.target(target), spec_name=str(spec_file))
+        rendered = render_tf(
+            ctx, ctx.spec.target(_only_target(ctx, target, spec_file)), spec_name=str(spec_file)
+        )
     for note in rendered.notes:
         click.echo(f"{'warning' if note.level == 'warning' else 'note'}: {redact(note.message)}", err=True)
     if output is None:
@@ -477,6 +565,18 @@ def _run(spec_file: Path, workers: int, *, rotate_credentials: bool = False) -> 
         yield ctx
     finally:
         ctx.close()
+
+
+def _only_target(ctx: RunContext, name: str | None, spec_file: Path) -> str:
+    """`--target`, or the spec's one target when it was left out (offline, before any read)."""
+    if name is not None:
+        return name
+    names = [t.name for t in ctx.spec.targets]
+    if len(names) == 1:
+        return names[0]
+    raise MirrorspecError(
+        f"{spec_file} has {len(names)} targets; choose one with --target ({', '.join(names)})"
+    )
 
 
 def _show_plan(the_plan: Any, fmt: str) -> None:
@@ -626,3 +726,7 @@ def _main(argv: list[str] | None) -> None:
         )
         sys.exit(1)
     sys.exit(0)
+
+
+# Last, once every command is defined: -v/-vv/--quiet are accepted after the command too.
+cli_loudness.add_everywhere(cli, lambda verbose, quiet: configure_logging(verbose, quiet=quiet))

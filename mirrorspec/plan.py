@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from .stable_order import in_order, notes_in_order
+
 __all__ = [
     "AUDIT_VERSION",
     "JSON_JOINED",
@@ -257,13 +259,23 @@ class TargetPlan:
     changes: tuple[Change, ...] = ()
     """Native settings to create, update, replace or delete, in the order apply runs them."""
     copies: tuple[Copy, ...] = ()
-    """Tags to copy, per source repository."""
+    """Tags to copy, per source repository, sorted by source then destination."""
     notes: tuple[Note, ...] = ()
-    """What could not be done natively and why, insecure settings, skipped dependencies."""
+    """What could not be done natively and why, insecure settings, skipped dependencies; each
+    once, warnings first, each level sorted by message."""
     up_to_date: int = 0
     """Wanted tags already at the destination with the planned digest."""
     relocations: tuple[Relocation, ...] = ()
     """Per chart version with `chart-images: true`, where its images are in this target."""
+
+    def __post_init__(self) -> None:
+        # Whoever built it, in whatever order the threads answered: one order (`stable_order`).
+        object.__setattr__(self, "notes", notes_in_order(self.notes))
+        object.__setattr__(
+            self,
+            "copies",
+            in_order(self.copies, lambda c: (*_ends(c), c.engine)),
+        )
 
     @property
     def tag_count(self) -> int:
@@ -324,13 +336,20 @@ class TargetAudit:
     registry: str
     """The registry host that was audited."""
     resources: tuple[Resource, ...] = ()
-    """Native settings the registry really has (rules, policies, secrets), ours or foreign."""
+    """Native settings the registry really has (rules, policies, secrets), ours or foreign,
+    sorted by kind and id."""
     drift: tuple[Change, ...] = ()
     """Changes that would bring the managed rules back to the spec (foreign rules never drift)."""
     content: tuple[ContentCheck, ...] | None = None
     """One check per wanted tag with `--content`; null when content was not checked."""
     notes: tuple[Note, ...] = ()
-    """What was not or could not be checked, insecure settings."""
+    """What was not or could not be checked, insecure settings; each once, warnings first,
+    each level sorted by message."""
+
+    def __post_init__(self) -> None:
+        # Notes and the registry's own listing order: one order (`stable_order`).
+        object.__setattr__(self, "notes", notes_in_order(self.notes))
+        object.__setattr__(self, "resources", in_order(self.resources, lambda r: (r.kind, r.id)))
 
     @property
     def in_sync(self) -> bool:
@@ -443,6 +462,15 @@ def joined(
         elif key not in seconds:
             out[key] = value
     return out
+
+
+def _ends(copy: Copy) -> tuple[str, str, str, str]:
+    return (
+        copy.source_registry,
+        copy.source_repository,
+        copy.destination_registry,
+        copy.destination_repository,
+    )
 
 
 def _jsonable(value: Any) -> Any:

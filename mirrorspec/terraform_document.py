@@ -19,6 +19,7 @@ from typing import Any
 from .context import RunContext
 from .plan import Note, Resource
 from .spec import Credential, Target
+from .stable_order import notes_in_order
 
 __all__ = ["Expr", "TerraformDocument", "TerraformFile", "identifier", "kinds", "literal", "ref"]
 
@@ -145,8 +146,9 @@ class TerraformDocument:
             header.append(f"{self.target.type} targets have no native rules Terraform can manage.")
         elif not self.resources:
             header.append("The spec asks this target for no native rules Terraform can manage.")
+        notes = notes_in_order(self.notes)  # the same bytes for the same spec (`stable_order`)
         document: dict[str, Any] = {
-            "//": literal([*header, *(f"{n.level}: {n.message}" for n in self.notes)]),
+            "//": literal([*header, *(f"{n.level}: {n.message}" for n in notes)]),
             "terraform": {"required_providers": self.required},
         }
         if self.provider_blocks:
@@ -159,7 +161,7 @@ class TerraformDocument:
             document["resource"] = self.resources
         if self.outputs:
             document["output"] = self.outputs
-        return TerraformFile(document, tuple(self.notes), dict(self.addresses))
+        return TerraformFile(document, notes, dict(self.addresses))
 
 
 def identifier(text: str, *, dashes: bool = True) -> str:

@@ -199,10 +199,11 @@ def test_rendered_skopeo_sync_documents_reproduce_the_design_paths(bed: Bed) -> 
         filename = argv[-2]
         (workdir / filename).write_text(document.text)
         assert argv[:2] == ["skopeo", "sync"]
-        argv = [str(auth) if arg == "DEST_AUTH.json" else arg for arg in argv]
-        # The destination's CA is this test bed's own; the plain-HTTP upstream needs no flag:
-        # the document's `tls-verify: false` must be enough.
-        argv.insert(2, f"--dest-cert-dir={bed.destination.cert_dir}")
+        # The destination's CA is this test bed's own, a directory holding it as ca.crt where
+        # the command says DEST_CERT_DIR; the plain-HTTP upstream needs no flag: the
+        # document's `tls-verify: false` must be enough.
+        given = {"DEST_AUTH.json": str(auth), "DEST_CERT_DIR": str(bed.destination.cert_dir)}
+        argv = [given.get(arg, arg) for arg in argv]
         proc = subprocess.run(
             argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=60, check=False
         )
@@ -319,3 +320,102 @@ def test_rendered_yaml_names_credentials_never_their_values(monkeypatch: pytest.
     assert "source credentials 'up'" in secured.note and "--src-authfile" in secured.note
     assert "credentials" not in json.dumps(secured.config)
     assert text.count("# run: skopeo sync ") == 3
+
+
+# --- --output-dir: files, certificate directories and commands that work ------------------------
+
+UP_PASSWORD = "canary-Up-Pa55-41c9e0"
+
+
+def test_output_dir_commands_work_against_private_ca_registries(
+    registry_factory: Callable[..., RegistryServer], tmp_path: Path
+) -> None:
+    """Both ends TLS with their own private CAs and logins: the source's ca-bundle must reach
+    skopeo as the document's cert-dir, the target's as --dest-cert-dir. The printed commands
+    run as they are (only the auth files, which are never written, are given)."""
+    upstream = registry_factory(tls=True, users={"bob": UP_PASSWORD})
+    destination = registry_factory(tls=True, users={"alice": CANARY})
+    for repository, tag in (("team/app", "1.0.0"), ("team/app", "1.1.0"), ("tools/cli", "2.0.0")):
+        push_image(upstream, repository, tag, seed=repository)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"""\
+version: 1
+credentials:
+  up: {{username: bob, password: {{env: UP_PASSWORD}}}}
+  dest: {{username: alice, password: {{env: DEST_PASSWORD}}}}
+sources:
+  - registry: {upstream.host}
+    credentials: up
+    ca-bundle: {upstream.ca_file}
+    repositories:
+      - name: team/app
+        versions: ">=1.0.0"
+      - name: tools/cli
+        tags: ["2.*"]
+targets:
+  - name: lab
+    type: registry
+    registry: {destination.host}
+    prefix: mirror
+    credentials: dest
+    ca-bundle: {destination.ca_file}
+"""
+    )
+    env = {**os.environ, "DEST_PASSWORD": CANARY, "UP_PASSWORD": UP_PASSWORD}
+    never = [CANARY, UP_PASSWORD]
+    out = tmp_path / "rendered"
+
+    done = cli_runner.run("render", "skopeo", str(spec), "--output-dir", str(out), env=env, never=never)
+
+    commands = done.stdout.splitlines()
+    assert len(commands) == 2  # team/ and tools/ are two destination directories
+    assert sorted(p.name for p in out.iterdir()) == ["certs", "sync-1.yaml", "sync-2.yaml"]
+    certs = {p.parent.name: p.read_bytes() for p in out.glob("certs/*/ca.crt")}
+    assert certs == {
+        upstream.host.replace(":", "_"): upstream.ca_file.read_bytes(),  # type: ignore[union-attr]
+        destination.host.replace(":", "_"): destination.ca_file.read_bytes(),  # type: ignore[union-attr]
+    }
+    for path in out.glob("sync-*.yaml"):
+        text = path.read_text()
+        assert CANARY not in text and UP_PASSWORD not in text and "bob" not in text
+        config = YAML(typ="safe").load(text)
+        assert config[upstream.host]["cert-dir"] == str(out / "certs" / upstream.host.replace(":", "_"))
+
+    home = tmp_path / "skopeo-home"
+    home.mkdir()
+    skopeo_env = _skopeo_env(home)
+    auth = {
+        "SRC_AUTH.json": str(_auth_file(home / "src-auth.json", upstream.host, "bob", UP_PASSWORD)),
+        "DEST_AUTH.json": str(_auth_file(home / "dest-auth.json", destination.host, "alice", CANARY)),
+    }
+    # Without the source's cert-dir (the stdout document as it was), skopeo cannot trust the
+    # source: what --output-dir adds is what makes it work.
+    first = shlex.split(commands[0])
+    bare = YAML(typ="safe").load(Path(first[-2]).read_text())
+    del bare[upstream.host]["cert-dir"]
+    (tmp_path / "bare.yaml").write_text(json.dumps(bare))
+    failing = [auth.get(a, str(tmp_path / "bare.yaml") if a == first[-2] else a) for a in first]
+    refused = subprocess.run(
+        failing, env=skopeo_env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert refused.returncode != 0 and "x509" in refused.stderr, refused.stderr
+
+    cli_runner.run("audit", str(spec), "--content", env=env, never=never, check=2)
+    for command in commands:
+        argv = [auth.get(arg, arg) for arg in shlex.split(command)]
+        assert argv[:2] == ["skopeo", "sync"]
+        proc = subprocess.run(
+            argv, env=skopeo_env, cwd=home, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert proc.returncode == 0, f"{argv}\n{proc.stderr}"
+    cli_runner.run("audit", str(spec), "--content", env=env, never=never)  # every tag, by digest
+
+
+def test_output_dir_must_be_new_or_empty(bed: Bed) -> None:
+    out = bed.tmp / "taken"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    done = bed.mirrorspec("render", "skopeo", str(bed.spec), "--output-dir", str(out), check=1)
+    assert done.stderr == f"error: --output-dir {out} exists and is not an empty directory\n"
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import posixpath
+import shlex
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -23,25 +24,56 @@ from .. import paths
 from ..chart_images import is_pinned
 from ..context import RunContext
 from ..plan import Artifact
-from ..spec import Target
+from ..spec import Target, check_ca_bundle
 
-__all__ = ["SyncDocument", "skopeo_documents", "to_yaml"]
+__all__ = ["SyncDocument", "dump_config", "skopeo_documents", "to_yaml"]
 
 
 class SyncDocument:
-    """One `skopeo sync --src yaml` input and the destination directory it syncs to."""
+    """One `skopeo sync --src yaml` input and the destination directory it syncs to.
 
-    def __init__(self, source: str, destination: str, config: dict[str, Any], note: str) -> None:
+    `source_ca` is the absolute path of the source's `ca-bundle`, `source_auth` whether its
+    entry names credentials; `target` gives the destination's flags (`command`)."""
+
+    def __init__(
+        self,
+        source: str,
+        destination: str,
+        config: dict[str, Any],
+        note: str,
+        *,
+        source_ca: str | None = None,
+        source_auth: bool = False,
+        target: Target | None = None,
+    ) -> None:
         self.source = source
         self.destination = destination
         self.config = config
         self.note = note
+        self.source_ca = source_ca
+        self.source_auth = source_auth
+        self.dest_auth = target is None or getattr(target, "credentials", None) is not None
+        self.dest_insecure = bool(getattr(target, "insecure", False))
+        self.dest_ca = bool(getattr(target, "ca_bundle", None))
 
-    def command(self, filename: str) -> str:
-        return (
-            f"skopeo sync --all --src yaml --dest docker --dest-authfile DEST_AUTH.json "
-            f"{filename} {self.destination}"
-        )
+    def command(self, filename: str, *, dest_cert_dir: str = "DEST_CERT_DIR") -> str:
+        """The `skopeo sync` command line. The source's TLS settings are in the document
+        (`tls-verify`, `cert-dir`): skopeo 1.9.3 sets each YAML registry's certificate path
+        from its `cert-dir`, over `--src-cert-dir` (cmd/skopeo/sync.go,
+        imagesToCopyFromRegistry: `serverCtx.DockerCertPath = cfg.CertDir`; checked here: a
+        document without `cert-dir` fails on a private-CA source even with `--src-cert-dir`). The
+        destination's are flags: `--dest-cert-dir` (a directory holding the CA as `ca.crt`)
+        and `--dest-tls-verify=false`."""
+        flags = ["--all", "--src", "yaml", "--dest", "docker"]
+        if self.source_auth:
+            flags += ["--src-authfile", "SRC_AUTH.json"]
+        if self.dest_auth:
+            flags += ["--dest-authfile", "DEST_AUTH.json"]
+        if self.dest_ca:
+            flags += ["--dest-cert-dir", dest_cert_dir]
+        if self.dest_insecure:
+            flags.append("--dest-tls-verify=false")
+        return shlex.join(["skopeo", "sync", *flags, filename, self.destination])
 
 
 def skopeo_documents(
@@ -98,13 +130,37 @@ def skopeo_documents(
         note = "no source credentials"
         if source is not None and source.credentials:
             note = f"source credentials '{source.credentials}': pass them with --src-authfile SRC_AUTH.json"
+        source_ca = check_ca_bundle(ctx.spec, source.ca_bundle) if source and source.ca_bundle else None
         destination = f"{endpoint_host}/{directory}" if directory else endpoint_host
-        documents.append(SyncDocument(registry, destination, {registry: block}, note))
+        documents.append(
+            SyncDocument(
+                registry,
+                destination,
+                {registry: block},
+                note,
+                source_ca=source_ca,
+                source_auth=bool(source and source.credentials),
+                target=target,
+            )
+        )
     return documents
 
 
 def _has_dependency_tags(artifacts: Sequence[Artifact], registry: str, repo: str) -> bool:
     return any(a.dependency_of for a in artifacts if a.registry == registry and a.repository == repo)
+
+
+def dump_config(config: dict[str, Any]) -> str:
+    """One document's YAML, as `to_yaml` writes it."""
+    out = io.StringIO()
+    _yaml().dump(config, out)
+    return out.getvalue()
+
+
+def _yaml() -> YAML:
+    yaml = YAML()
+    yaml.default_flow_style = False
+    return yaml
 
 
 def to_yaml(documents: Sequence[SyncDocument]) -> str:
@@ -113,7 +169,15 @@ def to_yaml(documents: Sequence[SyncDocument]) -> str:
     out = io.StringIO()
     for i, document in enumerate(documents, 1):
         filename = f"sync-{i}.yaml"
-        out.write(f"# {filename}: {document.note}\n# run: {document.command(filename)}\n")
+        out.write(f"# {filename}: {document.note}\n")
+        if document.source_ca:
+            out.write(
+                f"# source ca-bundle {document.source_ca}: skopeo reads it as ca.crt in the directory "
+                "this document's cert-dir names (render skopeo --output-dir writes both)\n"
+            )
+        if document.dest_ca:
+            out.write("# DEST_CERT_DIR: a directory holding the target's ca-bundle as ca.crt\n")
+        out.write(f"# run: {document.command(filename)}\n")
         yaml.dump(document.config, out)
         if i < len(documents):
             out.write("---\n")

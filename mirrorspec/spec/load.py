@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 from pydantic import (
@@ -26,7 +26,15 @@ from .compose import Composer, Map
 from .locate import position, spec_error
 from .model import Source, Spec, Target, _short
 
-__all__ = ["MAX_SPEC_BYTES", "check_ca_bundle", "json_schema", "load_spec", "parse_spec", "yaml_error"]
+__all__ = [
+    "MAX_SPEC_BYTES",
+    "check_ca_bundle",
+    "json_schema",
+    "load_spec",
+    "load_spec_stream",
+    "parse_spec",
+    "yaml_error",
+]
 
 # --- loading ---------------------------------------------------------------------------
 
@@ -62,16 +70,29 @@ def load_spec(path: str | Path) -> Spec:
         raise _too_big(exc.size, str(path)) from None
     except files.UnreadableFile as exc:
         raise SpecError(f"cannot read spec: {exc.reason}", location=str(path)) from None
+    return _from_bytes(data, str(path), path.resolve().parent)
+
+
+def load_spec_stream(stream: BinaryIO, *, name: str = "<stdin>") -> Spec:
+    """`load_spec` of a stream (`validate -`): read to its end, at most the size limit;
+    errors name it `name`, and relative paths in it start at the working directory."""
+    data = stream.read(MAX_SPEC_BYTES + 1)
+    if len(data) > MAX_SPEC_BYTES:
+        raise _too_big(None, name)
+    return _from_bytes(data, name, Path.cwd())
+
+
+def _from_bytes(data: bytes, name: str, base_dir: Path) -> Spec:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
         raise SpecError(
-            f"spec is not UTF-8 text (byte 0x{data[exc.start]:02x})", location=f"{path}:{line}:{col}"
+            f"spec is not UTF-8 text (byte 0x{data[exc.start]:02x})", location=f"{name}:{line}:{col}"
         ) from None
-    spec = parse_spec(text, filename=str(path))
-    spec._base_dir = path.resolve().parent
+    spec = parse_spec(text, filename=name)
+    spec._base_dir = base_dir
     # Offline, but local: a missing or broken CA bundle is a spec error here, not a crash
     # (or "certificate verify failed") at the first request of a plan.
     for _, _, value in _ca_bundles(spec):

@@ -543,5 +543,7 @@ def _short(text: str, limit: int = 60) -> str:
 
 def _clip_quoted(message: str) -> str:
     """Shorten every quoted value in a message: an error line echoes what the user wrote,
-    and what they wrote may be a megabyte on one line."""
-    return re.sub(r"'([^']{60,})'", lambda m: f"'{_short(m[1])}'", message)
+    and what they wrote may be a megabyte on one line. A value opens at a quote with no
+    letter before it and closes at the next with none after it, so the text between two
+    values (the hint) is never taken for one, nor an apostrophe (Helm's) for a quote."""
+    return re.sub(r"(?<!\w)'(.*?)'(?!\w)", lambda m: f"'{_short(m[1])}'", message)
