@@ -546,9 +546,15 @@ def test_output_file_and_errors(
     code, out, err = render_cli(ups, monkeypatch, capsys, str(EXAMPLES / "harbor.yaml"), "-t", "nope")
     assert (code, out) == (1, "")
     assert err == "error: no target named 'nope' (targets: dc1)\n"
-    with pytest.raises(SystemExit) as missing:
-        cli.main(["render", "terraform", str(EXAMPLES / "harbor.yaml")])
-    assert missing.value.code == 1  # --target is required; a usage error is never 2
+    # --target may be left out when the spec has one target (issue 18, item 8) ...
+    only = tmp_path / "only.tf.json"
+    code, out, err = render_cli(ups, monkeypatch, capsys, str(EXAMPLES / "harbor.yaml"), "-o", str(only))
+    assert (code, out) == (0, "") and only.read_bytes() == destination.read_bytes()
+    # ... and is asked for, by name, when it has several; a usage error is never 2
+    seqera = str(EXAMPLES / "seqera.yaml")
+    code, out, err = render_cli(ups, monkeypatch, capsys, seqera)
+    assert (code, out) == (1, "")
+    assert err.startswith(f"error: {seqera} has ") and "choose one with --target (" in err, err
 
 
 def test_literal_text_is_escaped_and_expressions_are_not() -> None:
