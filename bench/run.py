@@ -525,7 +525,9 @@ def bench_sync(
             log(f"B2 run 1: mirrorspec {fresh_ours[-1]:.2f}s, skopeo sync {fresh_base[-1]:.2f}s")
         pair_seconds = time.monotonic() - started
         if do_b1:
-            rows.append(bench_noop(bed, runs, source, dest, dest_host, spec, docs, b1_baseline_runs))
+            rows.append(
+                bench_noop(bed, runs, source, source_host, dest, dest_host, spec, docs, b1_baseline_runs)
+            )
             if b1l_delay:
                 rows.append(bench_noop_latency(bed, runs, source, source_host, dest, b1l_delay, rows[-1]))
     if do_b2:
@@ -556,6 +558,7 @@ def bench_noop(
     bed: Bed,
     runs: int,
     source: RegistryServer,
+    source_host: str,
     dest: RegistryServer,
     dest_host: str,
     spec: Path,
@@ -574,6 +577,34 @@ def bench_noop(
         ours.append(seconds)
         counts.setdefault("mirrorspec sync", counted.kinds)
 
+    # The floor beside it: the same registry requests through the same proxies by a bare
+    # keep-alive requests.Session process (bench/floor.py), 32 in flight per registry.
+    floor: list[float] = []
+    floor_argv = [
+        PYTHON,
+        str(ROOT / "bench" / "floor.py"),
+        json.dumps(
+            {
+                "source": f"https://{source_host}",
+                "source_ca": str(source.ca_file),
+                "dest": f"https://{dest_host}",
+                "dest_ca": str(dest.ca_file),
+                "user": "bench",
+                "password_env": "BENCH_DEST_PASSWORD",
+                "repos": REPOS,
+                "tags": SELECTED,
+                "prefix": f"mirror/{source_host.replace(':', '_')}",
+                "concurrency": READS,
+            }
+        ),
+    ]
+
+    def floor_run() -> None:
+        wall, _, _, err, code = bed.run_measured(floor_argv)
+        if code != 0:
+            raise RuntimeError(f"bench/floor.py exited {code}: {err[-3000:]}")
+        floor.append(wall)
+
     def skopeo_run() -> None:
         if len(base) >= baseline_runs:
             return
@@ -585,13 +616,25 @@ def bench_noop(
         counts.setdefault("skopeo sync", counted.kinds)
 
     for i in range(runs):
-        for step in (mirrorspec_run, skopeo_run) if i % 2 == 0 else (skopeo_run, mirrorspec_run):
+        steps = (
+            (mirrorspec_run, floor_run, skopeo_run) if i % 2 == 0 else (skopeo_run, floor_run, mirrorspec_run)
+        )
+        for step in steps:
             step()
-        log(f"B1 run {i + 1}/{runs}: mirrorspec {ours[-1]:.2f}s, skopeo sync {base[-1] if base else 0:.2f}s")
+        log(
+            f"B1 run {i + 1}/{runs}: mirrorspec {ours[-1]:.2f}s, floor {floor[-1]:.2f}s, "
+            f"skopeo sync {base[-1] if base else 0:.2f}s"
+        )
     notes = [
         f"requests of one run, {tool}: source: {describe(kinds[0])}; destination: {describe(kinds[1])}"
         for tool, kinds in counts.items()
     ]
+    notes.append(
+        "floor: the same registry requests through the same proxies by a bare keep-alive "
+        f"requests.Session process, {READS} in flight per registry (bench/floor.py) runs (s): "
+        + ", ".join(f"{x:.3f}" for x in floor)
+        + f"; mirrorspec is {median(ours) / median(floor):.2f}× it"
+    )
     row = Row("B1", "no-op resync, 50 repos × 4 tags", ours, base, "skopeo sync", "≥ 50× faster", notes=notes)
     row.met = (row.ratio or 0) >= 50  # issue 15
     return row
