@@ -144,3 +144,66 @@ def test_a_layout_mirrors_to_where_a_direct_mirror_lands_with_digests_dependenci
     audit = cli_runner.run("audit", str(spec), "--content", "--format", "json")
     statuses = {c["status"] for t in json.loads(audit.stdout)["targets"] for c in t["content"]}
     assert statuses == {"present"}
+
+
+def _layer_of(layout: Path, ref: str) -> Path:
+    index = json.loads((layout / "index.json").read_text())
+    (entry,) = [m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == ref]
+    manifest = json.loads((layout / "blobs" / "sha256" / entry["digest"].split(":")[1]).read_text())
+    return layout / "blobs" / "sha256" / manifest["layers"][0]["digest"].split(":")[1]
+
+
+def _break_missing_blob(layout: Path, ref: str) -> str:
+    _layer_of(layout, ref).unlink()
+    return "is missing"
+
+
+def _break_blob_content(layout: Path, ref: str) -> str:
+    layer = _layer_of(layout, ref)
+    layer.write_bytes(layer.read_bytes()[:-1] + b"x")  # same size, other content
+    return "does not match its digest"
+
+
+def _break_symlink_out(layout: Path, ref: str) -> str:
+    layer = _layer_of(layout, ref)
+    outside = layout.parent / "elsewhere.bin"
+    outside.write_bytes(layer.read_bytes())  # even the right bytes: never read through a link
+    layer.unlink()
+    layer.symlink_to(outside)
+    return "symlink"
+
+
+def _break_truncated_index(layout: Path, ref: str) -> str:
+    index = layout / "index.json"
+    index.write_bytes(index.read_bytes()[:-40])
+    return "index.json: not valid JSON"
+
+
+def _break_ref_name(layout: Path, ref: str) -> str:
+    index = json.loads((layout / "index.json").read_text())
+    index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] = "Upper/Case:1.0"
+    (layout / "index.json").write_text(json.dumps(index))
+    return "Upper/Case:1.0"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [_break_missing_blob, _break_blob_content, _break_symlink_out, _break_truncated_index, _break_ref_name],
+)
+def test_a_damaged_layout_is_one_line_naming_it_exit_1_and_nothing_reaches_the_registry(
+    gap: Gap, tmp_path: Path, registry_factory: object, damage: object
+) -> None:
+    far = registry_factory()  # type: ignore[operator]
+    ref = f"{gap.segment}/acme/tool:2.0"
+    spec = _far_spec(tmp_path, gap, far, f"      - name: {gap.segment}/acme/tool\n        tags: ['2.0']\n")
+    said = damage(tmp_path / "moved", ref)  # type: ignore[operator]
+    proc = cli_runner.run("apply", str(spec), "--yes", check=1)
+    # one line for the damage; apply's own count of failures follows a copy that failed
+    summary = "error: 1 operation(s) failed; the rest was applied"
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error") and line != summary]
+    assert len(errors) == 1, proc.stderr
+    assert said in errors[0]
+    assert "layout" in errors[0] and str(tmp_path / "moved") in errors[0]
+    if damage not in (_break_truncated_index, _break_ref_name):  # whole-layout faults name the file
+        assert ref in errors[0]
+    assert _catalog(far) == []
