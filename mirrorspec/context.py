@@ -29,12 +29,16 @@ __all__ = ["ClientFactory", "Endpoint", "RunContext"]
 
 @dataclass(frozen=True)
 class Endpoint:
-    """How to reach one registry: host, credentials and TLS settings."""
+    """How to reach one registry: host, credentials and TLS settings.
+
+    `layout`: an OCI image layout directory (absolute) standing where a registry would
+    (`type: oci-layout`); `host` is then only the name plans show for it."""
 
     host: str
     auth: BasicAuth | None = None
     insecure: bool = False
     ca_bundle: str | None = None
+    layout: str | None = None
 
 
 # Builds one service client (a cloud SDK's client or credential): `factory(ctx, *args)` for
