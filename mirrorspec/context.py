@@ -29,14 +29,17 @@ __all__ = ["ClientFactory", "Endpoint", "RunContext"]
 
 @dataclass(frozen=True)
 class Endpoint:
-    """How to reach one registry: host, credentials and TLS settings."""
+    """How to reach one registry: host, credentials and TLS settings.
+
+    `layout`: an OCI image layout directory (absolute) standing where a registry would
+    (`type: oci-layout`); `host` is then only the name plans show for it. Or an `oci-layout:`
+    source's directory: `host` is then its stand-in host (`paths.layout_host`), and its client
+    reads the directory (`layout_source.LayoutClient`)."""
 
     host: str
     auth: BasicAuth | None = None
     insecure: bool = False
     ca_bundle: str | None = None
-    # An `oci-layout:` source: its directory, absolute; `host` is then its stand-in host
-    # (`paths.layout_host`) and its client reads the directory (`layout_source.LayoutClient`).
     layout: str | None = None
 
 
