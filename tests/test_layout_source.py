@@ -207,3 +207,112 @@ def test_a_damaged_layout_is_one_line_naming_it_exit_1_and_nothing_reaches_the_r
     if damage not in (_break_truncated_index, _break_ref_name):  # whole-layout faults name the file
         assert ref in errors[0]
     assert _catalog(far) == []
+
+
+def test_two_steps_across_the_gap_with_the_far_spec_rendered_land_every_digest_and_rerun_copies_nothing(
+    tmp_path: Path, registry_factory: object
+) -> None:
+    up = registry_factory()  # type: ignore[operator]
+    digests = {
+        "acme/tool:1.0": push_image(up, "acme/tool", "1.0", seed="e1"),
+        "charts/dep:1.2.0": push_chart(up, "charts/dep", "1.2.0", seed="e-dep"),
+    }
+    digests["charts/app:1.0.0"] = push_chart(
+        up,
+        "charts/app",
+        "1.0.0",
+        dependencies=[{"name": "dep", "version": "~1.2.0", "repository": f"oci://{up.host}/charts"}],
+        metadata={
+            "annotations": {"artifacthub.io/images": f"- name: tool\n  image: {up.host}/acme/tool:1.0\n"}
+        },
+    )
+    near_dir = tmp_path / "near"
+    near_dir.mkdir()
+    near = near_dir / "spec.yaml"
+    near.write_text(
+        f"""version: 1
+sources:
+  - registry: {up.host}
+    insecure: true
+    repositories:
+      - name: charts/app
+        versions: ">=1.0 <2"
+        helm-dependencies: true
+        chart-images: true
+targets:
+  - name: media
+    type: oci-layout
+    path: airgap
+"""
+    )
+    cli_runner.run("apply", str(near), "--yes")
+    cli_runner.run("audit", str(near), "--content")
+    near_again = json.loads(cli_runner.run("plan", str(near), "--format", "json").stdout)
+    assert near_again["targets"][0]["copies"] == []
+    far = registry_factory()  # type: ignore[operator]
+    far_dir = tmp_path / "far"
+    far_dir.mkdir()
+    targets = far_dir / "targets.yaml"
+    targets.write_text(
+        f"targets:\n  - name: inside\n    type: registry\n    registry: {far.host}\n    insecure: true\n"
+        "    prefix: mirror\n"
+    )
+    rendered = cli_runner.run("render", "offline-spec", str(near), "--target", "media", "--to", str(targets))
+    up.stop()  # the gap: nothing below reaches the upstream
+    shutil.copytree(near_dir / "airgap", far_dir / "airgap")  # the directory carried across
+    (far_dir / "spec.yaml").write_text(rendered.stdout)
+    segment = paths.host_segment(up.host)
+    assert f"name: {segment}/charts/app" in rendered.stdout
+    assert "versions: '>=1.0 <2'" in rendered.stdout
+    validated = subprocess.run(
+        [cli_runner.MIRRORSPEC, "validate", "-"],
+        input=rendered.stdout,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert validated.returncode == 0, validated.stderr
+    cli_runner.run("apply", str(far_dir / "spec.yaml"), "--yes")
+    for reference, digest in digests.items():
+        repository, tag = reference.split(":", 1)
+        direct = paths.destination("mirror", "scoped", up.host, repository)  # where a direct mirror lands
+        assert _digest(far, direct, tag) == digest, reference
+    cli_runner.run("audit", str(far_dir / "spec.yaml"), "--content")  # exit 0: in sync
+    again = json.loads(cli_runner.run("plan", str(far_dir / "spec.yaml"), "--format", "json").stdout)
+    assert again["targets"][0]["copies"] == []
+
+
+def test_render_offline_spec_refuses_a_target_that_is_not_a_layout_and_a_targets_file_without_targets(
+    tmp_path: Path,
+) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "version: 1\nsources:\n  - registry: quay.io\n    repositories: [{name: a/b, tags: ['1']}]\n"
+        "targets:\n  - {name: lab, type: registry, registry: localhost:5000}\n"
+        "  - {name: media, type: oci-layout, path: out}\n"
+    )
+    targets = tmp_path / "targets.yaml"
+    targets.write_text("targets:\n  - {name: inside, type: registry, registry: r.example}\n")
+    proc = cli_runner.run("render", "offline-spec", str(spec), "-t", "lab", "--to", str(targets), check=1)
+    assert proc.stderr == (
+        "error: target 'lab' is a registry target; render offline-spec needs the oci-layout target "
+        "the near side writes\n"
+    )
+    targets.write_text("credentials: {}\n")
+    proc = cli_runner.run("render", "offline-spec", str(spec), "-t", "media", "--to", str(targets), check=1)
+    assert proc.stderr.count("\n") == 1 and "far side's targets:" in proc.stderr
+    targets.write_text("targets:\n  - {name: inside, type: registry, registry: r.example}\n")
+    out = cli_runner.run(
+        "render",
+        "offline-spec",
+        str(spec),
+        "-t",
+        "media",
+        "--to",
+        str(targets),
+        "--layout-path",
+        "/media/usb/out",
+    )
+    assert out.stdout.startswith(
+        "version: 1\nsources:\n- oci-layout: /media/usb/out\n  repositories:\n  - name: quay.io/a/b\n"
+    )
