@@ -316,3 +316,47 @@ def test_render_offline_spec_refuses_a_target_that_is_not_a_layout_and_a_targets
     assert out.stdout.startswith(
         "version: 1\nsources:\n- oci-layout: /media/usb/out\n  repositories:\n  - name: quay.io/a/b\n"
     )
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "{name: t, type: ecr, registry: 123456789012.dkr.ecr.eu-west-1.amazonaws.com, mode: cache}",
+        "{name: t, type: acr, subscription: 00000000-0000-0000-0000-000000000000, "
+        "resource-group: registries, registry: mycompany, mode: cache}",
+        "{name: t, type: acr, subscription: 00000000-0000-0000-0000-000000000000, "
+        "resource-group: registries, registry: mycompany}",
+        "{name: t, type: harbor, url: 'https://harbor.example.com', project: vendor}",
+        "{name: t, type: harbor, url: 'https://harbor.example.com', project: vendor, mode: cache}",
+    ],
+)
+def test_no_provider_makes_a_native_rule_import_or_replication_for_a_layout_source(
+    tmp_path: Path, target: str
+) -> None:
+    """Every all-tags docker.io repository would get a pull-through cache rule, a cache rule,
+    an import or a replication policy from a registry; from a layout, all of them are copied."""
+    from mirrorspec import providers
+    from mirrorspec.context import RunContext
+    from mirrorspec.plan import Artifact
+    from mirrorspec.spec import parse_spec
+
+    spec = parse_spec(
+        "version: 1\nsources:\n  - oci-layout: media\n    repositories:\n"
+        "      - {name: docker.io/library/redis, all-tags: true}\n"
+        f"targets:\n  - {target}\n"
+    )
+    host = spec.sources[0].registry
+    assert host == "oci-layout:media"
+    artifact = Artifact(host, "docker.io/library/redis", "7.0", "sha256:" + "a" * 64)
+    ctx = RunContext(spec)
+    chosen = spec.targets[0]
+    provider = providers.get(chosen.type)
+    assert provider.cached(chosen, ctx) == frozenset()
+    desired = provider.translate([artifact], chosen, ctx)
+    assert desired.native == frozenset()  # the engine copies it with skopeo
+    kinds = {r.kind for r in desired.resources}
+    assert kinds <= {"repository", "project"}, kinds  # only what a push needs
+    assert any("read from an OCI layout, offline" in n.message for n in desired.notes)
+    # a layout source adds no host segment: its path already holds the upstream's
+    assert chosen.destination(spec, host, "docker.io/library/redis").endswith("docker.io/library/redis")
+    assert "oci-layout" not in chosen.destination(spec, host, "docker.io/library/redis")

@@ -250,7 +250,7 @@ def cached(target: Any, ctx: RunContext) -> frozenset[str]:
     served = set()
     for source in ctx.spec.sources:
         host = paths.normalize_registry(source.registry)
-        if adapter_of(host)[0] not in PROXY_CACHE_TYPES:
+        if source.oci_layout is not None or adapter_of(host)[0] not in PROXY_CACHE_TYPES:
             continue
         served |= {
             f"{host}/{paths.normalize_repository(source.registry, r.name)}"
