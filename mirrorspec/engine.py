@@ -254,6 +254,13 @@ def wanted(ctx: RunContext, target: str) -> Wanted:
     every wanted tag, without asking the provider what it caches."""
     (chosen,) = selected_targets(ctx, [target])
     endpoint = providers.get(chosen.type).endpoint(chosen, ctx)
+    if endpoint.layout is not None:
+        # skopeo sync's `--dest oci` does not exist in 1.9.3 (docker or dir only), and a `dir`
+        # per image is not one layout with shared blobs and index.json references.
+        raise MirrorspecError(
+            f"target '{chosen.name}' is an OCI layout: skopeo sync cannot write one; "
+            "use `mirrorspec apply` to fill it"
+        )
     return Wanted(chosen, endpoint.host, resolve(ctx).artifacts)
 
 

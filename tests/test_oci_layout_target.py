@@ -18,14 +18,13 @@ import hashlib
 import json
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cli_runner
 import pytest
-from testbed import RegistryServer, push_chart, push_image
+from testbed import RegistryServer, push_chart, push_image, retag
 from testbed.signatures import push_cosign, push_referrer
 
 from mirrorspec.layout import Layout
@@ -172,9 +171,17 @@ def test_a_new_tag_upstream_adds_only_it(bed: Bed) -> None:
     assert "1 tag(s) to copy" in plan and "v3" in plan
     _cli("apply", str(bed.spec), "--yes")
     after = _refs(bed.layout)
-    assert {k: v for k, v in after.items() if k not in before} == {
-        f"{bed.upstream.host.replace(':', '_')}/team/app:v3": d3
-    }
+    scoped = bed.upstream.host.replace(":", "_")
+    assert {k: v for k, v in after.items() if k not in before} == {f"{scoped}/team/app:v3": d3}
+    # a tag moved upstream: its reference is replaced, not listed twice
+    moved = retag(bed.upstream, "team/app", "v1", seed="moved")
+    plan = _cli("plan", str(bed.spec), "--detailed-exitcode", check=2).stdout
+    assert "1 tag(s) to copy" in plan
+    _cli("apply", str(bed.spec), "--yes")
+    index = json.loads((bed.layout / "index.json").read_text())
+    names = [m["annotations"][REF_NAME] for m in index["manifests"]]
+    assert names.count(f"{scoped}/team/app:v1") == 1
+    assert _refs(bed.layout)[f"{scoped}/team/app:v1"] == moved
 
 
 def test_damaged_and_missing_blobs(bed: Bed) -> None:
@@ -320,5 +327,17 @@ def test_two_applies_into_one_layout_at_once(
     assert len(layout.refs()) == 12
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(pytest.main([__file__, "-q"]))
+def test_spec_errors_and_what_cannot_write_a_layout(tmp_path: Path) -> None:
+    """No registry needed: a path skopeo could not name, and `render skopeo`, refused in one line."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC.format(host="127.0.0.1:9", path="'a:b'"))
+    (line,) = _cli("validate", str(spec), check=1).stderr.strip().splitlines()
+    assert line.startswith(f"error: {spec}:") and "path: 'a:b' is not a directory path without ':'" in line
+    spec.write_text(SPEC.format(host="127.0.0.1:9", path="out"))
+    _cli("validate", str(spec))
+    (line,) = _cli("render", "skopeo", str(spec), "--target", "airgap", check=1).stderr.strip().splitlines()
+    assert line == (
+        "error: target 'airgap' is an OCI layout: skopeo sync cannot write one; "
+        "use `mirrorspec apply` to fill it"
+    )
+    assert not (tmp_path / "out").exists()
