@@ -8,6 +8,8 @@ import hashlib
 import json
 import multiprocessing
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -310,3 +312,18 @@ def test_what_a_reference_reaches(tmp_path: Path) -> None:
     with pytest.raises(LayoutError) as caught:
         check_reference(layout, ref, hash_blobs=False)
     assert f"blob {first[0]} is missing" in _one_line(caught)
+
+
+def test_job_layouts_of_dead_runs_are_swept(tmp_path: Path) -> None:
+    from mirrorspec.skopeo.layout_copy import JOBS_DIR, _sweep
+
+    layout = Layout(tmp_path)
+    layout.ensure()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    jobs = tmp_path / JOBS_DIR
+    (jobs / f"{dead.pid}-1-1").mkdir(parents=True)
+    (jobs / f"{dead.pid}-1-1" / "oci-put-blob123").write_bytes(b"half a blob")
+    (jobs / f"{os.getpid()}-1-1").mkdir()  # a copy of this run, still going
+    _sweep(layout)
+    assert sorted(p.name for p in jobs.iterdir()) == [f"{os.getpid()}-1-1"]

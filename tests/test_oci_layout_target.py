@@ -162,6 +162,17 @@ def test_apply_writes_everything_selected_and_a_second_run_copies_nothing(bed: B
     audit = _cli("audit", str(bed.spec), "--content")
     assert f"{len(refs)} of {len(refs)} tag(s) present with the upstream digest" in audit.stdout
 
+    # moved as a plain tar and unpacked elsewhere, it is the same layout: nothing in it names
+    # the directory it was written in
+    archive, moved = bed.spec.parent / "layout.tar", bed.spec.parent / "far" / "side"
+    subprocess.run(["tar", "-cf", str(archive), "-C", str(bed.layout), "."], check=True)
+    moved.mkdir(parents=True)
+    subprocess.run(["tar", "-xf", str(archive), "-C", str(moved)], check=True)
+    far = bed.spec.with_name("far.yaml")
+    far.write_text(bed.spec.read_text().replace("path: out/layout", "path: far/side"))
+    audit = _cli("audit", str(far), "--content")
+    assert f"{len(refs)} of {len(refs)} tag(s) present with the upstream digest" in audit.stdout
+
 
 def test_a_new_tag_upstream_adds_only_it(bed: Bed) -> None:
     _cli("apply", str(bed.spec), "--yes")
