@@ -18,6 +18,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -352,3 +353,28 @@ def test_spec_errors_and_what_cannot_write_a_layout(tmp_path: Path) -> None:
         "use `mirrorspec apply` to fill it"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_archive_is_the_layout_as_one_tar(bed: Bed, tmp_path: Path) -> None:
+    """`archive:` writes the layout as one tar after apply: blobs before index.json, nothing of
+    mirrorspec's working files, unpacked elsewhere it audits in sync."""
+    bed.spec.write_text(bed.spec.read_text() + "    archive: media/airgap.tar\n")
+    (tmp_path / "media").mkdir()
+    _cli("apply", str(bed.spec), "--yes")
+    archive = tmp_path / "media" / "airgap.tar"
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        assert all(m.uid == 0 and m.uname == "root" for m in tar.getmembers())
+    assert names[0] == "oci-layout" and names[-2:] == ["index.json", "mirrorspec.lock.json"]
+    blobs = [n for n in names if n.startswith("blobs/sha256/")]
+    assert sorted(n.rsplit("/", 1)[1] for n in blobs) == [p.name for p in _blobs(bed.layout)]
+    assert not [n for n in names if ".mirrorspec" in n]
+    assert not list((tmp_path / "media").glob(".*.tmp"))
+    far = tmp_path / "far"
+    far.mkdir()
+    subprocess.run(["tar", "-xf", str(archive), "-C", str(far)], check=True)
+    far_spec = bed.spec.with_name("far.yaml")
+    far_spec.write_text(bed.spec.read_text().replace("path: out/layout", "path: far"))
+    refs = _refs(far)
+    audit = _cli("audit", str(far_spec), "--content")
+    assert f"{len(refs)} of {len(refs)} tag(s) present with the upstream digest" in audit.stdout
