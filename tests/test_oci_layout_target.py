@@ -26,6 +26,7 @@ from pathlib import Path
 import cli_runner
 import pytest
 from testbed import RegistryServer, push_chart, push_image, retag
+from testbed.seed import clone_repository
 from testbed.signatures import push_cosign, push_referrer
 
 from mirrorspec.layout import Layout
@@ -378,3 +379,26 @@ def test_archive_is_the_layout_as_one_tar(bed: Bed, tmp_path: Path) -> None:
     refs = _refs(far)
     audit = _cli("audit", str(far_spec), "--content")
     assert f"{len(refs)} of {len(refs)} tag(s) present with the upstream digest" in audit.stdout
+
+
+def test_one_digest_under_many_references(
+    registry_factory: Callable[..., RegistryServer], tmp_path: Path
+) -> None:
+    """Sixteen repositories holding the same three images (clones in the registry's storage):
+    each digest is copied once and the other references are only recorded, so no two skopeo
+    processes rewrite one manifest file at once (skopeo writes manifests in place; the first
+    benchmark of 200 such copies hit a half-rewritten manifest before the jobs were grouped)."""
+    upstream = registry_factory()
+    digests = {f"1.{t}": push_image(upstream, "r/app0", f"1.{t}", seed=f"t{t}") for t in range(3)}
+    clone_repository(upstream, "r/app0", [f"r/app{i}" for i in range(1, 16)])
+    spec = tmp_path / "spec.yaml"
+    repositories = "".join(f"      - name: r/app{i}\n        all-tags: true\n" for i in range(16))
+    spec.write_text(
+        f"version: 1\nsources:\n  - registry: {upstream.host}\n    insecure: true\n    repositories:\n"
+        f"{repositories}targets:\n  - name: airgap\n    type: oci-layout\n    path: out\n"
+    )
+    _cli("apply", str(spec), "--yes")
+    scoped = upstream.host.replace(":", "_")
+    expected = {f"{scoped}/r/app{i}:{tag}": d for i in range(16) for tag, d in digests.items()}
+    assert _refs(tmp_path / "out") == expected
+    _cli("audit", str(spec), "--content")
