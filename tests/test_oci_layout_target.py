@@ -136,8 +136,8 @@ def test_apply_writes_everything_selected_and_a_second_run_copies_nothing(bed: B
         assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
     assert not (bed.layout / ".mirrorspec-jobs").exists()
     # skopeo reads an OCI manifest back by reference name. (Not the Docker schema 2 one, v2:
-    # skopeo 1.9.3 writes it with its digest preserved but looks up only OCI manifests and
-    # indexes by name in a layout, "no descriptor found for reference"; checked here.)
+    # skopeo 1.9.3 writes it with its digest preserved but looks up by name only entries of
+    # OCI media types (oci/layout getManifestDescriptor): "no descriptor found for reference".)
     raw = subprocess.run(
         ["skopeo", "inspect", "--raw", f"oci:{bed.layout}:{scoped}/team/app:v1"],
         capture_output=True,
