@@ -7,6 +7,9 @@ under, and when (UTC). Only references the layout really holds with the planned 
 listed; `complete` says whether that is every artifact the spec selects. Replaced atomically
 (`Layout.write_file`: temporary file, fsync, rename), after each apply, even one that copied
 nothing, so the time says when the layout was last known to match the spec.
+
+A target with `archive: FILE.tar` then has the layout written as that one tar, streamed
+(`layout/archive.py`), when the layout holds everything the spec selects.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from . import providers
 from .context import RunContext
 from .errors import MirrorspecError
 from .layout import Layout, ref_name
+from .layout.archive import write_archive
 from .plan import Plan
 
 __all__ = ["LOCK_DOCUMENT", "spec_sha256", "write_lock_documents"]
@@ -67,4 +71,17 @@ def write_lock_documents(ctx: RunContext, the_plan: Plan) -> list[str]:
             layout.write_file(LOCK_DOCUMENT, json.dumps(document, indent=1).encode() + b"\n")
         except MirrorspecError as exc:  # apply's failure; the copies stand
             failures.append(f"{target.name}: {LOCK_DOCUMENT} not written: {exc}")
+            continue
+        archive: str | None = getattr(target, "archive", None)
+        if archive is None:
+            continue
+        if not document["complete"]:
+            failures.append(
+                f"{target.name}: archive {archive} not written: the layout lacks copies that failed"
+            )
+            continue
+        try:
+            write_archive(layout, ctx.spec.base_dir / archive)
+        except MirrorspecError as exc:
+            failures.append(f"{target.name}: {exc}")
     return failures

@@ -18,6 +18,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from pathlib import Path
 import cli_runner
 import pytest
 from testbed import RegistryServer, push_chart, push_image, retag
+from testbed.seed import clone_repository
 from testbed.signatures import push_cosign, push_referrer
 
 from mirrorspec.layout import Layout
@@ -134,8 +136,8 @@ def test_apply_writes_everything_selected_and_a_second_run_copies_nothing(bed: B
         assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
     assert not (bed.layout / ".mirrorspec-jobs").exists()
     # skopeo reads an OCI manifest back by reference name. (Not the Docker schema 2 one, v2:
-    # skopeo 1.9.3 writes it with its digest preserved but looks up only OCI manifests and
-    # indexes by name in a layout, "no descriptor found for reference"; checked here.)
+    # skopeo 1.9.3 writes it with its digest preserved but looks up by name only entries of
+    # OCI media types (oci/layout getManifestDescriptor): "no descriptor found for reference".)
     raw = subprocess.run(
         ["skopeo", "inspect", "--raw", f"oci:{bed.layout}:{scoped}/team/app:v1"],
         capture_output=True,
@@ -352,3 +354,51 @@ def test_spec_errors_and_what_cannot_write_a_layout(tmp_path: Path) -> None:
         "use `mirrorspec apply` to fill it"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_archive_is_the_layout_as_one_tar(bed: Bed, tmp_path: Path) -> None:
+    """`archive:` writes the layout as one tar after apply: blobs before index.json, nothing of
+    mirrorspec's working files, unpacked elsewhere it audits in sync."""
+    bed.spec.write_text(bed.spec.read_text() + "    archive: media/airgap.tar\n")
+    (tmp_path / "media").mkdir()
+    _cli("apply", str(bed.spec), "--yes")
+    archive = tmp_path / "media" / "airgap.tar"
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        assert all(m.uid == 0 and m.uname == "root" for m in tar.getmembers())
+    assert names[0] == "oci-layout" and names[-2:] == ["index.json", "mirrorspec.lock.json"]
+    blobs = [n for n in names if n.startswith("blobs/sha256/")]
+    assert sorted(n.rsplit("/", 1)[1] for n in blobs) == [p.name for p in _blobs(bed.layout)]
+    assert not [n for n in names if ".mirrorspec" in n]
+    assert not list((tmp_path / "media").glob(".*.tmp"))
+    far = tmp_path / "far"
+    far.mkdir()
+    subprocess.run(["tar", "-xf", str(archive), "-C", str(far)], check=True)
+    far_spec = bed.spec.with_name("far.yaml")
+    far_spec.write_text(bed.spec.read_text().replace("path: out/layout", "path: far"))
+    refs = _refs(far)
+    audit = _cli("audit", str(far_spec), "--content")
+    assert f"{len(refs)} of {len(refs)} tag(s) present with the upstream digest" in audit.stdout
+
+
+def test_one_digest_under_many_references(
+    registry_factory: Callable[..., RegistryServer], tmp_path: Path
+) -> None:
+    """Sixteen repositories holding the same three images (clones in the registry's storage):
+    each digest is copied once and the other references are only recorded, so no two skopeo
+    processes rewrite one manifest file at once (skopeo writes manifests in place; the first
+    benchmark of 200 such copies hit a half-rewritten manifest before the jobs were grouped)."""
+    upstream = registry_factory()
+    digests = {f"1.{t}": push_image(upstream, "r/app0", f"1.{t}", seed=f"t{t}") for t in range(3)}
+    clone_repository(upstream, "r/app0", [f"r/app{i}" for i in range(1, 16)])
+    spec = tmp_path / "spec.yaml"
+    repositories = "".join(f"      - name: r/app{i}\n        all-tags: true\n" for i in range(16))
+    spec.write_text(
+        f"version: 1\nsources:\n  - registry: {upstream.host}\n    insecure: true\n    repositories:\n"
+        f"{repositories}targets:\n  - name: airgap\n    type: oci-layout\n    path: out\n"
+    )
+    _cli("apply", str(spec), "--yes")
+    scoped = upstream.host.replace(":", "_")
+    expected = {f"{scoped}/r/app{i}:{tag}": d for i in range(16) for tag, d in digests.items()}
+    assert _refs(tmp_path / "out") == expected
+    _cli("audit", str(spec), "--content")

@@ -90,9 +90,18 @@ def _copies(
     for layout in layouts.values():
         layout.ensure()
         _sweep(layout)
-    pending: queue.SimpleQueue[int] = queue.SimpleQueue()
-    for number in range(len(jobs)):
-        pending.put(number)
+    # digest → a reference to it, per layout: what is there (read once) and what this run adds
+    known = {path: {ref.digest: ref for ref in layout.refs().values()} for path, layout in layouts.items()}
+    # Jobs of one digest into one layout run one after the other, in one worker: the first
+    # copies, the others only add their reference (as the registry copier copies a digest
+    # once). Besides saving skopeo runs, this keeps two skopeo processes from rewriting the
+    # same manifest file at once (see `_verified`).
+    groups: dict[tuple[str, str], list[int]] = {}
+    for number, job in enumerate(jobs):
+        groups.setdefault((job.destination.layout or "", job.digest), []).append(number)
+    pending: queue.SimpleQueue[list[int]] = queue.SimpleQueue()
+    for group in groups.values():
+        pending.put(group)
     results: list[CopyResult | None] = [None] * len(jobs)
     children = Children()
     callback_lock = threading.Lock()
@@ -104,27 +113,23 @@ def _copies(
             try:
                 while not children.stopping:
                     try:
-                        number = pending.get_nowait()
+                        group = pending.get_nowait()
                     except queue.Empty:
                         return
-                    job = jobs[number]
-                    assert job.destination.layout is not None
-                    result = _run(
-                        skopeo,
-                        workspace,
-                        children,
-                        layouts[job.destination.layout],
-                        job,
-                        timeout,
-                        retries,
-                        backoff,
-                    )
-                    if result is None:
-                        return  # interrupted: a killed copy is neither done nor failed
-                    results[number] = result
-                    if on_done is not None:
-                        with callback_lock:
-                            on_done(result)
+                    for number in group:
+                        job = jobs[number]
+                        assert job.destination.layout is not None
+                        layout, refs = layouts[job.destination.layout], known[job.destination.layout]
+                        started = time.monotonic()
+                        result = _alias(layout, job, refs, started) or _run(
+                            skopeo, workspace, children, layout, refs, job, timeout, retries, backoff
+                        )
+                        if result is None:
+                            return  # interrupted: a killed copy is neither done nor failed
+                        results[number] = result
+                        if on_done is not None:
+                            with callback_lock:
+                                on_done(result)
             except BaseException as exc:  # a bug or an unreadable ca-bundle: stop everyone
                 crashed.append(exc)
                 children.stop()
@@ -151,11 +156,29 @@ def _copies(
     return [r for r in results if r is not None]
 
 
+def _alias(layout: Layout, job: CopyJob, known: dict[str, LayoutRef], started: float) -> CopyResult | None:
+    """`job` done without skopeo when its manifest is in the layout already, with every blob
+    it reaches (the same digest copied for another tag, now or in an earlier run): only its
+    reference is added. None when it must be copied."""
+    same = known.get(job.digest)
+    if same is None:
+        return None
+    ref = LayoutRef(ref_name(job.destination_repository, job.tag), same.digest, same.media_type, same.size)
+    try:
+        check_reference(layout, ref, hash_blobs=False)  # hashed when it was copied
+        layout.add_refs([ref])
+    except LayoutError:
+        return None  # a blob is gone or damaged: skopeo copies it again
+    log.debug("%s: recorded, its content is in the layout already", job.destination_ref)
+    return CopyResult(job, None, time.monotonic() - started)
+
+
 def _run(
     skopeo: Skopeo,
     workspace: Workspace,
     children: Children,
     layout: Layout,
+    known: dict[str, LayoutRef],
     job: CopyJob,
     timeout: float,
     retries: int,
@@ -165,7 +188,7 @@ def _run(
     attempts = 0
     while True:
         attempts += 1
-        error, transient = _copy_one(skopeo, workspace, children, layout, job, timeout)
+        error, transient = _copy_one(skopeo, workspace, children, layout, known, job, timeout)
         if error is not None and children.stopping:
             return None
         if error is None or not transient or attempts > retries:
@@ -175,7 +198,13 @@ def _run(
 
 
 def _copy_one(
-    skopeo: Skopeo, workspace: Workspace, children: Children, layout: Layout, job: CopyJob, timeout: float
+    skopeo: Skopeo,
+    workspace: Workspace,
+    children: Children,
+    layout: Layout,
+    known: dict[str, LayoutRef],
+    job: CopyJob,
+    timeout: float,
 ) -> tuple[str | None, bool]:
     """(error or None, whether the error is worth another attempt)."""
     name = ref_name(job.destination_repository, job.tag)
@@ -208,12 +237,14 @@ def _copy_one(
         error, transient = copy_failure(proc.returncode, stderr)
         if error is not None:
             return error, transient
-        return _record(layout, Layout(directory), name, job), False
+        return _record(layout, Layout(directory), name, job, known), False
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _record(layout: Layout, job_layout: Layout, name: str, job: CopyJob) -> str | None:
+def _record(
+    layout: Layout, job_layout: Layout, name: str, job: CopyJob, known: dict[str, LayoutRef]
+) -> str | None:
     """Check what skopeo wrote, then add its entry to the layout's index.json; the error."""
     try:
         entry = job_layout.refs().get(name)
@@ -223,8 +254,9 @@ def _record(layout: Layout, job_layout: Layout, name: str, job: CopyJob) -> str 
             wrote = entry.digest
             return f"skopeo reported success but {job.destination_ref} has {wrote} instead of {job.digest}"
         ref = LayoutRef(name, entry.digest, entry.media_type, entry.size)
-        check_reference(layout, ref, hash_blobs=True)
+        _verified(layout, ref)
         layout.add_refs([ref])
+        known[ref.digest] = ref  # one writer per digest (the job groups): no race on the key
     except LayoutError as exc:
         return f"copied, but {exc}"
     return None
@@ -247,6 +279,28 @@ def _put(ctx: RunContext, job: CopyJob) -> CopyResult:
     except MirrorspecError as exc:
         error = str(exc)
     return CopyResult(job, error, time.monotonic() - started)
+
+
+# skopeo 1.9.3 writes a manifest straight to its blob path, in place (containers/image
+# oci/layout/oci_dest.go, PutManifest: os.WriteFile, no temporary file), so while another
+# copy (another run into the layout, or an index sharing a child manifest) rewrites the same
+# bytes, the file is briefly empty or short. A check that fails is therefore looked at again
+# after the other writer had time to finish, a bounded number of times; damage stays damage.
+_RECHECKS = 3
+_RECHECK_PAUSE = 0.5
+
+
+def _verified(layout: Layout, ref: LayoutRef) -> None:
+    """`check_reference` with every blob hashed, looked at again when another writer may be
+    rewriting a manifest (see above); the last failure is raised."""
+    for attempt in range(_RECHECKS + 1):
+        try:
+            check_reference(layout, ref, hash_blobs=True)
+            return
+        except LayoutError:
+            if attempt == _RECHECKS:
+                raise
+            time.sleep(_RECHECK_PAUSE * (attempt + 1))
 
 
 def _sweep(layout: Layout) -> None:

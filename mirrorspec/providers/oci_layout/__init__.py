@@ -7,6 +7,7 @@ Example target block (loaded by the provider contract tests):
   type: oci-layout
   path: airgap-layout          # a directory, relative to the spec file; created when missing
   # prefix: mirror             # as for a registry: prepended to every repository path
+  # archive: airgap.tar        # also written as one tar after each apply (streamed)
 ```
 
 Every selected artifact (images, charts, their dependencies, chart images, signatures and

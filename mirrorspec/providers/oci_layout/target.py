@@ -9,12 +9,13 @@ from pydantic import Field
 
 from ...spec import Prefix, TargetBase
 
-__all__ = ["LAYOUT_PATH_PATTERN", "OciLayoutTarget"]
+__all__ = ["ARCHIVE_PATTERN", "LAYOUT_PATH_PATTERN", "OciLayoutTarget"]
 
 # skopeo's `oci:DIR:REF` splits at the first colon (containers/image oci/layout
 # ParseReference → internal.SplitPathAndImage), so a directory with a colon in its name
 # cannot be written by it; a newline or NUL has no business in a path a plan prints.
 LAYOUT_PATH_PATTERN = r"^[^:\x00-\x1f]+$"
+ARCHIVE_PATTERN = r"^[^\x00-\x1f]+\.tar$"
 
 
 class OciLayoutTarget(TargetBase):
@@ -24,10 +25,13 @@ class OciLayoutTarget(TargetBase):
     # Relative to the spec file's directory (`Spec.base_dir`), like every path a spec names.
     path: str = Field(pattern=LAYOUT_PATH_PATTERN, min_length=1)
     prefix: Prefix | None = None
+    # Also relative to the spec file: the layout written as one tar after each apply.
+    archive: str | None = Field(default=None, pattern=ARCHIVE_PATTERN)
 
     PATTERN_MEANINGS: ClassVar[dict[str, str]] = {
+        ARCHIVE_PATTERN: "a path to a .tar file",
         LAYOUT_PATH_PATTERN: "a directory path without ':' or control characters (skopeo splits oci:DIR:REF "
-        "at the first ':')"
+        "at the first ':')",
     }
 
     def problems(self) -> Iterator[tuple[str, tuple[Any, ...]]]:
