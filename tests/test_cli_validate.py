@@ -34,7 +34,7 @@ BAD = [
         "bad-target-type",
         VALID.replace("type: registry", "type: acrr"),
         "9:11",
-        "acr, ecr, harbor, indexed-registry, registry",
+        "acr, ecr, harbor, indexed-registry, oci-layout, registry",
         None,
     ),
     (

@@ -309,14 +309,14 @@ BAD = [
         "unknown-target-type",
         VALID.replace("type: registry", "type: acrr"),
         "9:11",
-        "targets[0] (name='lab'): type 'acrr' is not one of: acr, ecr, harbor, indexed-registry, registry",
+        "targets[0] (name='lab'): type 'acrr' is not one of: acr, ecr, harbor, indexed-registry, oci-layout, registry",
     ),
     Bad(
         "missing-target-type",
         VALID.replace("    type: registry\n", ""),
         "8:5",
         "targets[0] (name='lab'): missing required key 'type' "
-        "(one of: acr, ecr, harbor, indexed-registry, registry)",
+        "(one of: acr, ecr, harbor, indexed-registry, oci-layout, registry)",
     ),
     Bad(
         "missing-required-key",
