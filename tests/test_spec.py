@@ -309,7 +309,8 @@ BAD = [
         "unknown-target-type",
         VALID.replace("type: registry", "type: acrr"),
         "9:11",
-        "targets[0] (name='lab'): type 'acrr' is not one of: acr, ecr, harbor, indexed-registry, oci-layout, registry",
+        "targets[0] (name='lab'): type 'acrr' is not one of: "
+        "acr, ecr, harbor, indexed-registry, oci-layout, registry",
     ),
     Bad(
         "missing-target-type",
