@@ -16,10 +16,11 @@ resolution, chart images, signatures and the copier work as they do for a regist
   (`<host segment>/path/name`) first, then the flat one (`path/name`). One that is in neither
   is a warning, as a dependency range that matches nothing upstream is; the far side reaches
   no registry for it.
-- Copies: skopeo 1.9.3 reads `oci:DIR:REFNAME` only by ref name (`oci:DIR@sha256:…` is taken
-  for a directory named `DIR@sha256`, tried here), so before each copy the ref is checked to
-  still name the digest the plan pinned, and every blob of its manifest (an index's children
-  too) is hashed (`check_before_copy`): nothing unverified reaches a registry.
+- Copies: before each copy the ref is checked to still name the digest the plan pinned, and
+  every blob of its manifest (an index's children too) is hashed (`check_before_copy`):
+  nothing unverified reaches a registry. skopeo then reads that digest from a one-entry job
+  layout over this layout's blobs (`skopeo/layout_read.py`: skopeo 1.9.3 finds no Docker
+  manifest by ref name, and takes no `oci:DIR@sha256:…`).
 """
 
 from __future__ import annotations
@@ -155,11 +156,8 @@ class LayoutClient(RegistryClient):
     # -- copies --------------------------------------------------------------------------------
 
     def ref_for_copy(self, repository: str, tag: str, digest: str) -> str:
-        """The ref name skopeo reads `repository:tag` (or `@digest`) from, once it is known to
-        name the pinned `digest` and every blob of that manifest has been hashed."""
-        if ":" in str(self.layout.path):
-            # containers/image oci transport: `oci:PATH:REF` splits at the first colon.
-            raise LayoutError(f"layout {self.layout.path}: skopeo cannot read a layout whose path holds ':'")
+        """The ref name of `repository:tag` (or `@digest`), once it is known to name the
+        pinned `digest` and every blob of that manifest has been hashed."""
         name = ref_name(repository, tag)
         ref = self.by_repository().get(repository, {}).get(tag)
         if ref is None:

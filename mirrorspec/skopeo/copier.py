@@ -27,11 +27,12 @@ from collections.abc import Callable, Sequence
 
 from ..context import RunContext
 from ..credentials import redact
-from ..errors import RegistryError
+from ..errors import MirrorspecError, RegistryError
 from ..layout_source import check_before_copy
 from ..storage_damage import BlobDamage, manifest_digest
 from .failures import copy_failure
 from .jobs import CopyJob, CopyResult
+from .layout_read import skopeo_source
 from .process import STOP_GRACE, Children, Skopeo, find_skopeo
 from .retag import Retagger
 from .schedule import BACKOFF, RETRIES, Schedule, Task, default_per_registry
@@ -92,7 +93,7 @@ def copy_all(
                     error = check_before_copy(ctx, job) if job.source.layout is not None else None
                     transient = False
                     if error is None:
-                        error, transient = _copy_one(skopeo, workspace, children, job, timeout)
+                        error, transient = _copy_one(skopeo, workspace, children, job, timeout, ctx)
                     if error is not None and children.stopping:
                         return  # interrupted: a killed copy is neither done nor failed
                     if error is None:
@@ -148,32 +149,36 @@ def _retag(task: Task, retagger: Retagger, schedule: Schedule, ctx: RunContext) 
 
 
 def _copy_one(
-    skopeo: Skopeo, workspace: Workspace, children: Children, job: CopyJob, timeout: float
+    skopeo: Skopeo, workspace: Workspace, children: Children, job: CopyJob, timeout: float, ctx: RunContext
 ) -> tuple[str | None, bool]:
     """(error or None, whether the error is worth another attempt)."""
     src_flags, src_fds = workspace.flags("src", job.source)
     dest_flags, dest_fds = workspace.flags("dest", job.destination)
-    argv = [
-        skopeo.path,
-        "copy",
-        "--all",
-        "--preserve-digests",
-        *src_flags,
-        *dest_flags,
-        job.source_image,
-        f"docker://{job.destination_ref}",
-    ]
-    proc = children.start(argv, pass_fds=(*src_fds, *dest_fds))
-    if proc is None:
-        return "interrupted before it started", False
     try:
-        _, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        return f"skopeo did not finish within {timeout:.0f}s", False
-    finally:
-        children.forget(proc)
+        with skopeo_source(ctx, job) as source:  # out of a layout: by digest, see layout_read
+            argv = [
+                skopeo.path,
+                "copy",
+                "--all",
+                "--preserve-digests",
+                *src_flags,
+                *dest_flags,
+                *source,
+                f"docker://{job.destination_ref}",
+            ]
+            proc = children.start(argv, pass_fds=(*src_fds, *dest_fds))
+            if proc is None:
+                return "interrupted before it started", False
+            try:
+                _, stderr = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                return f"skopeo did not finish within {timeout:.0f}s", False
+            finally:
+                children.forget(proc)
+    except MirrorspecError as exc:  # the job layout could not be made
+        return str(exc), False
     return copy_failure(proc.returncode, stderr)
 
 

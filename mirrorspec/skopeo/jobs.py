@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..context import Endpoint
-from ..layout.store import ref_name
 
 __all__ = ["CopyJob", "CopyResult", "CopySummary"]
 
@@ -37,11 +36,8 @@ class CopyJob:
 
     @property
     def source_image(self) -> str:
-        """What skopeo reads: `docker://<source_ref>`, or for an `oci-layout:` source
-        `oci:DIR:<path>:<tag>` (skopeo 1.9.3 reads a layout only by ref name; the ref is checked
-        to name `digest`, and its blobs hashed, before the copy: `layout_source`)."""
-        if self.source.layout is not None:
-            return f"oci:{self.source.layout}:{ref_name(self.source_repository, self.tag)}"
+        """What skopeo reads from a registry: `docker://<source_ref>`. Out of an `oci-layout:`
+        source it reads a one-entry job layout naming `digest` instead (`layout_read`)."""
         return f"docker://{self.source_ref}"
 
     @property

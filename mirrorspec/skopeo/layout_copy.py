@@ -38,6 +38,7 @@ from ..layout import Layout, LayoutError, LayoutRef, ref_name
 from ..layout.content import check_reference
 from .failures import copy_failure
 from .jobs import CopyJob, CopyResult
+from .layout_docker_list import copy_docker_list, docker_list
 from .process import STOP_GRACE, Children, Skopeo, find_skopeo
 from .schedule import BACKOFF, RETRIES
 from .workspace import Workspace, open_workspace
@@ -122,7 +123,7 @@ def _copies(
                         layout, refs = layouts[job.destination.layout], known[job.destination.layout]
                         started = time.monotonic()
                         result = _alias(layout, job, refs, started) or _run(
-                            skopeo, workspace, children, layout, refs, job, timeout, retries, backoff
+                            skopeo, workspace, children, layout, refs, job, timeout, retries, backoff, ctx
                         )
                         if result is None:
                             return  # interrupted: a killed copy is neither done nor failed
@@ -183,12 +184,13 @@ def _run(
     timeout: float,
     retries: int,
     backoff: float,
+    ctx: RunContext,
 ) -> CopyResult | None:
     started = time.monotonic()
     attempts = 0
     while True:
         attempts += 1
-        error, transient = _copy_one(skopeo, workspace, children, layout, known, job, timeout)
+        error, transient = _copy_one(skopeo, workspace, children, layout, known, job, timeout, ctx)
         if error is not None and children.stopping:
             return None
         if error is None or not transient or attempts > retries:
@@ -205,6 +207,7 @@ def _copy_one(
     known: dict[str, LayoutRef],
     job: CopyJob,
     timeout: float,
+    ctx: RunContext,
 ) -> tuple[str | None, bool]:
     """(error or None, whether the error is worth another attempt)."""
     name = ref_name(job.destination_repository, job.tag)
@@ -235,6 +238,10 @@ def _copy_one(
         finally:
             children.forget(proc)
         error, transient = copy_failure(proc.returncode, stderr)
+        if error is not None and not transient and (listed := docker_list(ctx, job)) is not None:
+            # skopeo cannot write a Docker manifest list into a layout as it is: see that module
+            args = (skopeo, workspace, children, layout, job, directory, name, timeout)
+            error, transient = copy_docker_list(listed, *args)
         if error is not None:
             return error, transient
         return _record(layout, Layout(directory), name, job, known), False
