@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import paths
 from .charts import ChartArchiveError, Image, occurrences, parse_reference, read_chart
 from .charts.archive import MAX_DECOMPRESSED
 from .context import RunContext
@@ -132,12 +133,20 @@ def mirror_reference(host: str, path: str, tag: str | None, digest: str | None) 
     return reference
 
 
-def _identity(image: Image) -> tuple[str, str, str]:
-    """One artifact per (repository, digest) when the chart pins one, else per (repository, tag)."""
+def _identity(image: Image, ctx: RunContext | None = None, chart_registry: str = "") -> tuple[str, str, str]:
+    """One artifact per (repository, digest) when the chart pins one, else per (repository, tag).
+    The image of a chart read from an OCI layout is read from that layout, offline, where a
+    layout target put it (`layout_source.layout_path`)."""
+    registry, repository = image.registry, image.repository
+    if ctx is not None and paths.is_layout_host(chart_registry):
+        from .layout_source import layout_path  # reads a layout: not at import
+
+        found, looked = layout_path(ctx, chart_registry, registry, repository)
+        registry, repository = chart_registry, found or looked[0]
     if image.digest:
-        return (image.registry, image.repository, pin_tag(image.digest))
+        return (registry, repository, pin_tag(image.digest))
     assert image.tag is not None  # parse_reference gives a tag or a digest
-    return (image.registry, image.repository, image.tag)
+    return (registry, repository, image.tag)
 
 
 @dataclass(frozen=True)
@@ -182,7 +191,7 @@ def wanted_images(
         if chart.selected:
             charted.add(chart.entry)
         for image in read.found:
-            users.setdefault(_identity(image), []).append((chart, image))
+            users.setdefault(_identity(image, ctx, chart.registry), []).append((chart, image))
         for gap in read.unresolved:
             notes.append(
                 Note(
@@ -218,7 +227,7 @@ def wanted_images(
                 Note(
                     "warning",
                     f"{chart.ref}{others}: image {image.reference} ({image.origin}: {image.key}) is not on "
-                    f"{image.registry}; not mirrored",
+                    f"{image.registry if key[0] == image.registry else 'the layout ' + key[0]}; not mirrored",
                 )
             )
             continue
@@ -231,7 +240,9 @@ def wanted_images(
         records.append(
             ChartImages(
                 chart.ref,
-                tuple(_record(image, resolved[_identity(image)]) for image in read.found),
+                tuple(
+                    _record(image, resolved[_identity(image, ctx, chart.registry)]) for image in read.found
+                ),
                 read.unresolved,
             )
         )
@@ -361,13 +372,18 @@ def relocations(
     """Per chart version, each mirrored image's reference → its reference in `target` (at
     `host`), by the target's one path mapping (`TargetBase.destination`)."""
     out = []
+    layouts = [s.registry for s in ctx.spec.sources if s.oci_layout is not None]
     for record in records:
         mapping: dict[str, str] = {}
+        # A chart read from a layout: its images were copied from that layout, to where the
+        # copies say (`_identity`), not to where they would land from their own registry.
+        layout = next((h for h in layouts if record.chart.startswith(h + "/")), "")
         for image in record.images:
             if image.source_digest is None:
                 continue
             found = image_of(image)
-            path = target.destination(ctx.spec, found.registry, found.repository)
+            registry, repository, _ = _identity(found, ctx if layout else None, layout)
+            path = target.destination(ctx.spec, registry, repository)
             mapping[image.reference] = mirror_reference(host, path, image.tag, image.digest)
         out.append(Relocation(record.chart, mapping))
     return tuple(out)

@@ -485,6 +485,38 @@ def render_helm_values(spec_file: Path, target: str, chart: str, workers: int) -
     click.echo(rendered.text, nl=False)
 
 
+@render.command("offline-spec")
+@SPEC
+@click.option("--target", "-t", "target", required=True, metavar="NAME", help="The spec's oci-layout target.")
+@click.option(
+    "--to",
+    "targets_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="TARGETS_FILE",
+    help="YAML with the far side's targets: (and credentials:, if they need any).",
+)
+@click.option(
+    "--layout-path",
+    metavar="DIR",
+    help="Where the layout will be on the far side, relative to the far spec (default: the target's path).",
+)
+def render_offline_spec(spec_file: Path, target: str, targets_file: Path, layout_path: str | None) -> None:
+    """The spec to run on the far side of an air gap: the same selections, read from the
+    layout the oci-layout target writes, copied to the far side's targets.
+
+    Offline: reads SPEC and TARGETS_FILE only. The output validates as a spec; paths in
+    TARGETS_FILE (credential files, ca-bundles) are kept as written.
+    """
+    from .render_offline_spec import render as render_offline
+
+    spec, _ = _load_for_validate(spec_file)
+    rendered = render_offline(spec, target, targets_file, layout_path)
+    for note in rendered.notes:
+        click.echo(f"{'warning' if note.level == 'warning' else 'note'}: {redact(note.message)}", err=True)
+    click.echo(rendered.text, nl=False)
+
+
 @cli.command("terraform-external")
 def terraform_external() -> None:
     """Terraform `external` data source: a JSON query on stdin, a JSON object of strings on stdout.

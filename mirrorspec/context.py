@@ -29,12 +29,18 @@ __all__ = ["ClientFactory", "Endpoint", "RunContext"]
 
 @dataclass(frozen=True)
 class Endpoint:
-    """How to reach one registry: host, credentials and TLS settings."""
+    """How to reach one registry: host, credentials and TLS settings.
+
+    `layout`: an OCI image layout directory (absolute) standing where a registry would
+    (`type: oci-layout`); `host` is then only the name plans show for it. Or an `oci-layout:`
+    source's directory: `host` is then its stand-in host (`paths.layout_host`), and its client
+    reads the directory (`layout_source.LayoutClient`)."""
 
     host: str
     auth: BasicAuth | None = None
     insecure: bool = False
     ca_bundle: str | None = None
+    layout: str | None = None
 
 
 # Builds one service client (a cloud SDK's client or credential): `factory(ctx, *args)` for
@@ -116,6 +122,10 @@ class RunContext:
             return cached
         endpoint = self.reach(Endpoint(host))
         for source in self.spec.sources:
+            if source.oci_layout is not None and source.registry == wanted:
+                # Not `reach`ed: a directory has no registry to stand in for.
+                endpoint = Endpoint(wanted, layout=str((self.spec.base_dir / source.oci_layout).absolute()))
+                break
             if paths.normalize_registry(source.registry) == wanted:
                 endpoint = self.reach(
                     self.endpoint(
@@ -152,6 +162,10 @@ class RunContext:
     def client(self, endpoint: Endpoint) -> RegistryClient:
         with self._lock:
             client = self._clients.get(endpoint)
+            if client is None and endpoint.layout is not None:
+                from .layout_source import LayoutClient  # not at import: `validate` reads none
+
+                client = self._clients[endpoint] = LayoutClient(endpoint.host, endpoint.layout)
             if client is None:
                 # The client's pool of connections follows its host's reads limit (its
                 # ceiling), not `workers`: a smaller pool opens and drops one per extra read.

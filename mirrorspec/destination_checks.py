@@ -20,11 +20,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
+from pathlib import Path
+from typing import Literal, cast
 
 from . import providers
 from .context import Endpoint, RunContext
 from .errors import CredentialError, SpecError
+from .layout import Layout
+from .layout.content import LayoutTags
 from .oci import RegistryClient
 from .oci.read_limit import ceiling_for
 from .plan import Artifact, ContentCheck
@@ -46,12 +49,30 @@ def _check(
     return ContentCheck(f"{endpoint.host}/{repository}", artifact.tag, artifact.digest, actual, status)
 
 
+def _client(ctx: RunContext, endpoint: Endpoint, *, hash_blobs: bool = False) -> RegistryClient:
+    """The registry's client, or for an OCI layout target (`endpoint.layout`) its references
+    read once from index.json, asked the same `digest()` (`layout.content.LayoutTags`);
+    `hash_blobs`: every blob a reference reaches is hashed (`audit --content`)."""
+    if endpoint.layout is None:
+        return ctx.client(endpoint)
+    # `manifest_digest` asks only `digest()` of it (and `ping()` after a 5xx, never raised here).
+    return cast(
+        RegistryClient, LayoutTags(Layout(Path(endpoint.layout)), endpoint.host, hash_blobs=hash_blobs)
+    )
+
+
 def check_content(
-    ctx: RunContext, endpoint: Endpoint, target: Target, artifacts: Sequence[Artifact]
+    ctx: RunContext,
+    endpoint: Endpoint,
+    target: Target,
+    artifacts: Sequence[Artifact],
+    *,
+    hash_blobs: bool = False,
 ) -> list[ContentCheck]:
     """For each artifact, what the destination holds under its tag (HEAD requests, concurrent
-    up to the registry's reads limit, not `--workers`)."""
-    client = ctx.client(endpoint)
+    up to the registry's reads limit, not `--workers`). `hash_blobs`: at an OCI layout, every
+    blob each tag reaches is hashed too (`audit --content`)."""
+    client = _client(ctx, endpoint, hash_blobs=hash_blobs)
     with ThreadPoolExecutor(max_workers=ceiling_for(ctx.reads)) as pool:
         return list(pool.map(lambda a: _check(ctx, client, endpoint, target, a), artifacts))
 
@@ -69,7 +90,7 @@ class _Target:
         self.error: Exception | None = None
         try:
             self.endpoint = providers.get(target.type).endpoint(target, ctx)
-            self.client = ctx.client(self.endpoint)
+            self.client = _client(ctx, self.endpoint)
         except (CredentialError, SpecError):
             # The spec's own mistake (a login mirrorspec cannot read, a CA bundle that is not
             # there): said now, not after a resolution that may take minutes.

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
-from . import chart_images, providers, referrers, referrers_index
+from . import chart_images, layout_lock, providers, referrers, referrers_index
 from .context import Endpoint, RunContext
 from .destination_checks import EarlyChecks, check_content
 from .errors import MirrorspecError, ProviderError, RegistryError
@@ -41,6 +41,7 @@ from .read_lanes import Lanes
 from .resolve import Resolution, resolve
 from .skopeo.copier import copy_all
 from .skopeo.jobs import CopyJob, CopyResult
+from .skopeo.layout_copy import copy_into_layouts
 from .spec import Target
 
 __all__ = [
@@ -268,7 +269,7 @@ def _plan_target(look: _Look, prune: bool, early: EarlyChecks) -> TargetPlan:
     checks = early.results(look.target, look.endpoint, look.stored)
     copies = _copies(look, checks)
     # referrers tag indexes a destination without the referrers API needs (`referrers_index.py`)
-    indexes, index_notes = referrers_index.examine(look.ctx, look.endpoint, look.target, look.stored)
+    indexes, index_notes = _examine_indexes(look.ctx, look.endpoint, look.target, look.stored)
     copies += referrers_index.plan_copies(indexes, look.endpoint.host)
     notes = (*look.notes, *index_notes)
     return TargetPlan(
@@ -391,6 +392,7 @@ def apply(
     """
     result = ApplyResult()
     jobs: list[CopyJob] = []
+    layout_jobs: list[CopyJob] = []  # into OCI layouts (`skopeo/layout_copy.py`)
     puts: list[tuple[Copy, Endpoint]] = []  # referrers tag indexes, put after their children
     indexes: list[tuple[Copy, Endpoint]] = []  # referrers tag indexes mirrorspec writes, last
     for target_plan in the_plan.targets:
@@ -414,6 +416,9 @@ def apply(
             tags = sum(len(c.tags) for c in target_plan.copies)
             result.failures.append(f"{target.name}: {tags} tag(s) not copied: {exc}")
             continue
+        if endpoint.layout is not None:  # an OCI layout: every copy into it is skopeo's
+            layout_jobs += [job for copy in target_plan.copies for job in _jobs(ctx, copy, endpoint)]
+            continue
         for copy in target_plan.copies:
             if copy.engine == "skopeo":
                 jobs += _jobs(ctx, copy, endpoint)
@@ -423,12 +428,16 @@ def apply(
                 indexes.append((copy, endpoint))
             else:
                 result.failures += _native_copy(ctx, provider, target, copy, endpoint)
-    for copied in copy_all(jobs, ctx, on_done=on_copy):
+    for copied in [
+        *copy_all(jobs, ctx, on_done=on_copy),
+        *copy_into_layouts(layout_jobs, ctx, on_done=on_copy),
+    ]:
         result.copied.append(copied)
         if not copied.ok:
             result.failures.append(
                 f"copy {copied.job.source_ref} → {copied.job.destination_ref}: {copied.error}"
             )
+    result.failures += layout_lock.write_lock_documents(ctx, the_plan)
     result.failures += referrers.put_copies(ctx, puts)
     result.failures += referrers_index.put_indexes(ctx, indexes, the_plan.artifacts)
     return result
@@ -461,6 +470,16 @@ def _native_copy(
                 f"{actual or 'no manifest'} instead of {tag.digest}"
             )
     return failures
+
+
+def _examine_indexes(
+    ctx: RunContext, endpoint: Endpoint, target: Target, stored: Sequence[Artifact]
+) -> tuple[list[referrers_index.Examined], list[Note]]:
+    """`referrers_index.examine`, except at an OCI layout: it has no referrers API to probe and
+    needs no tag index, since it records every referrer under its digest (`<path>@sha256:...`)."""
+    if endpoint.layout is not None:
+        return [], []
+    return referrers_index.examine(ctx, endpoint, target, stored)
 
 
 def _jobs(ctx: RunContext, copy: Copy, endpoint: Endpoint) -> list[CopyJob]:
@@ -502,8 +521,9 @@ def audit(
         endpoint = look.endpoint
         if content:
             with _naming(target):
-                checks = tuple(check_content(ctx, endpoint, target, look.stored))
-                indexes, index_notes = referrers_index.examine(ctx, endpoint, target, look.stored)
+                # at an OCI layout, every blob each tag reaches is hashed too
+                checks = tuple(check_content(ctx, endpoint, target, look.stored, hash_blobs=True))
+                indexes, index_notes = _examine_indexes(ctx, endpoint, target, look.stored)
             checks += tuple(referrers_index.content_checks(indexes, endpoint.host))
             notes += index_notes
         elif not look.desired.resources and not look.observed.resources:

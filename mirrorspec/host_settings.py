@@ -34,7 +34,7 @@ def anonymous_sources(spec: Spec) -> list[str]:
         {
             paths.normalize_registry(s.registry)
             for s in spec.sources
-            if s.credentials is None and s.ca_bundle is None and not s.insecure
+            if s.credentials is None and s.ca_bundle is None and not s.insecure and s.oci_layout is None
         }
     )
 

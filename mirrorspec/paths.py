@@ -21,12 +21,18 @@ __all__ = [
     "Layout",
     "destination",
     "host_segment",
+    "is_layout_host",
+    "layout_host",
     "normalize_registry",
     "normalize_repository",
     "valid_repository",
 ]
 
 Layout = Literal["scoped", "flat"]
+
+# The stand-in host of an `oci-layout:` source: not a registry host (a colon not followed by a
+# port), so it can never be mistaken for one, and one per layout directory.
+LAYOUT_SCHEME = "oci-layout:"
 
 DOCKER_HUB = "docker.io"
 _DOCKER_HUB_ALIASES = {
@@ -64,6 +70,16 @@ def host_segment(registry: str) -> str:
     return normalize_registry(registry).replace(":", "_")
 
 
+def layout_host(directory: str) -> str:
+    """The stand-in host of the `oci-layout: <directory>` source (`oci-layout:<directory>`)."""
+    return normalize_registry(LAYOUT_SCHEME + directory.strip().rstrip("/"))
+
+
+def is_layout_host(host: str) -> bool:
+    """True for the stand-in host of an `oci-layout:` source."""
+    return host.startswith(LAYOUT_SCHEME)
+
+
 def valid_repository(name: str) -> bool:
     """True when `name` is a valid OCI repository path."""
     return bool(_REPOSITORY.match(name))
@@ -72,7 +88,10 @@ def valid_repository(name: str) -> bool:
 def destination(prefix: str | None, layout: Layout, source_registry: str, repository: str) -> str:
     """Where `source_registry/repository` lands in a target, without the target's host."""
     parts = [prefix.strip("/")] if prefix else []
-    if layout == "scoped":
+    # A layout's paths already hold what the layout target's own layout gave them (the host
+    # segment when scoped), so a layout source adds none: a two-step mirror lands where a
+    # direct one would.
+    if layout == "scoped" and not is_layout_host(source_registry):
         parts.append(host_segment(source_registry))
     parts.append(normalize_repository(source_registry, repository))
     return "/".join(parts)

@@ -243,8 +243,10 @@ class _Discovery:
                 self.notes.append(
                     Note(
                         "info",
-                        f"{registry}: no OCI referrers API (it answered 404): signatures and referrers "
-                        "are found by their tags (cosign's and the referrers tag schema)",
+                        f"{registry}: no OCI referrers API "
+                        f"({'a layout' if paths.is_layout_host(registry) else 'it answered 404'}): "
+                        "signatures and referrers are found by their tags (cosign's and the referrers "
+                        "tag schema)",
                     )
                 )
             elif isinstance(answer, Exception):
@@ -359,7 +361,9 @@ class _Discovery:
 
 def ask_api(client: RegistryClient, repository: str, digest: str) -> list[tuple[str, str]] | None:
     """(mediaType, digest) of each referrer of `repository@digest` the referrers API lists;
-    None when the registry has no API (or does not serve it to us)."""
+    None when the registry has no API (or does not serve it to us), or is an OCI layout."""
+    if getattr(client, "offline", False):  # `layout_source.LayoutClient`: no API to ask
+        return None
     client._check_reference(repository, digest)
     what = f"the referrers of {client.host}/{repository}@{digest}"
     with client._read(

@@ -406,12 +406,18 @@ class _Resolver:
             except ValueError as exc:
                 self.notes.append(Note("warning", f"{ref}: dependency '{name}': {exc}; not mirrored"))
                 continue
+            registry = paths.normalize_registry(host)
+            repository = paths.normalize_repository(host, "/".join(p for p in (path.strip("/"), name) if p))
+            if paths.is_layout_host(want.registry):  # looked up in the same layout, offline
+                layout = want.registry
+                registry, repository, note = _in_layout(self.ctx, layout, ref, name, registry, repository)
+                if note is not None:
+                    self.notes.append(note)
+                    continue
             deps.append(
                 _Want(
-                    registry=paths.normalize_registry(host),
-                    repository=paths.normalize_repository(
-                        host, "/".join(p for p in (path.strip("/"), name) if p)
-                    ),
+                    registry=registry,
+                    repository=repository,
                     versions=constraint,
                     follow=want.follow,
                     dependency_of=ref,
@@ -421,6 +427,27 @@ class _Resolver:
                 )
             )
         return deps
+
+
+def _in_layout(
+    ctx: RunContext, layout: str, ref: str, name: str, host: str, repository: str
+) -> tuple[str, str, Note | None]:
+    """Where a dependency `host/repository` of the layout chart `ref` is in that layout
+    (`layout_source.layout_path`); a note instead when it is not there."""
+    from .layout_source import layout_path  # reads a layout: not at import
+
+    path, looked = layout_path(ctx, layout, host, repository)
+    if path is not None:
+        return layout, path, None
+    return (
+        layout,
+        "",
+        Note(
+            "warning",
+            f"{ref}: dependency '{name}' ({host}/{repository}) is not in the layout (looked for "
+            f"{' and '.join(looked)}); not mirrored",
+        ),
+    )
 
 
 def _find_cycle(

@@ -252,7 +252,9 @@ def test_an_empty_repositories_list_is_refused_in_one_line(tmp_path: Path) -> No
 def test_the_spec_schema_shows_repositories_optional_and_says_what_leaving_it_out_means() -> None:
     schema = json.loads(cli_runner.run("schema").stdout)
     source = schema["$defs"]["Source"]
-    assert source["required"] == ["registry"]
+    # one of registry and oci-layout (an OCI image layout read offline)
+    assert "required" not in source
+    assert source["oneOf"] == [{"required": ["registry"]}, {"required": ["oci-layout"]}]
     repositories = source["properties"]["repositories"]
     assert repositories["minItems"] == 1  # `repositories: []` is refused, as loading does
     assert (

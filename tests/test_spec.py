@@ -112,7 +112,7 @@ BAD = [
         HEAD.replace("    repositories:", "    insecur: true\n    repositories:") + TARGETS,
         "4:5",
         "sources[0] (registry='docker.io'): unknown key 'insecur' "
-        "(expected one of: ca-bundle, credentials, insecure, registry, repositories)",
+        "(expected one of: ca-bundle, credentials, insecure, oci-layout, registry, repositories)",
     ),
     Bad(
         "unknown-repository-key",

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # named in signatures only: loading a provider for its spec m
     from ..context import Endpoint, RunContext
 
 __all__ = [
+    "LAYOUT_SOURCE_WHY",
     "Capabilities",
     "Desired",
     "Observed",
@@ -175,6 +176,14 @@ def no_apply(change: Change, target: Any, ctx: RunContext) -> None:
         target=target.name,
         operation=change.action,
     )
+
+
+# Why an `oci-layout:` source is copied whatever the target can do natively, for
+# `fallback_note`: every native feature pulls from the upstream itself.
+LAYOUT_SOURCE_WHY = (
+    "read from an OCI layout, offline: a registry's own features (pull-through cache, cache rules, "
+    "import, replication) pull from the upstream, which the far side of an air gap cannot reach"
+)
 
 
 def fallback_note(target_type: str, what: str, why: str) -> Note:

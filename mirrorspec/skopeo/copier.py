@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from ..context import RunContext
 from ..credentials import redact
 from ..errors import RegistryError
+from ..layout_source import check_before_copy
 from ..storage_damage import BlobDamage, manifest_digest
 from .failures import copy_failure
 from .jobs import CopyJob, CopyResult
@@ -85,7 +86,13 @@ def copy_all(
                             with callback_lock:
                                 on_done(result)
                         continue
-                    error, transient = _copy_one(skopeo, workspace, children, task.run_job(), timeout)
+                    job = task.run_job()
+                    # From a layout: the ref checked to name the planned digest and every blob
+                    # hashed first; one that fails is not copied, and not retried.
+                    error = check_before_copy(ctx, job) if job.source.layout is not None else None
+                    transient = False
+                    if error is None:
+                        error, transient = _copy_one(skopeo, workspace, children, job, timeout)
                     if error is not None and children.stopping:
                         return  # interrupted: a killed copy is neither done nor failed
                     if error is None:
@@ -153,7 +160,7 @@ def _copy_one(
         "--preserve-digests",
         *src_flags,
         *dest_flags,
-        f"docker://{job.source_ref}",
+        job.source_image,
         f"docker://{job.destination_ref}",
     ]
     proc = children.start(argv, pass_fds=(*src_fds, *dest_fds))

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..context import Endpoint
+from ..layout.store import ref_name
 
 __all__ = ["CopyJob", "CopyResult", "CopySummary"]
 
@@ -33,6 +34,15 @@ class CopyJob:
     @property
     def source_ref(self) -> str:
         return f"{self.source.host}/{self.source_repository}@{self.digest}"
+
+    @property
+    def source_image(self) -> str:
+        """What skopeo reads: `docker://<source_ref>`, or for an `oci-layout:` source
+        `oci:DIR:<path>:<tag>` (skopeo 1.9.3 reads a layout only by ref name; the ref is checked
+        to name `digest`, and its blobs hashed, before the copy: `layout_source`)."""
+        if self.source.layout is not None:
+            return f"oci:{self.source.layout}:{ref_name(self.source_repository, self.tag)}"
+        return f"docker://{self.source_ref}"
 
     @property
     def destination_ref(self) -> str:

@@ -401,9 +401,29 @@ Prefix = Annotated[str, AfterValidator(_valid_prefix)]
 
 class Source(SpecModel):
     """An upstream registry and the repositories to take from it; without `repositories`, only
-    how to reach that host (credentials, TLS) wherever the spec leads to it."""
+    how to reach that host (credentials, TLS) wherever the spec leads to it. Or, with
+    `oci-layout:` instead of `registry:`, an OCI image layout directory (one an `oci-layout`
+    target wrote) read offline, on the far side of an air gap."""
 
-    registry: Host
+    # Exactly one of `registry` and `oci-layout` (`_one_origin`). For a layout, `registry`
+    # becomes its stand-in host (`paths.layout_host`), so that everything keyed by a source
+    # host (resolution, copies, the plan) reads the layout through its own client.
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["registry"]}, {"required": ["oci-layout"]}]}
+    )
+
+    registry: Host = Field(default="", description="The upstream registry host (host or host:port).")
+    oci_layout: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "Instead of `registry`: an OCI image layout directory (relative to the spec file) that an "
+            "`oci-layout` target wrote, read offline. Repository names are the paths inside the "
+            "layout (`public.cr.seqera.io/charts/platform` when written with the scoped layout), "
+            "selected with the same keys; every blob is verified before it is copied out. A layout "
+            "source adds no host segment at the destination: its paths already carry it."
+        ),
+    )
     credentials: str | None = None
     insecure: bool = False
     ca_bundle: str | None = None
@@ -430,6 +450,34 @@ class Source(SpecModel):
                 "entry that only gives this host's settings"
             )
         return value
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> Source:
+        if self.oci_layout is None:
+            if not self.registry:
+                raise ValueError("give registry: HOST, or oci-layout: DIR to read an OCI image layout")
+            return self
+        if self.registry:
+            raise ValueError("give registry or oci-layout, not both")
+        given = [
+            key
+            for key, present in (
+                ("credentials", self.credentials is not None),
+                ("ca-bundle", self.ca_bundle is not None),
+                ("insecure", self.insecure),
+            )
+            if present
+        ]
+        if given:
+            raise ValueError(
+                f"{' and '.join(given)} cannot apply to an oci-layout source: it is a directory, "
+                "read offline with no login or TLS"
+            )
+        if not self.repositories:
+            raise ValueError("an oci-layout source lists the repositories to take from the layout")
+        # The model is frozen; its stand-in host is derived, never written by the user.
+        object.__setattr__(self, "registry", paths.layout_host(self.oci_layout))
+        return self
 
     @property
     def settings_only(self) -> bool:

@@ -268,6 +268,9 @@ def _cache_plan(target: AcrTarget, ctx: RunContext, notes: list[Note] | None = N
         if source.settings_only:  # selects nothing: no rule, no credential set, no note on why not
             continue
         host = paths.normalize_registry(source.registry)
+        if source.oci_layout is not None:
+            notes.append(base.fallback_note("acr", host, base.LAYOUT_SOURCE_WHY))
+            continue
         if host.endswith(_ACR_SUFFIX):
             notes.append(_import_note(host, ACR_UPSTREAM_WHY))
             continue
@@ -444,6 +447,8 @@ def _regions(target: AcrTarget) -> list[str]:
 def _not_importable(ctx: RunContext, host: str) -> str | None:
     """Why ACR's import cannot pull from `host` (it pulls over the internet with public TLS)."""
     wanted = paths.normalize_registry(host)
+    if paths.is_layout_host(wanted):
+        return base.LAYOUT_SOURCE_WHY
     source = next((s for s in ctx.spec.sources if paths.normalize_registry(s.registry) == wanted), None)
     if source is not None and source.insecure:
         return "the source is insecure (plain HTTP or unverified TLS), which ACR import cannot pull from"

@@ -205,6 +205,9 @@ def _cache_rules(
     for source in ctx.spec.sources:
         if source.settings_only:  # selects nothing: no rule, and no note on why not
             continue
+        if source.oci_layout is not None:
+            notes.append(base.fallback_note("ecr", source.registry, base.LAYOUT_SOURCE_WHY))
+            continue
         found = _cacheable(source, target, ctx, taken, notes)
         if found:
             prefix, resources = found

@@ -250,7 +250,7 @@ def cached(target: Any, ctx: RunContext) -> frozenset[str]:
     served = set()
     for source in ctx.spec.sources:
         host = paths.normalize_registry(source.registry)
-        if adapter_of(host)[0] not in PROXY_CACHE_TYPES:
+        if source.oci_layout is not None or adapter_of(host)[0] not in PROXY_CACHE_TYPES:
             continue
         served |= {
             f"{host}/{paths.normalize_repository(source.registry, r.name)}"
@@ -264,7 +264,11 @@ def translate(artifacts: Sequence[Artifact], target: Any, ctx: RunContext) -> ba
     """Endpoints, the project, proxy-cache projects and policies the spec asks for."""
     notes: list[Note] = []
     groups: dict[tuple[str, str], list[str]] = {}
+    layouts: dict[str, None] = {}  # oci-layout sources: copied into the project, never replicated
     for artifact in artifacts:
+        if paths.is_layout_host(artifact.registry):
+            layouts[artifact.registry] = None
+            continue
         if is_pinned(artifact.tag):
             # A chart's image pinned by digest, under a tag upstream lacks: a tag filter matches
             # the upstream artifacts' own tags (goharbor/harbor src/pkg/reg/filter/artifact.go,
@@ -279,8 +283,9 @@ def translate(artifacts: Sequence[Artifact], target: Any, ctx: RunContext) -> ba
     rotate = ctx.rotate_credentials
 
     resources = [_endpoint_resource(target, ctx, _upstream(ctx, host), rotate) for host in hosts]
-    if groups:
+    if groups or layouts:
         resources.append(Resource(PROJECT, target.project, {}, managed=False))
+    notes += [base.fallback_note("harbor", layout, base.LAYOUT_SOURCE_WHY) for layout in layouts]
     for host in cache_hosts:
         resources.append(
             Resource(PROXY, _proxy_name(target, host), {"registry": _endpoint_name(target, host)})
@@ -337,8 +342,8 @@ def _cache_hosts(target: HarborTarget, ctx: RunContext, notes: list[Note]) -> li
         return []
     hosts = []
     for source in ctx.spec.sources:
-        if source.settings_only:  # selects nothing: no proxy-cache project, no note on why not
-            continue
+        if source.settings_only or source.oci_layout is not None:  # no proxy-cache project
+            continue  # (translate's note says why a layout is copied)
         host = paths.normalize_registry(source.registry)
         adapter = adapter_of(host)[0]
         if adapter not in PROXY_CACHE_TYPES:

@@ -1,0 +1,229 @@
+"""Copies into an OCI image layout (`type: oci-layout`): in parallel, blobs shared, one writer
+of index.json.
+
+skopeo writes a layout's index.json itself, read-modify-write without a lock, so two skopeo
+processes into one layout lose each other's entries. Instead each job copies into a job
+layout of its own under `LAYOUT/.mirrorspec-jobs/`, with the real `blobs/` as its shared blob
+directory (`skopeo copy --dest-shared-blob-dir`, skopeo 1.9.3: checked here that the job
+layout then holds only `oci-layout` and `index.json`, every blob landing in the shared
+directory, and that `--preserve-digests` keeps a Docker schema 2 manifest as it is). skopeo
+writes a blob to a temporary file in the job directory and renames it into place
+(containers/image oci/layout/oci_dest.go, PutBlob), so `blobs/` never holds half a blob, and
+a blob already there is not written again (TryReusingBlob). Then mirrorspec reads the job's
+one index entry, checks it names the planned digest, hashes every blob it reaches, and merges
+the entry into the layout's index.json under the layout's lock (`Layout.add_refs`): blobs are
+written once and in parallel, index.json by one writer at a time, across processes too.
+
+A job directory is removed when its job ends; those of a run that died (their process is
+gone) are swept at the next batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import random
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..context import RunContext
+from ..layout import Layout, LayoutError, LayoutRef, ref_name
+from ..layout.content import check_reference
+from .failures import copy_failure
+from .jobs import CopyJob, CopyResult
+from .process import STOP_GRACE, Children, Skopeo, find_skopeo
+from .schedule import BACKOFF, RETRIES
+from .workspace import Workspace, open_workspace
+
+__all__ = ["JOBS_DIR", "copy_into_layouts"]
+
+log = logging.getLogger("mirrorspec.copy")
+
+JOBS_DIR = ".mirrorspec-jobs"
+
+
+def copy_into_layouts(
+    jobs: Sequence[CopyJob],
+    ctx: RunContext,
+    *,
+    on_done: Callable[[CopyResult], None] | None = None,
+    timeout: float = 3600.0,
+    retries: int = RETRIES,
+    backoff: float = BACKOFF,
+) -> list[CopyResult]:
+    """Run every job (each `job.destination.layout` set); never raises for a failed copy.
+    Results come back in job order; `on_done` is called once per job, never two at once."""
+    if not jobs:
+        return []
+    skopeo = find_skopeo()
+    layouts = {
+        job.destination.layout: Layout(Path(job.destination.layout)) for job in jobs if job.destination.layout
+    }
+    for layout in layouts.values():
+        layout.ensure()
+        _sweep(layout)
+    pending: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for number in range(len(jobs)):
+        pending.put(number)
+    results: list[CopyResult | None] = [None] * len(jobs)
+    children = Children()
+    callback_lock = threading.Lock()
+    crashed: list[BaseException] = []
+
+    with open_workspace() as workspace:
+
+        def work() -> None:
+            try:
+                while not children.stopping:
+                    try:
+                        number = pending.get_nowait()
+                    except queue.Empty:
+                        return
+                    job = jobs[number]
+                    assert job.destination.layout is not None
+                    result = _run(
+                        skopeo,
+                        workspace,
+                        children,
+                        layouts[job.destination.layout],
+                        job,
+                        timeout,
+                        retries,
+                        backoff,
+                    )
+                    if result is None:
+                        return  # interrupted: a killed copy is neither done nor failed
+                    results[number] = result
+                    if on_done is not None:
+                        with callback_lock:
+                            on_done(result)
+            except BaseException as exc:  # a bug or an unreadable ca-bundle: stop everyone
+                crashed.append(exc)
+                children.stop()
+
+        threads = [
+            threading.Thread(target=work, name=f"mirrorspec-layout-{i}", daemon=True)
+            for i in range(max(1, min(ctx.workers, len(jobs))))
+        ]
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        except BaseException:  # interrupted: start nothing new, stop what runs, then clean up
+            children.stop()
+            for thread in threads:
+                thread.join(timeout=STOP_GRACE)
+            raise
+    for layout in layouts.values():
+        with contextlib.suppress(OSError):  # left when another writer's jobs are still there
+            (layout.path / JOBS_DIR).rmdir()
+    if crashed:
+        raise crashed[0]
+    return [r for r in results if r is not None]
+
+
+def _run(
+    skopeo: Skopeo,
+    workspace: Workspace,
+    children: Children,
+    layout: Layout,
+    job: CopyJob,
+    timeout: float,
+    retries: int,
+    backoff: float,
+) -> CopyResult | None:
+    started = time.monotonic()
+    attempts = 0
+    while True:
+        attempts += 1
+        error, transient = _copy_one(skopeo, workspace, children, layout, job, timeout)
+        if error is not None and children.stopping:
+            return None
+        if error is None or not transient or attempts > retries:
+            return CopyResult(job, error, time.monotonic() - started, attempts)
+        log.info("%s: %s; trying again", job.destination_ref, error)
+        time.sleep(backoff * 2 ** (attempts - 1) * random.uniform(0.5, 1.5))
+
+
+def _copy_one(
+    skopeo: Skopeo, workspace: Workspace, children: Children, layout: Layout, job: CopyJob, timeout: float
+) -> tuple[str | None, bool]:
+    """(error or None, whether the error is worth another attempt)."""
+    name = ref_name(job.destination_repository, job.tag)
+    directory = layout.path / JOBS_DIR / f"{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}"
+    directory.mkdir(parents=True)
+    try:
+        src_flags, src_fds = workspace.flags("src", job.source)
+        argv = [
+            skopeo.path,
+            "copy",
+            "--all",
+            "--preserve-digests",
+            *src_flags,
+            "--dest-shared-blob-dir",
+            str(layout.path / "blobs"),
+            f"docker://{job.source_ref}",
+            f"oci:{directory}:{name}",
+        ]
+        proc = children.start(argv, pass_fds=src_fds)
+        if proc is None:
+            return "interrupted before it started", False
+        try:
+            _, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            return f"skopeo did not finish within {timeout:.0f}s", False
+        finally:
+            children.forget(proc)
+        error, transient = copy_failure(proc.returncode, stderr)
+        if error is not None:
+            return error, transient
+        return _record(layout, Layout(directory), name, job), False
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _record(layout: Layout, job_layout: Layout, name: str, job: CopyJob) -> str | None:
+    """Check what skopeo wrote, then add its entry to the layout's index.json; the error."""
+    try:
+        entry = job_layout.refs().get(name)
+        if entry is None:
+            return f"skopeo reported success but wrote no {name} into its job layout"
+        if entry.digest != job.digest:
+            wrote = entry.digest
+            return f"skopeo reported success but {job.destination_ref} has {wrote} instead of {job.digest}"
+        ref = LayoutRef(name, entry.digest, entry.media_type, entry.size)
+        check_reference(layout, ref, hash_blobs=True)
+        layout.add_refs([ref])
+    except LayoutError as exc:
+        return f"copied, but {exc}"
+    return None
+
+
+def _sweep(layout: Layout) -> None:
+    """Remove the job directories of runs whose process is gone (killed mid-copy)."""
+    root = layout.path / JOBS_DIR
+    if not root.is_dir() or root.is_symlink():
+        return
+    for entry in root.iterdir():
+        pid = entry.name.partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
