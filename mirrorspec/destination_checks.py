@@ -89,8 +89,9 @@ class _Target:
         self.client: RegistryClient | None = None
         self.error: Exception | None = None
         try:
-            self.endpoint = providers.get(target.type).endpoint(target, ctx)
-            self.client = _client(ctx, self.endpoint)
+            endpoint = providers.get(target.type).endpoint(target, ctx)
+            # Both or neither: an OCI layout's index.json is read here, and may be damaged.
+            self.client, self.endpoint = _client(ctx, endpoint), endpoint
         except (CredentialError, SpecError):
             # The spec's own mistake (a login mirrorspec cannot read, a CA bundle that is not
             # there): said now, not after a resolution that may take minutes.

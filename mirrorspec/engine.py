@@ -254,6 +254,13 @@ def wanted(ctx: RunContext, target: str) -> Wanted:
     every wanted tag, without asking the provider what it caches."""
     (chosen,) = selected_targets(ctx, [target])
     endpoint = providers.get(chosen.type).endpoint(chosen, ctx)
+    if endpoint.layout is not None:
+        # skopeo sync's `--dest oci` does not exist in 1.9.3 (docker or dir only), and a `dir`
+        # per image is not one layout with shared blobs and index.json references.
+        raise MirrorspecError(
+            f"target '{chosen.name}' is an OCI layout: skopeo sync cannot write one; "
+            "use `mirrorspec apply` to fill it"
+        )
     return Wanted(chosen, endpoint.host, resolve(ctx).artifacts)
 
 
@@ -393,6 +400,7 @@ def apply(
     result = ApplyResult()
     jobs: list[CopyJob] = []
     layout_jobs: list[CopyJob] = []  # into OCI layouts (`skopeo/layout_copy.py`)
+    layout_puts: list[CopyJob] = []  # referrers tag indexes into them, after their children
     puts: list[tuple[Copy, Endpoint]] = []  # referrers tag indexes, put after their children
     indexes: list[tuple[Copy, Endpoint]] = []  # referrers tag indexes mirrorspec writes, last
     for target_plan in the_plan.targets:
@@ -416,8 +424,10 @@ def apply(
             tags = sum(len(c.tags) for c in target_plan.copies)
             result.failures.append(f"{target.name}: {tags} tag(s) not copied: {exc}")
             continue
-        if endpoint.layout is not None:  # an OCI layout: every copy into it is skopeo's
-            layout_jobs += [job for copy in target_plan.copies for job in _jobs(ctx, copy, endpoint)]
+        if endpoint.layout is not None:  # an OCI layout: copied into by `skopeo/layout_copy.py`
+            for copy in target_plan.copies:
+                put = copy.engine == referrers.PUT_ENGINE
+                (layout_puts if put else layout_jobs).extend(_jobs(ctx, copy, endpoint))
             continue
         for copy in target_plan.copies:
             if copy.engine == "skopeo":
@@ -430,7 +440,7 @@ def apply(
                 result.failures += _native_copy(ctx, provider, target, copy, endpoint)
     for copied in [
         *copy_all(jobs, ctx, on_done=on_copy),
-        *copy_into_layouts(layout_jobs, ctx, on_done=on_copy),
+        *copy_into_layouts(layout_jobs, ctx, puts=layout_puts, on_done=on_copy),
     ]:
         result.copied.append(copied)
         if not copied.ok:

@@ -8,12 +8,15 @@ import hashlib
 import json
 import multiprocessing
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from mirrorspec.errors import MirrorspecError
 from mirrorspec.layout import Layout, LayoutError, LayoutRef, parse_ref_name, ref_name
+from mirrorspec.layout.content import check_reference
 from mirrorspec.layout.store import MAX_INDEX_BYTES
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -251,3 +254,76 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
         process.join(timeout=300)
         assert process.exitcode == 0
     assert set(layout.refs()) == {f"w{w}/app:t{n}" for w in range(4) for n in range(25)}
+
+
+def _manifest(layout: Layout, blobs: list[bytes]) -> tuple[str, int]:
+    config, *layers = [(_put_blob(layout, b), len(b)) for b in blobs]
+    body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "config": {"mediaType": "c", "digest": config[0], "size": config[1]},
+            "layers": [{"mediaType": "l", "digest": d, "size": n} for d, n in layers],
+        }
+    ).encode()
+    return _put_blob(layout, body), len(body)
+
+
+def test_what_a_reference_reaches(tmp_path: Path) -> None:
+    """An index → two manifests → their config and layers (one layer shared): a plan's look
+    finds a missing or resized blob, only hashing finds changed bytes, and a shared `checked`
+    set reads a blob once."""
+    layout = Layout(tmp_path)
+    layout.ensure()
+    first = _manifest(layout, [b"config-1", b"shared layer", b"layer one"])
+    second = _manifest(layout, [b"config-2", b"shared layer"])
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": MANIFEST, "digest": d, "size": n} for d, n in (first, second)],
+        }
+    ).encode()
+    top = _put_blob(layout, index)
+    ref = LayoutRef("team/app:v1", top, "application/vnd.oci.image.index.v1+json", len(index))
+    assert check_reference(layout, ref, hash_blobs=True) == 7  # index, 2 manifests, 4 blobs
+    checked: set[str] = set()
+    check_reference(layout, ref, hash_blobs=True, checked=checked)
+    shared = "sha256:" + hashlib.sha256(b"shared layer").hexdigest()
+    assert shared in checked and len(checked) == 4  # the blobs, not the manifests (re-read)
+
+    layout.blob_path(shared).write_bytes(b"shared LAYER")  # same size, other bytes
+    check_reference(layout, ref, hash_blobs=False)  # a plan's look does not read layers
+    with pytest.raises(LayoutError) as caught:
+        check_reference(layout, ref, hash_blobs=True)
+    assert (
+        _one_line(caught)
+        == f"reference team/app:v1: layout {tmp_path}: blob {shared} does not match its digest"
+    )
+    check_reference(layout, ref, hash_blobs=True, checked=checked)  # found good before: trusted
+
+    layout.blob_path(shared).write_bytes(b"short")
+    with pytest.raises(LayoutError) as caught:
+        check_reference(layout, ref, hash_blobs=False)
+    assert "is 5 bytes, its descriptor says 12" in _one_line(caught)
+    layout.blob_path(shared).unlink()
+    with pytest.raises(LayoutError) as caught:
+        check_reference(layout, ref, hash_blobs=False)
+    assert _one_line(caught).endswith(f"blob {shared} is missing")
+    layout.blob_path(first[0]).unlink()  # a child manifest
+    with pytest.raises(LayoutError) as caught:
+        check_reference(layout, ref, hash_blobs=False)
+    assert f"blob {first[0]} is missing" in _one_line(caught)
+
+
+def test_job_layouts_of_dead_runs_are_swept(tmp_path: Path) -> None:
+    from mirrorspec.skopeo.layout_copy import JOBS_DIR, _sweep
+
+    layout = Layout(tmp_path)
+    layout.ensure()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    jobs = tmp_path / JOBS_DIR
+    (jobs / f"{dead.pid}-1-1").mkdir(parents=True)
+    (jobs / f"{dead.pid}-1-1" / "oci-put-blob123").write_bytes(b"half a blob")
+    (jobs / f"{os.getpid()}-1-1").mkdir()  # a copy of this run, still going
+    _sweep(layout)
+    assert sorted(p.name for p in jobs.iterdir()) == [f"{os.getpid()}-1-1"]

@@ -27,25 +27,41 @@ MAX_MANIFEST_BYTES = 4 << 20
 _MAX_DEPTH = 8
 
 
-def reachable(layout: Layout, digest: str, *, hash_blobs: bool, size: int | None = None) -> int:
+def reachable(
+    layout: Layout,
+    digest: str,
+    *,
+    hash_blobs: bool,
+    size: int | None = None,
+    checked: set[str] | None = None,
+) -> int:
     """Check the manifest `digest` (of `size` bytes, when known) and everything it names; the
     number of blobs checked. `LayoutError` (naming the blob) for one that is missing, damaged
-    or of another size."""
+    or of another size. `checked`: blobs found good already (by earlier calls sharing the
+    set), not read again, so layers shared by many images are hashed once."""
     seen: set[str] = set()
-    _walk(layout, digest, size, hash_blobs, seen, 0)
+    _walk(layout, digest, size, hash_blobs, seen, set() if checked is None else checked, 0)
     return len(seen)
 
 
-def check_reference(layout: Layout, ref: LayoutRef, *, hash_blobs: bool) -> int:
+def check_reference(
+    layout: Layout, ref: LayoutRef, *, hash_blobs: bool, checked: set[str] | None = None
+) -> int:
     """`reachable` for one index.json entry; the error names the reference."""
     try:
-        return reachable(layout, ref.digest, hash_blobs=hash_blobs, size=ref.size)
+        return reachable(layout, ref.digest, hash_blobs=hash_blobs, size=ref.size, checked=checked)
     except LayoutError as exc:
         raise LayoutError(f"reference {ref.name}: {exc}") from None
 
 
 def _walk(
-    layout: Layout, digest: str, size: int | None, hash_blobs: bool, seen: set[str], depth: int
+    layout: Layout,
+    digest: str,
+    size: int | None,
+    hash_blobs: bool,
+    seen: set[str],
+    checked: set[str],
+    depth: int,
 ) -> None:
     if digest in seen:
         return
@@ -69,7 +85,7 @@ def _walk(
     # config and layers (`blobs` in the short-lived OCI artifact manifest). A `subject` is the
     # artifact referred to, stored under its own reference: not part of this one.
     for child in _descriptors(manifest.get("manifests"), layout, digest):
-        _walk(layout, child[0], child[1], hash_blobs, seen, depth + 1)
+        _walk(layout, child[0], child[1], hash_blobs, seen, checked, depth + 1)
     blobs = [*_descriptors([manifest["config"]] if "config" in manifest else [], layout, digest)]
     blobs += _descriptors(manifest.get("layers"), layout, digest)
     blobs += _descriptors(manifest.get("blobs"), layout, digest)
@@ -77,8 +93,11 @@ def _walk(
         if blob in seen:
             continue
         seen.add(blob)
+        if blob in checked:  # added by another walk only once the blob was found good
+            continue
         if hash_blobs:
             layout.verify_blob(blob, blob_size)
+            checked.add(blob)
             continue
         path = layout.blob_path(blob)
         try:
@@ -120,13 +139,17 @@ class LayoutTags:
         self.host = host
         self.hash_blobs = hash_blobs
         self.refs = layout.refs()
+        # Hashed blobs, shared by every reference's walk (set.add is atomic under the GIL;
+        # two threads may both hash a blob before either adds it: time, never a wrong answer).
+        self._hashed: set[str] = set()
 
     def digest(self, repository: str, reference: str) -> str | None:
         ref = self.refs.get(ref_name(repository, reference))
         if ref is None:
             return None
         try:
-            check_reference(self.layout, ref, hash_blobs=self.hash_blobs)
+            checked = self._hashed if self.hash_blobs else None
+            check_reference(self.layout, ref, hash_blobs=self.hash_blobs, checked=checked)
         except LayoutError:
             if self.hash_blobs:
                 raise

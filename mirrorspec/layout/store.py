@@ -344,6 +344,21 @@ class Layout:
             index["manifests"] = kept + [ref.descriptor() for ref in wanted]
             self._replace(self.path / "index.json", json.dumps(index, indent=1).encode() + b"\n")
 
+    def write_blob(self, digest: str, data: bytes) -> None:
+        """Store `data` as the blob `digest` (checked to hash to it), atomically; a blob
+        already there is left as it is (content-addressed: the same bytes)."""
+        algorithm, encoded = _check_digest(digest, f"layout {self.path}")
+        if hashlib.new(algorithm, data).hexdigest() != encoded:
+            raise LayoutError(f"layout {self.path}: refusing to store bytes that do not hash to {digest}")
+        path = self.blob_path(digest)
+        if path.is_file():
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LayoutError(f"layout {path.parent}: cannot create: {exc.strerror}") from None
+        self._replace(path, data)
+
     def write_file(self, name: str, data: bytes) -> None:
         """Replace the file `name` at the layout's top atomically (the lock document)."""
         self.ensure()
