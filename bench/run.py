@@ -1398,6 +1398,7 @@ def bench_airgap(bed: Bed, runs: int, budget: float) -> list[Row]:
         copied = dest_tag_count(far, source_host)
         assert copied == 200, f"{tool} left {copied} of 200 tags at the far registry"
         digests = manifest_digests(far, far_paths, auth=True)
+        assert len(digests) == 200, f"{tool} left {200 - len(digests)} selected tag(s) out"  # the same 200
         same[tool].append(sum(digests.get(ref) == digest for ref, digest in upstream.items()))
         if tool == "mirrorspec":
             assert same[tool][-1] == 200, f"mirrorspec changed {200 - same[tool][-1]} digest(s)"
