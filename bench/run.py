@@ -37,6 +37,12 @@ for every new TCP connection). Both tools run with the same isolated environment
   (and RSS of a 1,000-repository plan beside it), against a floor measured right after each
   run: a bare keep-alive `requests.Session` per registry replaying the requests the plan made
   (its access logs, challenges left out) with the plan's concurrency.
+- B7 the air-gap path for B2's 200 images, each tool from nothing: upstream (20 ms proxy) →
+  a directory → a new empty registry (a 20 ms proxy of its own, as B2's destination).
+  mirrorspec: `apply` into an `oci-layout` target, then `apply` of the spec `render
+  offline-spec` writes; skopeo: `sync --dest dir` of `render skopeo`'s YAML, then `sync --src
+  dir --dest docker`. Both steps timed together; pairs alternate and repeat while they fit
+  in `--b7-budget`. Both tools must leave the same 200 tags, mirrorspec with upstream's digests.
 """
 
 from __future__ import annotations
@@ -1368,6 +1374,195 @@ def bench_plan_10k(bed: Bed, runs: int) -> list[Row]:
 # --- the report -------------------------------------------------------------------------------
 
 
+# --- B7 ---------------------------------------------------------------------------------------
+
+
+def manifest_digests(server: RegistryServer, paths: dict[str, str], *, auth: bool = False) -> dict[str, str]:
+    """{"repo:tag": digest} of each tag under `paths` ({repository in `server`: "repo"}), by
+    HEAD straight at the registry (no proxy: checking is not what is timed); absent tags left out."""
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = str(server.ca_file)
+    if auth:
+        session.auth = ("bench", PASSWORD)
+    found: dict[str, str] = {}
+
+    def head(job: tuple[str, str]) -> None:
+        path, tag = job
+        resp = session.head(
+            f"{server.url}/v2/{path}/manifests/{tag}", headers={"Accept": MANIFEST_ACCEPT}, timeout=30
+        )
+        if resp.status_code == 200:
+            found[f"{paths[path]}:{tag}"] = resp.headers["Docker-Content-Digest"]
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(head, [(path, tag) for path in paths for tag in SELECTED]))
+    session.close()
+    return found
+
+
+def airgap_near_spec(path: Path, source_host: str, source: RegistryServer) -> Path:
+    """B2's selection from the same kind of source, into an `oci-layout` target beside the spec."""
+    repos = "".join(f'      - name: {repo}\n        versions: "{RANGE}"\n' for repo in REPOS)
+    path.write_text(
+        f"""\
+version: 1
+sources:
+  - registry: {source_host}
+    ca-bundle: {source.ca_file}
+    repositories:
+{repos}targets:
+  - name: media
+    type: oci-layout
+    path: layout
+"""
+    )
+    return path
+
+
+def bench_airgap(bed: Bed, runs: int, budget: float) -> list[Row]:
+    """B7: the two-step air-gap path, each tool starting from nothing: upstream (20 ms proxy)
+    → a directory on disk → a new empty registry (a 20 ms proxy of its own, as B2's
+    destination). mirrorspec: `apply` of a spec with an `oci-layout` target, then `apply` of
+    the far-side spec `render offline-spec` writes (rendered before the clock starts, as
+    skopeo's YAML is). skopeo: `sync --src yaml --dest dir` of `render skopeo`'s YAML (B2's
+    documents), then `sync --src dir --dest docker`. Pairs alternate which tool goes first and
+    repeat up to `runs` while one more fits in `budget` seconds (at least one pair)."""
+    log("B7: seeding 200 images into the source registry")
+    source = bed.registry("b7-source")
+    seed_small(source)
+    source_host = bed.proxied(source)
+    segment = source_host.replace(":", "_")
+    users = {"bench": PASSWORD}
+    with ExitStack() as stack:  # B2's skopeo YAML: the selection does not depend on the destination
+        stand_in = bed.registry("render", users=users, stack=stack)
+        spec = small_spec(bed.work / "b7-render.yaml", source_host, source, stand_in.host, stand_in)
+        docs = skopeo_documents(bed, spec, source)  # sync-N.yaml, rewritten by B2 at its own start
+    upstream = manifest_digests(source, {repo: repo for repo in REPOS})
+    assert len(upstream) == len(REPOS) * len(SELECTED), f"{len(upstream)} upstream tags"
+    far_paths = {f"mirror/{segment}/{repo}": repo for repo in REPOS}  # both tools' destination paths
+    ours: list[float] = []
+    base: list[float] = []
+    steps: dict[str, list[tuple[float, float]]] = {"mirrorspec": [], "skopeo sync": []}
+    same: dict[str, list[int]] = {"mirrorspec": [], "skopeo sync": []}
+    kept: dict[str, int] = {}  # bytes on disk between the steps, first run
+
+    def landed(tool: str, far: RegistryServer) -> None:
+        """Both tools must end with the same 200 tags; mirrorspec must also keep every digest."""
+        copied = dest_tag_count(far, source_host)
+        assert copied == 200, f"{tool} left {copied} of 200 tags at the far registry"
+        digests = manifest_digests(far, far_paths, auth=True)
+        assert len(digests) == 200, f"{tool} left {200 - len(digests)} selected tag(s) out"  # the same 200
+        same[tool].append(sum(digests.get(ref) == digest for ref, digest in upstream.items()))
+        if tool == "mirrorspec":
+            assert same[tool][-1] == 200, f"mirrorspec changed {200 - same[tool][-1]} digest(s)"
+
+    def mirrorspec_run(n: int) -> None:
+        with ExitStack() as stack:
+            far = bed.registry("b7-far", users=users, stack=stack)
+            far_host = bed.proxied(far, stack=stack)
+            side = bed.work / f"b7-ours-{n}"
+            side.mkdir()
+            near = airgap_near_spec(side / "near.yaml", source_host, source)
+            (side / "targets.yaml").write_text(
+                "credentials:\n  far:\n    username: bench\n    password: {env: BENCH_DEST_PASSWORD}\n"
+                f"targets:\n  - name: inside\n    type: registry\n    registry: {far_host}\n"
+                f"    prefix: mirror\n    credentials: far\n    ca-bundle: {far.ca_file}\n"
+            )
+            render = [MIRRORSPEC, "render", "offline-spec", str(near), "-t", "media"]
+            _, proc = bed.run([*render, "--to", str(side / "targets.yaml")])
+            check(proc, "mirrorspec render offline-spec")
+            (side / "far.yaml").write_text(proc.stdout)  # beside near.yaml: the same `path: layout`
+            near_s, proc = bed.run([MIRRORSPEC, "apply", str(near), "--yes"])
+            check(proc, "mirrorspec apply (upstream → layout)")
+            assert "200 of 200 tag(s) copied and verified" in proc.stdout, proc.stdout[-2000:]
+            far_s, proc = bed.run([MIRRORSPEC, "apply", str(side / "far.yaml"), "--yes"])
+            check(proc, "mirrorspec apply (layout → far registry)")
+            assert "200 of 200 tag(s) copied and verified" in proc.stdout, proc.stdout[-2000:]
+            kept.setdefault("mirrorspec", disk_bytes(side / "layout"))
+            landed("mirrorspec", far)
+        steps["mirrorspec"].append((near_s, far_s))
+        ours.append(near_s + far_s)
+        shutil.rmtree(side, ignore_errors=True)
+
+    def skopeo_run(n: int) -> None:
+        with ExitStack() as stack:
+            far = bed.registry("b7-far", users=users, stack=stack)
+            far_host = bed.proxied(far, stack=stack)
+            side = bed.work / f"b7-skopeo-{n}"
+            authfile = authfile_for(bed, far_host)
+            near_s = far_s = 0.0
+            for i, doc in enumerate(docs):
+                # one directory per document: `sync --src dir` names each image by its path
+                # below SOURCE, so the far side's destination is the document's again
+                media = side / f"dir-{i}"
+                seconds, proc = bed.run(
+                    [SKOPEO, "sync", "--all", "--src", "yaml", "--dest", "dir", str(doc.path), str(media)]
+                )
+                skopeo_ok(proc, "skopeo sync --dest dir")
+                near_s += seconds
+                argv = [SKOPEO, "sync", "--all", "--src", "dir", "--dest", "docker"]
+                argv += ["--dest-authfile", str(authfile), "--dest-cert-dir", str(far.cert_dir)]
+                seconds, proc = bed.run([*argv, str(media), f"{far_host}/{doc.destination_path}"])
+                skopeo_ok(proc, "skopeo sync --src dir")
+                far_s += seconds
+            kept.setdefault("skopeo sync", disk_bytes(side))
+            landed("skopeo sync", far)
+        steps["skopeo sync"].append((near_s, far_s))
+        base.append(near_s + far_s)
+        shutil.rmtree(side, ignore_errors=True)
+
+    started = time.monotonic()
+    pair = 0.0
+    for i in range(runs):
+        if i and time.monotonic() - started + pair > budget:
+            break
+        begun = time.monotonic()
+        for run in (skopeo_run, mirrorspec_run) if i % 2 else (mirrorspec_run, skopeo_run):
+            run(i)
+        pair = max(pair, time.monotonic() - begun)
+        log(f"B7 run {i + 1}: mirrorspec {ours[-1]:.2f}s, skopeo sync via dir {base[-1]:.2f}s")
+    row = Row(
+        "B7",
+        "air gap, 200 small images: upstream → directory → empty registry",
+        ours,
+        base,
+        "skopeo sync via dir",
+        "ratio",
+    )
+
+    def split(tool: str) -> str:
+        near = median([s[0] for s in steps[tool]])
+        far = median([s[1] for s in steps[tool]])
+        return f"{tool}: upstream → directory {near:.2f} s, directory → registry {far:.2f} s (medians)"
+
+    row.notes += [split("mirrorspec"), split("skopeo sync")]
+    row.notes.append(
+        f"directory between the steps: mirrorspec's OCI layout {kept['mirrorspec'] / 2**20:.1f} MiB, "
+        f"skopeo's dir tree {kept['skopeo sync'] / 2**20:.1f} MiB (du)"
+    )
+    row.notes.append(
+        "digests at the far registry equal to upstream's, of 200: "
+        + ", ".join(f"{tool} {'/'.join(map(str, counts))}" for tool, counts in same.items())
+    )
+    if len(ours) < runs:
+        row.notes.append(
+            f"{len(ours)} pair(s), not {runs}: one more (~{pair:.0f} s) would have overrun --b7-budget"
+        )
+    return [row]
+
+
+def disk_bytes(path: Path) -> int:
+    """Bytes the tree takes on disk (`du`: blocks, not lengths: small files cost a block each)."""
+    return sum(p.lstat().st_blocks * 512 for p in path.rglob("*")) + path.lstat().st_blocks * 512
+
+
+def skopeo_ok(proc: subprocess.CompletedProcess[str], what: str) -> None:
+    check(proc, what)
+    if re.search(r"level=(error|fatal)", proc.stderr):
+        raise RuntimeError(f"{what} logged an error (exit 0):\n{proc.stderr[-3000:]}")
+
+
 def machine() -> dict[str, str]:
     model = "unknown"
     try:
@@ -1403,6 +1598,7 @@ ANALYSIS_MARKER = "<!-- Hand-written from here on: bench/run.py keeps everything
 def render(rows: Sequence[Row], info: dict[str, str], args: argparse.Namespace, wall: float) -> str:
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     b2 = next((len(r.ours) for r in rows if r.bench == "B2"), 0)
+    b7 = next((f"B7: {len(r.ours)} pair(s), " for r in rows if r.bench == "B7"), "")
     handshake = " plus a round trip per new TCP connection" if args.tcp_handshake else ""
     command = f"`{' '.join(args.argv)}`"
     if args.argv == ["bench/run.py"]:
@@ -1419,8 +1615,8 @@ def render(rows: Sequence[Row], info: dict[str, str], args: argparse.Namespace, 
         f"- Software: Python {info['python']}, {info['skopeo']}, {info['registry']}; Python bytecode "
         "cached in the work directory (PYTHONPYCACHEPREFIX), as an installed package has it",
         f"- Latency: {args.delay * 1000:.0f} ms added one way per chunk and direction{handshake} "
-        "in B1 and B2 (bench/proxy.py); none in B3-B5",
-        f"- Runs: medians of {args.runs} runs (B2: {b2} pair(s), see details; B4: 11; B5: 10); "
+        "in B1, B2 and B7 (bench/proxy.py); none in B3-B5",
+        f"- Runs: medians of {args.runs} runs (B2: {b2} pair(s), {b7}see details; B4: 11; B5: 10); "
         "the two tools alternate which goes first",
         "",
         "| | benchmark | mirrorspec | baseline | ratio | target | met |",
@@ -1454,7 +1650,7 @@ def workdir(keep: bool) -> Iterator[Path]:
             shutil.rmtree(path, ignore_errors=True)
 
 
-ALL = frozenset({"B1", "B2", "B3", "B4", "B5", "B6"})
+ALL = frozenset({"B1", "B2", "B3", "B4", "B5", "B6", "B7"})
 PARTIAL = "- Re-measured since: "
 
 
@@ -1511,6 +1707,9 @@ def main(argv: list[str] | None = None) -> None:
         "--b1l-delay", type=float, default=0.100, help="B1L's one-way latency, seconds (0: no B1L)"
     )
     parser.add_argument(
+        "--b7-budget", type=float, default=12, help="minutes; B7 stops repeating before it would overrun"
+    )
+    parser.add_argument(
         "--b1-baseline-runs", type=int, help="at most this many skopeo sync runs in B1 (default: --runs)"
     )
     parser.add_argument(
@@ -1554,6 +1753,8 @@ def main(argv: list[str] | None = None) -> None:
                 args.b1l_delay,
                 args.b1_baseline_runs,
             )
+        if "B7" in only:  # after B2: B2's --budget counts from the start
+            rows += bench_airgap(bed, args.runs, args.b7_budget * 60)
     rows.sort(key=lambda r: r.bench)
     args.load = f"{load_before} / {os.getloadavg()[0]:.2f}"
     wall = time.perf_counter() - started
