@@ -74,6 +74,10 @@ def copy_all(
     damage = BlobDamage(ctx)
     retagger = Retagger(ctx)
     callback_lock = threading.Lock()
+    # Set at an interrupt, under `callback_lock`: a copy that still finishes while the others
+    # are being stopped (its verification or manifest PUT outlasting STOP_GRACE) reports
+    # nothing, so the CLI's "N of M copied" line stays the last word and its count exact.
+    closed = threading.Event()
     with open_workspace() as workspace:
         crashed: list[BaseException] = []
         children = Children()
@@ -85,7 +89,8 @@ def copy_all(
                         result = schedule.finish(task, None, False, measured=False)
                         if result is not None and on_done is not None:
                             with callback_lock:
-                                on_done(result)
+                                if not closed.is_set():
+                                    on_done(result)
                         continue
                     job = task.run_job()
                     # From a layout: the ref checked to name the planned digest and every blob
@@ -103,7 +108,8 @@ def copy_all(
                     result = schedule.finish(task, error, transient)
                     if result is not None and on_done is not None:
                         with callback_lock:
-                            on_done(result)
+                            if not closed.is_set():
+                                on_done(result)
             except BaseException as exc:  # e.g. an unreadable ca-bundle: stop everyone, re-raise
                 crashed.append(exc)
                 schedule.abort()
@@ -118,6 +124,8 @@ def copy_all(
             for thread in threads:
                 thread.join()
         except BaseException:  # interrupted: start nothing new, stop what runs, then clean up
+            with callback_lock:
+                closed.set()
             schedule.abort()
             children.stop()
             for thread in threads:

@@ -106,6 +106,7 @@ def _copies(
     results: list[CopyResult | None] = [None] * len(jobs)
     children = Children()
     callback_lock = threading.Lock()
+    closed = threading.Event()  # set at an interrupt: no progress after it (copier.copy_all)
     crashed: list[BaseException] = []
 
     with open_workspace() as workspace:
@@ -130,7 +131,8 @@ def _copies(
                         results[number] = result
                         if on_done is not None:
                             with callback_lock:
-                                on_done(result)
+                                if not closed.is_set():  # see copier.copy_all
+                                    on_done(result)
             except BaseException as exc:  # a bug or an unreadable ca-bundle: stop everyone
                 crashed.append(exc)
                 children.stop()
@@ -145,6 +147,8 @@ def _copies(
             for thread in threads:
                 thread.join()
         except BaseException:  # interrupted: start nothing new, stop what runs, then clean up
+            with callback_lock:
+                closed.set()
             children.stop()
             for thread in threads:
                 thread.join(timeout=STOP_GRACE)
