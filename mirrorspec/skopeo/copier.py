@@ -21,7 +21,6 @@ What shaped it (research/sync.md §1, testbed.md §3):
 from __future__ import annotations
 
 import logging
-import subprocess
 import threading
 from collections.abc import Callable, Sequence
 
@@ -30,7 +29,6 @@ from ..credentials import redact
 from ..errors import MirrorspecError, RegistryError
 from ..layout_source import check_before_copy
 from ..storage_damage import BlobDamage, manifest_digest
-from .failures import copy_failure
 from .jobs import CopyJob, CopyResult
 from .layout_read import skopeo_source
 from .process import STOP_GRACE, Children, Skopeo, find_skopeo
@@ -174,20 +172,9 @@ def _copy_one(
                 *source,
                 f"docker://{job.destination_ref}",
             ]
-            proc = children.start(argv, pass_fds=(*src_fds, *dest_fds))
-            if proc is None:
-                return "interrupted before it started", False
-            try:
-                _, stderr = proc.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
-                return f"skopeo did not finish within {timeout:.0f}s", False
-            finally:
-                children.forget(proc)
+            return children.copy(argv, pass_fds=(*src_fds, *dest_fds), timeout=timeout)
     except MirrorspecError as exc:  # the job layout could not be made
         return str(exc), False
-    return copy_failure(proc.returncode, stderr)
 
 
 def _verify(job: CopyJob, ctx: RunContext) -> str | None:

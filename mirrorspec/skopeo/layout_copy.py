@@ -26,7 +26,6 @@ import os
 import queue
 import random
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +35,6 @@ from ..context import RunContext
 from ..errors import MirrorspecError
 from ..layout import Layout, LayoutError, LayoutRef, ref_name
 from ..layout.content import check_reference
-from .failures import copy_failure
 from .jobs import CopyJob, CopyResult
 from .layout_docker_list import copy_docker_list, docker_list
 from .process import STOP_GRACE, Children, Skopeo, find_skopeo
@@ -230,18 +228,7 @@ def _copy_one(
             f"docker://{job.source_ref}",
             f"oci:{directory}:{name}",
         ]
-        proc = children.start(argv, pass_fds=src_fds)
-        if proc is None:
-            return "interrupted before it started", False
-        try:
-            _, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            return f"skopeo did not finish within {timeout:.0f}s", False
-        finally:
-            children.forget(proc)
-        error, transient = copy_failure(proc.returncode, stderr)
+        error, transient = children.copy(argv, pass_fds=src_fds, timeout=timeout)
         if error is not None and not transient and (listed := docker_list(ctx, job)) is not None:
             # skopeo cannot write a Docker manifest list into a layout as it is: see that module
             args = (skopeo, workspace, children, layout, job, directory, name, timeout)

@@ -17,14 +17,12 @@ they are reached through the list, as on a registry.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from ..context import RunContext
 from ..errors import MirrorspecError
 from ..layout.store import Layout, LayoutRef, ref_name
 from ..oci.client import DOCKER_MANIFEST_LIST, Manifest
-from .failures import copy_failure
 from .jobs import CopyJob
 from .process import Children, Skopeo
 from .workspace import Workspace
@@ -85,18 +83,7 @@ def copy_docker_list(
             f"docker://{job.source.host}/{job.source_repository}@{child}",
             f"oci:{directory}:{child_name}",
         ]
-        proc = children.start(argv, pass_fds=src_fds)
-        if proc is None:
-            return "interrupted before it started", False
-        try:
-            _, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            return f"skopeo did not finish within {timeout:.0f}s", False
-        finally:
-            children.forget(proc)
-        error, transient = copy_failure(proc.returncode, stderr)
+        error, transient = children.copy(argv, pass_fds=src_fds, timeout=timeout)
         if error is not None:
             return f"{job.source_ref}: its image {child}: {error}", transient
     try:

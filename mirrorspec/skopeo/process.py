@@ -29,6 +29,7 @@ from functools import cache
 
 from ..credentials import redact
 from ..errors import MirrorspecError
+from .failures import copy_failure
 
 __all__ = ["STOP_GRACE", "Children", "Skopeo", "find_skopeo"]
 
@@ -140,6 +141,25 @@ class Children:
     def forget(self, proc: subprocess.Popen[str]) -> None:
         with self._lock:
             self._running.discard(proc)
+
+    def copy(
+        self, argv: list[str], *, pass_fds: Sequence[int] = (), timeout: float
+    ) -> tuple[str | None, bool]:
+        """Run one `skopeo copy` to its end: (error or None, whether another attempt may help),
+        as `failures.copy_failure` judges its exit and stderr. A copy that outlasts `timeout`
+        is killed; one refused because we are stopping never started."""
+        proc = self.start(argv, pass_fds=pass_fds)
+        if proc is None:
+            return "interrupted before it started", False
+        try:
+            _, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            return f"skopeo did not finish within {timeout:.0f}s", False
+        finally:
+            self.forget(proc)
+        return copy_failure(proc.returncode, stderr)
 
     def stop(self) -> None:
         """Terminate every running skopeo and wait for it (SIGKILL after `STOP_GRACE`)."""
