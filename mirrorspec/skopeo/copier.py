@@ -21,7 +21,6 @@ What shaped it (research/sync.md §1, testbed.md §3):
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 
 from ..context import RunContext
@@ -31,7 +30,7 @@ from ..layout_source import check_before_copy
 from ..storage_damage import BlobDamage, manifest_digest
 from .jobs import CopyJob, CopyResult
 from .layout_read import skopeo_source
-from .process import STOP_GRACE, Children, Skopeo, find_skopeo
+from .process import Children, Progress, Skopeo, find_skopeo, run_workers
 from .retag import Retagger
 from .schedule import BACKOFF, RETRIES, Schedule, Task, default_per_registry
 from .workspace import Workspace, open_workspace
@@ -71,11 +70,7 @@ def copy_all(
     schedule = Schedule(jobs, start, retries, backoff, ceiling=ceiling)
     damage = BlobDamage(ctx)
     retagger = Retagger(ctx)
-    callback_lock = threading.Lock()
-    # Set at an interrupt, under `callback_lock`: a copy that still finishes while the others
-    # are being stopped (its verification or manifest PUT outlasting STOP_GRACE) reports
-    # nothing, so the CLI's "N of M copied" line stays the last word and its count exact.
-    closed = threading.Event()
+    progress: Progress[CopyResult] = Progress(on_done)
     with open_workspace() as workspace:
         crashed: list[BaseException] = []
         children = Children()
@@ -85,10 +80,8 @@ def copy_all(
                 while (task := schedule.take()) is not None:
                     if task.attempts == 1 and _retag(task, retagger, schedule, ctx):
                         result = schedule.finish(task, None, False, measured=False)
-                        if result is not None and on_done is not None:
-                            with callback_lock:
-                                if not closed.is_set():
-                                    on_done(result)
+                        if result is not None:
+                            progress.report(result)
                         continue
                     job = task.run_job()
                     # From a layout: the ref checked to name the planned digest and every blob
@@ -104,31 +97,18 @@ def copy_all(
                     elif transient and (diagnosis := damage.judge(task.job, error)) is not None:
                         error, transient = diagnosis, False  # a 5xx that repeats: no retry fixes it
                     result = schedule.finish(task, error, transient)
-                    if result is not None and on_done is not None:
-                        with callback_lock:
-                            if not closed.is_set():
-                                on_done(result)
+                    if result is not None:
+                        progress.report(result)
             except BaseException as exc:  # e.g. an unreadable ca-bundle: stop everyone, re-raise
                 crashed.append(exc)
                 schedule.abort()
 
-        threads = [
-            threading.Thread(target=work, name=f"mirrorspec-copy-{i}", daemon=True)
-            for i in range(max(1, min(ctx.workers, len(jobs))))
-        ]
-        try:
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-        except BaseException:  # interrupted: start nothing new, stop what runs, then clean up
-            with callback_lock:
-                closed.set()
+        def interrupt() -> None:  # start nothing new, stop what runs, then clean up
+            progress.close()
             schedule.abort()
             children.stop()
-            for thread in threads:
-                thread.join(timeout=STOP_GRACE)
-            raise
+
+        run_workers(work, min(ctx.workers, len(jobs)), "mirrorspec-copy", interrupt)
     if crashed:
         raise crashed[0]
     return schedule.results()

@@ -37,7 +37,7 @@ from ..layout import Layout, LayoutError, LayoutRef, ref_name
 from ..layout.content import check_reference
 from .jobs import CopyJob, CopyResult
 from .layout_docker_list import copy_docker_list, docker_list
-from .process import STOP_GRACE, Children, Skopeo, find_skopeo
+from .process import Children, Progress, Skopeo, find_skopeo, run_workers
 from .schedule import BACKOFF, RETRIES
 from .workspace import Workspace, open_workspace
 
@@ -103,8 +103,7 @@ def _copies(
         pending.put(group)
     results: list[CopyResult | None] = [None] * len(jobs)
     children = Children()
-    callback_lock = threading.Lock()
-    closed = threading.Event()  # set at an interrupt: no progress after it (copier.copy_all)
+    progress: Progress[CopyResult] = Progress(on_done)
     crashed: list[BaseException] = []
 
     with open_workspace() as workspace:
@@ -127,30 +126,16 @@ def _copies(
                         if result is None:
                             return  # interrupted: a killed copy is neither done nor failed
                         results[number] = result
-                        if on_done is not None:
-                            with callback_lock:
-                                if not closed.is_set():  # see copier.copy_all
-                                    on_done(result)
+                        progress.report(result)
             except BaseException as exc:  # a bug or an unreadable ca-bundle: stop everyone
                 crashed.append(exc)
                 children.stop()
 
-        threads = [
-            threading.Thread(target=work, name=f"mirrorspec-layout-{i}", daemon=True)
-            for i in range(max(1, min(ctx.workers, len(jobs))))
-        ]
-        try:
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-        except BaseException:  # interrupted: start nothing new, stop what runs, then clean up
-            with callback_lock:
-                closed.set()
+        def interrupt() -> None:  # start nothing new, stop what runs, then clean up
+            progress.close()
             children.stop()
-            for thread in threads:
-                thread.join(timeout=STOP_GRACE)
-            raise
+
+        run_workers(work, min(ctx.workers, len(jobs)), "mirrorspec-layout", interrupt)
     for layout in layouts.values():
         with contextlib.suppress(OSError):  # left when another writer's jobs are still there
             (layout.path / JOBS_DIR).rmdir()

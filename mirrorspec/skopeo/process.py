@@ -23,15 +23,16 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import Generic, TypeVar
 
 from ..credentials import redact
 from ..errors import MirrorspecError
 from .failures import copy_failure
 
-__all__ = ["STOP_GRACE", "Children", "Skopeo", "find_skopeo"]
+__all__ = ["STOP_GRACE", "Children", "Progress", "Skopeo", "find_skopeo", "run_workers"]
 
 # The copier's logger, named as before the copier moved into this package (see `schedule`).
 log = logging.getLogger("mirrorspec.copy")
@@ -175,6 +176,49 @@ class Children:
             except subprocess.TimeoutExpired:
                 _signal_group(proc, signal.SIGKILL)
                 proc.wait()
+
+
+_R = TypeVar("_R")
+
+
+class Progress(Generic[_R]):
+    """A copier's `on_done`, called from worker threads one at a time, and closed at an
+    interruption: a copy that still finishes while the others are being stopped (its
+    verification or manifest PUT outlasting `STOP_GRACE`) reports nothing, so the CLI's
+    "N of M copied" line stays the last word and its count exact."""
+
+    def __init__(self, on_done: Callable[[_R], None] | None) -> None:
+        self._on_done = on_done
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def report(self, result: _R) -> None:
+        if self._on_done is None:
+            return
+        with self._lock:
+            if not self._closed:
+                self._on_done(result)
+
+    def close(self) -> None:
+        with self._lock:  # a report under way ends first; none comes after
+            self._closed = True
+
+
+def run_workers(work: Callable[[], None], count: int, name: str, interrupt: Callable[[], None]) -> None:
+    """`count` threads running `work`, waited for. Interrupted while waiting (Ctrl-C, SIGTERM
+    raised in this thread): `interrupt()` (start nothing new, stop what runs), then each
+    thread gets `STOP_GRACE` to end before the exception goes on."""
+    threads = [threading.Thread(target=work, name=f"{name}-{i}", daemon=True) for i in range(max(1, count))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    except BaseException:
+        interrupt()
+        for thread in threads:
+            thread.join(timeout=STOP_GRACE)
+        raise
 
 
 @cache
