@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,6 +229,16 @@ def registry_bed(ups: Upstreams, workdir: Path) -> Iterator[Bed]:
             return text.replace(f"registry: {LAB_HOST}", real)
 
         yield Bed("registry", ups, lab, "lab-bot", ups.overrides(), rewrite=rewrite)
+
+
+def bed_of(
+    kind: str, ups: Upstreams, workdir: Path, ecr_emulator: EcrEmulator | None = None
+) -> AbstractContextManager[Bed]:
+    """The bed of one target type ("ecr" needs the module's `ecr_emulator`)."""
+    if kind == "ecr":
+        assert ecr_emulator is not None, "the ECR bed needs an EcrEmulator"
+        return ecr_bed(ecr_emulator, ups, workdir)
+    return {"acr": acr_bed, "harbor": harbor_bed, "registry": registry_bed}[kind](ups, workdir)
 
 
 def set_environment(monkeypatch: pytest.MonkeyPatch) -> None:

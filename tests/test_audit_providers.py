@@ -183,15 +183,11 @@ def bed(
 ) -> Iterator[beds.Bed]:
     beds.set_environment(monkeypatch)
     kind = request.param
-    with beds.upstreams(seeded, tmp_path / "upstreams") as ups:
-        if kind == "ecr":
-            started = beds.ecr_bed(ecr_emulator, ups, tmp_path)
-        else:
-            started = {"acr": beds.acr_bed, "harbor": beds.harbor_bed, "registry": beds.registry_bed}[kind](
-                ups, tmp_path
-            )
-        with started as ready:
-            yield ready
+    with (
+        beds.upstreams(seeded, tmp_path / "upstreams") as ups,
+        beds.bed_of(kind, ups, tmp_path, ecr_emulator) as ready,
+    ):
+        yield ready
 
 
 class Cli:

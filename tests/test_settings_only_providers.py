@@ -49,15 +49,11 @@ def bed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[beds.Bed]:
     beds.set_environment(monkeypatch)
-    with beds.upstreams(seeded, tmp_path / "upstreams") as ups:
-        kind = request.param
-        started = (
-            beds.ecr_bed(ecr_emulator, ups, tmp_path)
-            if kind == "ecr"
-            else {"acr": beds.acr_bed, "harbor": beds.harbor_bed}[kind](ups, tmp_path)
-        )
-        with started as ready:
-            yield ready
+    with (
+        beds.upstreams(seeded, tmp_path / "upstreams") as ups,
+        beds.bed_of(request.param, ups, tmp_path, ecr_emulator) as ready,
+    ):
+        yield ready
 
 
 def planned(bed: beds.Bed, workdir: Path, extra_source: str) -> TargetPlan:
