@@ -691,18 +691,27 @@ def _on_signal(signum: int, frame: object) -> None:
 @contextmanager
 def _signals_interrupt() -> Iterator[None]:
     """SIGINT and SIGTERM raise `Interrupted` while the command runs (main thread only:
-    elsewhere Python cannot install handlers); the previous handlers come back after."""
+    elsewhere Python cannot install handlers); the previous handlers come back after, unless
+    the run was interrupted: then the process is on its way out and further signals stay
+    ignored (`_on_signal`). Handed back, Python's own SIGINT handler would raise
+    KeyboardInterrupt in the exit handlers if an impatient second Ctrl-C came late, and print
+    a traceback after the summary line (seen once in CI)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     for signum in previous:
         signal.signal(signum, _on_signal)
+    interrupted = False
     try:
         yield
+    except Interrupted:
+        interrupted = True
+        raise
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        if not interrupted:
+            for signum, handler in previous.items():
+                signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 class _RedactingFormatter(logging.Formatter):
