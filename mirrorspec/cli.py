@@ -39,6 +39,7 @@ from .cli_common import (
     group_timeout,
     load_for_validate,
     run,
+    show,
     show_plan,
 )
 from .cli_render import render
@@ -286,12 +287,7 @@ def audit(spec_file: Path, targets: tuple[str, ...], content: bool, fmt: str, wo
     """Compare what each registry really has with the spec. Exit 0 in sync, 2 on drift."""
     with run(spec_file, workers) as ctx:
         report = engine.audit(ctx, targets=targets, content=content, spec_name=str(spec_file))
-    if fmt == "json":
-        click.echo(to_json(report))
-    elif fmt == "markdown":
-        click.echo(output.audit_markdown(report), nl=False)
-    else:
-        output.print_audit(report, output.console())
+    show(report, fmt, markdown=output.audit_markdown, table=output.print_audit)
     if not report.in_sync:
         sys.exit(2)
 

@@ -25,6 +25,7 @@ import cli_runner
 import pytest
 import requests
 from ruamel.yaml import YAML
+from spec_text import DEST_LOGIN, lab_target
 from testbed import RegistryServer, chart_archive, push_chart, push_image
 from testbed.signatures import push_cosign, push_referrer
 
@@ -175,12 +176,7 @@ def bed(registry_factory: Callable[..., RegistryServer], tmp_path: Path) -> Iter
     bed.spec = tmp_path / "spec.yaml"
     bed.spec.write_text(
         f"""\
-version: 1
-credentials:
-  dest:
-    username: alice
-    password: {{env: DEST_PASSWORD}}
-  third-login:
+{DEST_LOGIN}  third-login:
     username: bob
     password: {{env: THIRD_PASSWORD}}
 sources:
@@ -193,14 +189,7 @@ sources:
         chart-images: true
   - registry: {images.host}
     insecure: true
-{THIRD_ENTRY.format(host=third.host, ca=third.ca_file)}targets:
-  - name: lab
-    type: registry
-    registry: {destination.host}
-    prefix: mirror
-    credentials: dest
-    ca-bundle: {destination.ca_file}
-"""
+{THIRD_ENTRY.format(host=third.host, ca=third.ca_file)}{lab_target(destination)}"""
     )
     tmp = tmp_path / "tmpdir"
     tmp.mkdir()
