@@ -21,9 +21,11 @@ from typing import Any
 
 import cli_runner
 import pytest
+import yaml
 from testbed import RegistryServer, access_records, add_tags, push_chart, push_image, start_registry
 from testbed.signatures import push_cosign
 
+from mirrorspec import render_kubernetes
 from mirrorspec.plan import Change
 from mirrorspec.shards import MAX_SHARDS, Shard, changes_of, parse, shard_of
 
@@ -168,6 +170,8 @@ def test_three_concurrent_shards_copy_every_tag_exactly_once(bed: Bed) -> None:
         ("0/0", f"the count must be 1 to {MAX_SHARDS}"),
         ("1", "expected INDEX/COUNT"),
         ("-1/3", "expected INDEX/COUNT"),
+        # what a pod would run if the kubelet had not expanded the index: refused, not guessed
+        ("$(JOB_COMPLETION_INDEX)/3", "expected INDEX/COUNT"),
     ],
 )
 def test_a_bad_shard_is_one_line_and_exit_1(value: str, says: str, tmp_path: Path) -> None:
@@ -221,3 +225,22 @@ def test_an_oci_layout_target_is_not_sharded(bed: Bed, tmp_path: Path) -> None:
     assert _copies(one.stdout) == _copies(
         cli_runner.run("plan", str(spec), "--format", "json", env=bed.env).stdout
     )
+
+
+def test_the_command_render_kubernetes_writes_runs_each_shard(bed: Bed, tmp_path: Path) -> None:
+    """The rendered container's command and args, with the index the Job controller puts in
+    `JOB_COMPLETION_INDEX` expanded as the kubelet does, and the spec where the pod mounts it
+    replaced by the spec here: a working `apply` of that shard (after the copies above, or alone,
+    with nothing or that shard's copies to do)."""
+    rendered = cli_runner.run(
+        "render", "kubernetes", str(bed.spec), "--schedule", "@hourly", "--shards", "3", env=bed.env
+    ).stdout
+    cron_job = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "CronJob")
+    (container,) = cron_job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["mirrorspec"]
+    args = [str(bed.spec) if a == render_kubernetes.SPEC_PATH else a for a in container["args"]]
+    for index in range(3):
+        run = [a.replace("$(JOB_COMPLETION_INDEX)", str(index)) for a in args]
+        out = cli_runner.run(*run, env=bed.env).stdout
+        assert f"shard {index}/3: " in out
+    cli_runner.run("plan", str(bed.spec), "--detailed-exitcode", env=bed.env)
