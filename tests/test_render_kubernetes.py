@@ -9,6 +9,7 @@ really runs, once the Job controller's index is put in, is `test_shards.py`'s.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from kubernetes_validate.utils import latest_version
 from mirrorspec import render_kubernetes as rk
 
 CANARY = "k8s-canary-Pa55word-51e2"
+REPOSITORY = Path(__file__).resolve().parent.parent
 # The oldest schema kubernetes-validate bundles, and its newest: batch/v1 CronJob and Indexed
 # Jobs are stable in both (1.21 and 1.24).
 VERSIONS = ("1.25", latest_version())
@@ -194,3 +196,31 @@ def test_targets_it_cannot_run_are_refused(tmp_path: Path) -> None:
     assert "target 'disk' is an OCI layout" in proc.stderr
     assert proc.stdout == ""
 
+
+def test_the_containerfile_builds_what_the_manifests_run() -> None:
+    containerfile = (REPOSITORY / "Containerfile").read_text()
+    lines = [line.strip() for line in containerfile.splitlines() if line.strip() and not line.startswith("#")]
+    # Same user (by id: runAsNonRoot can only check a numeric user), same entrypoint.
+    assert f"USER {rk.RUN_AS}:{rk.RUN_AS}" in lines
+    assert re.search(rf"useradd [^\n]*--uid {rk.RUN_AS}\b", containerfile)
+    entrypoint = next(line for line in lines if line.startswith("ENTRYPOINT "))
+    assert yaml.safe_load(entrypoint.removeprefix("ENTRYPOINT ")) == list(rk.ENTRYPOINT)
+    # The skopeo it installs is Debian's of the base image's release; this machine runs the same
+    # release, so the skopeo these tests copy with (1.9.3) is the one the image gets.
+    base = next(line for line in lines if line.startswith("FROM ")).split()[1]
+    codename = re.fullmatch(r"docker\.io/library/python:3\.11-slim-(\w+)", base)
+    assert codename is not None, base
+    os_release = dict(
+        line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines() if "=" in line
+    )
+    assert os_release.get("VERSION_CODENAME") == codename[1]
+    assert "apt-get install -y --no-install-recommends skopeo" in containerfile
+    version = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Version}", "skopeo"], capture_output=True, text=True, check=True
+    ).stdout
+    assert version.startswith("1.9.3"), version
+    # What it copies is what pyproject.toml builds from: the readme it names and the package.
+    copied = {p for line in lines if line.startswith("COPY ") for p in line.split()[1:-1]}
+    assert copied == {"pyproject.toml", "README.md", "mirrorspec"}
+    assert 'readme = "README.md"' in (REPOSITORY / "pyproject.toml").read_text()
+    assert 'mirrorspec = "mirrorspec.cli:main"' in (REPOSITORY / "pyproject.toml").read_text()
