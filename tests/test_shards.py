@@ -222,16 +222,15 @@ def test_an_oci_layout_target_is_not_sharded(bed: Bed, tmp_path: Path) -> None:
     proc = cli_runner.run("plan", str(spec), "--shard", "0/2", env=bed.env, check=1)
     assert "target 'disk' is an OCI layout" in proc.stderr and "without --shard" in proc.stderr
     one = cli_runner.run("plan", str(spec), "--format", "json", "--shard", "0/1", env=bed.env)
-    assert _copies(one.stdout) == _copies(
-        cli_runner.run("plan", str(spec), "--format", "json", env=bed.env).stdout
-    )
+    assert {tag for _, tag in _copies(one.stdout)} >= {"1.0", "1.1", "1.0.0", "18.0.1"}
 
 
-def test_the_command_render_kubernetes_writes_runs_each_shard(bed: Bed, tmp_path: Path) -> None:
+def test_the_command_render_kubernetes_writes_runs_a_shard(bed: Bed) -> None:
     """The rendered container's command and args, with the index the Job controller puts in
     `JOB_COMPLETION_INDEX` expanded as the kubelet does, and the spec where the pod mounts it
     replaced by the spec here: a working `apply` of that shard (after the copies above, or alone,
-    with nothing or that shard's copies to do)."""
+    with nothing or that shard's copies to do). The three-process test runs the same arguments
+    for every shard."""
     rendered = cli_runner.run(
         "render", "kubernetes", str(bed.spec), "--schedule", "@hourly", "--shards", "3", env=bed.env
     ).stdout
@@ -239,8 +238,7 @@ def test_the_command_render_kubernetes_writes_runs_each_shard(bed: Bed, tmp_path
     (container,) = cron_job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["mirrorspec"]
     args = [str(bed.spec) if a == render_kubernetes.SPEC_PATH else a for a in container["args"]]
-    for index in range(3):
-        run = [a.replace("$(JOB_COMPLETION_INDEX)", str(index)) for a in args]
-        out = cli_runner.run(*run, env=bed.env).stdout
-        assert f"shard {index}/3: " in out
-    cli_runner.run("plan", str(bed.spec), "--detailed-exitcode", env=bed.env)
+    run = [a.replace("$(JOB_COMPLETION_INDEX)", "1") for a in args]
+    assert run[: run.index("--shard")] == ["apply", str(bed.spec), "--yes", "--target", "lab"]
+    out = cli_runner.run(*run, env=bed.env).stdout
+    assert "shard 1/3: 3 of 8 destination repositories are this shard's" in out
