@@ -43,6 +43,7 @@ from .cli_common import (
     show_plan,
 )
 from .cli_render import render
+from .cli_shard import SHARD
 from .cli_signals import Interrupted, signals_interrupt
 from .errors import MirrorspecError
 from .oci.defaults import BODY_TIMEOUTS, DEFAULT_TIMEOUT, HOST_BUDGET_TIMEOUTS
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from . import engine, output
     from .host_settings import validate_summary
     from .plan import to_json
+    from .shards import Shard
 else:
     engine, output = Lazy("engine"), Lazy("output")
     validate_summary = Lazy("host_settings", "validate_summary")
@@ -202,6 +204,7 @@ def schema(kind: str) -> None:
 )
 @STRICT
 @WORKERS
+@SHARD
 def plan(
     spec_file: Path,
     targets: tuple[str, ...],
@@ -210,10 +213,11 @@ def plan(
     detailed_exitcode: bool,
     strict: bool,
     workers: int,
+    shard: Shard | None,
 ) -> None:
     """Show what apply would change and copy. Reads registries; writes nothing."""
     with run(spec_file, workers) as ctx:
-        the_plan = engine.plan(ctx, targets=targets, prune=prune, spec_name=str(spec_file))
+        the_plan = engine.plan(ctx, targets=targets, prune=prune, spec_name=str(spec_file), shard=shard)
     show_plan(the_plan, fmt)
     if strict:
         from .strict import refuse_empty_selections
@@ -235,6 +239,7 @@ def plan(
 @click.option("--prune", is_flag=True, help="Delete managed native rules that are no longer in the spec.")
 @STRICT
 @WORKERS
+@SHARD
 def apply(
     spec_file: Path,
     targets: tuple[str, ...],
@@ -243,10 +248,11 @@ def apply(
     prune: bool,
     strict: bool,
     workers: int,
+    shard: Shard | None,
 ) -> None:
     """Plan, show the plan, ask, then carry out exactly that plan."""
     with run(spec_file, workers, rotate_credentials=rotate_credentials) as ctx:
-        the_plan = engine.plan(ctx, targets=targets, prune=prune, spec_name=str(spec_file))
+        the_plan = engine.plan(ctx, targets=targets, prune=prune, spec_name=str(spec_file), shard=shard)
         show_plan(the_plan, "table")
         if strict:  # before anything is changed or copied
             from .strict import refuse_empty_selections
@@ -264,10 +270,11 @@ def apply(
 @TARGETS
 @click.option("--dry-run", is_flag=True, help="Show the copies that are needed, copy nothing.")
 @WORKERS
-def sync(spec_file: Path, targets: tuple[str, ...], dry_run: bool, workers: int) -> None:
+@SHARD
+def sync(spec_file: Path, targets: tuple[str, ...], dry_run: bool, workers: int, shard: Shard | None) -> None:
     """Only the copies: bring every wanted tag to its destination, leave native rules alone."""
     with run(spec_file, workers) as ctx:
-        the_plan = engine.plan(ctx, targets=targets, spec_name=str(spec_file), copies_only=True)
+        the_plan = engine.plan(ctx, targets=targets, spec_name=str(spec_file), copies_only=True, shard=shard)
         show_plan(the_plan, "table")
         if not dry_run and not the_plan.empty:
             execute(ctx, the_plan, copies_only=True)
@@ -283,10 +290,13 @@ def sync(spec_file: Path, targets: tuple[str, ...], dry_run: bool, workers: int)
 )
 @format_option("table", "json", "markdown")
 @WORKERS
-def audit(spec_file: Path, targets: tuple[str, ...], content: bool, fmt: str, workers: int) -> None:
+@SHARD
+def audit(
+    spec_file: Path, targets: tuple[str, ...], content: bool, fmt: str, workers: int, shard: Shard | None
+) -> None:
     """Compare what each registry really has with the spec. Exit 0 in sync, 2 on drift."""
     with run(spec_file, workers) as ctx:
-        report = engine.audit(ctx, targets=targets, content=content, spec_name=str(spec_file))
+        report = engine.audit(ctx, targets=targets, content=content, spec_name=str(spec_file), shard=shard)
     show(report, fmt, markdown=output.audit_markdown, table=output.print_audit)
     if not report.in_sync:
         sys.exit(2)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from .cli_common import RENDER_TARGET, SPEC, WORKERS, Lazy, load_for_validate, only_target, run
+from .cli_render_kubernetes import render_kubernetes
 from .redaction import redact
 
 if TYPE_CHECKING:
@@ -155,3 +156,6 @@ def render_offline_spec(spec_file: Path, target: str, targets_file: Path, layout
     for note in rendered.notes:
         click.echo(f"{'warning' if note.level == 'warning' else 'note'}: {redact(note.message)}", err=True)
     click.echo(rendered.text, nl=False)
+
+
+render.add_command(render_kubernetes)  # its own module: `cli_render_kubernetes.py`
