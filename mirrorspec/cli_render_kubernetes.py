@@ -45,8 +45,8 @@ __all__ = ["render_kubernetes"]
 @click.option(
     "--service-account",
     metavar="NAME",
-    help="Run the pods as this service account (e.g. one with a cloud identity for ECR or ACR); "
-    "without it no service account token is mounted.",
+    help="Run the pods as this service account (e.g. one bound to the cloud identity a target's "
+    "registry API needs); without it no service account token is mounted.",
 )
 @click.option(
     "--output",

@@ -23,7 +23,7 @@ Credentials: every secret reference the target and the sources need is mapped, n
 `{file: path}` → that key of Secret `<name>-files`, mounted read-only at the path the spec
 resolves it to in the pod (relative paths start at the spec's directory, `SPEC_DIR`); a
 `ca-bundle` → ConfigMap `<name>-ca-bundles`, mounted the same way. A reference a cloud registry
-reads itself (a provider's kind, e.g. `{azure-key-vault-secret: ...}`) needs nothing here.
+reads itself (a kind a provider declares in `SECRET_REFERENCES`) needs nothing here.
 
 The Secrets and the CA bundles' ConfigMap are not rendered, not even with placeholders: a
 manifest with placeholder data, applied again after the real Secret was made (as `kubectl apply

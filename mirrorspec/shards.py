@@ -20,12 +20,11 @@ What follows a repository into its shard, so that each repository has one writer
 Native changes (rules, policies, credentials' secrets, deletes under `--prune`) are shard 0's
 alone: N writers racing on one rule would see each other's half-made state, and a delete and a
 create of the same rule from two workers could leave either. The exception is what only prepares
-copies (a provider's `SUPPORT_KINDS`: an ECR repository, a Harbor project): a shard's copies
-need it before they start, so every shard creates the ones its own repositories lie in. Those
-creates are idempotent against a concurrent creator (ECR's RepositoryAlreadyExistsException and
-Harbor's 409 are success, `providers/*/changes.py`), so two shards sharing a Harbor project
-cannot fail each other. `audit` likewise judges native rules on shard 0 only; every shard checks
-its own repositories' content.
+copies (a provider's `SUPPORT_KINDS`: a repository or project that must exist before a push):
+a shard's copies need it before they start, so every shard creates the ones its own
+repositories lie in. The built-in providers take "already exists" from such a create as
+success (`providers/*/changes.py`), so two shards sharing one cannot fail each other. `audit`
+likewise judges native rules on shard 0 only; every shard checks its own repositories' content.
 
 An OCI layout target is one directory on one file system: it is refused with N > 1 (its
 `index.json` and `mirrorspec.lock.json` describe the whole layout, and N machines would each
