@@ -99,7 +99,7 @@ def render_terraform(spec_file: Path, target: str | None, output: Path | None, w
 
 @render.command("helm-values")
 @SPEC
-@click.option("--target", "-t", "target", required=True, metavar="NAME", help="The target to render for.")
+@RENDER_TARGET
 @click.option(
     "--chart",
     "-c",
@@ -109,7 +109,7 @@ def render_terraform(spec_file: Path, target: str | None, output: Path | None, w
     help="A chart version the spec mirrors with chart-images: true, as upstream names it.",
 )
 @WORKERS
-def render_helm_values(spec_file: Path, target: str, chart: str, workers: int) -> None:
+def render_helm_values(spec_file: Path, target: str | None, chart: str, workers: int) -> None:
     """A values file (YAML) that points every image of a chart version at the target, for
     `helm install -f`.
 
@@ -120,7 +120,7 @@ def render_helm_values(spec_file: Path, target: str, chart: str, workers: int) -
     from .render_helm_values import render as render_values
 
     with run(spec_file, workers) as ctx:
-        rendered = render_values(ctx, target, chart)
+        rendered = render_values(ctx, only_target(ctx, target, spec_file), chart)
     for note in rendered.notes:
         click.echo(f"{'warning' if note.level == 'warning' else 'note'}: {redact(note.message)}", err=True)
     click.echo(rendered.text, nl=False)

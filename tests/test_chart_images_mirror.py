@@ -289,7 +289,8 @@ def test_a_chart_with_chart_images_is_vendored_with_every_image_and_relocated_va
     assert len(audit["targets"][0]["content"]) == 15  # the tag index too
     assert bed.run("plan", str(bed.spec), "--detailed-exitcode").returncode == 0
 
-    rendered = bed.run("render", "helm-values", str(bed.spec), "--target", "lab", "--chart", app)
+    # No --target: the spec has one (issue 18, item 8), as for the other render commands.
+    rendered = bed.run("render", "helm-values", str(bed.spec), "--chart", app)
     assert f"{b}/acme/tool:1" in rendered.stderr and "by hand" in rendered.stderr
     override = YAML(typ="safe", pure=True).load(rendered.stdout)
     merged = _merge(YAML(typ="safe", pure=True).load(bed.values), override)
