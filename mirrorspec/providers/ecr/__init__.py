@@ -51,27 +51,29 @@ if TYPE_CHECKING:
     from .observed import observe as observe, secret_credentials
     from .terraform import TERRAFORM_PROVIDERS, render_terraform
 
-__all__ = [
-    *base.CONTRACT,
-    "CLIENT_FACTORIES",
-    "CREDENTIAL_FORMS",
-    "MANAGED",
-    "QUIET_LOGGERS",
-    "REPLICATION",
-    "REPOSITORY",
-    "RULE",
-    "SECRET",
-    "SECRET_REFERENCES",
-    "SECRET_VARIABLES",
-    "SIGNATURES_NOTE",
-    "STATEMENT",
-    "TEMPLATE",
-    "TERRAFORM_PROVIDERS",
-    "render_terraform",
-    "retire",
-    "secret_credentials",
-    "upstream_of",
-]
+# For run time only: mypy reads the public names instead (see `providers/conformance.py`).
+if not TYPE_CHECKING:
+    __all__ = [
+        *base.CONTRACT,
+        "CLIENT_FACTORIES",
+        "CREDENTIAL_FORMS",
+        "MANAGED",
+        "QUIET_LOGGERS",
+        "REPLICATION",
+        "REPOSITORY",
+        "RULE",
+        "SECRET",
+        "SECRET_REFERENCES",
+        "SECRET_VARIABLES",
+        "SIGNATURES_NOTE",
+        "STATEMENT",
+        "TEMPLATE",
+        "TERRAFORM_PROVIDERS",
+        "render_terraform",
+        "retire",
+        "secret_credentials",
+        "upstream_of",
+    ]
 
 Target = EcrTarget
 
