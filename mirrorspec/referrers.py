@@ -57,6 +57,7 @@ __all__ = [
     "ask_api",
     "discover",
     "engine_for",
+    "index_tag",
     "put_copies",
     "target_notes",
 ]
@@ -70,7 +71,7 @@ PUT_ENGINE = "manifest-put"
 # AttestationTagSuffix ".att", SBOMTagSuffix ".sbom").
 _COSIGN_SUFFIXES = (".sig", ".att", ".sbom")
 _DIGEST = re.compile(r"(sha256|sha512):([a-f0-9]{64}|[a-f0-9]{128})")
-_INDEX_TAG = re.compile(r"(sha256|sha512)-([a-f0-9]{64}|[a-f0-9]{128})")
+_INDEX_TAG = re.compile(r"(sha256|sha512)-[a-f0-9]{64}")  # `index_tag`: 64 characters at most
 # Manifests skopeo can copy by digest; anything else in an index or an API answer is noted.
 _COPYABLE = frozenset(
     {
@@ -165,7 +166,7 @@ class _Discovery:
                 break
             if depth == _MAX_DEPTH:
                 # Said only when their tags show more (asking the API would cost reads).
-                deeper = [s for s in subjects if self._referring_tags(s[0], s[1]).get(_tag_of(s[2]))]
+                deeper = [s for s in subjects if self._referring_tags(s[0], s[1]).get(index_tag(s[2]))]
                 if deeper:
                     self.notes.append(
                         Note(
@@ -265,7 +266,7 @@ class _Discovery:
         for subject in subjects:
             registry, repository, digest = subject
             by_subject = self._referring_tags(registry, repository)
-            tagged += [(subject, tag) for tag in by_subject.get(_tag_of(digest), ())]
+            tagged += [(subject, tag) for tag in by_subject.get(index_tag(digest), ())]
         digests: dict[tuple[tuple[str, str, str], str], str | Exception | None] = {}
         self._run({t: (t[0][0], partial(self._tag_digest, *t)) for t in tagged}, digests)
 
@@ -380,9 +381,12 @@ def ask_api(client: RegistryClient, repository: str, digest: str) -> list[tuple[
     return _descriptors(body, what, client.host)
 
 
-def _tag_of(digest: str) -> str:
-    """`sha256:<hex>` → `sha256-<hex>`, the tag that names it (cosign, the referrers tag schema)."""
-    return digest.replace(":", "-", 1)
+def index_tag(digest: str) -> str:
+    """The tag that names `digest`: `<alg>-<encoded>`, the encoded part cut to 64 characters
+    (distribution-spec v1.1 "Referrers Tag Schema"; a tag has at most 128, so a sha512's whole
+    hex would not fit). cosign's `.sig`/`.att`/`.sbom` tags add their suffix to it."""
+    algorithm, _, encoded = digest.partition(":")
+    return f"{algorithm[:32]}-{encoded[:64]}"
 
 
 def _descriptors(body: bytes, what: str, registry: str) -> list[tuple[str, str]]:

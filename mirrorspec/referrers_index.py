@@ -60,7 +60,7 @@ from .oci.client import OCI_INDEX, OCI_MANIFEST, Manifest, RegistryClient
 from .oci.manifest_put import put_manifest
 from .oci.read_limit import ceiling_for
 from .plan import Artifact, ContentCheck, Copy, CopyTag, Note
-from .referrers import ask_api
+from .referrers import ask_api, index_tag
 from .spec import Target
 
 __all__ = ["ENGINE", "Examined", "content_checks", "examine", "index_tag", "plan_copies", "put_indexes"]
@@ -103,13 +103,6 @@ class Examined:
         return ContentCheck(
             f"{host}/{self.destination_repository}", self.tag, self.planned, self.actual, self.status
         )
-
-
-def index_tag(digest: str) -> str:
-    """The referrers tag schema's tag of `digest`: `<alg>-<encoded>`, the encoded part cut to
-    64 characters (distribution-spec v1.1 "Referrers Tag Schema")."""
-    algorithm, _, encoded = digest.partition(":")
-    return f"{algorithm[:32]}-{encoded[:64]}"
 
 
 def _subjects(artifacts: Sequence[Artifact]) -> list[_Subject]:

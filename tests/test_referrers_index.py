@@ -27,6 +27,8 @@ from testbed.signatures import push_referrer
 
 from mirrorspec.oci import RegistryClient
 from mirrorspec.oci.manifest_put import put_manifest
+from mirrorspec.plan import Artifact
+from mirrorspec.referrers import PUT_ENGINE, engine_for, index_tag
 
 SBOM_TYPE = "application/spdx+json"
 SIG_TYPE = "application/vnd.cncf.notary.signature"
@@ -263,3 +265,16 @@ targets:
             assert [client.digest(repository, d) for d in api_bed.referrers] == api_bed.referrers
     finally:
         proxy.stop()
+
+
+def test_the_tag_naming_a_digest_follows_the_referrers_tag_schema() -> None:
+    # distribution-spec v1.1 "Referrers Tag Schema": `<alg>-<ref>`, ref cut to 64 characters,
+    # since a tag has at most 128 and a sha512's hex alone is 128.
+    sha256 = "sha256:" + "a" * 64
+    sha512 = "sha512:" + "b" * 128
+    assert index_tag(sha256) == "sha256-" + "a" * 64
+    assert index_tag(sha512) == "sha512-" + "b" * 64
+    for digest in (sha256, sha512):
+        tag = index_tag(digest)
+        assert len(tag) <= 128 and len(f"{tag}.sbom") <= 128
+        assert engine_for(Artifact("r.example", "app", tag, digest, refers_to=digest)) == PUT_ENGINE
