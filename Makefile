@@ -31,8 +31,9 @@ demo: setup
 
 # Two workers, one module per worker at a time (module-scoped beds stay in one process):
 # most tests wait on registries, skopeo and terraform, so two cores run two modules at once.
+# The 15 slowest tests are listed at the end: the suite has a 12-minute budget in CI.
 test: setup lint
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile --durations=15
 
 # Fault injection over many more seeds and rates than `make test` runs (README, Reliability).
 soak: setup
