@@ -14,114 +14,54 @@ ignored, so that a quick double Ctrl-C cannot leave credentials behind.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
 import signal
 import sys
-import threading
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from . import cli_loudness
+from . import cli_common, cli_loudness
 from ._version import __version__
+from .cli_common import (
+    SPEC,
+    STRICT,
+    TARGETS,
+    WORKERS,
+    Lazy,
+    confirm,
+    execute,
+    format_option,
+    group_timeout,
+    load_for_validate,
+    run,
+    show_plan,
+)
+from .cli_render import render
+from .cli_signals import Interrupted, signals_interrupt
 from .errors import MirrorspecError
 from .oci.defaults import BODY_TIMEOUTS, DEFAULT_TIMEOUT, HOST_BUDGET_TIMEOUTS
 from .oci.read_limit import DEFAULT_READS
 from .redaction import RedactingStream, redact
 
-
-class _Lazy:
-    """A module of mirrorspec (or a name in one) imported at its first use, not at start-up:
-    `--help` and `validate` need neither the engine, nor the registry client, nor rich's
-    tables (bench/run.py, B5)."""
-
-    def __init__(self, module: str, name: str | None = None) -> None:
-        self._module = module
-        self._name = name
-
-    def _target(self) -> Any:
-        module = importlib.import_module(f"{__package__}.{self._module}")
-        return module if self._name is None else getattr(module, self._name)
-
-    def __getattr__(self, attribute: str) -> Any:
-        return getattr(self._target(), attribute)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._target()(*args, **kwargs)
-
-
 if TYPE_CHECKING:
     from . import engine, output
-    from . import spec as specmod
-    from .context import RunContext
     from .host_settings import validate_summary
     from .plan import to_json
-    from .skopeo.jobs import CopyResult, CopySummary
-    from .skopeo.process import find_skopeo
-    from .skopeo.schedule import default_workers
 else:
-    engine, output, specmod = _Lazy("engine"), _Lazy("output"), _Lazy("spec")
-    RunContext = _Lazy("context", "RunContext")
-    validate_summary = _Lazy("host_settings", "validate_summary")
-    to_json = _Lazy("plan", "to_json")
-    CopySummary = _Lazy("skopeo.jobs", "CopySummary")
-    find_skopeo = _Lazy("skopeo.process", "find_skopeo")
-    default_workers = _Lazy("skopeo.schedule", "default_workers")
+    engine, output = Lazy("engine"), Lazy("output")
+    validate_summary = Lazy("host_settings", "validate_summary")
+    to_json = Lazy("plan", "to_json")
 
 __all__ = ["configure_logging", "main"]
 
 log = logging.getLogger("mirrorspec")
 
 MAX_QUERY_CHARACTERS = 1 << 20  # terraform-external's stdin
-
-SPEC = click.argument("spec_file", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
-TARGETS = click.option(
-    "--target",
-    "-t",
-    "targets",
-    multiple=True,
-    metavar="NAME",
-    help="Only this target (repeatable). Default: all.",
-)
-RENDER_TARGET = click.option(
-    "--target",
-    "-t",
-    "target",
-    metavar="NAME",
-    help="The target to render for; may be left out when the spec has one.",
-)
-STRICT = click.option(
-    "--strict",
-    is_flag=True,
-    help="A tag selection that matches no upstream tag is an error (exit 1), not a warning.",
-)
-WORKERS = click.option(
-    "--workers",
-    "-j",
-    default=default_workers,  # called when a command that takes it runs; the help says what it is
-    show_default=False,
-    type=click.IntRange(1, 64),
-    help="Copies in flight at once (default: 4 per CPU, 24 to 32); copies at one registry start "
-    "at 8 and adapt up to 24, never above this. Registry reads have their own limit (--reads).",
-)
-
-
-def _format(*choices: str) -> Callable[[Any], Any]:
-    return click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(choices),
-        default=choices[0],
-        show_default=True,
-        help="table for people; json (stable schema) on stdout alone; markdown for pull requests.",
-    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -166,17 +106,6 @@ def cli(verbose: int, quiet: bool, timeout: float, reads: int) -> None:
     configure_logging(verbose, quiet=quiet)
 
 
-def _timeout() -> float:
-    """The group's `--timeout`, for the command running now."""
-    value = click.get_current_context().find_root().params.get("timeout", DEFAULT_TIMEOUT)
-    return float(value)
-
-
-def _reads() -> int:
-    """The group's `--reads`, for the command running now."""
-    return int(click.get_current_context().find_root().params.get("reads", DEFAULT_READS))
-
-
 def configure_logging(verbose: int, *, quiet: bool = False) -> None:
     """Logs go to stderr, every line redacted. SDK request dumps stay off even at -vv: each
     provider names its SDK's loggers (`QUIET_LOGGERS`), whose DEBUG lines may carry request
@@ -219,7 +148,7 @@ def validate(spec_files: tuple[Path, ...]) -> None:
     invalid = 0
     for spec_file in spec_files:
         try:
-            spec, name = _load_for_validate(spec_file)
+            spec, name = load_for_validate(spec_file)
         except MirrorspecError as exc:
             if len(spec_files) == 1:
                 raise
@@ -238,20 +167,6 @@ def validate(spec_files: tuple[Path, ...]) -> None:
             click.echo(summary)
     if invalid:
         raise MirrorspecError(f"{invalid} of {len(spec_files)} spec file(s) are invalid")
-
-
-def _load_for_validate(spec_file: Path) -> tuple[Any, str]:
-    """The spec and the name its messages use: the path, or `<stdin>` for `-`. Every error
-    names the file (an error of the spec's own says where in it; the rest are prefixed)."""
-    stdin = str(spec_file) == "-"
-    name = "<stdin>" if stdin else str(spec_file)
-    try:
-        spec = specmod.load_spec_stream(sys.stdin.buffer) if stdin else specmod.load_spec(spec_file)
-        return spec, name
-    except MirrorspecError as exc:
-        if not str(exc).startswith(name):
-            exc.args = (f"{name}: {exc}",) if len(exc.args) == 1 else exc.args
-        raise
 
 
 @cli.command()
@@ -273,7 +188,7 @@ def schema(kind: str) -> None:
 @cli.command()
 @SPEC
 @TARGETS
-@_format("table", "json", "markdown")
+@format_option("table", "json", "markdown")
 @click.option(
     "--prune",
     is_flag=True,
@@ -296,9 +211,9 @@ def plan(
     workers: int,
 ) -> None:
     """Show what apply would change and copy. Reads registries; writes nothing."""
-    with _run(spec_file, workers) as ctx:
+    with run(spec_file, workers) as ctx:
         the_plan = engine.plan(ctx, targets=targets, prune=prune, spec_name=str(spec_file))
-    _show_plan(the_plan, fmt)
+    show_plan(the_plan, fmt)
     if strict:
         from .strict import refuse_empty_selections
 
@@ -329,9 +244,9 @@ def apply(
     workers: int,
 ) -> None:
     """Plan, show the plan, ask, then carry out exactly that plan."""
-    with _run(spec_file, workers, rotate_credentials=rotate_credentials) as ctx:
+    with run(spec_file, workers, rotate_credentials=rotate_credentials) as ctx:
         the_plan = engine.plan(ctx, targets=targets, prune=prune, spec_name=str(spec_file))
-        _show_plan(the_plan, "table")
+        show_plan(the_plan, "table")
         if strict:  # before anything is changed or copied
             from .strict import refuse_empty_selections
 
@@ -339,8 +254,8 @@ def apply(
         if the_plan.empty:
             click.echo("Nothing to do.")
             return
-        _confirm(yes, "Apply this plan?")
-        _execute(ctx, the_plan, copies_only=False)
+        confirm(yes, "Apply this plan?")
+        execute(ctx, the_plan, copies_only=False)
 
 
 @cli.command()
@@ -350,11 +265,11 @@ def apply(
 @WORKERS
 def sync(spec_file: Path, targets: tuple[str, ...], dry_run: bool, workers: int) -> None:
     """Only the copies: bring every wanted tag to its destination, leave native rules alone."""
-    with _run(spec_file, workers) as ctx:
+    with run(spec_file, workers) as ctx:
         the_plan = engine.plan(ctx, targets=targets, spec_name=str(spec_file), copies_only=True)
-        _show_plan(the_plan, "table")
+        show_plan(the_plan, "table")
         if not dry_run and not the_plan.empty:
-            _execute(ctx, the_plan, copies_only=True)
+            execute(ctx, the_plan, copies_only=True)
 
 
 @cli.command()
@@ -365,11 +280,11 @@ def sync(spec_file: Path, targets: tuple[str, ...], dry_run: bool, workers: int)
     is_flag=True,
     help="Also check every wanted tag at the destination against the upstream digest.",
 )
-@_format("table", "json", "markdown")
+@format_option("table", "json", "markdown")
 @WORKERS
 def audit(spec_file: Path, targets: tuple[str, ...], content: bool, fmt: str, workers: int) -> None:
     """Compare what each registry really has with the spec. Exit 0 in sync, 2 on drift."""
-    with _run(spec_file, workers) as ctx:
+    with run(spec_file, workers) as ctx:
         report = engine.audit(ctx, targets=targets, content=content, spec_name=str(spec_file))
     if fmt == "json":
         click.echo(to_json(report))
@@ -381,140 +296,7 @@ def audit(spec_file: Path, targets: tuple[str, ...], content: bool, fmt: str, wo
         sys.exit(2)
 
 
-@cli.group()
-def render() -> None:
-    """Export the spec in another tool's format."""
-
-
-@render.command("skopeo")
-@SPEC
-@RENDER_TARGET
-@click.option(
-    "--output-dir",
-    "-o",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Write one file per destination directory and the certificate directories of "
-    "ca-bundles here (new or empty), and print the skopeo commands that run them.",
-)
-@WORKERS
-def render_skopeo(spec_file: Path, target: str | None, output_dir: Path | None, workers: int) -> None:
-    """skopeo sync YAML documents (one per destination directory) with explicit tag lists.
-
-    Versions become `images-by-semver` only when the installed skopeo is 1.15 or newer.
-    Credentials are never written; each document says which auth file to pass.
-    """
-    from .skopeo import sync_dir, sync_yaml
-
-    with _run(spec_file, workers) as ctx:
-        wanted = engine.wanted(ctx, _only_target(ctx, target, spec_file))
-        documents = sync_yaml.skopeo_documents(
-            ctx,
-            wanted.target,
-            wanted.artifacts,
-            endpoint_host=wanted.host,
-            semver_capable=find_skopeo().supports_semver,
-        )
-    if output_dir is None:
-        click.echo(sync_yaml.to_yaml(documents), nl=False)
-        return
-    commands = sync_dir.write_sync_dir(ctx.spec, wanted.target, documents, output_dir)
-    click.echo(f"wrote {len(documents)} file(s) to {output_dir}", err=True)
-    for command in commands:
-        click.echo(command)
-
-
-@render.command("terraform")
-@SPEC
-@RENDER_TARGET
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the .tf.json here (replacing it) instead of stdout.",
-)
-@WORKERS
-def render_terraform(spec_file: Path, target: str | None, output: Path | None, workers: int) -> None:
-    """Terraform JSON (.tf.json) for the target's native rules, exactly as apply would create them.
-
-    Secrets become sensitive variables, never values. What Terraform cannot express (copies,
-    imports, settings the registry's Terraform provider lacks) is listed in the file's
-    top-level "//" comment and on stderr.
-    Reads the upstream registries to resolve versions; never the target.
-    """
-    from .render_terraform import render as render_tf
-
-    with _run(spec_file, workers) as ctx:
-        rendered = render_tf(
-            ctx, ctx.spec.target(_only_target(ctx, target, spec_file)), spec_name=str(spec_file)
-        )
-    for note in rendered.notes:
-        click.echo(f"{'warning' if note.level == 'warning' else 'note'}: {redact(note.message)}", err=True)
-    if output is None:
-        click.echo(rendered.to_json(), nl=False)
-        return
-    output.write_text(redact(rendered.to_json()), encoding="utf-8")
-    click.echo(f"wrote {output}", err=True)
-
-
-@render.command("helm-values")
-@SPEC
-@click.option("--target", "-t", "target", required=True, metavar="NAME", help="The target to render for.")
-@click.option(
-    "--chart",
-    "-c",
-    "chart",
-    required=True,
-    metavar="HOST/REPO:VERSION",
-    help="A chart version the spec mirrors with chart-images: true, as upstream names it.",
-)
-@WORKERS
-def render_helm_values(spec_file: Path, target: str, chart: str, workers: int) -> None:
-    """A values file (YAML) that points every image of a chart version at the target, for
-    `helm install -f`.
-
-    Each image is written in the shape the chart's values.yaml uses (a reference string, or a
-    map's registry and repository), tag and digest kept. What no values key names is listed on
-    stderr. Reads the upstream registries to resolve the chart; never the target.
-    """
-    from .render_helm_values import render as render_values
-
-    with _run(spec_file, workers) as ctx:
-        rendered = render_values(ctx, target, chart)
-    for note in rendered.notes:
-        click.echo(f"{'warning' if note.level == 'warning' else 'note'}: {redact(note.message)}", err=True)
-    click.echo(rendered.text, nl=False)
-
-
-@render.command("offline-spec")
-@SPEC
-@click.option("--target", "-t", "target", required=True, metavar="NAME", help="The spec's oci-layout target.")
-@click.option(
-    "--to",
-    "targets_file",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    metavar="TARGETS_FILE",
-    help="YAML with the far side's targets: (and credentials:, if they need any).",
-)
-@click.option(
-    "--layout-path",
-    metavar="DIR",
-    help="Where the layout will be on the far side, relative to the far spec (default: the target's path).",
-)
-def render_offline_spec(spec_file: Path, target: str, targets_file: Path, layout_path: str | None) -> None:
-    """The spec to run on the far side of an air gap: the same selections, read from the
-    layout the oci-layout target writes, copied to the far side's targets.
-
-    Offline: reads SPEC and TARGETS_FILE only. The output validates as a spec; paths in
-    TARGETS_FILE (credential files, ca-bundles) are kept as written.
-    """
-    from .render_offline_spec import render as render_offline
-
-    spec, _ = _load_for_validate(spec_file)
-    rendered = render_offline(spec, target, targets_file, layout_path)
-    for note in rendered.notes:
-        click.echo(f"{'warning' if note.level == 'warning' else 'note'}: {redact(note.message)}", err=True)
-    click.echo(rendered.text, nl=False)
+cli.add_command(render)
 
 
 @cli.command("terraform-external")
@@ -528,12 +310,12 @@ def terraform_external() -> None:
     """
     from . import terraform_external as terraform
 
-    timeout = _timeout()
+    seconds = group_timeout()
     try:
         query = sys.stdin.read(MAX_QUERY_CHARACTERS + 1)  # a query is a few hundred bytes
         if len(query) > MAX_QUERY_CHARACTERS:
             raise MirrorspecError(f"the query on stdin is larger than {MAX_QUERY_CHARACTERS:,} characters")
-        answer = terraform.external(query, context=lambda spec: RunContext(spec, timeout=timeout))
+        answer = terraform.external(query, context=lambda spec: cli_common.RunContext(spec, timeout=seconds))
     except MirrorspecError as exc:
         raise MirrorspecError(terraform.one_line(str(exc))) from None
     click.echo(answer)
@@ -584,136 +366,6 @@ def import_skopeo(
     click.echo(f"wrote {output}", err=True)
 
 
-# --- helpers ---------------------------------------------------------------------------
-
-
-@contextmanager
-def _run(spec_file: Path, workers: int, *, rotate_credentials: bool = False) -> Iterator[RunContext]:
-    spec = specmod.load_spec(spec_file)
-    ctx = RunContext(
-        spec, workers=workers, rotate_credentials=rotate_credentials, timeout=_timeout(), reads=_reads()
-    )
-    try:
-        yield ctx
-    finally:
-        ctx.close()
-
-
-def _only_target(ctx: RunContext, name: str | None, spec_file: Path) -> str:
-    """`--target`, or the spec's one target when it was left out (offline, before any read)."""
-    if name is not None:
-        return name
-    names = [t.name for t in ctx.spec.targets]
-    if len(names) == 1:
-        return names[0]
-    raise MirrorspecError(
-        f"{spec_file} has {len(names)} targets; choose one with --target ({', '.join(names)})"
-    )
-
-
-def _show_plan(the_plan: Any, fmt: str) -> None:
-    if fmt == "json":
-        click.echo(to_json(the_plan))
-    elif fmt == "markdown":
-        click.echo(output.plan_markdown(the_plan), nl=False)
-    else:
-        output.print_plan(the_plan, output.console())
-
-
-def _confirm(yes: bool, question: str) -> None:
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise MirrorspecError("refusing to apply without confirmation: not a terminal; pass --yes")
-    if not click.confirm(question, default=False):
-        raise MirrorspecError("aborted: nothing was changed")
-
-
-def _execute(ctx: RunContext, the_plan: Any, *, copies_only: bool) -> None:
-    """Apply the plan, showing copies as they finish; end with the totals; exit 1 on failure."""
-    total = sum(len(c.tags) for t in the_plan.targets for c in t.copies if c.engine == "skopeo")
-    skipped = sum(t.up_to_date for t in the_plan.targets)
-    copied = 0
-    with output.copy_progress(total) as progress:
-
-        def on_copy(result: CopyResult) -> None:
-            nonlocal copied
-            copied += result.ok
-            progress(result)
-
-        try:
-            result = engine.apply(ctx, the_plan, copies_only=copies_only, on_copy=on_copy)
-        except Interrupted as exc:
-            done = f"{copied} of {total} tag(s) copied and verified, {total - copied} not copied"
-            if not copies_only and any(t.changes for t in the_plan.targets):
-                done += " (native changes may be partly applied)"
-            exc.detail = f"{done}; temporary credentials removed; `mirrorspec plan` shows what remains"
-            raise
-    summary = CopySummary.of(result.copied)
-    applied = f"{result.changed} change(s), {summary.copied} of {total} tag(s) copied and verified"
-    # Tags carried by the registry itself (import, replication) or put by mirrorspec (a
-    # referrers tag index): verified too, each failure listed below; counted apart from skopeo's.
-    others: dict[str, int] = {}
-    for target_plan in the_plan.targets:
-        for copy in target_plan.copies:
-            if copy.engine != "skopeo":
-                others[copy.engine] = others.get(copy.engine, 0) + len(copy.tags)
-    if others:
-        carried = ", ".join(f"{n} by {engine}" for engine, n in sorted(others.items()))
-        applied += f"; {sum(others.values())} more tag(s) planned for other engines ({carried})"
-    click.echo(f"Applied: {applied}.")
-    if total:
-        retried = f", {summary.retries} attempt(s) retried" if summary.retries else ""
-        click.echo(f"Copies: {summary}, skipped {skipped} (already up to date){retried}.")
-    if result.failures:
-        for failure in result.failures:
-            click.echo(f"error: {redact(failure)}", err=True)
-        raise MirrorspecError(f"{len(result.failures)} operation(s) failed; the rest was applied")
-
-
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived. A BaseException like KeyboardInterrupt, so that no
-    `except Exception` swallows it, but not one, so that click does not turn it into Abort."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-        self.detail = ""
-
-
-def _on_signal(signum: int, frame: object) -> None:
-    # From here on the run is shutting down: a second signal must not cut the cleanup short.
-    for other in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(other, signal.SIG_IGN)
-    raise Interrupted(signum)
-
-
-@contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    """SIGINT and SIGTERM raise `Interrupted` while the command runs (main thread only:
-    elsewhere Python cannot install handlers); the previous handlers come back after, unless
-    the run was interrupted: then the process is on its way out and further signals stay
-    ignored (`_on_signal`). Handed back, Python's own SIGINT handler would raise
-    KeyboardInterrupt in the exit handlers if an impatient second Ctrl-C came late, and print
-    a traceback after the summary line (seen once in CI)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    for signum in previous:
-        signal.signal(signum, _on_signal)
-    interrupted = False
-    try:
-        yield
-    except Interrupted:
-        interrupted = True
-        raise
-    finally:
-        if not interrupted:
-            for signum, handler in previous.items():
-                signal.signal(signum, signal.SIG_DFL if handler is None else handler)
-
-
 class _RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
@@ -737,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _main(argv: list[str] | None) -> None:
     try:
-        with _signals_interrupt():
+        with signals_interrupt():
             cli.main(args=argv, prog_name="mirrorspec", standalone_mode=False)
     except Interrupted as exc:
         if sys.stderr.isatty():

@@ -7,7 +7,7 @@ to the group's, and logging is configured again before the command's body runs (
 command's arguments, running their callbacks, after the group's callback: `MultiCommand.invoke`).
 
 By default only mirrorspec's own warnings and everyone's errors are logged: a library's warning
-that comes before our own error (Azure's DefaultAzureCredential narrates each credential it
+that comes before our own error (a cloud SDK's credential chain may narrate each credential it
 tried in 13 lines, then our one-line error says what failed) is noise; `-v` shows them.
 `--quiet` logs errors only.
 """

@@ -118,7 +118,7 @@ def _read(ref: SecretRef, spec: Spec, name: str, part: str) -> str:
                 credential=name,
             ) from None
     # A kind a provider declares (its registry reads the secret itself): its identifying key is
-    # the model's first field, e.g. `azure-key-vault-secret`.
+    # the model's first field (a provider's `SECRET_REFERENCES`).
     kind = next(iter(type(ref).model_fields.values())).alias or type(ref).__name__
     raise CredentialError(
         f"{prefix}credentials '{name}' {part}: {{{kind}: ...}} is read only by the cloud "

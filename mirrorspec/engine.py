@@ -186,7 +186,7 @@ def _look(
     desired = provider.translate(stored, target, ctx)
     observed = provider.observe(target, ctx)
     notes += [*desired.notes, *observed.notes, *provider.check(desired, observed, target)]
-    notes += referrers.target_notes(target.type, stored)
+    notes += referrers.target_notes(getattr(provider, "SIGNATURES_NOTE", None), stored)
     if cached:
         notes.append(
             Note(

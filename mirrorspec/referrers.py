@@ -451,30 +451,11 @@ def put_copies(ctx: RunContext, copies: Sequence[tuple[Copy, Any]]) -> list[str]
 
 # -- plan notes for native targets -------------------------------------------------------------
 
-# What each service's own copy feature does with signatures and referrers, per its documentation
-# (docs/research-signatures.md has the sources and the details).
-_NATIVE: dict[str, str] = {
-    "harbor": (
-        "Harbor replication carries cosign signatures with the artifacts it replicates, as "
-        "accessories (goharbor.io docs 2.9 'Sign Artifacts with Cosign or Notation'); mirrorspec "
-        "copies the signatures and referrers it finds with skopeo all the same and checks their digests"
-    ),
-    "acr": (
-        "ACR import is not documented to bring signatures or referrers along (only cache rules "
-        "serve the referrers API from the upstream, Azure/acr#891); mirrorspec copies them with skopeo"
-    ),
-    "ecr": (
-        "ECR stores OCI 1.1 referrers (AmazonECR user guide 'Private images') but imports nothing "
-        "from other registries, and its replication copies only ECR-to-ECR; mirrorspec copies them "
-        "with skopeo"
-    ),
-}
 
-
-def target_notes(target_type: str, artifacts: Sequence[Artifact]) -> list[Note]:
+def target_notes(native_note: str | None, artifacts: Sequence[Artifact]) -> list[Note]:
     """One note for a native target with referrers to copy: what the service's own feature
-    would carry, and that mirrorspec copies them itself."""
+    would carry (its provider's `SIGNATURES_NOTE`), and that mirrorspec copies them itself."""
     count = sum(1 for a in artifacts if a.refers_to is not None)
-    if not count or target_type not in _NATIVE:
+    if not count or native_note is None:
         return []
-    return [Note("info", f"signatures: {count} signature(s)/referrer(s): {_NATIVE[target_type]}")]
+    return [Note("info", f"signatures: {count} signature(s)/referrer(s): {native_note}")]

@@ -13,7 +13,7 @@ the target is the provider's own test bed — the same parts as in `test_<provid
 Upstream content is pushed once per session (`seed`) and each bed starts its registries on a
 copy, so a bed costs a few registry starts, not a few dozen pushes. `Bed.context_kwargs()` is
 what a `RunContext` needs to reach it: tests build contexts with it, or hand it to the CLI by
-replacing `cli.RunContext` with a `functools.partial` (the CLI builds its own context).
+replacing `cli_common.RunContext` with a `functools.partial` (the CLI builds its own context).
 `Bed.storage` / `Bed.storage_user` is where the target really keeps its tags, for planting a
 deleted or re-tagged image.
 """

@@ -34,7 +34,7 @@ from emulators.acr import TOKEN_USER, AcrEmulator
 from plan_helpers import converge, plan_changes, plan_notes
 from testbed import RegistryServer, delete_tag, push_image, request_log, retag
 
-from mirrorspec import cli, engine
+from mirrorspec import cli, cli_common, engine
 from mirrorspec.cli import configure_logging
 from mirrorspec.context import Endpoint, RunContext
 from mirrorspec.errors import (
@@ -236,7 +236,7 @@ def test_cli_plan_apply_audit_exit_codes(
     """The real CLI, with only the context's factories pointed at the test bed."""
     seam = bed.ctx(load_spec(ROOT / "examples" / "acr.yaml"))
     monkeypatch.setattr(
-        cli,
+        cli_common,
         "RunContext",
         partial(
             RunContext,

@@ -2,7 +2,7 @@
 
 One scenario per target type, each on the provider's own test bed (`provider_beds.py`) with
 its example spec unchanged (seqera.yaml's `lab` target for `registry`), driven through the
-real CLI — only `cli.RunContext` is pointed at the bed, as `test_acr_provider.py` does:
+real CLI — only `cli_common.RunContext` is pointed at the bed, as `test_acr_provider.py` does:
 
 1. `apply` → `audit --content` exits 0: every native rule ours, no drift, every tag present.
 2. Then, behind mirrorspec's back, through the registry's own API or storage:
@@ -34,7 +34,7 @@ from emulators.ecr import EcrEmulator
 from jsonschema import Draft202012Validator
 from testbed import delete_tag, retag
 
-from mirrorspec import cli, engine, schemas
+from mirrorspec import cli, cli_common, engine, schemas
 from mirrorspec.context import RunContext
 from mirrorspec.spec import load_spec
 
@@ -197,7 +197,7 @@ class Cli:
         self, bed: beds.Bed, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
         self.capsys = capsys
-        monkeypatch.setattr(cli, "RunContext", partial(RunContext, **bed.context_kwargs()))
+        monkeypatch.setattr(cli_common, "RunContext", partial(RunContext, **bed.context_kwargs()))
 
     def __call__(self, *argv: str) -> tuple[int, str]:
         with pytest.raises(SystemExit) as exit_:

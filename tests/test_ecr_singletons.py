@@ -36,7 +36,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from plan_helpers import converge, plan_changes
 
-from mirrorspec import cli, engine
+from mirrorspec import cli, cli_common, engine
 from mirrorspec.context import RunContext
 from mirrorspec.errors import ProviderConflict
 from mirrorspec.plan import Change
@@ -623,7 +623,7 @@ def test_the_cli_exits_1_with_one_line_naming_the_registry_and_document(
     bed.plant([TEAM_A], None)
     spec = tmp_path / "spec.yaml"
     spec.write_text(REPLICATION_ONLY)
-    monkeypatch.setattr(cli, "RunContext", partial(RunContext, client_factories={AWS: bed.aws_client}))
+    monkeypatch.setattr(cli_common, "RunContext", partial(RunContext, client_factories={AWS: bed.aws_client}))
     bed.emu.after("DescribeRegistry", writes_rules(bed, [TEAM_A, TEAM_B]), nth=2)  # 1: plan's
     try:
         with pytest.raises(SystemExit) as exit_:

@@ -46,7 +46,7 @@ from emulators.ecr import DUMMY_CREDENTIALS, EcrEmulator
 from emulators.harbor import HarborEmulator
 from testbed import FaultProxy, RegistryServer, push_image, start_registry
 
-from mirrorspec import cli, context, engine
+from mirrorspec import cli, cli_common, context, engine
 from mirrorspec.context import Endpoint, RunContext
 from mirrorspec.oci import RegistryClient
 from mirrorspec.providers.acr import api as acr_api
@@ -444,7 +444,7 @@ class Cli:
 
     def __init__(self, bed: FaultBed, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
         self.capsys = capsys
-        monkeypatch.setattr(cli, "RunContext", partial(RunContext, **bed.context_kwargs()))
+        monkeypatch.setattr(cli_common, "RunContext", partial(RunContext, **bed.context_kwargs()))
         monkeypatch.setattr(context, "RegistryClient", partial(RegistryClient, backoff=TEST_BACKOFF))
         monkeypatch.setattr(engine, "copy_all", partial(copy_all, backoff=TEST_BACKOFF))
         monkeypatch.setattr(harbor_api, "RETRY_BACKOFF", TEST_BACKOFF)

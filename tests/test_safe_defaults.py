@@ -30,7 +30,7 @@ import pytest
 import requests
 from testbed import RegistryServer, push_image, start_registry
 
-from mirrorspec import cli
+from mirrorspec import cli, cli_common
 from mirrorspec.context import RunContext
 
 MIRRORSPEC = str(Path(sys.executable).with_name("mirrorspec"))
@@ -236,7 +236,7 @@ def harbor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[beds.Bed
     beds.set_environment(monkeypatch)
     seeded = beds.seed(tmp_path / "seed")
     with beds.upstreams(seeded, tmp_path / "upstreams") as ups, beds.harbor_bed(ups, tmp_path) as bed:
-        monkeypatch.setattr(cli, "RunContext", partial(RunContext, **bed.context_kwargs()))
+        monkeypatch.setattr(cli_common, "RunContext", partial(RunContext, **bed.context_kwargs()))
         yield bed
 
 

@@ -119,7 +119,7 @@ def leaks(text: str) -> list[str]:
 LAUNCHER = """
 import json, os, sys
 from functools import partial
-from mirrorspec import cli
+from mirrorspec import cli, cli_common
 from mirrorspec import terraform_external as terraform
 from mirrorspec.context import Endpoint, RunContext
 
@@ -141,7 +141,7 @@ if bed.get("acr"):
             api_version="2023-07-01", polling_interval=0, retry_total=0,
         ),
     }
-cli.RunContext = terraform.RunContext = partial(RunContext, **kwargs)
+cli_common.RunContext = terraform.RunContext = partial(RunContext, **kwargs)
 cli.main(sys.argv[1:])
 """
 

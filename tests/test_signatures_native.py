@@ -1,5 +1,5 @@
 """Signatures planned for native targets (issue 16, item 4): each plan says what the service's
-own copy feature would carry (the sources are cited in `referrers._NATIVE` and
+own copy feature would carry (the sources are cited beside each provider's `SIGNATURES_NOTE` and
 docs/research-signatures.md), and the signature itself is copied with skopeo, by its tag and
 digest, whatever engine copies the image it signs — on the ECR, ACR and Harbor test beds.
 
@@ -26,7 +26,7 @@ from mirrorspec.spec import load_spec
 SOURCE = "  - registry: public.cr.seqera.io\n    repositories:\n"
 SOURCE += '      - {name: acme/signed, versions: "1.0.0"}\n'
 
-# What each plan's note says of the service's own feature (referrers._NATIVE).
+# What each plan's note says of the service's own feature (each provider's `SIGNATURES_NOTE`).
 SAYS = {
     "ecr": "ECR stores OCI 1.1 referrers",
     "acr": "ACR import is not documented to bring signatures or referrers along",

@@ -38,7 +38,7 @@ import pytest
 from emulators.ecr import DUMMY_CREDENTIALS, EcrEmulator
 from terraform_aws import Terraform, needs_aws_provider
 
-from mirrorspec import cli
+from mirrorspec import cli, cli_common
 from mirrorspec.context import RunContext
 from mirrorspec.credentials import BasicAuth
 from mirrorspec.providers.ecr import observed as ecr_provider
@@ -106,7 +106,7 @@ def mirrorspec(
         kwargs = where.context_kwargs()
     else:
         kwargs = {"registry_overrides": where.overrides(), "client_factories": {AWS: _unreachable}}
-    monkeypatch.setattr(cli, "RunContext", partial(RunContext, **kwargs))
+    monkeypatch.setattr(cli_common, "RunContext", partial(RunContext, **kwargs))
     with pytest.raises(SystemExit) as exit_:
         cli.main(list(argv))
     out = capsys.readouterr()

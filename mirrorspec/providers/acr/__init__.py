@@ -67,6 +67,7 @@ __all__ = [
     "REPLICATION",
     "SECRET_REFERENCES",
     "SECRET_VARIABLES",
+    "SIGNATURES_NOTE",
     "SUPPORT_KINDS",
     "TERRAFORM_PROVIDERS",
     "AcrDesired",
@@ -88,6 +89,13 @@ __all__ = [
 ]
 
 Target = AcrTarget
+
+# What the service's own copy feature does with signatures and referrers, per its documentation
+# (docs/research-signatures.md has the sources); the plan says it where any are copied.
+SIGNATURES_NOTE = (
+    "ACR import is not documented to bring signatures or referrers along (only cache rules "
+    "serve the referrers API from the upstream, Azure/acr#891); mirrorspec copies them with skopeo"
+)
 
 # SDK loggers the CLI keeps at WARNING even at -vv: the Azure SDK's DEBUG lines dump requests
 # and responses, which redaction cannot be relied on to recognise.

@@ -63,6 +63,7 @@ __all__ = [
     "SECRET",
     "SECRET_REFERENCES",
     "SECRET_VARIABLES",
+    "SIGNATURES_NOTE",
     "STATEMENT",
     "SUPPORT_KINDS",
     "TEMPLATE",
@@ -83,6 +84,14 @@ __all__ = [
 ]
 
 Target = EcrTarget
+
+# What the service's own copy feature does with signatures and referrers, per its documentation
+# (docs/research-signatures.md has the sources); the plan says it where any are copied.
+SIGNATURES_NOTE = (
+    "ECR stores OCI 1.1 referrers (AmazonECR user guide 'Private images') but imports nothing "
+    "from other registries, and its replication copies only ECR-to-ECR; mirrorspec copies them "
+    "with skopeo"
+)
 
 # SDK loggers the CLI keeps at WARNING even at -vv: botocore's DEBUG lines carry request bodies
 # (a secret's value, JSON-escaped), which redaction cannot be relied on to recognise.

@@ -55,6 +55,7 @@ __all__ = [
     "POLICY",
     "PROJECT",
     "PROXY",
+    "SIGNATURES_NOTE",
     "SUPPORT_KINDS",
     "TERRAFORM_PROVIDERS",
     "Target",
@@ -72,6 +73,14 @@ __all__ = [
 ]
 
 Target = HarborTarget
+
+# What the service's own copy feature does with signatures and referrers, per its documentation
+# (docs/research-signatures.md has the sources); the plan says it where any are copied.
+SIGNATURES_NOTE = (
+    "Harbor replication carries cosign signatures with the artifacts it replicates, as "
+    "accessories (goharbor.io docs 2.9 'Sign Artifacts with Cosign or Notation'); mirrorspec "
+    "copies the signatures and referrers it finds with skopeo all the same and checks their digests"
+)
 
 # What a run needs beyond the spec, imported at first use (`lazy_contract`): the names of the
 # `TYPE_CHECKING` imports above, which mypy reads instead (it sees no `__getattr__`, so a
