@@ -26,6 +26,7 @@ from . import (
     providers,
     referrers,
     referrers_index,
+    unselected_tags,
 )
 from .context import Endpoint, RunContext
 from .destination_checks import EarlyChecks, check_content
@@ -544,8 +545,11 @@ def audit(
                 # at an OCI layout, every blob each tag reaches is hashed too
                 found = check_content(ctx, endpoint, target, look.stored, hash_blobs=True)
                 settled, moved_notes = moved_tags.audited(ctx.spec, look.stored, found)
-                checks = tuple(settled)
-                notes += moved_notes
+                unselected = unselected_tags.find(
+                    ctx, endpoint, target, look.stored, found, cached[target.name]
+                )
+                checks = (*settled, *unselected_tags.checks(unselected))
+                notes += [*moved_notes, *unselected_tags.note(unselected)]
                 indexes, index_notes = _examine_indexes(ctx, endpoint, target, look.stored)
             checks += tuple(referrers_index.content_checks(indexes, endpoint.host))
             notes += index_notes
