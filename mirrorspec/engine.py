@@ -286,7 +286,9 @@ def _plan_target(look: _Look, prune: bool, early: EarlyChecks) -> TargetPlan:
     settled = moved_tags.settle(look.ctx.spec, look.stored, checks)
     copies = _copies(look, settled.pairs)
     # referrers tag indexes a destination without the referrers API needs (`referrers_index.py`)
-    indexes, index_notes = _examine_indexes(look.ctx, look.endpoint, look.target, look.stored)
+    # (not for referrers of a kept moved tag's new digest, which is not copied)
+    copied = [artifact for artifact, _ in settled.pairs]
+    indexes, index_notes = _examine_indexes(look.ctx, look.endpoint, look.target, copied)
     copies += referrers_index.plan_copies(indexes, look.endpoint.host)
     notes = (*look.notes, *index_notes, *settled.notes)
     return TargetPlan(
@@ -550,7 +552,8 @@ def audit(
                 )
                 checks = (*settled, *unselected_tags.checks(unselected))
                 notes += [*moved_notes, *unselected_tags.note(unselected)]
-                indexes, index_notes = _examine_indexes(ctx, endpoint, target, look.stored)
+                copied = [a for a, _ in moved_tags.settle(ctx.spec, look.stored, found).pairs]
+                indexes, index_notes = _examine_indexes(ctx, endpoint, target, copied)
             checks += tuple(referrers_index.content_checks(indexes, endpoint.host))
             notes += index_notes
         elif not look.desired.resources and not look.observed.resources:
