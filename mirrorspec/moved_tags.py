@@ -37,9 +37,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from . import chart_images, paths, versions
+from . import chart_images, paths
 from .plan import Artifact, ContentCheck, Note
-from .spec import Repository, Spec
+from .spec import Spec
 
 __all__ = ["Settled", "audited", "policy_of", "settle"]
 
@@ -53,38 +53,23 @@ class _Entry:
     explicit: bool
 
 
-def _entries(spec: Spec) -> dict[tuple[str, str], list[tuple[_Entry, Repository]]]:
-    """Per upstream (registry, repository), the spec entries that select from it."""
-    found: dict[tuple[str, str], list[tuple[_Entry, Repository]]] = {}
+def _entries(spec: Spec) -> dict[tuple[str, str], _Entry]:
+    """Per upstream (registry, repository), the spec entry that selects from it (one at most:
+    `spec.checks` refuses a repository listed twice)."""
+    found: dict[tuple[str, str], _Entry] = {}
     for s, source in enumerate(spec.sources):
         for r, repo in enumerate(source.repositories):
             default: Policy = "keep" if repo.versions is not None else "overwrite"
             where = f"sources[{s}] › repositories[{r}]"
             at = spec.location_of(("sources", s, "repositories", r))
-            entry = _Entry(
-                f"{at}: {where}" if at else where, repo.on_moved or default, repo.on_moved is not None
-            )
             key = (
                 paths.normalize_registry(source.registry),
                 paths.normalize_repository(source.registry, repo.name),
             )
-            found.setdefault(key, []).append((entry, repo))
-    return found
-
-
-def _selects(repo: Repository, tag: str) -> bool:
-    try:
-        return bool(
-            versions.select_tags(
-                [tag],
-                versions=repo.versions,
-                globs=tuple(repo.tags) if repo.tags is not None else None,
-                regex=repo.tag_regex,
-                all_tags=repo.all_tags,
+            found[key] = _Entry(
+                f"{at}: {where}" if at else where, repo.on_moved or default, repo.on_moved is not None
             )
-        )
-    except ValueError:  # a runaway regex: the resolution already said so
-        return False
+    return found
 
 
 class _Policies:
@@ -105,15 +90,9 @@ class _Policies:
             if parent is None:
                 break
             root = parent
-        candidates = self._entries.get((root.registry, root.repository), [])
-        chosen = [entry for entry, repo in candidates if _selects(repo, root.tag)] or [
-            entry for entry, _ in candidates
-        ]
-        if not chosen:  # a dependency whose chart is not stored here: a chart version → keep
+        entry = self._entries.get((root.registry, root.repository))
+        if entry is None:  # a dependency whose chart is not stored here: a chart version → keep
             return "keep", None
-        # Two entries selecting the same tag: keeping wins (the safer of the two).
-        kept = [e for e in chosen if e.policy == "keep"]
-        entry = (kept or chosen)[0]
         return entry.policy, entry
 
 

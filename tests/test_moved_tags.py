@@ -17,7 +17,10 @@ import cli_runner
 from testbed import RegistryServer, push_image
 from testbed.signatures import push_cosign
 
+from mirrorspec import moved_tags
 from mirrorspec.oci import RegistryClient
+from mirrorspec.plan import Artifact
+from mirrorspec.spec import parse_spec
 
 SPEC = """\
 version: 1
@@ -114,3 +117,52 @@ def test_a_moved_tag_is_kept_or_overwritten_as_its_selection_says(
         old["app"],
     )
     assert _json("plan", str(spec))["empty"] is True
+
+
+# --- which policy a tag gets (no registry: the spec and the resolved artifacts alone) ---------
+
+POLICY_SPEC = """\
+version: 1
+sources:
+  - registry: up.example
+    repositories:
+      - {name: rel/app, versions: ">=1.0.0"}
+      - {name: rel/latest, tags: ["latest"]}
+      - {name: rel/rx, tag-regex: "^v[0-9]+$"}
+      - {name: rel/every, all-tags: true, on-moved: keep}
+      - {name: charts/platform, versions: "1.0.0", helm-dependencies: true, chart-images: true}
+      - {name: charts/edge, tags: ["edge"], helm-dependencies: true}
+targets:
+  - {name: lab, type: registry, registry: down.example}
+"""
+DIGEST = "sha256:" + "a" * 64
+
+
+def test_the_default_follows_the_selection_and_what_an_entry_pulls_in_follows_it() -> None:
+    platform = Artifact("up.example", "charts/platform", "1.0.0", DIGEST)
+    edge = Artifact("up.example", "charts/edge", "edge", DIGEST)
+    redis = Artifact("up.example", "charts/redis", "18.0.1", DIGEST, dependency_of=platform.ref)
+    nested = Artifact("up.example", "charts/common", "2.0.0", DIGEST, dependency_of=redis.ref)
+    image = Artifact(
+        "up.example", "team/worker", "latest", DIGEST, dependency_of=platform.ref, chart_image=True
+    )
+    edge_dep = Artifact("up.example", "charts/redis", "18.0.4", DIGEST, dependency_of=edge.ref)
+    signature = Artifact("up.example", "rel/app", "sha256-" + "b" * 64 + ".sig", DIGEST, refers_to=DIGEST)
+    pinned = Artifact("up.example", "team/worker", "digest-sha256-" + "c" * 64, DIGEST, chart_image=True)
+    cases = {
+        Artifact("up.example", "rel/app", "1.2.0", DIGEST): "keep",  # versions:
+        Artifact("up.example", "rel/latest", "latest", DIGEST): "overwrite",  # tags:
+        Artifact("up.example", "rel/rx", "v3", DIGEST): "overwrite",  # tag-regex:
+        Artifact("up.example", "rel/every", "latest", DIGEST): "keep",  # explicit
+        redis: "keep",  # a dependency of a versions: chart
+        nested: "keep",  # and its dependency
+        image: "keep",  # an image the released chart deploys, even under `latest`
+        edge_dep: "overwrite",  # a dependency of a tags: chart
+        signature: "overwrite",  # follows its digest
+        pinned: "overwrite",  # pinned by digest: cannot move
+    }
+    artifacts = [platform, edge, *cases]
+    spec = parse_spec(POLICY_SPEC)
+    assert {a.ref: moved_tags.policy_of(spec, a, artifacts) for a in cases} == {
+        a.ref: p for a, p in cases.items()
+    }
