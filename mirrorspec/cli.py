@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from . import cli_common, cli_loudness
-from . import prune_tags as tag_pruning
+from . import cli_common, cli_loudness, prune_tags as tag_pruning
 from ._version import __version__
 from .cli_common import (
     SPEC,
@@ -40,9 +39,11 @@ from .cli_common import (
     group_timeout,
     load_for_validate,
     run,
+    show,
     show_plan,
 )
 from .cli_render import render
+from .cli_shard import SHARD
 from .cli_signals import Interrupted, signals_interrupt
 from .errors import MirrorspecError
 from .oci.defaults import BODY_TIMEOUTS, DEFAULT_TIMEOUT, HOST_BUDGET_TIMEOUTS
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from . import engine, output
     from .host_settings import validate_summary
     from .plan import to_json
+    from .shards import Shard
 else:
     engine, output = Lazy("engine"), Lazy("output")
     validate_summary = Lazy("host_settings", "validate_summary")
@@ -202,6 +204,7 @@ def schema(kind: str) -> None:
 )
 @STRICT
 @WORKERS
+@SHARD
 def plan(
     spec_file: Path,
     targets: tuple[str, ...],
@@ -210,10 +213,11 @@ def plan(
     detailed_exitcode: bool,
     strict: bool,
     workers: int,
+    shard: Shard | None,
 ) -> None:
     """Show what apply would change and copy. Reads registries; writes nothing."""
     with run(spec_file, workers) as ctx:
-        the_plan = engine.plan(ctx, targets=targets, prune=prune, spec_name=str(spec_file))
+        the_plan = engine.plan(ctx, targets=targets, prune=prune, spec_name=str(spec_file), shard=shard)
     show_plan(the_plan, fmt)
     if strict:
         from .strict import refuse_empty_selections
@@ -240,6 +244,7 @@ def plan(
 )
 @STRICT
 @WORKERS
+@SHARD
 def apply(
     spec_file: Path,
     targets: tuple[str, ...],
@@ -249,16 +254,18 @@ def apply(
     prune_tags: bool,
     strict: bool,
     workers: int,
+    shard: Shard | None,
 ) -> None:
     """Plan, show the plan, ask, then carry out exactly that plan."""
     with run(spec_file, workers, rotate_credentials=rotate_credentials) as ctx:
-        the_plan = engine.plan(ctx, targets=targets, prune=prune, spec_name=str(spec_file))
+        the_plan = engine.plan(ctx, targets=targets, prune=prune, spec_name=str(spec_file), shard=shard)
         show_plan(the_plan, "table")
         if strict:  # before anything is changed or copied
             from .strict import refuse_empty_selections
 
             refuse_empty_selections(the_plan)
-        pruned = tag_pruning.plan(ctx, the_plan) if prune_tags else []  # `prune_tags.py`
+        owns = shard.owns if shard is not None else None
+        pruned = tag_pruning.plan(ctx, the_plan, owns) if prune_tags else []  # `prune_tags.py`
         for line in tag_pruning.lines(pruned) if prune_tags else []:
             click.echo(redact(line))
         if the_plan.empty and not any(p.delete for p in pruned):
@@ -275,10 +282,11 @@ def apply(
 @TARGETS
 @click.option("--dry-run", is_flag=True, help="Show the copies that are needed, copy nothing.")
 @WORKERS
-def sync(spec_file: Path, targets: tuple[str, ...], dry_run: bool, workers: int) -> None:
+@SHARD
+def sync(spec_file: Path, targets: tuple[str, ...], dry_run: bool, workers: int, shard: Shard | None) -> None:
     """Only the copies: bring every wanted tag to its destination, leave native rules alone."""
     with run(spec_file, workers) as ctx:
-        the_plan = engine.plan(ctx, targets=targets, spec_name=str(spec_file), copies_only=True)
+        the_plan = engine.plan(ctx, targets=targets, spec_name=str(spec_file), copies_only=True, shard=shard)
         show_plan(the_plan, "table")
         if not dry_run and not the_plan.empty:
             execute(ctx, the_plan, copies_only=True)
@@ -294,16 +302,14 @@ def sync(spec_file: Path, targets: tuple[str, ...], dry_run: bool, workers: int)
 )
 @format_option("table", "json", "markdown")
 @WORKERS
-def audit(spec_file: Path, targets: tuple[str, ...], content: bool, fmt: str, workers: int) -> None:
+@SHARD
+def audit(
+    spec_file: Path, targets: tuple[str, ...], content: bool, fmt: str, workers: int, shard: Shard | None
+) -> None:
     """Compare what each registry really has with the spec. Exit 0 in sync, 2 on drift."""
     with run(spec_file, workers) as ctx:
-        report = engine.audit(ctx, targets=targets, content=content, spec_name=str(spec_file))
-    if fmt == "json":
-        click.echo(to_json(report))
-    elif fmt == "markdown":
-        click.echo(output.audit_markdown(report), nl=False)
-    else:
-        output.print_audit(report, output.console())
+        report = engine.audit(ctx, targets=targets, content=content, spec_name=str(spec_file), shard=shard)
+    show(report, fmt, markdown=output.audit_markdown, table=output.print_audit)
     if not report.in_sync:
         sys.exit(2)
 

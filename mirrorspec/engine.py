@@ -26,6 +26,7 @@ from . import (
     providers,
     referrers,
     referrers_index,
+    shards,
     unselected_tags,
 )
 from .context import Endpoint, RunContext
@@ -47,6 +48,7 @@ from .plan import (
 from .providers.base import Desired, Observed, Provider
 from .read_lanes import Lanes
 from .resolve import Resolution, resolve
+from .shards import Shard
 from .skopeo.copier import copy_all
 from .skopeo.jobs import CopyJob, CopyResult
 from .skopeo.layout_copy import copy_into_layouts
@@ -82,11 +84,13 @@ def plan(
     prune: bool = False,
     spec_name: str = "",
     copies_only: bool = False,
+    shard: Shard | None = None,
 ) -> Plan:
     """Resolve upstream once, then plan every selected target against what it really holds.
 
     `copies_only` (`sync`): the same plan without its native changes, so only the copies are
-    shown and carried out; the notes still say what the registry has.
+    shown and carried out; the notes still say what the registry has. `shard` (`--shard I/N`):
+    only this shard's destination repositories and native changes (`shards.py`).
     """
     chosen = selected_targets(ctx, targets)
     cached = _cached(ctx, chosen)
@@ -95,12 +99,22 @@ def plan(
     # digest is known (`destination_checks.EarlyChecks`), while the resolution goes on.
     with Lanes(ctx) as lanes:
         early = EarlyChecks(ctx, lanes, chosen, cached)
-        resolution = resolve(ctx, skip=_skip(cached), lanes=lanes, on_digest=early.on_digest)
+        on_digest: Callable[[str, str, str, str], None] = early.on_digest
+        if shard is not None:  # the other shards' tags are theirs to check
+            on_digest = shards.digest_filter(shard, ctx, chosen, on_digest)
+        resolution = resolve(ctx, skip=_skip(cached), lanes=lanes, on_digest=on_digest)
         resolution = _with_referrers(ctx, resolution, lanes)
         for target in chosen:
             with _naming(target):
                 look = _look(ctx, target, resolution, cached[target.name], early.endpoint)
+                everything = look.stored
+                look = _sharded(look, shard)
                 planned = _plan_target(look, prune, early)
+            if shard is not None:
+                support = look.provider.SUPPORT_KINDS
+                wanted_paths = shards.destinations(ctx, target, everything)
+                changes = shards.changes_of(shard, planned.changes, support, wanted_paths)
+                planned = replace(planned, changes=changes)
             if resolution.charts:
                 moved = chart_images.relocations(ctx, target, planned.registry, resolution.charts)
                 planned = replace(planned, relocations=moved)
@@ -108,6 +122,19 @@ def plan(
     return Plan(
         spec=spec_name, targets=tuple(plans), artifacts=resolution.artifacts, charts=resolution.charts
     )
+
+
+def _sharded(look: _Look, shard: Shard | None, *, audit: bool = False) -> _Look:
+    """`look` narrowed to `shard`'s destination repositories (`shards.py`), with a note saying
+    so; unchanged without a shard. The provider's translation stays the whole spec's, so shard
+    0's native changes (and `--prune`'s deletes) never depend on how the repositories split."""
+    if shard is None:
+        return look
+    shards.refuse_layout(shard, look.target, look.endpoint)
+    stored = shards.mine(shard, look.ctx, look.target, look.stored)
+    owned, total = (len(shards.destinations(look.ctx, look.target, s)) for s in (stored, look.stored))
+    said = shards.note(shard, owned, total, audit=audit)
+    return replace(look, stored=stored, notes=(*look.notes, said))
 
 
 def _with_referrers(ctx: RunContext, resolution: Resolution, lanes: Lanes | None = None) -> Resolution:
@@ -519,19 +546,23 @@ def audit(
     targets: Sequence[str] | None = None,
     content: bool = False,
     spec_name: str = "",
+    shard: Shard | None = None,
 ) -> Audit:
     """What each target really has, against the spec: native rules (managed and foreign),
-    drift of managed ones, and with `content` every wanted tag's digest at the destination."""
+    drift of managed ones, and with `content` every wanted tag's digest at the destination.
+    `shard`: only this shard's repositories' content; rules on shard 0 only (`shards.py`)."""
     chosen = selected_targets(ctx, targets)
     resolution, cached = _resolve_for(ctx, chosen)
     resolution = _with_referrers(ctx, resolution)
     audits = []
     for target in chosen:
         with _naming(target):
-            look = _look(ctx, target, resolution, cached[target.name])
+            look = _sharded(_look(ctx, target, resolution, cached[target.name]), shard, audit=True)
         support = look.provider.SUPPORT_KINDS
         rules = [r for r in look.observed.resources if r.kind not in support]
         wanted = [r for r in look.desired.resources if r.kind not in support]
+        if shard is not None and not shard.native:  # shard 0 audits the rules
+            rules = wanted = []
         drift = diff(
             wanted,
             rules,
@@ -547,8 +578,9 @@ def audit(
                 # at an OCI layout, every blob each tag reaches is hashed too
                 found = check_content(ctx, endpoint, target, look.stored, hash_blobs=True)
                 settled, moved_notes = moved_tags.audited(ctx.spec, look.stored, found)
+                owns = shard.owns if shard is not None else None
                 unselected = unselected_tags.find(
-                    ctx, endpoint, target, look.stored, found, cached[target.name]
+                    ctx, endpoint, target, look.stored, found, cached[target.name], owns
                 )
                 checks = (*settled, *unselected_tags.checks(unselected))
                 notes += [*moved_notes, *unselected_tags.note(unselected)]

@@ -53,9 +53,10 @@ class Pruning:
     """One line per tag (or target) not deleted, with why."""
 
 
-def plan(ctx: RunContext, the_plan: Plan) -> list[Pruning]:
+def plan(ctx: RunContext, the_plan: Plan, owns: Callable[[str], bool] | None = None) -> list[Pruning]:
     """The unselected tags of every target of `the_plan` (one HEAD per wanted tag and per
-    unselected tag, one tag listing per managed repository)."""
+    unselected tag, one tag listing per managed repository); `owns`: only the destination
+    repositories it says yes to (`--shard I/N`: `Shard.owns`)."""
     out = []
     for target_plan in the_plan.targets:
         target = ctx.spec.target(target_plan.target)
@@ -74,9 +75,14 @@ def plan(ctx: RunContext, the_plan: Plan) -> list[Pruning]:
             continue
         endpoint = provider.endpoint(target, ctx)
         cached = provider.cached(target, ctx)
-        stored = [a for a in the_plan.artifacts if f"{a.registry}/{a.repository}" not in cached]
+        stored = [
+            a
+            for a in the_plan.artifacts
+            if f"{a.registry}/{a.repository}" not in cached
+            and (owns is None or owns(target.destination(ctx.spec, a.registry, a.repository)))
+        ]
         checks = check_content(ctx, endpoint, target, stored)
-        found = unselected_tags.find(ctx, endpoint, target, stored, checks, cached)
+        found = unselected_tags.find(ctx, endpoint, target, stored, checks, cached, owns)
         delete: list[tuple[str, str, str]] = []
         refused: list[str] = []
         for repository, tag, digest in found.tags:

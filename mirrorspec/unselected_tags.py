@@ -74,14 +74,18 @@ def find(
     stored: Sequence[Artifact],
     checks: Sequence[ContentCheck],
     cached: frozenset[str],
+    owns: Callable[[str], bool] | None = None,
 ) -> Found:
     """Every unselected tag of the target's managed repositories, with its digest. `checks`:
-    what the destination holds under each stored artifact's tag (in `stored` order)."""
-    repositories = managed_repositories(ctx, target, stored, cached)
+    what the destination holds under each stored artifact's tag (in `stored` order); `owns`:
+    only the repositories it says yes to (`--shard I/N`: `Shard.owns`)."""
+    repositories = {r for r in managed_repositories(ctx, target, stored, cached) if owns is None or owns(r)}
     selected: dict[str, set[str]] = {r: set() for r in repositories}
     kept: dict[str, set[str]] = {r: set() for r in repositories}
     for artifact, check in zip(stored, checks, strict=True):
         repository = target.destination(ctx.spec, artifact.registry, artifact.repository)
+        if repository not in selected:  # another shard's
+            continue
         selected[repository].add(artifact.tag)
         kept[repository].add(artifact.digest)
         if check.actual:

@@ -23,13 +23,15 @@ from ruamel.yaml import YAML
 
 from mirrorspec import providers
 from mirrorspec.errors import MirrorspecError
-from mirrorspec.providers import acr as acr_module
-from mirrorspec.providers import base
-from mirrorspec.providers import ecr as ecr_module
-from mirrorspec.providers import harbor as harbor_module
-from mirrorspec.providers import oci_layout as oci_layout_module
-from mirrorspec.providers import registry as registry_module
-from mirrorspec.providers.base import Capabilities, Provider
+from mirrorspec.providers import (
+    acr as acr_module,
+    base,
+    ecr as ecr_module,
+    harbor as harbor_module,
+    oci_layout as oci_layout_module,
+    registry as registry_module,
+)
+from mirrorspec.providers.base import CONTRACT, Capabilities, Provider
 from mirrorspec.spec import TARGET_TYPES, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,6 +88,11 @@ def test_the_contract_has_what_style_promises() -> None:
         "endpoint",
     }
     assert promised <= {*DATA, *VERBS}
+
+
+def test_the_contract_names_providers_export_are_the_protocol_members() -> None:
+    # A provider's `__all__` starts with `base.CONTRACT` instead of spelling the names again.
+    assert sorted(CONTRACT) == sorted({*DATA, *VERBS})
 
 
 @pytest.mark.parametrize("type_name", INSTALLED)

@@ -45,8 +45,10 @@ targets:
 """
 
 
-def _audit(spec: Path, check: int = 0) -> dict[str, Any]:
-    done = cli_runner.run("audit", str(spec), "--content", "--format", "json", check=check, timeout=120)
+def _audit(spec: Path, *extra: str, check: int = 0) -> dict[str, Any]:
+    done = cli_runner.run(
+        "audit", str(spec), "--content", "--format", "json", *extra, check=check, timeout=120
+    )
     document: dict[str, Any] = json.loads(done.stdout)
     return document
 
@@ -87,6 +89,9 @@ def test_unselected_tags_are_listed_then_pruned_but_never_a_kept_manifest(
     assert (row["expected"], row["actual"]) == (None, by_hand)
     notes = [n["message"] for n in document["targets"][0]["notes"]]
     assert any("4 tag(s)" in m and "`apply --prune-tags` deletes them" in m for m in notes)
+    # sharded (`--shard I/N`), each unselected tag is listed by the one shard owning its repository
+    sharded = [_audit(spec, "--shard", f"{i}/2") for i in range(2)]
+    assert sorted(len([t for t, s in _statuses(d).items() if s == "unselected"]) for d in sharded) == [0, 4]
     table = cli_runner.run("audit", str(spec), "--content").stdout
     assert "unselected" in table and "1 of 1 tag(s) present" in table
 

@@ -21,55 +21,45 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .. import base
 from ..lazy_contract import contract_loader
 from .target import HarborTarget
 
 if TYPE_CHECKING:
-    from .api import endpoint
-    from .changes import apply
-    from .executions import copy
+    from .api import endpoint as endpoint
+    from .changes import apply as apply
+    from .executions import copy as copy
     from .native import (
         ENDPOINT,
         ENGINE,
         FILTERS_COLUMN,
-        IN_PLACE,
-        PERMISSIONS,
+        IN_PLACE as IN_PLACE,
+        PERMISSIONS as PERMISSIONS,
         POLICY,
         PROJECT,
         PROXY,
-        SUPPORT_KINDS,
+        SUPPORT_KINDS as SUPPORT_KINDS,
         adapter_of,
-        cached,
-        capabilities,
-        translate,
+        cached as cached,
+        capabilities as capabilities,
+        translate as translate,
     )
-    from .observed import check, observe
+    from .observed import check as check, observe as observe
     from .terraform import TERRAFORM_PROVIDERS, render_terraform, terraform_copies
 
 __all__ = [
+    *base.CONTRACT,
     "ENDPOINT",
     "ENGINE",
     "FILTERS_COLUMN",
-    "IN_PLACE",
-    "PERMISSIONS",
     "POLICY",
     "PROJECT",
     "PROXY",
     "SIGNATURES_NOTE",
-    "SUPPORT_KINDS",
     "TERRAFORM_PROVIDERS",
-    "Target",
     "adapter_of",
-    "apply",
-    "cached",
-    "capabilities",
-    "check",
-    "copy",
-    "endpoint",
-    "observe",
     "render_terraform",
     "terraform_copies",
-    "translate",
 ]
 
 Target = HarborTarget
