@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from . import cli_common, cli_loudness
+from . import cli_common, cli_loudness, prune_tags as tag_pruning
 from ._version import __version__
 from .cli_common import (
     SPEC,
@@ -237,6 +237,11 @@ def plan(
     help="Re-send upstream passwords that a registry masks on read, so a changed one takes effect.",
 )
 @click.option("--prune", is_flag=True, help="Delete managed native rules that are no longer in the spec.")
+@click.option(
+    "--prune-tags",
+    is_flag=True,
+    help="Also delete the tags the spec does not select, in repositories mirrorspec copies into.",
+)
 @STRICT
 @WORKERS
 @SHARD
@@ -246,6 +251,7 @@ def apply(
     yes: bool,
     rotate_credentials: bool,
     prune: bool,
+    prune_tags: bool,
     strict: bool,
     workers: int,
     shard: Shard | None,
@@ -258,11 +264,17 @@ def apply(
             from .strict import refuse_empty_selections
 
             refuse_empty_selections(the_plan)
-        if the_plan.empty:
+        owns = shard.owns if shard is not None else None
+        pruned = tag_pruning.plan(ctx, the_plan, owns) if prune_tags else []  # `prune_tags.py`
+        for line in tag_pruning.lines(pruned) if prune_tags else []:
+            click.echo(redact(line))
+        if the_plan.empty and not any(p.delete for p in pruned):
             click.echo("Nothing to do.")
             return
         confirm(yes, "Apply this plan?")
-        execute(ctx, the_plan, copies_only=False)
+        if not the_plan.empty:
+            execute(ctx, the_plan, copies_only=False)
+        tag_pruning.carry_out(ctx, pruned, lambda line, err: click.echo(redact(line), err=err))
 
 
 @cli.command()

@@ -19,7 +19,16 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
-from . import chart_images, layout_lock, providers, referrers, referrers_index, shards
+from . import (
+    chart_images,
+    layout_lock,
+    moved_tags,
+    providers,
+    referrers,
+    referrers_index,
+    shards,
+    unselected_tags,
+)
 from .context import Endpoint, RunContext
 from .destination_checks import EarlyChecks, check_content
 from .errors import MirrorspecError, ProviderError, RegistryError
@@ -300,11 +309,15 @@ def _plan_target(look: _Look, prune: bool, early: EarlyChecks) -> TargetPlan:
     )
     changes = _retired(look, changes)
     checks = early.results(look.target, look.endpoint, look.stored)
-    copies = _copies(look, checks)
+    # tags that moved upstream: kept or overwritten as their entry's `on-moved:` says
+    settled = moved_tags.settle(look.ctx.spec, look.stored, checks)
+    copies = _copies(look, settled.pairs)
     # referrers tag indexes a destination without the referrers API needs (`referrers_index.py`)
-    indexes, index_notes = _examine_indexes(look.ctx, look.endpoint, look.target, look.stored)
+    # (not for referrers of a kept moved tag's new digest, which is not copied)
+    copied = [artifact for artifact, _ in settled.pairs]
+    indexes, index_notes = _examine_indexes(look.ctx, look.endpoint, look.target, copied)
     copies += referrers_index.plan_copies(indexes, look.endpoint.host)
-    notes = (*look.notes, *index_notes)
+    notes = (*look.notes, *index_notes, *settled.notes)
     return TargetPlan(
         target=look.target.name,
         type=look.target.type,
@@ -370,13 +383,13 @@ def _setting_notes(ctx: RunContext, target: Target) -> list[Note]:
     return notes
 
 
-def _copies(look: _Look, checks: Sequence[ContentCheck]) -> list[Copy]:
-    """Missing or different tags of `look.stored`, grouped per (source, destination)
-    repository; repositories the registry copies natively get the provider's engine, everything
-    else skopeo."""
+def _copies(look: _Look, pairs: Sequence[tuple[Artifact, ContentCheck]]) -> list[Copy]:
+    """Missing or different tags of `look.stored` (`pairs`: each with its check, those kept by
+    `on-moved: keep` left out), grouped per (source, destination) repository; repositories the
+    registry copies natively get the provider's engine, everything else skopeo."""
     desired = look.desired
     grouped: dict[tuple[str, str, str, str], list[CopyTag]] = defaultdict(list)
-    for artifact, check in zip(look.stored, checks, strict=True):
+    for artifact, check in pairs:
         if check.status != "present":
             destination = look.target.destination(look.ctx.spec, artifact.registry, artifact.repository)
             native = f"{artifact.registry}/{artifact.repository}" in desired.native
@@ -392,6 +405,7 @@ def _copies(look: _Look, checks: Sequence[ContentCheck]) -> list[Copy]:
                     artifact.dependency_of,
                     artifact.refers_to,
                     artifact.chart_image,
+                    check.actual if check.status == "digest-mismatch" else None,
                 )
             )
     return [
@@ -562,8 +576,16 @@ def audit(
         if content:
             with _naming(target):
                 # at an OCI layout, every blob each tag reaches is hashed too
-                checks = tuple(check_content(ctx, endpoint, target, look.stored, hash_blobs=True))
-                indexes, index_notes = _examine_indexes(ctx, endpoint, target, look.stored)
+                found = check_content(ctx, endpoint, target, look.stored, hash_blobs=True)
+                settled, moved_notes = moved_tags.audited(ctx.spec, look.stored, found)
+                owns = shard.owns if shard is not None else None
+                unselected = unselected_tags.find(
+                    ctx, endpoint, target, look.stored, found, cached[target.name], owns
+                )
+                checks = (*settled, *unselected_tags.checks(unselected))
+                notes += [*moved_notes, *unselected_tags.note(unselected)]
+                copied = [a for a, _ in moved_tags.settle(ctx.spec, look.stored, found).pairs]
+                indexes, index_notes = _examine_indexes(ctx, endpoint, target, copied)
             checks += tuple(referrers_index.content_checks(indexes, endpoint.host))
             notes += index_notes
         elif not look.desired.resources and not look.observed.resources:

@@ -40,7 +40,8 @@ def _why(copy: Copy) -> str:
     """Why these tags are copied, each reason once: a user reads it, not a parser."""
     reasons: dict[str, None] = {}
     for tag in copy.tags:
-        reasons["content differs" if tag.reason == "digest-mismatch" else "missing"] = None
+        changed = "overwrites, moved upstream" if tag.overwrites else "content differs"
+        reasons[changed if tag.reason == "digest-mismatch" else "missing"] = None
         if tag.refers_to:
             reasons["signature or referrer"] = None
         elif tag.dependency_of:
@@ -115,9 +116,12 @@ def _print_target_audit(target: TargetAudit, out: Console) -> None:
         if wrong:
             table = _table("status", "destination", "tag", "expected", "found")
             for check in wrong:
-                table.add_row(check.status, check.destination, check.tag, check.expected, check.actual or "-")
+                table.add_row(
+                    check.status, check.destination, check.tag, check.expected or "-", check.actual or "-"
+                )
             out.print(table)
-        out.print(f"  Content: {present} of {len(target.content)} tag(s) present with the upstream digest.")
+        wanted = sum(1 for c in target.content if c.status != "unselected")  # `moved_tags`, `unselected_tags`
+        out.print(f"  Content: {present} of {wanted} tag(s) present with the upstream digest.")
     for note in target.notes:
         out.print(f"  {note.level}: {redact(note.message)}", markup=False)
     out.print()
@@ -174,9 +178,12 @@ def audit_markdown(audit: Audit) -> str:
         if target.content is not None:
             wrong: list[ContentCheck] = [c for c in target.content if c.status != "present"]
             if wrong:
-                checks = ((c.status, f"`{c.destination}`", c.tag, c.expected, c.actual or "-") for c in wrong)
+                checks = (
+                    (c.status, f"`{c.destination}`", c.tag, c.expected or "-", c.actual or "-") for c in wrong
+                )
                 lines += [*_md_table(("status", "destination", "tag", "expected", "found"), checks), ""]
-            lines.append(f"{len(target.content) - len(wrong)} of {len(target.content)} tag(s) present.")
+            wanted = sum(1 for c in target.content if c.status != "unselected")
+            lines.append(f"{len(target.content) - len(wrong)} of {wanted} tag(s) present.")
         lines += [f"- **{n.level}**: {redact(n.message)}" for n in target.notes]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

@@ -126,6 +126,9 @@ class CopyTag:
     chart_image: bool = False
     """True for a container image a chart deploys (`chart-images: true`): `dependency_of` then
     names that chart, not a chart that depends on this one."""
+    overwrites: str | None = None
+    """The digest the destination holds under the tag, which this copy overwrites (the tag
+    moved upstream and its repository's `on-moved:` is `overwrite`); null when it is missing."""
 
 
 @dataclass(frozen=True)
@@ -317,12 +320,20 @@ class ContentCheck:
     """`registry/repository` in the target."""
     tag: str
     """The wanted tag."""
-    expected: str
-    """The upstream manifest digest."""
+    expected: str | None
+    """The upstream manifest digest; null for an `unselected` tag."""
     actual: str | None
     """The digest the destination holds under the tag; null when the tag is absent."""
-    status: Literal["present", "missing", "digest-mismatch"]
-    """`present` (same digest), `missing`, or `digest-mismatch` (other content)."""
+    status: Literal["present", "missing", "digest-mismatch", "moved-kept", "unselected"]
+    """`present` (same digest), `missing`, `digest-mismatch` (other content), `moved-kept`
+    (other content, kept because the tag moved upstream and its repository's `on-moved:` is
+    `keep`; not drift) or `unselected` (a tag in a repository mirrorspec copies into that the
+    spec does not select; not drift, `apply --prune-tags` deletes it)."""
+
+    @property
+    def drift(self) -> bool:
+        """True when apply would copy this tag (`missing` or `digest-mismatch`)."""
+        return self.status in ("missing", "digest-mismatch")
 
 
 @dataclass(frozen=True)
@@ -353,8 +364,9 @@ class TargetAudit:
 
     @property
     def in_sync(self) -> bool:
-        """True when nothing drifted and every checked tag is present with the upstream digest."""
-        return not self.drift and all(c.status == "present" for c in self.content or ())
+        """True when nothing drifted and no checked tag is missing or holds other content than
+        the spec asks for (`moved-kept` and `unselected` tags are reported, not drift)."""
+        return not self.drift and not any(c.drift for c in self.content or ())
 
 
 @dataclass(frozen=True)

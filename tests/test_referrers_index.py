@@ -278,3 +278,22 @@ def test_the_tag_naming_a_digest_follows_the_referrers_tag_schema() -> None:
         tag = index_tag(digest)
         assert len(tag) <= 128 and len(f"{tag}.sbom") <= 128
         assert engine_for(Artifact("r.example", "app", tag, digest, refers_to=digest)) == PUT_ENGINE
+
+
+def test_a_kept_moved_tag_gets_neither_its_new_referrers_nor_their_tag_index(api_bed: ApiBed) -> None:
+    """`on-moved: keep` (`mirrorspec/moved_tags.py`): the destination keeps its own `1.0`, so
+    the referrers of upstream's `1.0` would refer to an image it does not hold."""
+    bed, app = api_bed.bed, api_bed.app
+    held = push_image(bed.destination, bed.dest_repo("images/app"), "1.0", seed="held here", user="alice")
+    bed.spec.write_text(
+        bed.spec.read_text().replace('tags: ["1.0"]', 'tags: ["1.0"]\n        on-moved: keep')
+    )
+    target, notes = _planned(bed)
+    assert _index_copies(target) == []
+    assert not any(t["refers_to"] == app or t["tag"] == "1.0" for c in target["copies"] for t in c["tags"])
+    assert any(f"moved upstream: {held} → {app}" in n and "kept, not copied" in n for n in notes), notes
+    bed.run("apply", str(bed.spec), "--yes")
+    report = json.loads(bed.run("audit", str(bed.spec), "--content", "--format", "json").stdout)
+    statuses = {c["tag"]: c["status"] for t in report["targets"] for c in t["content"]}
+    assert statuses["1.0"] == "moved-kept" and _tag(app) not in statuses
+    assert not set(statuses) & set(api_bed.referrers)

@@ -119,8 +119,14 @@ BAD = [
         HEAD + "        helm-deps: true\n" + TARGETS,
         "7:9",
         "sources[0] (registry='docker.io') › repositories[0] (name='redis'): unknown key 'helm-deps' "
-        "(expected one of: all-tags, chart-images, helm-dependencies, name, signatures, tag-regex, tags, "
-        "versions)",
+        "(expected one of: all-tags, chart-images, helm-dependencies, name, on-moved, signatures, tag-regex, "
+        "tags, versions)",
+    ),
+    Bad(
+        "on-moved-not-a-choice",
+        HEAD + "        on-moved: always\n" + TARGETS,
+        "7:19",
+        "repositories[0] (name='redis') › on-moved: expected 'keep' or 'overwrite', found 'always'",
     ),
     Bad(
         # `registry` is both this target type's tag and one of its keys.

@@ -344,6 +344,25 @@ class Layout:
             index["manifests"] = kept + [ref.descriptor() for ref in wanted]
             self._replace(self.path / "index.json", json.dumps(index, indent=1).encode() + b"\n")
 
+    def remove_refs(self, names: Iterable[str]) -> int:
+        """Remove the references `names` from index.json under the lock (`apply --prune-tags`),
+        every other entry kept; blobs stay (a reference is a layout's tag). How many went."""
+        doomed = set(names)
+        with self.locked():
+            if not (self.path / "index.json").exists():
+                return 0
+            index = self._read_index()
+            kept = [
+                entry
+                for entry in index["manifests"]
+                if (entry.get("annotations") or {}).get(REF_NAME_ANNOTATION) not in doomed
+            ]
+            removed = len(index["manifests"]) - len(kept)
+            if removed:
+                index["manifests"] = kept
+                self._replace(self.path / "index.json", json.dumps(index, indent=1).encode() + b"\n")
+            return removed
+
     def write_blob(self, digest: str, data: bytes) -> None:
         """Store `data` as the blob `digest` (checked to hash to it), atomically; a blob
         already there is left as it is (content-addressed: the same bytes)."""

@@ -287,6 +287,16 @@ class Repository(SpecModel):
     tags: list[str] | None = Field(default=None, min_length=1, fail_fast=True)
     tag_regex: str | None = None
     all_tags: bool = False
+    on_moved: Literal["keep", "overwrite"] | None = Field(
+        default=None,
+        description=(
+            "When a tag already at the destination has moved upstream to another digest: `keep` "
+            "the destination's (the plan warns and copies nothing) or `overwrite` it. Default: "
+            "keep for `versions:` (released versions are immutable), overwrite for `tags:`, "
+            "`tag-regex:` and `all-tags:`. Applies to the Helm dependencies and chart images this "
+            "entry pulls in; signatures always follow their digest (`mirrorspec/moved_tags.py`)."
+        ),
+    )
     helm_dependencies: bool | Literal["all", "newest"] = False
     signatures: bool = Field(
         default=True,

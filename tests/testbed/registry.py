@@ -117,6 +117,7 @@ def start_registry(
     anonymous_pull: bool = False,
     port: int = 0,
     timeout: float = START_TIMEOUT,
+    delete: bool = True,
 ) -> RegistryServer:
     """Start `docker-registry serve <workdir>/config.yml` on `port` (default: an ephemeral
     port) and wait for it. A fixed port is for the demo, whose spec names its registries.
@@ -136,7 +137,7 @@ def start_registry(
         "log": {"level": "info", "formatter": "text"},
         "storage": {
             "filesystem": {"rootdirectory": str(workdir / "data")},
-            "delete": {"enabled": True},
+            "delete": {"enabled": delete},  # False: DELETE answers 405 UNSUPPORTED
             # the purge goroutine only adds log noise in short-lived registries
             "maintenance": {"uploadpurging": {"enabled": False}},
         },
