@@ -16,6 +16,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from . import audit_verdict
 from .credentials import redact
 from .plan import Audit, Change, ContentCheck, Copy, Plan, TargetAudit, TargetPlan
 
@@ -93,8 +94,7 @@ def _print_target_plan(target: TargetPlan, out: Console) -> None:
 def print_audit(audit: Audit, out: Console) -> None:
     for target in audit.targets:
         _print_target_audit(target, out)
-    state = "in sync" if audit.in_sync else "DRIFT"
-    out.print(f"Audit: {state} ({len(audit.targets)} target(s)).")
+    out.print(audit_verdict.headline(audit), markup=False)
 
 
 def _print_target_audit(target: TargetAudit, out: Console) -> None:
@@ -118,6 +118,8 @@ def _print_target_audit(target: TargetAudit, out: Console) -> None:
                 table.add_row(check.status, check.destination, check.tag, check.expected, check.actual or "-")
             out.print(table)
         out.print(f"  Content: {present} of {len(target.content)} tag(s) present with the upstream digest.")
+    if target.unchecked:
+        out.print(f"  {audit_verdict.unchecked_line(target)}", markup=False)
     for note in target.notes:
         out.print(f"  {note.level}: {redact(note.message)}", markup=False)
     out.print()
@@ -163,7 +165,7 @@ def plan_markdown(plan: Plan) -> str:
 
 
 def audit_markdown(audit: Audit) -> str:
-    lines = ["## mirrorspec audit", "", f"**{'In sync' if audit.in_sync else 'Drift'}**", ""]
+    lines = ["## mirrorspec audit", "", audit_verdict.markdown_headline(audit), ""]
     for target in audit.targets:
         lines += [f"### {target.target} (`{target.type}` → `{target.registry}`)", ""]
         if target.resources:
@@ -177,6 +179,8 @@ def audit_markdown(audit: Audit) -> str:
                 checks = ((c.status, f"`{c.destination}`", c.tag, c.expected, c.actual or "-") for c in wrong)
                 lines += [*_md_table(("status", "destination", "tag", "expected", "found"), checks), ""]
             lines.append(f"{len(target.content) - len(wrong)} of {len(target.content)} tag(s) present.")
+        if target.unchecked:
+            lines.append(f"**{audit_verdict.unchecked_line(target)}**")
         lines += [f"- **{n.level}**: {redact(n.message)}" for n in target.notes]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

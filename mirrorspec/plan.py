@@ -345,6 +345,10 @@ class TargetAudit:
     notes: tuple[Note, ...] = ()
     """What was not or could not be checked, insecure settings; each once, warnings first,
     each level sorted by message."""
+    unchecked: int = 0
+    """Wanted tags this target must hold that were not checked (`audit --rules-only`): no
+    native rule proves they are there, so the target is not `in_sync`. 0 when they were
+    checked, or when the target holds none (a pull-through cache serves them on demand)."""
 
     def __post_init__(self) -> None:
         # Notes and the registry's own listing order: one order (`stable_order`).
@@ -353,8 +357,17 @@ class TargetAudit:
 
     @property
     def in_sync(self) -> bool:
-        """True when nothing drifted and every checked tag is present with the upstream digest."""
-        return not self.drift and all(c.status == "present" for c in self.content or ())
+        """True when nothing drifted and every wanted tag was checked and is present with the
+        upstream digest."""
+        return (
+            not self.drift and not self.unchecked and all(c.status == "present" for c in self.content or ())
+        )
+
+    @property
+    def drifted(self) -> bool:
+        """True when something was found wrong: a managed rule drifted, or a checked tag is
+        missing or holds other content. Unchecked tags are not drift (`audit` exits 3, not 2)."""
+        return bool(self.drift) or any(c.status != "present" for c in self.content or ())
 
 
 @dataclass(frozen=True)
@@ -372,6 +385,16 @@ class Audit:
     def in_sync(self) -> bool:
         """True when every target is in sync (`audit` exits 0)."""
         return all(t.in_sync for t in self.targets)
+
+    @property
+    def drifted(self) -> bool:
+        """True when some target drifted (`audit` exits 2)."""
+        return any(t.drifted for t in self.targets)
+
+    @property
+    def unchecked(self) -> int:
+        """Wanted tags not checked, over all targets (`audit --rules-only`; exits 3 unless drifted)."""
+        return sum(t.unchecked for t in self.targets)
 
 
 def diff(
