@@ -311,7 +311,7 @@ class Plan:
 
 @dataclass(frozen=True)
 class ContentCheck:
-    """Whether one wanted tag is at its destination with the upstream digest (`audit --content`)."""
+    """Whether one wanted tag is at its destination with the upstream digest (`audit`)."""
 
     destination: str
     """`registry/repository` in the target."""
@@ -341,7 +341,7 @@ class TargetAudit:
     drift: tuple[Change, ...] = ()
     """Changes that would bring the managed rules back to the spec (foreign rules never drift)."""
     content: tuple[ContentCheck, ...] | None = None
-    """One check per wanted tag with `--content`; null when content was not checked."""
+    """One check per wanted tag; null when content was not checked (`--rules-only`)."""
     notes: tuple[Note, ...] = ()
     """What was not or could not be checked, insecure settings; each once, warnings first,
     each level sorted by message."""
