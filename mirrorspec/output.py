@@ -36,8 +36,11 @@ def console(*, stderr: bool = False) -> Console:
 
 
 def _width(out: Console) -> int | None:
-    """The width to lay lines out for: the terminal's, or None (no wrapping) off a terminal."""
-    return out.width if out.is_terminal else None
+    """The width to lay lines out for: the terminal's, or None (no wrapping) off a terminal.
+    The stream is asked, not rich's `is_terminal`, which `FORCE_COLOR` (set by some CI
+    runners) turns true for a pipe."""
+    isatty = getattr(out.file, "isatty", None)
+    return out.width if isatty is not None and isatty() else None
 
 
 def _show(out: Console, table: UnbrokenTable) -> None:
