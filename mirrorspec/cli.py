@@ -41,9 +41,11 @@ from .cli_common import (
     group_timeout,
     load_for_validate,
     run,
+    show,
     show_plan,
 )
 from .cli_render import render
+from .cli_shard import SHARD
 from .cli_signals import Interrupted, signals_interrupt
 from .errors import MirrorspecError
 from .oci.defaults import BODY_TIMEOUTS, DEFAULT_TIMEOUT, HOST_BUDGET_TIMEOUTS
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
     from .audit_verdict import exit_code as audit_exit_code
     from .host_settings import validate_summary
     from .plan import to_json
+    from .shards import Shard
 else:
     engine, output = Lazy("engine"), Lazy("output")
     validate_summary = Lazy("host_settings", "validate_summary")
@@ -205,6 +208,7 @@ def schema(kind: str) -> None:
 )
 @STRICT
 @WORKERS
+@SHARD
 def plan(
     spec_file: Path,
     targets: tuple[str, ...],
@@ -213,10 +217,11 @@ def plan(
     detailed_exitcode: bool,
     strict: bool,
     workers: int,
+    shard: Shard | None,
 ) -> None:
     """Show what apply would change and copy. Reads registries; writes nothing."""
     with run(spec_file, workers) as ctx:
-        the_plan = engine.plan(ctx, targets=targets, prune=prune, spec_name=str(spec_file))
+        the_plan = engine.plan(ctx, targets=targets, prune=prune, spec_name=str(spec_file), shard=shard)
     show_plan(the_plan, fmt)
     if strict:
         from .strict import refuse_empty_selections
@@ -238,6 +243,7 @@ def plan(
 @click.option("--prune", is_flag=True, help="Delete managed native rules that are no longer in the spec.")
 @STRICT
 @WORKERS
+@SHARD
 def apply(
     spec_file: Path,
     targets: tuple[str, ...],
@@ -246,10 +252,11 @@ def apply(
     prune: bool,
     strict: bool,
     workers: int,
+    shard: Shard | None,
 ) -> None:
     """Plan, show the plan, ask, then carry out exactly that plan."""
     with run(spec_file, workers, rotate_credentials=rotate_credentials) as ctx:
-        the_plan = engine.plan(ctx, targets=targets, prune=prune, spec_name=str(spec_file))
+        the_plan = engine.plan(ctx, targets=targets, prune=prune, spec_name=str(spec_file), shard=shard)
         show_plan(the_plan, "table")
         if strict:  # before anything is changed or copied
             from .strict import refuse_empty_selections
@@ -267,10 +274,11 @@ def apply(
 @TARGETS
 @click.option("--dry-run", is_flag=True, help="Show the copies that are needed, copy nothing.")
 @WORKERS
-def sync(spec_file: Path, targets: tuple[str, ...], dry_run: bool, workers: int) -> None:
+@SHARD
+def sync(spec_file: Path, targets: tuple[str, ...], dry_run: bool, workers: int, shard: Shard | None) -> None:
     """Only the copies: bring every wanted tag to its destination, leave native rules alone."""
     with run(spec_file, workers) as ctx:
-        the_plan = engine.plan(ctx, targets=targets, spec_name=str(spec_file), copies_only=True)
+        the_plan = engine.plan(ctx, targets=targets, spec_name=str(spec_file), copies_only=True, shard=shard)
         show_plan(the_plan, "table")
         if not dry_run and not the_plan.empty:
             execute(ctx, the_plan, copies_only=True)
@@ -293,8 +301,15 @@ def sync(spec_file: Path, targets: tuple[str, ...], dry_run: bool, workers: int)
 )
 @format_option("table", "json", "markdown")
 @WORKERS
+@SHARD
 def audit(
-    spec_file: Path, targets: tuple[str, ...], content: bool, rules_only: bool, fmt: str, workers: int
+    spec_file: Path,
+    targets: tuple[str, ...],
+    content: bool,
+    rules_only: bool,
+    fmt: str,
+    workers: int,
+    shard: Shard | None,
 ) -> None:
     """Compare what each registry really has with the spec: its native rules, and every tag it
     must hold by digest. Exit 0 in sync, 2 on drift, 3 rules in sync but tags not checked
@@ -303,14 +318,14 @@ def audit(
         raise click.UsageError("--rules-only and --content cannot be used together")
     with run(spec_file, workers) as ctx:
         report = engine.audit(
-            ctx, targets=targets, content=content, rules_only=rules_only, spec_name=str(spec_file)
+            ctx,
+            targets=targets,
+            content=content,
+            rules_only=rules_only,
+            spec_name=str(spec_file),
+            shard=shard,
         )
-    if fmt == "json":
-        click.echo(to_json(report))
-    elif fmt == "markdown":
-        click.echo(output.audit_markdown(report), nl=False)
-    else:
-        output.print_audit(report, output.console())
+    show(report, fmt, markdown=output.audit_markdown, table=output.print_audit)
     code = audit_exit_code(report)
     if code:
         sys.exit(code)

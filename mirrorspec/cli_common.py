@@ -46,8 +46,7 @@ class Lazy:
 
 
 if TYPE_CHECKING:
-    from . import engine, output
-    from . import spec as specmod
+    from . import engine, output, spec as specmod
     from .context import RunContext
     from .host_settings import validate_summary
     from .plan import to_json
@@ -79,6 +78,7 @@ __all__ = [
     "load_for_validate",
     "only_target",
     "run",
+    "show",
     "show_plan",
 ]
 
@@ -179,12 +179,17 @@ def load_for_validate(spec_file: Path) -> tuple[Any, str]:
 
 
 def show_plan(the_plan: Any, fmt: str) -> None:
+    show(the_plan, fmt, markdown=output.plan_markdown, table=output.print_plan)
+
+
+def show(document: Any, fmt: str, *, markdown: Callable[[Any], str], table: Callable[..., None]) -> None:
+    """A plan or an audit on stdout: its JSON, its markdown, or its table on the console."""
     if fmt == "json":
-        click.echo(to_json(the_plan))
+        click.echo(to_json(document))
     elif fmt == "markdown":
-        click.echo(output.plan_markdown(the_plan), nl=False)
+        click.echo(markdown(document), nl=False)
     else:
-        output.print_plan(the_plan, output.console())
+        table(document, output.console())
 
 
 def confirm(yes: bool, question: str) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from .cli_common import RENDER_TARGET, SPEC, WORKERS, Lazy, load_for_validate, only_target, run
+from .cli_render_kubernetes import render_kubernetes
 from .redaction import redact
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ def render_terraform(spec_file: Path, target: str | None, output: Path | None, w
 
 @render.command("helm-values")
 @SPEC
-@click.option("--target", "-t", "target", required=True, metavar="NAME", help="The target to render for.")
+@RENDER_TARGET
 @click.option(
     "--chart",
     "-c",
@@ -108,7 +109,7 @@ def render_terraform(spec_file: Path, target: str | None, output: Path | None, w
     help="A chart version the spec mirrors with chart-images: true, as upstream names it.",
 )
 @WORKERS
-def render_helm_values(spec_file: Path, target: str, chart: str, workers: int) -> None:
+def render_helm_values(spec_file: Path, target: str | None, chart: str, workers: int) -> None:
     """A values file (YAML) that points every image of a chart version at the target, for
     `helm install -f`.
 
@@ -119,7 +120,7 @@ def render_helm_values(spec_file: Path, target: str, chart: str, workers: int) -
     from .render_helm_values import render as render_values
 
     with run(spec_file, workers) as ctx:
-        rendered = render_values(ctx, target, chart)
+        rendered = render_values(ctx, only_target(ctx, target, spec_file), chart)
     for note in rendered.notes:
         click.echo(f"{'warning' if note.level == 'warning' else 'note'}: {redact(note.message)}", err=True)
     click.echo(rendered.text, nl=False)
@@ -155,3 +156,6 @@ def render_offline_spec(spec_file: Path, target: str, targets_file: Path, layout
     for note in rendered.notes:
         click.echo(f"{'warning' if note.level == 'warning' else 'note'}: {redact(note.message)}", err=True)
     click.echo(rendered.text, nl=False)
+
+
+render.add_command(render_kubernetes)  # its own module: `cli_render_kubernetes.py`

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
-from . import chart_images, layout_lock, providers, referrers, referrers_index
+from . import chart_images, layout_lock, providers, referrers, referrers_index, shards
 from .context import Endpoint, RunContext
 from .destination_checks import EarlyChecks, check_content
 from .errors import MirrorspecError, ProviderError, RegistryError
@@ -39,6 +39,7 @@ from .plan import (
 from .providers.base import Desired, Observed, Provider
 from .read_lanes import Lanes
 from .resolve import Resolution, resolve
+from .shards import Shard
 from .skopeo.copier import copy_all
 from .skopeo.jobs import CopyJob, CopyResult
 from .skopeo.layout_copy import copy_into_layouts
@@ -74,11 +75,13 @@ def plan(
     prune: bool = False,
     spec_name: str = "",
     copies_only: bool = False,
+    shard: Shard | None = None,
 ) -> Plan:
     """Resolve upstream once, then plan every selected target against what it really holds.
 
     `copies_only` (`sync`): the same plan without its native changes, so only the copies are
-    shown and carried out; the notes still say what the registry has.
+    shown and carried out; the notes still say what the registry has. `shard` (`--shard I/N`):
+    only this shard's destination repositories and native changes (`shards.py`).
     """
     chosen = selected_targets(ctx, targets)
     cached = _cached(ctx, chosen)
@@ -87,12 +90,22 @@ def plan(
     # digest is known (`destination_checks.EarlyChecks`), while the resolution goes on.
     with Lanes(ctx) as lanes:
         early = EarlyChecks(ctx, lanes, chosen, cached)
-        resolution = resolve(ctx, skip=_skip(cached), lanes=lanes, on_digest=early.on_digest)
+        on_digest: Callable[[str, str, str, str], None] = early.on_digest
+        if shard is not None:  # the other shards' tags are theirs to check
+            on_digest = shards.digest_filter(shard, ctx, chosen, on_digest)
+        resolution = resolve(ctx, skip=_skip(cached), lanes=lanes, on_digest=on_digest)
         resolution = _with_referrers(ctx, resolution, lanes)
         for target in chosen:
             with _naming(target):
                 look = _look(ctx, target, resolution, cached[target.name], early.endpoint)
+                everything = look.stored
+                look = _sharded(look, shard)
                 planned = _plan_target(look, prune, early)
+            if shard is not None:
+                support = look.provider.SUPPORT_KINDS
+                wanted_paths = shards.destinations(ctx, target, everything)
+                changes = shards.changes_of(shard, planned.changes, support, wanted_paths)
+                planned = replace(planned, changes=changes)
             if resolution.charts:
                 moved = chart_images.relocations(ctx, target, planned.registry, resolution.charts)
                 planned = replace(planned, relocations=moved)
@@ -100,6 +113,19 @@ def plan(
     return Plan(
         spec=spec_name, targets=tuple(plans), artifacts=resolution.artifacts, charts=resolution.charts
     )
+
+
+def _sharded(look: _Look, shard: Shard | None, *, audit: bool = False) -> _Look:
+    """`look` narrowed to `shard`'s destination repositories (`shards.py`), with a note saying
+    so; unchanged without a shard. The provider's translation stays the whole spec's, so shard
+    0's native changes (and `--prune`'s deletes) never depend on how the repositories split."""
+    if shard is None:
+        return look
+    shards.refuse_layout(shard, look.target, look.endpoint)
+    stored = shards.mine(shard, look.ctx, look.target, look.stored)
+    owned, total = (len(shards.destinations(look.ctx, look.target, s)) for s in (stored, look.stored))
+    said = shards.note(shard, owned, total, audit=audit)
+    return replace(look, stored=stored, notes=(*look.notes, said))
 
 
 def _with_referrers(ctx: RunContext, resolution: Resolution, lanes: Lanes | None = None) -> Resolution:
@@ -507,6 +533,7 @@ def audit(
     content: bool = False,
     spec_name: str = "",
     rules_only: bool = False,
+    shard: Shard | None = None,
 ) -> Audit:
     """What each target really has, against the spec: native rules (managed and foreign),
     drift of managed ones, and every tag the target must hold, by digest at the destination.
@@ -514,7 +541,8 @@ def audit(
     No native rule proves a stored tag is there (a rule only says how it would get there), so
     the tags are checked by default: one HEAD each, what `plan` does. `content`: the deep check,
     which at an OCI layout also hashes every blob each tag reaches. `rules_only`: the tags are
-    not checked and are counted as `unchecked`, so the audit is not `in_sync`."""
+    not checked and are counted as `unchecked`, so the audit is not `in_sync`.
+    `shard`: only this shard's repositories' content; rules on shard 0 only (`shards.py`)."""
     if content and rules_only:
         raise MirrorspecError("--rules-only and --content cannot be used together")
     chosen = selected_targets(ctx, targets)
@@ -523,10 +551,12 @@ def audit(
     audits = []
     for target in chosen:
         with _naming(target):
-            look = _look(ctx, target, resolution, cached[target.name])
+            look = _sharded(_look(ctx, target, resolution, cached[target.name]), shard, audit=True)
         support = look.provider.SUPPORT_KINDS
         rules = [r for r in look.observed.resources if r.kind not in support]
         wanted = [r for r in look.desired.resources if r.kind not in support]
+        if shard is not None and not shard.native:  # shard 0 audits the rules
+            rules = wanted = []
         drift = diff(
             wanted,
             rules,

@@ -279,19 +279,12 @@ def examine(
                 f"signatures: {subject.registry}/{subject.repository}@{subject.digest}: the referrers "
                 "its source listed do not name it as their subject; no referrers tag index written",
             )
-        if merged is None:
+        status: Literal["present", "missing", "digest-mismatch"]
+        if merged is None:  # up to date: the index the destination holds is the one to put
             assert actual is not None
-            return Examined(
-                repository,
-                subject.tag,
-                subject.digest,
-                subject.registry,
-                subject.repository,
-                actual,
-                actual,
-                "present",
-            )
-        status: Literal["missing", "digest-mismatch"] = "missing" if current is None else "digest-mismatch"
+            planned, status = actual, "present"
+        else:
+            planned, status = merged.digest, "missing" if current is None else "digest-mismatch"
         return Examined(
             repository,
             subject.tag,
@@ -299,7 +292,7 @@ def examine(
             subject.registry,
             subject.repository,
             actual,
-            merged.digest,
+            planned,
             status,
         )
 

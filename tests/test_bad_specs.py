@@ -47,13 +47,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, event, given, settings, strategies as st
 from ruamel.yaml import YAML
+from spec_text import MINIMAL_SPEC
 from testbed import RegistryServer, push_chart, push_image
 
-from mirrorspec import cli
-from mirrorspec import spec as specmod
+from mirrorspec import cli, spec as specmod
 from mirrorspec.errors import SpecError
 from mirrorspec.spec import load_spec, parse_spec
 
@@ -64,18 +63,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 MEMORY_LIMIT = 512 << 20
 TIMEOUT = 60
 
-VALID = """\
-version: 1
-sources:
-  - registry: docker.io
-    repositories:
-      - name: redis
-        tags: ["7.2.4"]
-targets:
-  - name: lab
-    type: registry
-    registry: internal.example.com
-"""
+VALID = MINIMAL_SPEC
 HARBOR = """\
   - name: dc1
     type: harbor

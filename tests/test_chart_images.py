@@ -20,13 +20,13 @@ from ruamel.yaml import YAML
 from mirrorspec.charts import (
     ChartArchiveError,
     Image,
+    archive as archive_module,
     discover,
     occurrences,
     parse_reference,
     read_chart,
     relocate,
 )
-from mirrorspec.charts import archive as archive_module
 
 DIGEST = "sha256:" + "ab" * 32
 MIRROR = "mirror.internal:5000"

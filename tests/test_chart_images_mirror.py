@@ -25,6 +25,7 @@ import cli_runner
 import pytest
 import requests
 from ruamel.yaml import YAML
+from spec_text import DEST_LOGIN, lab_target
 from testbed import RegistryServer, chart_archive, push_chart, push_image
 from testbed.signatures import push_cosign, push_referrer
 
@@ -175,12 +176,7 @@ def bed(registry_factory: Callable[..., RegistryServer], tmp_path: Path) -> Iter
     bed.spec = tmp_path / "spec.yaml"
     bed.spec.write_text(
         f"""\
-version: 1
-credentials:
-  dest:
-    username: alice
-    password: {{env: DEST_PASSWORD}}
-  third-login:
+{DEST_LOGIN}  third-login:
     username: bob
     password: {{env: THIRD_PASSWORD}}
 sources:
@@ -193,14 +189,7 @@ sources:
         chart-images: true
   - registry: {images.host}
     insecure: true
-{THIRD_ENTRY.format(host=third.host, ca=third.ca_file)}targets:
-  - name: lab
-    type: registry
-    registry: {destination.host}
-    prefix: mirror
-    credentials: dest
-    ca-bundle: {destination.ca_file}
-"""
+{THIRD_ENTRY.format(host=third.host, ca=third.ca_file)}{lab_target(destination)}"""
     )
     tmp = tmp_path / "tmpdir"
     tmp.mkdir()
@@ -300,7 +289,8 @@ def test_a_chart_with_chart_images_is_vendored_with_every_image_and_relocated_va
     assert len(audit["targets"][0]["content"]) == 15  # the tag index too
     assert bed.run("plan", str(bed.spec), "--detailed-exitcode").returncode == 0
 
-    rendered = bed.run("render", "helm-values", str(bed.spec), "--target", "lab", "--chart", app)
+    # No --target: the spec has one (issue 18, item 8), as for the other render commands.
+    rendered = bed.run("render", "helm-values", str(bed.spec), "--chart", app)
     assert f"{b}/acme/tool:1" in rendered.stderr and "by hand" in rendered.stderr
     override = YAML(typ="safe", pure=True).load(rendered.stdout)
     merged = _merge(YAML(typ="safe", pure=True).load(bed.values), override)

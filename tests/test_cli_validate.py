@@ -9,22 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from spec_text import MINIMAL_SPEC
 
 MIRRORSPEC = Path(sys.executable).with_name("mirrorspec")
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "seqera.yaml"
 
-VALID = """\
-version: 1
-sources:
-  - registry: docker.io
-    repositories:
-      - name: redis
-        tags: ["7.2.4"]
-targets:
-  - name: lab
-    type: registry
-    registry: internal.example.com
-"""
+VALID = MINIMAL_SPEC
 
 # (id, spec text, "line:col", a substring of the message, a value that must not be printed)
 BAD = [

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from copy_helpers import minimal_context
+from spec_text import DEST_LOGIN, lab_target
 from testbed import RegistryServer, access_records, push_image
 
 from mirrorspec.context import Endpoint, RunContext
@@ -404,25 +405,13 @@ def test_a_no_op_resync_heads_each_tag_once_and_runs_no_skopeo(
     spec = tmp_path / "spec.yaml"
     spec.write_text(
         f"""\
-version: 1
-credentials:
-  dest:
-    username: alice
-    password: {{env: DEST_PASSWORD}}
-sources:
+{DEST_LOGIN}sources:
   - registry: {source.host}
     insecure: true
     repositories:
       - name: {repository}
         versions: ">=1.0.0 <2.0.0"
-targets:
-  - name: lab
-    type: registry
-    registry: {destination.host}
-    prefix: mirror
-    credentials: dest
-    ca-bundle: {destination.ca_file}
-"""
+{lab_target(destination)}"""
     )
     env = {**os.environ, "DEST_PASSWORD": "resync-pw"}
 

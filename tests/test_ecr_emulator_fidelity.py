@@ -15,9 +15,13 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 from emulators import EcrEmulator, EmulatorBug
-from test_ecr_emulator import ACCOUNT, CREDS, REGION
-from test_ecr_emulator import emu as emu  # the fixtures, re-exported for pytest
-from test_ecr_emulator import emulator as emulator
+from test_ecr_emulator import (
+    ACCOUNT,
+    CREDS,
+    REGION,
+    emu as emu,  # the fixtures, re-exported for pytest
+    emulator as emulator,
+)
 
 
 def code_of(excinfo: pytest.ExceptionInfo[ClientError]) -> str:

@@ -21,10 +21,14 @@ from typing import Any
 
 import pytest
 from plan_helpers import converge, plan_changes, plan_notes
-from test_ecr_provider import ACCOUNT, ECR_HOST, Bed
-from test_ecr_provider import bed as bed  # the fixtures, re-exported for pytest
-from test_ecr_provider import emulator as emulator
-from test_ecr_provider import seeded as seeded
+from test_ecr_provider import (
+    ACCOUNT,
+    ECR_HOST,
+    Bed,
+    bed as bed,  # the fixtures, re-exported for pytest
+    emulator as emulator,
+    seeded as seeded,
+)
 from testbed import push_image
 
 from mirrorspec import engine

@@ -32,8 +32,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 from emulators.ecr import EcrEmulator
-from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 from plan_helpers import converge, plan_changes
 
 from mirrorspec import cli, cli_common, engine

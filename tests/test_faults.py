@@ -52,8 +52,7 @@ from mirrorspec.oci import RegistryClient
 from mirrorspec.providers.acr import api as acr_api
 from mirrorspec.providers.acr.clients import AZURE_CREDENTIAL, AZURE_MANAGEMENT
 from mirrorspec.providers.ecr.clients import AWS
-from mirrorspec.providers.harbor import api as harbor_api
-from mirrorspec.providers.harbor import executions as harbor_executions
+from mirrorspec.providers.harbor import api as harbor_api, executions as harbor_executions
 from mirrorspec.skopeo.copier import copy_all
 from mirrorspec.skopeo.failures import is_transient
 

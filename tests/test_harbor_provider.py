@@ -40,9 +40,11 @@ from mirrorspec.errors import ProviderAuthError, ProviderConflict, ProviderError
 from mirrorspec.oci import RegistryClient
 from mirrorspec.plan import Artifact, Plan, to_json
 from mirrorspec.providers import harbor
-from mirrorspec.providers.harbor import api as harbor_api
-from mirrorspec.providers.harbor import executions as harbor_executions
-from mirrorspec.providers.harbor import native as harbor_native
+from mirrorspec.providers.harbor import (
+    api as harbor_api,
+    executions as harbor_executions,
+    native as harbor_native,
+)
 from mirrorspec.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent

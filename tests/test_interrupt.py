@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from spec_text import DEST_LOGIN, lab_target
 from testbed import FaultProxy, RegistryServer, add_tags, push_image, start_registry
 
 MIRRORSPEC = str(Path(sys.executable).with_name("mirrorspec"))
@@ -61,25 +62,13 @@ class Run:
         self.spec = tmp_path / "spec.yaml"
         self.spec.write_text(
             f"""\
-version: 1
-credentials:
-  dest:
-    username: alice
-    password: {{env: DEST_PASSWORD}}
-sources:
+{DEST_LOGIN}sources:
   - registry: {source_host}
     insecure: true
     repositories:
       - name: {REPOSITORY}
         tag-regex: "^v1\\\\.[0-9]+\\\\.0$"
-targets:
-  - name: lab
-    type: registry
-    registry: {destination.host}
-    prefix: mirror
-    credentials: dest
-    ca-bundle: {destination.ca_file}
-"""
+{lab_target(destination)}"""
         )
         self.env = {
             **{k: v for k, v in os.environ.items() if k != "MIRRORSPEC_DEBUG"},

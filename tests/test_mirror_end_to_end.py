@@ -18,6 +18,7 @@ from pathlib import Path
 
 import cli_runner
 import pytest
+from spec_text import DEST_LOGIN, lab_target
 from testbed import RegistryServer, delete_tag, push_chart, push_image, retag
 
 from mirrorspec import engine
@@ -80,12 +81,7 @@ def bed(registry_factory: Callable[..., RegistryServer], tmp_path: Path) -> Iter
     spec = tmp_path / "spec.yaml"
     spec.write_text(
         f"""\
-version: 1
-credentials:
-  dest:
-    username: alice
-    password: {{env: DEST_PASSWORD}}
-sources:
+{DEST_LOGIN}sources:
   - registry: {source.host}
     insecure: true
     repositories:
@@ -94,14 +90,7 @@ sources:
         helm-dependencies: true
       - name: images/backend
         tags: ["v1.*"]
-targets:
-  - name: lab
-    type: registry
-    registry: {destination.host}
-    prefix: mirror
-    credentials: dest
-    ca-bundle: {destination.ca_file}
-"""
+{lab_target(destination)}"""
     )
     tmp = tmp_path / "tmpdir"
     tmp.mkdir()

@@ -8,6 +8,7 @@ target, and importing it stays cheap (no cloud SDK until a function talks to the
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import json
@@ -23,19 +24,21 @@ from ruamel.yaml import YAML
 
 from mirrorspec import providers
 from mirrorspec.errors import MirrorspecError
-from mirrorspec.providers import acr as acr_module
-from mirrorspec.providers import base
-from mirrorspec.providers import ecr as ecr_module
-from mirrorspec.providers import harbor as harbor_module
-from mirrorspec.providers import oci_layout as oci_layout_module
-from mirrorspec.providers import registry as registry_module
-from mirrorspec.providers.base import Capabilities, Provider
+from mirrorspec.providers import (
+    acr as acr_module,
+    base,
+    ecr as ecr_module,
+    harbor as harbor_module,
+    oci_layout as oci_layout_module,
+    registry as registry_module,
+)
+from mirrorspec.providers.base import CONTRACT, Capabilities, Provider
 from mirrorspec.spec import TARGET_TYPES, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Checked by mypy, not at run time: each built-in module must satisfy the Provider Protocol
-# (pre-commit's `languages: dict[str, Language]`). Every built-in provider belongs here.
+# Each built-in provider, by its `type:`. That each satisfies the Provider protocol is checked by
+# mypy in `mirrorspec/providers/conformance.py` (tests are not type-checked); here, at run time.
 PROVIDERS: dict[str, Provider] = {
     "acr": acr_module,
     "ecr": ecr_module,
@@ -71,7 +74,16 @@ def test_built_in_providers_are_entry_points() -> None:
 def test_every_installed_provider_is_a_type_the_spec_accepts() -> None:
     assert set(INSTALLED) <= set(TARGET_TYPES)
     built_in = {n for n, path in providers.available().items() if path.startswith("mirrorspec.providers.")}
-    assert set(PROVIDERS) == built_in, "add each built-in provider to PROVIDERS so mypy checks it"
+    assert set(PROVIDERS) == built_in, "add each built-in provider to PROVIDERS"
+    # ... and to the mapping mypy checks against the protocol (it exists only for mypy).
+    source = (ROOT / "mirrorspec" / "providers" / "conformance.py").read_text(encoding="utf-8")
+    (checked,) = [
+        node.value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.AnnAssign) and ast.unparse(node.target) == "BUILT_IN"
+    ]
+    assert isinstance(checked, ast.Dict)
+    assert {ast.literal_eval(key) for key in checked.keys if key is not None} == built_in
 
 
 def test_the_contract_has_what_style_promises() -> None:
@@ -86,6 +98,11 @@ def test_the_contract_has_what_style_promises() -> None:
         "endpoint",
     }
     assert promised <= {*DATA, *VERBS}
+
+
+def test_the_contract_names_providers_export_are_the_protocol_members() -> None:
+    # A provider's `__all__` starts with `base.CONTRACT` instead of spelling the names again.
+    assert sorted(CONTRACT) == sorted({*DATA, *VERBS})
 
 
 @pytest.mark.parametrize("type_name", INSTALLED)

@@ -22,6 +22,7 @@ from typing import Any
 import cli_runner
 import pytest
 from ruamel.yaml import YAML
+from spec_text import DEST_LOGIN, lab_target
 from testbed import RegistryServer, push_chart, push_image
 
 from mirrorspec import RunContext, parse_spec
@@ -98,12 +99,7 @@ def bed(registry_factory: Callable[..., RegistryServer], tmp_path: Path) -> Bed:
     spec = tmp_path / "spec.yaml"
     spec.write_text(
         f"""\
-version: 1
-credentials:
-  dest:
-    username: alice
-    password: {{env: DEST_PASSWORD}}
-sources:
+{DEST_LOGIN}sources:
   - registry: {upstream.host}
     insecure: true
     repositories:
@@ -118,14 +114,7 @@ sources:
         tags: ["v1.*", "on"]
       - name: charts/app
         tags: ["v1.0.0"]
-targets:
-  - name: lab
-    type: registry
-    registry: {destination.host}
-    prefix: mirror
-    credentials: dest
-    ca-bundle: {destination.ca_file}
-"""
+{lab_target(destination)}"""
     )
     env = {**os.environ, "DEST_PASSWORD": CANARY}
     return Bed(upstream, destination, spec, env, tmp_path)
@@ -353,14 +342,7 @@ sources:
         versions: ">=1.0.0"
       - name: tools/cli
         tags: ["2.*"]
-targets:
-  - name: lab
-    type: registry
-    registry: {destination.host}
-    prefix: mirror
-    credentials: dest
-    ca-bundle: {destination.ca_file}
-"""
+{lab_target(destination)}"""
     )
     env = {**os.environ, "DEST_PASSWORD": CANARY, "UP_PASSWORD": UP_PASSWORD}
     never = [CANARY, UP_PASSWORD]

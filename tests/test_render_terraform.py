@@ -38,7 +38,7 @@ import provider_beds as beds
 import pytest
 from emulators.ecr import EcrEmulator
 
-from mirrorspec import cli, engine, render_terraform, terraform_document
+from mirrorspec import cli, cli_common, engine, render_terraform, terraform_document
 from mirrorspec.context import Endpoint, RunContext
 from mirrorspec.providers.acr.clients import AZURE_CREDENTIAL, AZURE_MANAGEMENT
 from mirrorspec.providers.ecr.clients import AWS
@@ -222,7 +222,7 @@ def render_cli(
     closed = Endpoint("127.0.0.1:9", insecure=True)  # discard port: nothing listens
     overrides = {**ups.overrides(), beds.HARBOR_HOST: closed, beds.LAB_HOST: closed}
     monkeypatch.setattr(
-        cli,
+        cli_common,
         "RunContext",
         partial(
             RunContext,

@@ -28,6 +28,7 @@ from typing import Any
 import provider_beds as beds
 import pytest
 import requests
+from spec_text import DEST_LOGIN
 from testbed import RegistryServer, push_image, start_registry
 
 from mirrorspec import cli, cli_common
@@ -56,12 +57,7 @@ def write_spec(
 ) -> Path:
     path.write_text(
         f"""\
-version: 1
-credentials:
-  dest:
-    username: alice
-    password: {{env: DEST_PASSWORD}}
-sources:
+{DEST_LOGIN}sources:
   - registry: {source.host}
 {source_tls}    repositories:
       - name: {REPOSITORY}

@@ -33,8 +33,7 @@ from email.message import Message
 from pathlib import Path
 
 import pytest
-from hypothesis import example, given, settings
-from hypothesis import strategies as st
+from hypothesis import example, given, settings, strategies as st
 from testbed import FaultProxy, RegistryServer, push_image, start_registry
 from testbed.hostile import HostileRegistry, Reply, Request
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import cli_runner
 import pytest
+from spec_text import DEST_LOGIN
 from testbed import RegistryServer, access_records, delete_tag, push_chart, push_image
 from testbed.artifacts import OCI_INDEX, OCI_MANIFEST
 from testbed.faults import FaultProxy
@@ -44,12 +45,7 @@ class Bed:
         flag = "" if signatures else "\n        signatures: false"
         self.spec.write_text(
             f"""\
-version: 1
-credentials:
-  dest:
-    username: alice
-    password: {{env: DEST_PASSWORD}}
-sources:
+{DEST_LOGIN}sources:
   - registry: {self.source.host}
     insecure: true
     repositories:

@@ -30,8 +30,7 @@ from emulators.ecr import EcrEmulator
 from jsonschema import Draft202012Validator
 from testbed import RegistryServer, push_image, request_log, retag, start_registry
 
-from mirrorspec import schemas
-from mirrorspec import terraform_external as terraform
+from mirrorspec import schemas, terraform_external as terraform
 from mirrorspec.context import Endpoint, RunContext
 from mirrorspec.providers.ecr.clients import AWS
 from mirrorspec.spec import Spec

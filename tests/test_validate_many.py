@@ -23,23 +23,13 @@ import cli_runner
 import pytest
 import requests
 from ruamel.yaml import YAML
+from spec_text import MINIMAL_SPEC
 from testbed import RegistryServer, push_image
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOKS = ROOT / ".pre-commit-hooks.yaml"
 
-VALID = """\
-version: 1
-sources:
-  - registry: docker.io
-    repositories:
-      - name: redis
-        tags: ["7.2.4"]
-targets:
-  - name: lab
-    type: registry
-    registry: internal.example.com
-"""
+VALID = MINIMAL_SPEC
 INVALID = VALID.replace("name: redis", "name: Redis")
 HINT = "'Redis' is not a valid repository name (lower-case path components of [a-z0-9._-], joined by '/')"
 WHAT = f"5:15: sources[0] (registry='docker.io') › repositories[0] (name='Redis') › name: {HINT}"

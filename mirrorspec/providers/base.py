@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # named in signatures only: loading a provider for its spec m
     from ..context import Endpoint, RunContext
 
 __all__ = [
+    "CONTRACT",
     "LAYOUT_SOURCE_WHY",
     "Capabilities",
     "Desired",
@@ -111,6 +112,23 @@ class Provider(Protocol):
     # Where copies land and where `audit --content` reads tags: host + credentials + TLS.
     def endpoint(self, target: Any, ctx: RunContext) -> Endpoint: ...
 
+
+# The names every provider module defines: the members of `Provider` above. A provider's
+# `__all__` is `[*base.CONTRACT, ...]` plus its own names, so the contract is spelt once.
+CONTRACT: tuple[str, ...] = (
+    "IN_PLACE",
+    "PERMISSIONS",
+    "SUPPORT_KINDS",
+    "Target",
+    "apply",
+    "cached",
+    "capabilities",
+    "check",
+    "copy",
+    "endpoint",
+    "observe",
+    "translate",
+)
 
 # Optional attributes, read with getattr (`providers.declared`) so that a provider without them
 # needs nothing:

@@ -29,6 +29,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..context import RunContext
@@ -107,6 +108,7 @@ def _copies(
     crashed: list[BaseException] = []
 
     with open_workspace() as workspace:
+        copier = _Skopeo(skopeo, workspace, children, ctx, timeout, retries, backoff)
 
         def work() -> None:
             try:
@@ -120,9 +122,7 @@ def _copies(
                         assert job.destination.layout is not None
                         layout, refs = layouts[job.destination.layout], known[job.destination.layout]
                         started = time.monotonic()
-                        result = _alias(layout, job, refs, started) or _run(
-                            skopeo, workspace, children, layout, refs, job, timeout, retries, backoff, ctx
-                        )
+                        result = _alias(layout, job, refs, started) or copier.copy(layout, refs, job)
                         if result is None:
                             return  # interrupted: a killed copy is neither done nor failed
                         results[number] = result
@@ -161,68 +161,70 @@ def _alias(layout: Layout, job: CopyJob, known: dict[str, LayoutRef], started: f
     return CopyResult(job, None, time.monotonic() - started)
 
 
-def _run(
-    skopeo: Skopeo,
-    workspace: Workspace,
-    children: Children,
-    layout: Layout,
-    known: dict[str, LayoutRef],
-    job: CopyJob,
-    timeout: float,
-    retries: int,
-    backoff: float,
-    ctx: RunContext,
-) -> CopyResult | None:
-    started = time.monotonic()
-    attempts = 0
-    while True:
-        attempts += 1
-        error, transient = _copy_one(skopeo, workspace, children, layout, known, job, timeout, ctx)
-        if error is not None and children.stopping:
-            return None
-        if error is None or not transient or attempts > retries:
-            return CopyResult(job, error, time.monotonic() - started, attempts)
-        log.info("%s: %s; trying again", job.destination_ref, error)
-        time.sleep(backoff * 2 ** (attempts - 1) * random.uniform(0.5, 1.5))
+@dataclass(frozen=True)
+class _Skopeo:
+    """What every copy of one run shares: skopeo, its auth workspace, the children it runs,
+    the run's context, and the timeout and retry policy."""
 
+    skopeo: Skopeo
+    workspace: Workspace
+    children: Children
+    ctx: RunContext
+    timeout: float
+    retries: int
+    backoff: float
 
-def _copy_one(
-    skopeo: Skopeo,
-    workspace: Workspace,
-    children: Children,
-    layout: Layout,
-    known: dict[str, LayoutRef],
-    job: CopyJob,
-    timeout: float,
-    ctx: RunContext,
-) -> tuple[str | None, bool]:
-    """(error or None, whether the error is worth another attempt)."""
-    name = ref_name(job.destination_repository, job.tag)
-    directory = layout.path / JOBS_DIR / f"{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}"
-    directory.mkdir(parents=True)
-    try:
-        src_flags, src_fds = workspace.flags("src", job.source)
-        argv = [
-            skopeo.path,
-            "copy",
-            "--all",
-            "--preserve-digests",
-            *src_flags,
-            "--dest-shared-blob-dir",
-            str(layout.path / "blobs"),
-            f"docker://{job.source_ref}",
-            f"oci:{directory}:{name}",
-        ]
-        error, transient = children.copy(argv, pass_fds=src_fds, timeout=timeout)
-        if error is not None and not transient and (listed := docker_list(ctx, job)) is not None:
-            # skopeo cannot write a Docker manifest list into a layout as it is: see that module
-            args = (skopeo, workspace, children, layout, job, directory, name, timeout)
-            error, transient = copy_docker_list(listed, *args)
-        if error is not None:
-            return error, transient
-        return _record(layout, Layout(directory), name, job, known), False
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    def copy(self, layout: Layout, known: dict[str, LayoutRef], job: CopyJob) -> CopyResult | None:
+        """`job` copied, with retries of transient errors; None when interrupted."""
+        started = time.monotonic()
+        attempts = 0
+        while True:
+            attempts += 1
+            error, transient = self._copy_one(layout, known, job)
+            if error is not None and self.children.stopping:
+                return None
+            if error is None or not transient or attempts > self.retries:
+                return CopyResult(job, error, time.monotonic() - started, attempts)
+            log.info("%s: %s; trying again", job.destination_ref, error)
+            time.sleep(self.backoff * 2 ** (attempts - 1) * random.uniform(0.5, 1.5))
+
+    def _copy_one(self, layout: Layout, known: dict[str, LayoutRef], job: CopyJob) -> tuple[str | None, bool]:
+        """(error or None, whether the error is worth another attempt)."""
+        name = ref_name(job.destination_repository, job.tag)
+        directory = layout.path / JOBS_DIR / f"{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}"
+        directory.mkdir(parents=True)
+        try:
+            src_flags, src_fds = self.workspace.flags("src", job.source)
+            argv = [
+                self.skopeo.path,
+                "copy",
+                "--all",
+                "--preserve-digests",
+                *src_flags,
+                "--dest-shared-blob-dir",
+                str(layout.path / "blobs"),
+                f"docker://{job.source_ref}",
+                f"oci:{directory}:{name}",
+            ]
+            error, transient = self.children.copy(argv, pass_fds=src_fds, timeout=self.timeout)
+            if error is not None and not transient and (listed := docker_list(self.ctx, job)) is not None:
+                # skopeo cannot write a Docker manifest list into a layout as it is: see that module
+                args = (
+                    self.skopeo,
+                    self.workspace,
+                    self.children,
+                    layout,
+                    job,
+                    directory,
+                    name,
+                    self.timeout,
+                )
+                error, transient = copy_docker_list(listed, *args)
+            if error is not None:
+                return error, transient
+            return _record(layout, Layout(directory), name, job, known), False
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _record(

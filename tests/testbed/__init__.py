@@ -20,8 +20,7 @@ from .artifacts import (
     retag,
     run_skopeo,
 )
-from .faults import KINDS as FAULT_KINDS
-from .faults import FaultProxy, Injected
+from .faults import KINDS as FAULT_KINDS, FaultProxy, Injected
 from .registry import (
     AccessRecord,
     RegistryServer,

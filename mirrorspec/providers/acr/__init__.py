@@ -25,68 +25,60 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .. import base
 from ..lazy_contract import contract_loader
 from .credentials import CREDENTIAL_FORMS, SECRET_REFERENCES
 from .target import AcrTarget
 
 if TYPE_CHECKING:
-    from .api import endpoint
-    from .changes import apply, copy
-    from .checks import check
+    from .api import endpoint as endpoint
+    from .changes import apply as apply, copy as copy
+    from .checks import check as check
     from .clients import CLIENT_FACTORIES, SECRET_VARIABLES
     from .native import (
         CACHE_RULE,
         CREDENTIAL_SET,
         ENGINE,
-        IN_PLACE,
+        IN_PLACE as IN_PLACE,
         MAX_CACHE_RULES,
-        PERMISSIONS,
+        PERMISSIONS as PERMISSIONS,
         REPLICATION,
-        SUPPORT_KINDS,
+        SUPPORT_KINDS as SUPPORT_KINDS,
         AcrDesired,
         AcrObserved,
-        cached,
-        capabilities,
+        cached as cached,
+        capabilities as capabilities,
         resource_name,
-        translate,
+        translate as translate,
         upstream_of,
     )
-    from .observed import observe, replace_when
+    from .observed import observe as observe, replace_when
     from .terraform import TERRAFORM_PROVIDERS, render_terraform, terraform_copies
 
-__all__ = [
-    "CACHE_RULE",
-    "CLIENT_FACTORIES",
-    "CREDENTIAL_FORMS",
-    "CREDENTIAL_SET",
-    "ENGINE",
-    "IN_PLACE",
-    "MAX_CACHE_RULES",
-    "PERMISSIONS",
-    "QUIET_LOGGERS",
-    "REPLICATION",
-    "SECRET_REFERENCES",
-    "SECRET_VARIABLES",
-    "SIGNATURES_NOTE",
-    "SUPPORT_KINDS",
-    "TERRAFORM_PROVIDERS",
-    "AcrDesired",
-    "AcrObserved",
-    "Target",
-    "apply",
-    "cached",
-    "capabilities",
-    "check",
-    "copy",
-    "endpoint",
-    "observe",
-    "render_terraform",
-    "replace_when",
-    "resource_name",
-    "terraform_copies",
-    "translate",
-    "upstream_of",
-]
+# For run time only: mypy reads the public names instead (see `providers/conformance.py`).
+if not TYPE_CHECKING:
+    __all__ = [
+        *base.CONTRACT,
+        "CACHE_RULE",
+        "CLIENT_FACTORIES",
+        "CREDENTIAL_FORMS",
+        "CREDENTIAL_SET",
+        "ENGINE",
+        "MAX_CACHE_RULES",
+        "QUIET_LOGGERS",
+        "REPLICATION",
+        "SECRET_REFERENCES",
+        "SECRET_VARIABLES",
+        "SIGNATURES_NOTE",
+        "TERRAFORM_PROVIDERS",
+        "AcrDesired",
+        "AcrObserved",
+        "render_terraform",
+        "replace_when",
+        "resource_name",
+        "terraform_copies",
+        "upstream_of",
+    ]
 
 Target = AcrTarget
 

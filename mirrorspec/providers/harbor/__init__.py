@@ -21,56 +21,48 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .. import base
 from ..lazy_contract import contract_loader
 from .target import HarborTarget
 
 if TYPE_CHECKING:
-    from .api import endpoint
-    from .changes import apply
-    from .executions import copy
+    from .api import endpoint as endpoint
+    from .changes import apply as apply
+    from .executions import copy as copy
     from .native import (
         ENDPOINT,
         ENGINE,
         FILTERS_COLUMN,
-        IN_PLACE,
-        PERMISSIONS,
+        IN_PLACE as IN_PLACE,
+        PERMISSIONS as PERMISSIONS,
         POLICY,
         PROJECT,
         PROXY,
-        SUPPORT_KINDS,
+        SUPPORT_KINDS as SUPPORT_KINDS,
         adapter_of,
-        cached,
-        capabilities,
-        translate,
+        cached as cached,
+        capabilities as capabilities,
+        translate as translate,
     )
-    from .observed import check, observe
+    from .observed import check as check, observe as observe
     from .terraform import TERRAFORM_PROVIDERS, render_terraform, terraform_copies
 
-__all__ = [
-    "ENDPOINT",
-    "ENGINE",
-    "FILTERS_COLUMN",
-    "IN_PLACE",
-    "PERMISSIONS",
-    "POLICY",
-    "PROJECT",
-    "PROXY",
-    "SIGNATURES_NOTE",
-    "SUPPORT_KINDS",
-    "TERRAFORM_PROVIDERS",
-    "Target",
-    "adapter_of",
-    "apply",
-    "cached",
-    "capabilities",
-    "check",
-    "copy",
-    "endpoint",
-    "observe",
-    "render_terraform",
-    "terraform_copies",
-    "translate",
-]
+# For run time only: mypy reads the public names instead (see `providers/conformance.py`).
+if not TYPE_CHECKING:
+    __all__ = [
+        *base.CONTRACT,
+        "ENDPOINT",
+        "ENGINE",
+        "FILTERS_COLUMN",
+        "POLICY",
+        "PROJECT",
+        "PROXY",
+        "SIGNATURES_NOTE",
+        "TERRAFORM_PROVIDERS",
+        "adapter_of",
+        "render_terraform",
+        "terraform_copies",
+    ]
 
 Target = HarborTarget
 

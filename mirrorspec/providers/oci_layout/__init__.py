@@ -25,44 +25,33 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .. import base
+
+# Nothing native, as for any registry: the same no-op contract, so the two cannot drift apart.
+from ..registry import (
+    IN_PLACE as IN_PLACE,
+    SUPPORT_KINDS as SUPPORT_KINDS,
+    apply as apply,
+    cached as cached,
+    capabilities as capabilities,
+    check as check,
+    copy as copy,
+    observe as observe,
+    translate as translate,
+)
 from .target import OciLayoutTarget
 
 if TYPE_CHECKING:  # named in signatures only: the spec loads this package for `Target`
     from ...context import Endpoint, RunContext
 
-__all__ = [
-    "IN_PLACE",
-    "PERMISSIONS",
-    "SUPPORT_KINDS",
-    "Target",
-    "apply",
-    "cached",
-    "capabilities",
-    "check",
-    "copy",
-    "endpoint",
-    "observe",
-    "translate",
-]
+# For run time only: mypy reads the public names instead (see `providers/conformance.py`).
+if not TYPE_CHECKING:
+    __all__ = [*base.CONTRACT]
 
 Target = OciLayoutTarget
 PERMISSIONS: dict[str, tuple[str, ...]] = {
     "observe": ("read the directory",),
     "apply": ("read and write the directory",),
 }
-IN_PLACE: dict[str, tuple[str, ...]] = {}
-SUPPORT_KINDS: tuple[str, ...] = ()
-
-cached = base.nothing_cached
-translate = base.nothing_native
-observe = base.no_observe
-check = base.no_check
-copy = base.no_copy
-apply = base.no_apply
-
-
-def capabilities(target: Any) -> base.Capabilities:
-    return base.Capabilities()
 
 
 def endpoint(target: Any, ctx: RunContext) -> Endpoint:

@@ -23,20 +23,9 @@ from .target import RegistryTarget
 if TYPE_CHECKING:  # named in signatures only: the spec loads this package for `Target`
     from ...context import Endpoint, RunContext
 
-__all__ = [
-    "IN_PLACE",
-    "PERMISSIONS",
-    "SUPPORT_KINDS",
-    "Target",
-    "apply",
-    "cached",
-    "capabilities",
-    "check",
-    "copy",
-    "endpoint",
-    "observe",
-    "translate",
-]
+# For run time only: mypy reads the public names instead (see `providers/conformance.py`).
+if not TYPE_CHECKING:
+    __all__ = [*base.CONTRACT]
 
 Target = RegistryTarget
 PERMISSIONS: dict[str, tuple[str, ...]] = {
