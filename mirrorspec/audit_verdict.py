@@ -53,8 +53,8 @@ def headline(audit: Audit) -> str:
         return f"Audit: DRIFT ({targets}{unchecked})."
     if state == "unchecked":
         return (
-            f"Audit: rules in sync; CONTENT NOT CHECKED ({audit.unchecked} tag(s)) ({targets}): "
-            "no native rule proves those tags are there; audit without --rules-only checks them."
+            f"Audit: rules in sync; CONTENT NOT CHECKED ({audit.unchecked} tag(s) at {targets}): "
+            "no native rule proves they are there; audit without --rules-only checks them."
         )
     return f"Audit: in sync ({targets}; {checked} tag(s) checked)."
 

@@ -158,7 +158,7 @@ def _print_target_audit(target: TargetAudit, out: Console) -> None:
             indent="  ",
         )
     if target.unchecked:
-        _say(out, audit_verdict.unchecked_line(target), indent="  ")
+        _say(out, audit_verdict.unchecked_line(target), indent="  ", hang="    ")
     _notes(out, target.notes)
     out.print()
 

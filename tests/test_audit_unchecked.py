@@ -85,7 +85,7 @@ def test_rules_only_says_what_it_did_not_check_and_exits_3(spec: Path) -> None:
 
     assert "in sync" not in table.replace("rules in sync", "")
     assert "Content: NOT CHECKED (--rules-only): 3 wanted tag(s)" in table
-    assert "Audit: rules in sync; CONTENT NOT CHECKED (3 tag(s))" in table
+    assert "Audit: rules in sync; CONTENT NOT CHECKED (3 tag(s) at 1 target(s))" in table
     document = audit_json(spec, "--rules-only", check=3)
     (target,) = document["targets"]
     assert (target["content"], target["unchecked"], target["drift"]) == (None, 3, [])
