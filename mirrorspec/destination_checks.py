@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, cast
 
-from . import providers
+from . import paths, providers
 from .context import Endpoint, RunContext
 from .errors import CredentialError, SpecError
 from .layout import Layout
@@ -121,6 +121,9 @@ class EarlyChecks:
     def _start(self, early: _Target, artifact: Artifact) -> None:
         endpoint, client = early.endpoint, early.client
         assert endpoint is not None and client is not None
+        path = early.target.destination(self._ctx.spec, artifact.registry, artifact.repository)
+        if len(f"{endpoint.host}/{path}") > paths.MAX_NAME:
+            return  # no registry could answer for it; the plan refuses the target (`engine`)
         once: Once[ContentCheck] = Once()
         with self._lock:
             if early.checks.setdefault(_key(artifact), once) is not once:

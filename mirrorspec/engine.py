@@ -23,6 +23,7 @@ from . import (
     chart_images,
     layout_lock,
     moved_tags,
+    paths,
     providers,
     referrers,
     referrers_index,
@@ -228,11 +229,7 @@ def _look(
     return _Look(ctx, target, provider, desired, observed, endpoint, stored, tuple(notes))
 
 
-# distribution/reference `Parse`: the name of a reference, registry host included, is at most
-# `NameTotalLengthMax` = 255 characters (ErrNameTooLong, "repository name must not be more than
-# 255 characters"); skopeo, docker and containerd parse references with it, so a longer
-# destination could be planned but never copied or pulled.
-MAX_NAME = 255
+MAX_NAME = paths.MAX_NAME  # a reference name, host included (`paths.MAX_NAME`)
 
 
 def _refuse_long_names(ctx: RunContext, target: Target, host: str, stored: Sequence[Artifact]) -> None:

@@ -18,6 +18,7 @@ from typing import Literal
 
 __all__ = [
     "DOCKER_HUB",
+    "MAX_NAME",
     "Layout",
     "destination",
     "host_segment",
@@ -27,6 +28,12 @@ __all__ = [
     "normalize_repository",
     "valid_repository",
 ]
+
+# distribution/reference `Parse`: the name of a reference, registry host included, is at most
+# `NameTotalLengthMax` = 255 characters (ErrNameTooLong, "repository name must not be more than
+# 255 characters"); skopeo, docker and containerd parse references with it, so a longer
+# destination could be planned but never copied or pulled.
+MAX_NAME = 255
 
 Layout = Literal["scoped", "flat"]
 
