@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from . import cli_common, cli_loudness, prune_tags as tag_pruning
+from . import cli_common, cli_loudness, cli_saved_plan, prune_tags as tag_pruning
 from ._version import __version__
 from .cli_common import (
     SPEC,
@@ -205,6 +205,7 @@ def schema(kind: str) -> None:
 @STRICT
 @WORKERS
 @SHARD
+@cli_saved_plan.OUT
 def plan(
     spec_file: Path,
     targets: tuple[str, ...],
@@ -214,8 +215,10 @@ def plan(
     strict: bool,
     workers: int,
     shard: Shard | None,
+    out: Path | None,
 ) -> None:
-    """Show what apply would change and copy. Reads registries; writes nothing."""
+    """Show what apply would change and copy. Reads registries; writes nothing (but --out)."""
+    cli_saved_plan.check_out(out, spec_file)
     with run(spec_file, workers) as ctx:
         the_plan = engine.plan(ctx, targets=targets, prune=prune, spec_name=str(spec_file), shard=shard)
     show_plan(the_plan, fmt)
@@ -223,6 +226,8 @@ def plan(
         from .strict import refuse_empty_selections
 
         refuse_empty_selections(the_plan)
+    # `--out FILE`: a saved plan, for `apply FILE`
+    cli_saved_plan.save(out, ctx, the_plan, spec_file=spec_file, targets=targets, prune=prune, shard=shard)
     if detailed_exitcode and not the_plan.empty:
         sys.exit(2)
 
@@ -256,7 +261,16 @@ def apply(
     workers: int,
     shard: Shard | None,
 ) -> None:
-    """Plan, show the plan, ask, then carry out exactly that plan."""
+    """Plan, show the plan, ask, then carry out exactly that plan.
+
+    SPEC may be a saved plan (`plan --out FILE`): then that plan is carried out without a
+    question, or refused when the spec or the registries changed since it was made."""
+    saved = cli_saved_plan.saved_plan_in(spec_file)
+    if saved is not None:
+        given = {"--target": bool(targets), "--rotate-credentials": rotate_credentials, "--prune": prune}
+        given |= {"--prune-tags": prune_tags, "--shard": shard is not None}
+        cli_saved_plan.apply_saved(spec_file, saved, workers=workers, strict=strict, given=given)
+        return
     with run(spec_file, workers, rotate_credentials=rotate_credentials) as ctx:
         the_plan = engine.plan(ctx, targets=targets, prune=prune, spec_name=str(spec_file), shard=shard)
         show_plan(the_plan, "table")
