@@ -176,13 +176,14 @@ def validate(spec_files: tuple[Path, ...]) -> None:
 @click.option(
     "--output",
     "kind",
-    type=click.Choice(["spec", "plan", "audit"]),
+    type=click.Choice(["spec", "plan", "audit", "saved-plan"]),
     default="spec",
     show_default=True,
-    help="spec: the spec file (for editors, yaml-language-server); plan / audit: their --format json.",
+    help="spec: the spec file (for editors, yaml-language-server); plan / audit: their --format json; "
+    "saved-plan: the file `plan --out` writes.",
 )
 def schema(kind: str) -> None:
-    """Print a JSON Schema (Draft 2020-12): of the spec, or of the plan / audit JSON documents."""
+    """Print a JSON Schema (Draft 2020-12): of the spec, the plan / audit JSON documents, or a saved plan."""
     from .schemas import schema as schema_of
 
     click.echo(json.dumps(schema_of(kind), indent=2))

@@ -95,6 +95,7 @@ __all__ = [
     "check_out",
     "detect",
     "first_difference",
+    "json_schema",
     "load",
     "refuse_as_spec",
     "write",
@@ -305,6 +306,60 @@ def check_fresh(saved: SavedPlan, fresh: Plan) -> None:
     if saved.made_by != __version__:
         what += f" (the plan was made by mirrorspec {printable(saved.made_by)[:40]}, this is {__version__})"
     raise StalePlan(f"{saved.file}: the plan is stale: {what}; nothing was applied: make a new plan")
+
+
+def json_schema() -> dict[str, Any]:
+    """Schema of a saved plan file (`mirrorspec schema --output saved-plan`): the envelope
+    `write` puts around the plan document, whose own schema (`schemas.plan_schema`) is
+    inlined under `plan`, its definitions moved up so that its `$ref`s resolve here."""
+    from .schemas import DIALECT, plan_schema
+
+    plan = plan_schema()
+    definitions = plan.pop("$defs", {})
+    for key in ("$schema", "$id"):
+        plan.pop(key, None)
+    sha256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+    properties: dict[str, Any] = {
+        "format": {"const": FORMAT, "description": "What this file is; always the first key."},
+        "version": {"const": VERSION, "description": "Version of this file's format."},
+        "mirrorspec": {"type": "string", "description": "The mirrorspec version that wrote it."},
+        "spec": {
+            "type": "object",
+            "description": "The spec planned: its path as given to `plan` (relative to the working "
+            "directory) and the sha256 of its canonical form (comments and layout do not count).",
+            "properties": {"path": {"type": "string", "minLength": 1}, "sha256": sha256},
+            "required": ["path", "sha256"],
+            "additionalProperties": False,
+        },
+        "targets": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "`--target` as given to `plan`; empty for all.",
+        },
+        "prune": {"type": "boolean", "description": "`--prune` as given to `plan`."},
+        "shard": {
+            "type": ["string", "null"],
+            "pattern": "^[0-9]+/[0-9]+$",
+            "description": "`--shard I/N` as given to `plan`; null without.",
+        },
+        "fingerprint": {
+            "type": "string",
+            "pattern": "^sha256:[0-9a-f]{64}$",
+            "description": "sha256 of `plan` in canonical JSON (sorted keys, no spaces, ASCII).",
+        },
+        "plan": plan,
+    }
+    return {
+        "$schema": DIALECT,
+        "$id": f"urn:mirrorspec:schema:saved-plan:v{VERSION}",
+        "title": f"mirrorspec saved plan (version {VERSION})",
+        "description": "What `plan SPEC --out FILE` writes and `apply FILE` carries out.",
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+        "$defs": definitions,
+    }
 
 
 # --- the first difference between two plan documents ----------------------------------------

@@ -18,15 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import cli_runner
-import jsonschema
 import pytest
 from conftest import ALICE
+from jsonschema import Draft202012Validator
 from spec_text import DEST_LOGIN, lab_target
 from testbed import RegistryServer, push_image
 
-from mirrorspec import saved_plan
+from mirrorspec import redaction, saved_plan
 from mirrorspec.errors import MirrorspecError
 from mirrorspec.oci import RegistryClient
+from mirrorspec.plan import Note, Plan, TargetPlan
 from mirrorspec.schemas import schema
 
 PASSWORD = ALICE[1]
@@ -82,7 +83,11 @@ def test_a_saved_plan_is_carried_out_exactly_once(
     pushed = {tag: push_image(up, repository, tag, seed=f"exact-{tag}") for tag in ("1.0", "2.0")}
     (tmp_path / "spec.yaml").write_text(_spec(up, down, repository, ["1.0", "2.0"]))
 
-    shown = _run(tmp_path, "plan", "spec.yaml", "--out", "plan.json", "--detailed-exitcode", check=2)
+    # --target and --shard are part of the saved plan: apply plans with them again.
+    options = ["--target", "lab", "--shard", "0/1"]
+    shown = _run(
+        tmp_path, "plan", "spec.yaml", *options, "--out", "plan.json", "--detailed-exitcode", check=2
+    )
     assert "Saved the plan to plan.json" in shown.stderr
     saved_text = (tmp_path / "plan.json").read_text()
     for secret in SECRETS:
@@ -90,8 +95,8 @@ def test_a_saved_plan_is_carried_out_exactly_once(
     saved = json.loads(saved_text)
     assert list(saved)[:2] == ["format", "version"] and saved["format"] == saved_plan.FORMAT
     assert saved["spec"]["path"] == "spec.yaml" and len(saved["spec"]["sha256"]) == 64
-    assert (saved["targets"], saved["prune"], saved["shard"]) == ([], False, None)
-    jsonschema.validate(saved["plan"], schema("plan"))  # the `plan --format json` document
+    assert (saved["targets"], saved["prune"], saved["shard"]) == (["lab"], False, "0/1")
+    assert list(Draft202012Validator(schema("saved-plan")).iter_errors(saved)) == []
     (copy,) = saved["plan"]["targets"][0]["copies"]
     assert {t["tag"]: t["digest"] for t in copy["tags"]} == pushed
     mode = stat.S_IMODE((tmp_path / "plan.json").stat().st_mode)
@@ -157,7 +162,10 @@ def saved_file(
     push_image(up, repository, "1.0", seed="damaged-1.0")
     directory = tmp_path_factory.mktemp("saved")
     (directory / "spec.yaml").write_text(_spec(up, tls_registry, repository, ["1.0"]))
-    _run(directory, "plan", "spec.yaml", "--out", "plan.json", "--format", "json")
+    shown = _run(directory, "plan", "spec.yaml", "--out", "plan.json", "--format", "json")
+    saved = json.loads((directory / "plan.json").read_text())
+    assert saved["plan"] == json.loads(shown.stdout)  # stdout is the plan alone; the file holds it
+    assert (saved["targets"], saved["prune"], saved["shard"]) == ([], False, None)
     return directory / "plan.json"
 
 
@@ -236,3 +244,25 @@ def test_plan_out_never_overwrites_the_spec_or_a_file_that_is_not_a_plan(saved_f
     proc = _run(directory, "plan", "spec.yaml", "--out", "missing-dir/plan.json", check=1)
     assert "--out missing-dir/plan.json: no directory missing-dir" in proc.stderr
     assert sorted(p.name for p in directory.iterdir()) == ["notes.txt", "plan.json", "spec.yaml"]
+
+
+@pytest.mark.parametrize("form", [PASSWORD, base64.b64encode(f"alice:{PASSWORD}".encode()).decode()])
+def test_a_plan_that_would_hold_a_secret_is_not_written(tmp_path: Path, form: str) -> None:
+    """No provider puts a secret in a plan; if one ever did (here a note echoing a server's
+    answer), the file is not written at all, in the raw form or base64 alike."""
+    redaction.register_secret(PASSWORD)  # as reading `{env: DEST_PASSWORD}` does
+    note = Note("warning", f"the registry answered: Authorization: Basic {form}")
+    the_plan = Plan(
+        spec="spec.yaml", targets=(TargetPlan("lab", "registry", "r.example", notes=(note,)),), artifacts=()
+    )
+    with pytest.raises(MirrorspecError, match="not written: the plan holds a credential"):
+        saved_plan.write(
+            tmp_path / "plan.json",
+            the_plan,
+            spec_path="spec.yaml",
+            spec_sha256="0" * 64,
+            targets=(),
+            prune=False,
+            shard=None,
+        )
+    assert list(tmp_path.iterdir()) == []
