@@ -74,6 +74,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -293,7 +294,7 @@ def check_spec(saved: SavedPlan, sha256_now: str) -> None:
         raise StalePlan(
             f"{saved.file}: the plan is stale: the spec {saved.spec_path} changed since the plan "
             f"was made (sha256 {saved.spec_sha256[:12]}… then, {sha256_now[:12]}… now); nothing was applied: "
-            "make a new plan"
+            f"make a new plan: {_plan_again(saved)}"
         )
 
 
@@ -305,7 +306,20 @@ def check_fresh(saved: SavedPlan, fresh: Plan) -> None:
         return
     if saved.made_by != __version__:
         what += f" (the plan was made by mirrorspec {printable(saved.made_by)[:40]}, this is {__version__})"
-    raise StalePlan(f"{saved.file}: the plan is stale: {what}; nothing was applied: make a new plan")
+    raise StalePlan(
+        f"{saved.file}: the plan is stale: {what}; nothing was applied: make a new plan: {_plan_again(saved)}"
+    )
+
+
+def _plan_again(saved: SavedPlan) -> str:
+    """The command that makes the plan again, with the options it was made with."""
+    words = ["mirrorspec", "plan", saved.spec_path]
+    for name in saved.targets:
+        words += ["--target", name]
+    words += ["--prune"] if saved.prune else []
+    words += ["--shard", saved.shard] if saved.shard else []
+    words += ["--out", saved.file]
+    return printable(" ".join(shlex.quote(word) for word in words))
 
 
 def json_schema() -> dict[str, Any]:

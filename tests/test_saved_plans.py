@@ -72,7 +72,8 @@ def _stale(proc: Any) -> str:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: plan.json: the plan is stale: "), lines[0]
-    assert lines[0].endswith("nothing was applied: make a new plan"), lines[0]
+    again = "nothing was applied: make a new plan: mirrorspec plan spec.yaml"
+    assert again in lines[0] and lines[0].endswith(" --out plan.json"), lines[0]
     return str(lines[0])
 
 
@@ -116,6 +117,7 @@ def test_a_saved_plan_is_carried_out_exactly_once(
     # A second time: what it copied is there now, so it is stale; nothing is done again.
     again = _stale(_run(tmp_path, "apply", "plan.json", check=1))
     assert "nothing is left to do: it was applied already" in again
+    assert again.endswith("mirrorspec plan spec.yaml --target lab --shard 0/1 --out plan.json")
 
 
 def test_a_stale_plan_is_refused_and_nothing_is_applied(
