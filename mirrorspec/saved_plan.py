@@ -41,6 +41,9 @@ Decisions, and why:
 - **How apply checks it:** the simplest sound way: plan again, with the same spec, targets,
   `--prune` and `--shard`, and compare the whole new document with the saved one, generically
   (whatever a plan holds now or later is compared, field by field would forget the next one).
+  This rests on a plan being the same bytes for the same spec, upstream and registries,
+  whichever reader answered first (issue 18 item 2, `stable_order`,
+  `tests/test_deterministic_output.py`): a plan in another order would be refused as stale.
   Equal: the new plan, which is the saved one, is carried out (`engine.apply`). Different: the
   plan is stale, nothing is applied, exit 1, and one line names the first difference
   (`first_difference`). So a saved plan can never make apply do anything that `apply SPEC`
@@ -93,7 +96,9 @@ __all__ = [
     "VERSION",
     "SavedPlan",
     "StalePlan",
+    "check_fresh",
     "check_out",
+    "check_spec",
     "detect",
     "first_difference",
     "json_schema",
@@ -104,7 +109,7 @@ __all__ = [
 
 FORMAT = "mirrorspec-saved-plan"
 VERSION = 1
-# A plan of 10,000 repositories with a few tags each to copy is tens of MB of JSON; four
+# A plan of 10,000 repositories with a few tags each to copy is tens of MB of JSON; sixteen
 # times the spec's own limit leaves room for that and still bounds what is read into memory.
 MAX_SAVED_PLAN_BYTES = 256 << 20
 # The first key as `write` puts it; a hand-edited file with its keys reordered is still found
