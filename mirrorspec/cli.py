@@ -2,7 +2,9 @@
 
 Exit codes: 0 success / in sync; 1 any error (bad input, failed call, failed copy — and
 usage errors too, so that a typo is never mistaken for "changes pending"); 2 changes
-pending (`plan --detailed-exitcode`) or drift (`audit`); 128 + the signal's number when
+pending (`plan --detailed-exitcode`) or drift (`audit`); 3 an audit whose rules are in sync
+but whose tags were not checked (`audit --rules-only`: never 0, `audit_verdict`); 128 + the
+signal's number when
 interrupted: 130 for SIGINT (Ctrl-C), 143 for SIGTERM, the shell's convention for a process
 a signal ended, so that a caller can tell which one stopped the run.
 
@@ -52,6 +54,7 @@ from .redaction import RedactingStream, redact
 
 if TYPE_CHECKING:
     from . import engine, output
+    from .audit_verdict import exit_code as audit_exit_code
     from .host_settings import validate_summary
     from .plan import to_json
     from .shards import Shard
@@ -59,6 +62,7 @@ else:
     engine, output = Lazy("engine"), Lazy("output")
     validate_summary = Lazy("host_settings", "validate_summary")
     to_json = Lazy("plan", "to_json")
+    audit_exit_code = Lazy("audit_verdict", "exit_code")
 
 __all__ = ["configure_logging", "main"]
 
@@ -98,10 +102,10 @@ def cli(verbose: int, quiet: bool, timeout: float, reads: int) -> None:
       mirrorspec validate spec.yaml      offline checks
       mirrorspec plan spec.yaml          what would change, nothing is written
       mirrorspec apply spec.yaml         do it (asks first; --yes to skip)
-      mirrorspec audit spec.yaml --content   is everything really there? (exit 2 on drift)
+      mirrorspec audit spec.yaml         is everything really there? (exit 2 on drift)
 
     Exit codes: 0 ok / in sync, 1 error, 2 changes pending (plan --detailed-exitcode) or drift (audit),
-    130 / 143 interrupted by SIGINT / SIGTERM.
+    3 rules in sync but tags not checked (audit --rules-only), 130 / 143 interrupted by SIGINT / SIGTERM.
     """
     if verbose and quiet:
         raise click.UsageError("use -v or --quiet, not both")
@@ -218,7 +222,7 @@ def plan(
     shard: Shard | None,
     out: Path | None,
 ) -> None:
-    """Show what apply would change and copy. Reads registries; writes nothing (but --out)."""
+    """Show what apply would change and copy. Reads registries; writes nothing but --out FILE."""
     cli_saved_plan.check_out(out, spec_file)
     with run(spec_file, workers) as ctx:
         the_plan = engine.plan(ctx, targets=targets, prune=prune, spec_name=str(spec_file), shard=shard)
@@ -313,20 +317,45 @@ def sync(spec_file: Path, targets: tuple[str, ...], dry_run: bool, workers: int,
 @click.option(
     "--content",
     is_flag=True,
-    help="Also check every wanted tag at the destination against the upstream digest.",
+    help="The deep check: at an OCI layout target also hash every blob each tag reaches "
+    "(every wanted tag's digest is checked either way).",
+)
+@click.option(
+    "--rules-only",
+    is_flag=True,
+    help="Compare native rules only, not the tags: the report says content was not checked, "
+    "and exits 3, never 0, when a target must hold tags.",
 )
 @format_option("table", "json", "markdown")
 @WORKERS
 @SHARD
 def audit(
-    spec_file: Path, targets: tuple[str, ...], content: bool, fmt: str, workers: int, shard: Shard | None
+    spec_file: Path,
+    targets: tuple[str, ...],
+    content: bool,
+    rules_only: bool,
+    fmt: str,
+    workers: int,
+    shard: Shard | None,
 ) -> None:
-    """Compare what each registry really has with the spec. Exit 0 in sync, 2 on drift."""
+    """Compare what each registry really has with the spec: its native rules, and every tag it
+    must hold by digest. Exit 0 in sync, 2 on drift, 3 rules in sync but tags not checked
+    (--rules-only)."""
+    if content and rules_only:
+        raise click.UsageError("--rules-only and --content cannot be used together")
     with run(spec_file, workers) as ctx:
-        report = engine.audit(ctx, targets=targets, content=content, spec_name=str(spec_file), shard=shard)
+        report = engine.audit(
+            ctx,
+            targets=targets,
+            content=content,
+            rules_only=rules_only,
+            spec_name=str(spec_file),
+            shard=shard,
+        )
     show(report, fmt, markdown=output.audit_markdown, table=output.print_audit)
-    if not report.in_sync:
-        sys.exit(2)
+    code = audit_exit_code(report)
+    if code:
+        sys.exit(code)
 
 
 cli.add_command(render)
@@ -337,8 +366,8 @@ def terraform_external() -> None:
     """Terraform `external` data source: a JSON query on stdin, a JSON object of strings on stdout.
 
     \b
-    query: spec (path), action (plan | audit), target (optional), content ("true"/"false", audit)
-    result: in_sync, changes, copies, drift (counts) and plan_json (the JSON document)
+    query: spec (path), action (plan | audit), target (optional), content, rules_only ("true"/"false", audit)
+    result: in_sync, changes, copies, drift, unchecked (counts) and plan_json (the JSON document)
     Reads registries, never writes. On error: one line on stderr, exit 1, nothing on stdout.
     """
     from . import terraform_external as terraform

@@ -546,11 +546,19 @@ def audit(
     targets: Sequence[str] | None = None,
     content: bool = False,
     spec_name: str = "",
+    rules_only: bool = False,
     shard: Shard | None = None,
 ) -> Audit:
     """What each target really has, against the spec: native rules (managed and foreign),
-    drift of managed ones, and with `content` every wanted tag's digest at the destination.
+    drift of managed ones, and every tag the target must hold, by digest at the destination.
+
+    No native rule proves a stored tag is there (a rule only says how it would get there), so
+    the tags are checked by default: one HEAD each, what `plan` does. `content`: the deep check,
+    which at an OCI layout also hashes every blob each tag reaches. `rules_only`: the tags are
+    not checked and are counted as `unchecked`, so the audit is not `in_sync`.
     `shard`: only this shard's repositories' content; rules on shard 0 only (`shards.py`)."""
+    if content and rules_only:
+        raise MirrorspecError("--rules-only and --content cannot be used together")
     chosen = selected_targets(ctx, targets)
     resolution, cached = _resolve_for(ctx, chosen)
     resolution = _with_referrers(ctx, resolution)
@@ -573,10 +581,11 @@ def audit(
         notes = list(look.notes)
         checks: tuple[ContentCheck, ...] | None = None
         endpoint = look.endpoint
-        if content:
+        unchecked = len(look.stored) if rules_only else 0
+        if not rules_only:
             with _naming(target):
-                # at an OCI layout, every blob each tag reaches is hashed too
-                found = check_content(ctx, endpoint, target, look.stored, hash_blobs=True)
+                # with `content`, at an OCI layout, every blob each tag reaches is hashed too
+                found = check_content(ctx, endpoint, target, look.stored, hash_blobs=content)
                 settled, moved_notes = moved_tags.audited(ctx.spec, look.stored, found)
                 owns = shard.owns if shard is not None else None
                 unselected = unselected_tags.find(
@@ -588,13 +597,6 @@ def audit(
                 indexes, index_notes = _examine_indexes(ctx, endpoint, target, copied)
             checks += tuple(referrers_index.content_checks(indexes, endpoint.host))
             notes += index_notes
-        elif not look.desired.resources and not look.observed.resources:
-            notes.append(
-                Note(
-                    "info",
-                    f"{target.type} targets have no native rules; add --content to check stored tags",
-                )
-            )
         audits.append(
             TargetAudit(
                 target=target.name,
@@ -604,6 +606,7 @@ def audit(
                 drift=tuple(drift),
                 content=checks,
                 notes=tuple(notes),
+                unchecked=unchecked,
             )
         )
     return Audit(spec=spec_name, targets=tuple(audits))

@@ -1,7 +1,9 @@
-"""Human renderings of plans and audits: rich tables on a terminal, markdown for pull requests.
+"""Human renderings of plans and audits: tables on a terminal, markdown for pull requests.
 
 JSON lives in `plan.to_json`; this module is only for people. Every string shown passes
-through `redact()` on its way out.
+through `redact()` on its way out. Tables and lines are laid out by `unbroken_table` for the
+terminal's width (no wrapping at all off a terminal) and printed as they are, so that no
+reference is ever broken mid-word; rich only writes them (and draws the progress bar).
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
 
+from . import audit_verdict
 from .credentials import redact
-from .plan import Audit, Change, ContentCheck, Copy, Plan, TargetAudit, TargetPlan
+from .plan import Audit, Change, ContentCheck, Copy, Note, Plan, TargetAudit, TargetPlan
+from .unbroken_table import UnbrokenTable, wrap
 
 if TYPE_CHECKING:
     from .skopeo.jobs import CopyResult
@@ -28,8 +30,33 @@ __all__ = ["audit_markdown", "console", "copy_progress", "plan_markdown", "print
 def console(*, stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     tty = stream.isatty()
-    # Off a terminal, keep lines long and undecorated so logs and grep see whole paths.
+    # Off a terminal, lines stay long and undecorated so logs and grep see whole paths
+    # (`_width`: nothing is wrapped there).
     return Console(file=stream, width=None if tty else 200, no_color=not tty, highlight=False)
+
+
+def _width(out: Console) -> int | None:
+    """The width to lay lines out for: the terminal's, or None (no wrapping) off a terminal.
+    The stream is asked, not rich's `is_terminal`, which `FORCE_COLOR` (set by some CI
+    runners) turns true for a pipe."""
+    isatty = getattr(out.file, "isatty", None)
+    return out.width if isatty is not None and isatty() else None
+
+
+def _show(out: Console, table: UnbrokenTable) -> None:
+    for line in table.lines(_width(out)):
+        _line(out, line)
+
+
+def _say(out: Console, text: str, *, indent: str = "", hang: str | None = None) -> None:
+    """`text` wrapped between words only, each line printed as it is."""
+    for line in wrap(text, _width(out), indent=indent, hang=hang):
+        _line(out, line)
+
+
+def _line(out: Console, line: str) -> None:
+    # soft_wrap: rich neither wraps nor crops it; the layout above has decided the lines.
+    out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _tags(copy: Copy) -> str:
@@ -66,50 +93,58 @@ def print_plan(plan: Plan, out: Console) -> None:
         found.append(f"{images} image(s) charts deploy")
     if referring := sum(1 for a in plan.artifacts if a.refers_to):
         found.append(f"{referring} signature(s) and other referrers")
-    out.print(
+    _say(
+        out,
         f"Plan: {changes} change(s), {tags} tag(s) to copy, {fresh} already up to date "
-        f"({len(plan.artifacts)} upstream artifact(s), {', '.join(found)})."
+        f"({len(plan.artifacts)} upstream artifact(s), {', '.join(found)}).",
     )
 
 
 def _print_target_plan(target: TargetPlan, out: Console) -> None:
-    out.print(f"[bold]Target {target.target}[/bold] ({target.type} → {target.registry})")
+    _heading(out, target.target, target.type, target.registry)
     if target.changes:
         table = _table("action", "resource", "id", "reason")
         for change in target.changes:
             table.add_row(*map(redact, _change_row(change)))
-        out.print(table)
+        _show(out, table)
     if target.copies:
         table = _table("copy from", "to", "tags", "why")
         for copy in target.copies:
             table.add_row(copy.source, copy.destination, _tags(copy), _why(copy))
-        out.print(table)
+        _show(out, table)
     if target.empty:
-        out.print(f"  No changes: {target.up_to_date} tag(s) already up to date.")
-    for note in target.notes:
-        out.print(f"  {note.level}: {redact(note.message)}", markup=False)
+        _say(out, f"No changes: {target.up_to_date} tag(s) already up to date.", indent="  ")
+    _notes(out, target.notes)
     out.print()
+
+
+def _heading(out: Console, name: str, kind: str, registry: str) -> None:
+    out.print(f"[bold]Target {name}[/bold] ({kind} → {registry})", soft_wrap=True)
+
+
+def _notes(out: Console, notes: Iterable[Note]) -> None:
+    for note in notes:
+        _say(out, f"{note.level}: {redact(note.message)}", indent="  ", hang="    ")
 
 
 def print_audit(audit: Audit, out: Console) -> None:
     for target in audit.targets:
         _print_target_audit(target, out)
-    state = "in sync" if audit.in_sync else "DRIFT"
-    out.print(f"Audit: {state} ({len(audit.targets)} target(s)).")
+    _say(out, audit_verdict.headline(audit))
 
 
 def _print_target_audit(target: TargetAudit, out: Console) -> None:
-    out.print(f"[bold]Target {target.target}[/bold] ({target.type} → {target.registry})")
+    _heading(out, target.target, target.type, target.registry)
     if target.resources:
         table = _table("ownership", "resource", "id")
         for resource in target.resources:
             table.add_row("managed" if resource.managed else "foreign", resource.kind, resource.id)
-        out.print(table)
+        _show(out, table)
     if target.drift:
         table = _table("drift", "resource", "id", "detail")
         for change in target.drift:
             table.add_row(*map(redact, _drift_row(change)))
-        out.print(table)
+        _show(out, table)
     if target.content is not None:
         wrong = [c for c in target.content if c.status != "present"]
         present = len(target.content) - len(wrong)
@@ -119,11 +154,12 @@ def _print_target_audit(target: TargetAudit, out: Console) -> None:
                 table.add_row(
                     check.status, check.destination, check.tag, check.expected or "-", check.actual or "-"
                 )
-            out.print(table)
+            _show(out, table)
         wanted = sum(1 for c in target.content if c.status != "unselected")  # `moved_tags`, `unselected_tags`
-        out.print(f"  Content: {present} of {wanted} tag(s) present with the upstream digest.")
-    for note in target.notes:
-        out.print(f"  {note.level}: {redact(note.message)}", markup=False)
+        _say(out, f"Content: {present} of {wanted} tag(s) present with the upstream digest.", indent="  ")
+    if target.unchecked:
+        _say(out, audit_verdict.unchecked_line(target), indent="  ", hang="    ")
+    _notes(out, target.notes)
     out.print()
 
 
@@ -132,11 +168,8 @@ def _drift_row(change: Change) -> tuple[str, str, str, str]:
     return (status, change.resource, change.id, change.reason)
 
 
-def _table(*columns: str) -> Table:
-    table = Table(box=box.SIMPLE, show_edge=False, pad_edge=False)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    return table
+def _table(*columns: str) -> UnbrokenTable:
+    return UnbrokenTable(*columns)
 
 
 def _md_table(header: Iterable[str], rows: Iterable[Iterable[object]]) -> list[str]:
@@ -167,7 +200,7 @@ def plan_markdown(plan: Plan) -> str:
 
 
 def audit_markdown(audit: Audit) -> str:
-    lines = ["## mirrorspec audit", "", f"**{'In sync' if audit.in_sync else 'Drift'}**", ""]
+    lines = ["## mirrorspec audit", "", audit_verdict.markdown_headline(audit), ""]
     for target in audit.targets:
         lines += [f"### {target.target} (`{target.type}` → `{target.registry}`)", ""]
         if target.resources:
@@ -184,6 +217,8 @@ def audit_markdown(audit: Audit) -> str:
                 lines += [*_md_table(("status", "destination", "tag", "expected", "found"), checks), ""]
             wanted = sum(1 for c in target.content if c.status != "unselected")
             lines.append(f"{len(target.content) - len(wrong)} of {wanted} tag(s) present.")
+        if target.unchecked:
+            lines.append(f"**{audit_verdict.unchecked_line(target)}**")
         lines += [f"- **{n.level}**: {redact(n.message)}" for n in target.notes]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
@@ -205,6 +240,7 @@ def copy_progress(total: int) -> Iterator[Callable[[CopyResult], None]]:
             err.print(
                 f"[{done}/{total}] {state} {result.job.destination_ref} ({result.seconds:.1f}s{retried})",
                 markup=False,
+                soft_wrap=True,  # a long reference is never folded (`unbroken_table`)
             )
 
         yield line
@@ -244,7 +280,7 @@ def copy_progress(total: int) -> Iterator[Callable[[CopyResult], None]]:
             nonlocal failed
             if not result.ok:
                 failed += 1
-                bar.console.print(f"FAILED {result.job.destination_ref}", markup=False)
+                bar.console.print(f"FAILED {result.job.destination_ref}", markup=False, soft_wrap=True)
             bar.update(task, advance=1, failed=failed)
 
         try:

@@ -314,7 +314,7 @@ class Plan:
 
 @dataclass(frozen=True)
 class ContentCheck:
-    """Whether one wanted tag is at its destination with the upstream digest (`audit --content`)."""
+    """Whether one wanted tag is at its destination with the upstream digest (`audit`)."""
 
     destination: str
     """`registry/repository` in the target."""
@@ -352,10 +352,14 @@ class TargetAudit:
     drift: tuple[Change, ...] = ()
     """Changes that would bring the managed rules back to the spec (foreign rules never drift)."""
     content: tuple[ContentCheck, ...] | None = None
-    """One check per wanted tag with `--content`; null when content was not checked."""
+    """One check per wanted tag; null when content was not checked (`--rules-only`)."""
     notes: tuple[Note, ...] = ()
     """What was not or could not be checked, insecure settings; each once, warnings first,
     each level sorted by message."""
+    unchecked: int = 0
+    """Wanted tags this target must hold that were not checked (`audit --rules-only`): no
+    native rule proves they are there, so the target is not `in_sync`. 0 when they were
+    checked, or when the target holds none (a pull-through cache serves them on demand)."""
 
     def __post_init__(self) -> None:
         # Notes and the registry's own listing order: one order (`stable_order`).
@@ -364,9 +368,16 @@ class TargetAudit:
 
     @property
     def in_sync(self) -> bool:
-        """True when nothing drifted and no checked tag is missing or holds other content than
-        the spec asks for (`moved-kept` and `unselected` tags are reported, not drift)."""
-        return not self.drift and not any(c.drift for c in self.content or ())
+        """True when nothing drifted, every wanted tag was checked, and no checked tag is missing
+        or holds other content than the spec asks for (`moved-kept` and `unselected` tags are
+        reported, not drift)."""
+        return not self.drift and not self.unchecked and not any(c.drift for c in self.content or ())
+
+    @property
+    def drifted(self) -> bool:
+        """True when something was found wrong: a managed rule drifted, or a checked tag is
+        missing or holds other content. Unchecked tags are not drift (`audit` exits 3, not 2)."""
+        return bool(self.drift) or any(c.drift for c in self.content or ())
 
 
 @dataclass(frozen=True)
@@ -384,6 +395,16 @@ class Audit:
     def in_sync(self) -> bool:
         """True when every target is in sync (`audit` exits 0)."""
         return all(t.in_sync for t in self.targets)
+
+    @property
+    def drifted(self) -> bool:
+        """True when some target drifted (`audit` exits 2)."""
+        return any(t.drifted for t in self.targets)
+
+    @property
+    def unchecked(self) -> int:
+        """Wanted tags not checked, over all targets (`audit --rules-only`; exits 3 unless drifted)."""
+        return sum(t.unchecked for t in self.targets)
 
 
 def diff(

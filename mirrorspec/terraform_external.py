@@ -11,14 +11,17 @@ The protocol (hashicorp/terraform-provider-external v2.4.0, research/sync.md §4
   calls `engine.plan` / `engine.audit`, which read registries and write nothing.
 
 Query keys: `spec` (path, relative to Terraform's working directory), `action` (`plan` or
-`audit`), optional `target` (a target name, or several joined by commas; empty = all) and
-`content` (`"true"`/`"false"`, audit only). Unknown keys are refused, so a typo such as
-`acton` fails loudly instead of silently planning.
+`audit`), optional `target` (a target name, or several joined by commas; empty = all),
+`content` and `rules_only` (`"true"`/`"false"`, audit only, as `audit --content` and
+`audit --rules-only`). Unknown keys are refused, so a typo such as `acton` fails loudly
+instead of silently planning.
 
 Result keys, all strings, present for both actions (HCL fails on a missing map key):
-`in_sync`, `changes`, `copies`, `drift`, `plan_json`. For `plan`: native changes, tags to
-copy, and their sum. For `audit`: drifted native rules, tags not present with the upstream
-digest (0 without `content`), and their sum. So `in_sync == "true"` iff `drift == "0"`.
+`in_sync`, `changes`, `copies`, `drift`, `unchecked`, `plan_json`. For `plan`: native changes,
+tags to copy, their sum, and `unchecked` "0". For `audit`: drifted native rules, tags
+missing or holding other content, their sum, and the tags not checked (`rules_only`; an audit
+checks every tag a target must hold otherwise). So `in_sync == "true"` iff `drift == "0"` and
+`unchecked == "0"`: a mirror nobody looked at is never "in sync" (`audit_verdict`).
 """
 
 from __future__ import annotations
@@ -44,8 +47,8 @@ __all__ = [
     "result",
 ]
 
-QUERY_KEYS = ("spec", "action", "target", "content")
-RESULT_KEYS = ("in_sync", "changes", "copies", "drift", "plan_json")
+QUERY_KEYS = ("spec", "action", "target", "content", "rules_only")
+RESULT_KEYS = ("in_sync", "changes", "copies", "drift", "unchecked", "plan_json")
 ACTIONS = ("plan", "audit")
 
 ContextFactory = Callable[[Spec], RunContext]
@@ -63,6 +66,7 @@ class Query:
     action: Literal["plan", "audit"]
     targets: tuple[str, ...] = ()
     content: bool = False
+    rules_only: bool = False
 
 
 def parse_query(text: str) -> Query:
@@ -93,8 +97,13 @@ def parse_query(text: str) -> Query:
     content = _boolean(data.get("content") or "false", "content")
     if content and action == "plan":
         raise TerraformQueryError("query 'content' is for action 'audit' (a plan always checks every tag)")
+    rules_only = _boolean(data.get("rules_only") or "false", "rules_only")
+    if rules_only and action == "plan":
+        raise TerraformQueryError("query 'rules_only' is for action 'audit'")
+    if rules_only and content:
+        raise TerraformQueryError("query 'rules_only' and 'content' cannot both be \"true\"")
     targets = tuple(name.strip() for name in (data.get("target") or "").split(",") if name.strip())
-    return Query(spec=data["spec"], action=action, targets=targets, content=content)
+    return Query(spec=data["spec"], action=action, targets=targets, content=content, rules_only=rules_only)
 
 
 def result(document: Plan | Audit) -> dict[str, str]:
@@ -102,16 +111,17 @@ def result(document: Plan | Audit) -> dict[str, str]:
     if isinstance(document, Plan):
         changes = sum(len(t.changes) for t in document.targets)
         copies = sum(t.tag_count for t in document.targets)
-        in_sync = document.empty
+        in_sync, unchecked = document.empty, 0
     else:
         changes = sum(len(t.drift) for t in document.targets)
-        copies = sum(1 for t in document.targets for c in t.content or () if c.status != "present")
-        in_sync = document.in_sync
+        copies = sum(1 for t in document.targets for c in t.content or () if c.drift)
+        in_sync, unchecked = document.in_sync, document.unchecked
     return {
         "in_sync": "true" if in_sync else "false",
         "changes": str(changes),
         "copies": str(copies),
         "drift": str(changes + copies),
+        "unchecked": str(unchecked),
         # Compact: Terraform keeps `result` in its state, and indentation is only for people.
         "plan_json": json.dumps(json.loads(to_json(document)), separators=(",", ":")),
     }
@@ -132,7 +142,13 @@ def external(stdin_text: str, *, context: ContextFactory | None = None) -> str:
         if query.action == "plan":
             document = engine.plan(ctx, targets=query.targets, spec_name=query.spec)
         else:
-            document = engine.audit(ctx, targets=query.targets, content=query.content, spec_name=query.spec)
+            document = engine.audit(
+                ctx,
+                targets=query.targets,
+                content=query.content,
+                rules_only=query.rules_only,
+                spec_name=query.spec,
+            )
     finally:
         ctx.close()
     return json.dumps(result(document), sort_keys=True)

@@ -9,9 +9,10 @@ real CLI — only `cli_common.RunContext` is pointed at the bed, as `test_acr_pr
    - a foreign rule → listed in `resources` with `managed: false`, never drift;
    - one of our rules edited → a drift item naming the edited field in `reason`;
    - a wanted tag deleted → content `missing`; another re-tagged → `digest-mismatch`
-   `audit --content` exits 2 (so does a plain `audit` where rules drifted, while a registry
-   target without `--content` has nothing to compare and exits 0), and `engine.audit` says
-   `in_sync` False. Every JSON document validates against the published audit schema.
+   `audit --content` exits 2, and so does a plain `audit`, which checks the tags too (issue
+   18, item 4); `audit --rules-only` exits 2 where rules drifted and 3 (tags not checked,
+   never 0) otherwise; `engine.audit` says `in_sync` False. Every JSON document validates
+   against the published audit schema.
 3. `apply` again → `audit --content` exits 0 with the foreign rule still there, untouched.
 
 A `registry` target has no native rules, so its scenario plants no rule and checks that the
@@ -283,10 +284,20 @@ def test_audit_reports_foreign_edited_missing_and_moved_then_apply_restores(
     assert {c["status"] for c in statuses.values()} == {"present"}
     assert not engine_in_sync()
 
-    # Without --content only rules are compared: drift where one was edited, none otherwise.
+    # Without --content the tags are still checked (issue 18, item 4): the same drift.
     code, audited = run.audit(spec, target)
-    assert audited["content"] is None
-    assert code == (0 if edit is None else 2)
+    assert code == 2
+    assert {
+        (c["destination"].split("/", 1)[1], c["tag"]) for c in audited["content"] if c["status"] != "present"
+    } == {
+        scenario.deleted,
+        scenario.retagged,
+    }
+    # --rules-only compares rules only: drift where one was edited; otherwise the tags it did
+    # not look at make it exit 3, never 0.
+    code, audited = run.audit(spec, target, "--rules-only")
+    assert audited["content"] is None and audited["unchecked"] == len(wanted)
+    assert code == (3 if edit is None else 2)
 
     # apply puts back what is ours; the foreign rule stays, and is no reason to exit 2.
     assert run("apply", str(spec), "--target", target, "--yes")[0] == 0

@@ -83,7 +83,7 @@ def documents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
         docs = {
             "plan-copies": cli_json("plan", s),
             "audit-missing": cli_json("audit", s, "--content", check=2),
-            "audit-no-content": cli_json("audit", s),
+            "audit-no-content": cli_json("audit", s, "--rules-only", check=3),
         }
         mirrorspec("sync", s)
         retag(destination, f"mirror/{upstream.host.replace(':', '_')}/team/app", "v1.0.0", seed="other")
@@ -107,6 +107,7 @@ def test_the_cli_documents_cover_every_case(documents: dict[str, Any]) -> None:
     statuses = {c["status"] for c in documents["audit-mismatch"]["targets"][0]["content"]}
     assert statuses == {"present", "digest-mismatch"}
     assert documents["audit-no-content"]["targets"][0]["content"] is None
+    assert documents["audit-no-content"]["targets"][0]["unchecked"] > 0
     assert documents["plan-empty"]["empty"] is True
     assert documents["audit-in-sync"]["in_sync"] is True
     assert documents["audit-missing"]["in_sync"] is False

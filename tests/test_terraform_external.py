@@ -178,6 +178,7 @@ def test_changes_pending_then_in_sync(bed: Bed) -> None:
         "changes": "0",
         "copies": "2",
         "drift": "2",
+        "unchecked": "0",
     }
     document = validated(pending, "plan")
     assert document["empty"] is False
@@ -191,7 +192,7 @@ def test_changes_pending_then_in_sync(bed: Bed) -> None:
     assert validated(done, "plan")["empty"] is True
 
 
-def test_audit_reports_drift_with_content_and_nothing_without(bed: Bed) -> None:
+def test_audit_reports_drift_by_default_and_never_in_sync_unchecked(bed: Bed) -> None:
     missing = external(query("audit", content="true"), cwd=bed.workdir)
 
     assert missing.ok, missing.error
@@ -202,12 +203,23 @@ def test_audit_reports_drift_with_content_and_nothing_without(bed: Bed) -> None:
     )
     assert validated(missing, "audit")["in_sync"] is False
 
-    # Without content a registry target has no native rules to drift: in sync, and the
-    # document says content was not checked.
+    # Issue 18, item 4: without `content` the empty mirror is drift too (every tag the target
+    # must hold is checked by default); it used to be "in_sync": "true".
     shallow = external(query("audit"), cwd=bed.workdir)
     assert shallow.ok, shallow.error
-    assert shallow.result["in_sync"] == "true"
-    assert validated(shallow, "audit")["targets"][0]["content"] is None
+    assert {k: v for k, v in shallow.result.items() if k != "plan_json"} == {
+        "in_sync": "false",
+        "changes": "0",
+        "copies": "2",
+        "drift": "2",
+        "unchecked": "0",
+    }
+    # `rules_only` looks at no tag, and says so: not in sync, no drift found, 2 unchecked.
+    rules = external(query("audit", rules_only="true"), cwd=bed.workdir)
+    assert rules.ok, rules.error
+    assert (rules.result["in_sync"], rules.result["drift"], rules.result["unchecked"]) == ("false", "0", "2")
+    (target,) = validated(rules, "audit")["targets"]
+    assert (target["content"], target["unchecked"], target["in_sync"]) == (None, 2, False)
 
     sync(bed)
     retag(bed.destination, bed.mirrored, "v1.0.0", seed="tampered")
@@ -221,6 +233,8 @@ def test_audit_reports_drift_with_content_and_nothing_without(bed: Bed) -> None:
     sync(bed)
     repaired = external(query("audit", content="true"), cwd=bed.workdir)
     assert repaired.ok and repaired.result["in_sync"] == "true" and repaired.result["drift"] == "0"
+    assert external(query("audit"), cwd=bed.workdir).result["in_sync"] == "true"
+    assert external(query("audit", rules_only="true"), cwd=bed.workdir).result["in_sync"] == "false"
 
 
 def test_null_entries_are_dropped_and_empty_strings_mean_unset(bed: Bed) -> None:
@@ -276,8 +290,20 @@ def test_it_never_writes_to_a_registry(bed: Bed) -> None:
             id="content-with-plan",
         ),
         pytest.param(
+            terraform_query(
+                {"spec": "mirror.yaml", "action": "audit", "rules_only": "true", "content": "true"}
+            ),
+            "error: query 'rules_only' and 'content' cannot both be \"true\"",
+            id="rules-only-with-content",
+        ),
+        pytest.param(
+            terraform_query({"spec": "mirror.yaml", "action": "plan", "rules_only": "true"}),
+            "error: query 'rules_only' is for action 'audit'",
+            id="rules-only-with-plan",
+        ),
+        pytest.param(
             terraform_query({"spec": "mirror.yaml", "acton": "plan"}),
-            "error: unknown query key(s) acton (expected: spec, action, target, content)",
+            "error: unknown query key(s) acton (expected: spec, action, target, content, rules_only)",
             id="unknown-key",
         ),
         pytest.param('{"spec": "mirror.yaml", "action": ', "error: stdin is not JSON", id="invalid-json"),
@@ -406,12 +432,14 @@ def test_ecr_plan_and_audit_only_read(servers: tuple[RegistryServer, RegistrySer
         "changes": "4",
         "copies": "2",
         "drift": "6",
+        "unchecked": "0",
     }
     assert {k: v for k, v in audited.items() if k != "plan_json"} == {
         "in_sync": "false",
         "changes": "3",
         "copies": "2",
         "drift": "5",
+        "unchecked": "0",
     }
     for answer, kind in ((planned, "plan"), (audited, "audit")):
         document = json.loads(answer["plan_json"])

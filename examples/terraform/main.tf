@@ -31,7 +31,7 @@ data "external" "mirror" {
   lifecycle {
     postcondition {
       condition     = !var.fail_on_drift || self.result.in_sync == "true"
-      error_message = "mirrorspec ${var.action} of ${var.spec}: not in sync (${self.result.changes} native change(s), ${self.result.copies} tag(s) to copy). Run `mirrorspec apply ${var.spec}`, or set fail_on_drift = false."
+      error_message = "mirrorspec ${var.action} of ${var.spec}: not in sync (${self.result.changes} native change(s), ${self.result.copies} tag(s) to copy, ${self.result.unchecked} tag(s) not checked). Run `mirrorspec apply ${var.spec}`, or set fail_on_drift = false."
     }
   }
 }

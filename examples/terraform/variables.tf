@@ -15,7 +15,7 @@ variable "action" {
 }
 
 variable "content" {
-  description = "audit only: also check that every wanted tag is at its destination with the upstream digest."
+  description = "audit only: the deep check (at an OCI layout target, also hash every blob). Every wanted tag's digest is checked either way."
   type        = bool
   default     = true
 }
