@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from . import cli_common, cli_loudness, cli_saved_plan, prune_tags as tag_pruning
+from . import cli_common, cli_loudness, cli_saved_plan
 from ._version import __version__
 from .cli_common import (
     SPEC,
@@ -53,13 +53,14 @@ from .oci.read_limit import DEFAULT_READS
 from .redaction import RedactingStream, redact
 
 if TYPE_CHECKING:
-    from . import engine, output
+    from . import engine, output, prune_tags as tag_pruning
     from .audit_verdict import exit_code as audit_exit_code
     from .host_settings import validate_summary
     from .plan import to_json
     from .shards import Shard
 else:
     engine, output = Lazy("engine"), Lazy("output")
+    tag_pruning = Lazy("prune_tags")  # imports the engine's layers: not for --help (B5)
     validate_summary = Lazy("host_settings", "validate_summary")
     to_json = Lazy("plan", "to_json")
     audit_exit_code = Lazy("audit_verdict", "exit_code")
