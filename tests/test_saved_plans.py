@@ -192,8 +192,11 @@ def test_a_damaged_plan_file_is_one_line_through_the_cli(saved_file: Path) -> No
         edited["plan"]["targets"][0]["copies"][0]["tags"][0]["digest"] = "sha256:" + "0" * 64
         said = _damaged(saved_file, json.dumps(edited, indent=2))
         assert "edited or damaged after it was written (its fingerprint does not match)" in said
-        # What to plan was decided by `plan --out`: an option that would change it is refused.
+        # The spec's path is as given to `plan`, from the working directory: elsewhere, no spec.
         saved_file.write_text(good)
+        proc = _run(saved_file.parent.parent, "apply", f"{saved_file.parent.name}/plan.json", check=1)
+        assert "its spec spec.yaml is not a file here" in proc.stderr and proc.stdout == ""
+        # What to plan was decided by `plan --out`: an option that would change it is refused.
         proc = _run(saved_file.parent, "apply", "plan.json", "--prune-tags", check=1)
         assert proc.stderr.startswith("error: --prune-tags cannot be given with a saved plan")
     finally:
@@ -248,7 +251,9 @@ def test_plan_out_never_overwrites_the_spec_or_a_file_that_is_not_a_plan(saved_f
     assert sorted(p.name for p in directory.iterdir()) == ["notes.txt", "plan.json", "spec.yaml"]
 
 
-@pytest.mark.parametrize("form", [PASSWORD, base64.b64encode(f"alice:{PASSWORD}".encode()).decode()])
+@pytest.mark.parametrize(
+    "form", [PASSWORD, base64.b64encode(f"alice:{PASSWORD}".encode()).decode()], ids=["raw", "basic-base64"]
+)
 def test_a_plan_that_would_hold_a_secret_is_not_written(tmp_path: Path, form: str) -> None:
     """No provider puts a secret in a plan; if one ever did (here a note echoing a server's
     answer), the file is not written at all, in the raw form or base64 alike."""
