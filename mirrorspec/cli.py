@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from . import cli_common, cli_loudness
+from . import cli_common, cli_loudness, cli_saved_plan
 from ._version import __version__
 from .cli_common import (
     SPEC,
@@ -59,7 +59,8 @@ if TYPE_CHECKING:
     from .plan import to_json
     from .shards import Shard
 else:
-    engine, output, tag_pruning = Lazy("engine"), Lazy("output"), Lazy("prune_tags")
+    engine, output = Lazy("engine"), Lazy("output")
+    tag_pruning = Lazy("prune_tags")  # imports the engine's layers: not for --help (B5)
     validate_summary = Lazy("host_settings", "validate_summary")
     to_json = Lazy("plan", "to_json")
     audit_exit_code = Lazy("audit_verdict", "exit_code")
@@ -180,13 +181,14 @@ def validate(spec_files: tuple[Path, ...]) -> None:
 @click.option(
     "--output",
     "kind",
-    type=click.Choice(["spec", "plan", "audit"]),
+    type=click.Choice(["spec", "plan", "audit", "saved-plan"]),
     default="spec",
     show_default=True,
-    help="spec: the spec file (for editors, yaml-language-server); plan / audit: their --format json.",
+    help="spec: the spec file (for editors, yaml-language-server); plan / audit: their --format json; "
+    "saved-plan: the file `plan --out` writes.",
 )
 def schema(kind: str) -> None:
-    """Print a JSON Schema (Draft 2020-12): of the spec, or of the plan / audit JSON documents."""
+    """Print a JSON Schema (Draft 2020-12): of the spec, the plan / audit JSON documents, or a saved plan."""
     from .schemas import schema as schema_of
 
     click.echo(json.dumps(schema_of(kind), indent=2))
@@ -209,6 +211,7 @@ def schema(kind: str) -> None:
 @STRICT
 @WORKERS
 @SHARD
+@cli_saved_plan.OUT
 def plan(
     spec_file: Path,
     targets: tuple[str, ...],
@@ -218,8 +221,10 @@ def plan(
     strict: bool,
     workers: int,
     shard: Shard | None,
+    out: Path | None,
 ) -> None:
-    """Show what apply would change and copy. Reads registries; writes nothing."""
+    """Show what apply would change and copy. Reads registries; writes nothing but --out FILE."""
+    cli_saved_plan.check_out(out, spec_file)
     with run(spec_file, workers) as ctx:
         the_plan = engine.plan(ctx, targets=targets, prune=prune, spec_name=str(spec_file), shard=shard)
     show_plan(the_plan, fmt)
@@ -227,6 +232,8 @@ def plan(
         from .strict import refuse_empty_selections
 
         refuse_empty_selections(the_plan)
+    # `--out FILE`: a saved plan, for `apply FILE`
+    cli_saved_plan.save(out, ctx, the_plan, spec_file=spec_file, targets=targets, prune=prune, shard=shard)
     if detailed_exitcode and not the_plan.empty:
         sys.exit(2)
 
@@ -260,7 +267,16 @@ def apply(
     workers: int,
     shard: Shard | None,
 ) -> None:
-    """Plan, show the plan, ask, then carry out exactly that plan."""
+    """Plan, show the plan, ask, then carry out exactly that plan.
+
+    SPEC may be a saved plan (`plan --out FILE`): then that plan is carried out without a
+    question, or refused when the spec or the registries changed since it was made."""
+    saved = cli_saved_plan.saved_plan_in(spec_file)
+    if saved is not None:
+        given = {"--target": bool(targets), "--rotate-credentials": rotate_credentials, "--prune": prune}
+        given |= {"--prune-tags": prune_tags, "--shard": shard is not None}
+        cli_saved_plan.apply_saved(spec_file, saved, workers=workers, strict=strict, given=given)
+        return
     with run(spec_file, workers, rotate_credentials=rotate_credentials) as ctx:
         the_plan = engine.plan(ctx, targets=targets, prune=prune, spec_name=str(spec_file), shard=shard)
         show_plan(the_plan, "table")

@@ -138,6 +138,9 @@ def group_reads() -> int:
 
 @contextmanager
 def run(spec_file: Path, workers: int, *, rotate_credentials: bool = False) -> Iterator[RunContext]:
+    from .saved_plan import refuse_as_spec  # only `apply` takes a saved plan (`cli_saved_plan`)
+
+    refuse_as_spec(spec_file)
     spec = specmod.load_spec(spec_file)
     ctx = RunContext(
         spec,

@@ -33,7 +33,11 @@ LOCK_DOCUMENT = "mirrorspec.lock.json"
 
 
 def spec_sha256(ctx: RunContext) -> str:
-    return hashlib.sha256(ctx.spec.model_dump_json(by_alias=True).encode()).hexdigest()
+    # warnings=False: a secret reference (`{env: VAR}`) is in a tagged union whose discriminator
+    # pydantic's serializer cannot read back from the model, so it warns on stderr ("failed to
+    # get discriminator value") and falls back to trying each member, which dumps it right.
+    dump = ctx.spec.model_dump_json(by_alias=True, warnings=False)
+    return hashlib.sha256(dump.encode()).hexdigest()
 
 
 def write_lock_documents(ctx: RunContext, the_plan: Plan) -> list[str]:

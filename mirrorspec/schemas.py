@@ -39,8 +39,8 @@ from .plan import AUDIT_VERSION, JSON_JOINED, PLAN_VERSION, Audit, Plan, TargetA
 __all__ = ["DERIVED", "DIALECT", "KINDS", "SchemaKind", "audit_schema", "plan_schema", "schema"]
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
-SchemaKind = Literal["spec", "plan", "audit"]
-KINDS: tuple[SchemaKind, ...] = ("spec", "plan", "audit")
+SchemaKind = Literal["spec", "plan", "audit", "saved-plan"]
+KINDS: tuple[SchemaKind, ...] = ("spec", "plan", "audit", "saved-plan")
 
 # Properties `plan.to_json()` adds beside the dataclass fields: keep in step with it.
 DERIVED: dict[type, tuple[str, ...]] = {
@@ -61,6 +61,10 @@ def schema(kind: str) -> dict[str, Any]:
         return plan_schema()
     if kind == "audit":
         return audit_schema()
+    if kind == "saved-plan":  # the plan's schema inside the file `plan --out` writes
+        from .saved_plan import json_schema as saved_plan_schema
+
+        return saved_plan_schema()
     raise ValueError(f"no schema '{kind}' (one of: {', '.join(KINDS)})")
 
 
