@@ -206,7 +206,9 @@ def test_missing_env_credential_names_its_location(bed: Bed) -> None:
 
 def test_unreachable_registry_is_one_line_error(bed: Bed, tmp_path: Path) -> None:
     bed.source.stop()
-    proc = bed.run("plan", str(bed.spec), check=1)
+    # --timeout 1: the per-host budget (4 x the timeout) gives up after about 4 s instead of
+    # 6 connection attempts over about 17 s (test_no_hang covers the budget itself).
+    proc = bed.run("--timeout", "1", "plan", str(bed.spec), check=1)
     assert proc.stderr.count("\n") == 1
     assert proc.stderr.startswith("error: ")
     assert bed.source.host in proc.stderr
