@@ -29,6 +29,7 @@ import click
 
 from . import cli_common, cli_loudness, cli_saved_plan
 from ._version import __version__
+from .atomic_write import write_text_atomically
 from .cli_common import (
     SPEC,
     STRICT,
@@ -425,7 +426,7 @@ def import_skopeo(
     if output is None:
         click.echo(converted.text, nl=False)
         return
-    output.write_text(redact(converted.text), encoding="utf-8")
+    write_text_atomically(output, redact(converted.text))
     click.echo(f"wrote {output}", err=True)
 
 

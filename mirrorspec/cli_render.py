@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from .atomic_write import write_text_atomically
 from .cli_common import RENDER_TARGET, SPEC, WORKERS, Lazy, load_for_validate, only_target, run
 from .cli_render_kubernetes import render_kubernetes
 from .redaction import redact
@@ -93,7 +94,7 @@ def render_terraform(spec_file: Path, target: str | None, output: Path | None, w
     if output is None:
         click.echo(rendered.to_json(), nl=False)
         return
-    output.write_text(redact(rendered.to_json()), encoding="utf-8")
+    write_text_atomically(output, redact(rendered.to_json()))
     click.echo(f"wrote {output}", err=True)
 
 

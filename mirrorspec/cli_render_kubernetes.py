@@ -72,7 +72,8 @@ def render_kubernetes(
     say how to create them, by name and key.
     """
     from . import files
-    from .render_kubernetes import DEFAULT_IMAGE, render, write_atomically
+    from .atomic_write import write_text_atomically
+    from .render_kubernetes import DEFAULT_IMAGE, render
     from .spec.load import MAX_SPEC_BYTES
 
     spec, spec_name = load_for_validate(spec_file)
@@ -95,7 +96,7 @@ def render_kubernetes(
     if output is None:  # the file's leading comment says what to create first
         click.echo(manifests.text, nl=False)
         return
-    write_atomically(output, manifests.text)
+    write_text_atomically(output, manifests.text)
     click.echo(f"wrote {output}", err=True)
     for command in manifests.needs:
         click.echo(f"note: create first: {redact(command)}", err=True)

@@ -44,10 +44,8 @@ import os
 import posixpath
 import re
 import shlex
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -68,7 +66,6 @@ __all__ = [
     "SPEC_PATH",
     "Manifests",
     "render",
-    "write_atomically",
 ]
 
 # What the Containerfile at the repository's root builds and these manifests run: a change to
@@ -417,23 +414,3 @@ def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 
 
 _Dumper.add_representer(str, _string)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write `text` to `path` whole or not at all (a temporary file beside it, then a rename)."""
-    directory = path.parent
-    try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    except OSError as exc:
-        raise MirrorspecError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        # mkstemp makes it 0600; the manifests hold no secret, so the mode a plain write gives
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except OSError as exc:
-        Path(temporary).unlink(missing_ok=True)
-        raise MirrorspecError(f"cannot write {path}: {exc.strerror}") from None

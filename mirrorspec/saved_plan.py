@@ -75,10 +75,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shlex
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +84,7 @@ from typing import Any
 
 from . import files
 from ._version import __version__
+from .atomic_write import write_text_atomically
 from .errors import MirrorspecError, printable
 from .plan import Plan, to_json
 from .redaction import redact
@@ -175,7 +174,7 @@ def write(
         # variables); if a provider ever put one there, the file is not written at all:
         # redacting it instead would make a plan that can never match a fresh one.
         raise MirrorspecError(f"{out}: not written: the plan holds a credential the run read")
-    _write_atomically(out, text)
+    write_text_atomically(out, text)
 
 
 def check_out(out: Path, spec_file: Path) -> None:
@@ -546,24 +545,3 @@ def _fingerprint(document: Mapping[str, Any]) -> str:
 
 def _strings(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise MirrorspecError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())  # the rename must not be durable before the content
-        umask = os.umask(0)  # mkstemp makes it 0600; the mode of a plain write (module doc)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException as exc:  # an interrupt too: no temporary file left behind
-        Path(temporary).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise MirrorspecError(f"cannot write {path}: {exc.strerror}") from None
-        raise
