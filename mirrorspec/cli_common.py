@@ -176,6 +176,10 @@ def load_for_validate(spec_file: Path) -> tuple[Any, str]:
         spec = specmod.load_spec_stream(sys.stdin.buffer) if stdin else specmod.load_spec(spec_file)
         return spec, name
     except MirrorspecError as exc:
+        if not stdin:  # a saved plan's JSON is valid YAML: say what the file is instead
+            from .saved_plan import refuse_as_spec  # only on this error path (start-up time, B5)
+
+            refuse_as_spec(spec_file)
         if not str(exc).startswith(name):
             exc.args = (f"{name}: {exc}",) if len(exc.args) == 1 else exc.args
         raise

@@ -199,6 +199,13 @@ def test_a_damaged_plan_file_is_one_line_through_the_cli(saved_file: Path) -> No
         # What to plan was decided by `plan --out`: an option that would change it is refused.
         proc = _run(saved_file.parent, "apply", "plan.json", "--prune-tags", check=1)
         assert proc.stderr.startswith("error: --prune-tags cannot be given with a saved plan")
+        # Where a spec is expected, a saved plan is named as one (JSON is valid YAML).
+        for command in (("validate",), ("plan",), ("audit",)):
+            proc = _run(saved_file.parent, *command, "plan.json", check=1)
+            assert proc.stderr == (
+                "error: plan.json is a saved plan (mirrorspec plan --out), not a spec: "
+                "`mirrorspec apply plan.json` carries it out\n"
+            ), proc.stderr
     finally:
         saved_file.write_text(good)
 
