@@ -294,8 +294,20 @@ def apply(
             return
         confirm(yes, "Apply this plan?")
         if not the_plan.empty:
-            execute(ctx, the_plan, copies_only=False)
-        tag_pruning.carry_out(ctx, pruned, lambda line, err: click.echo(redact(line), err=err))
+            try:
+                execute(ctx, the_plan, copies_only=False)
+            except MirrorspecError as exc:
+                if any(p.delete for p in pruned):  # deletes run only after a clean apply
+                    raise MirrorspecError(f"{exc}; no tag was pruned (--prune-tags)") from None
+                raise
+        try:
+            tag_pruning.carry_out(ctx, pruned, lambda line, err: click.echo(redact(line), err=err))
+        except Interrupted as exc:
+            exc.detail = (
+                "the plan was applied; deleting tags was interrupted (the one in progress is done or "
+                "not): `mirrorspec audit --content` lists the unselected tags left"
+            )
+            raise
 
 
 @cli.command()

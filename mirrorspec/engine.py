@@ -307,7 +307,7 @@ def _plan_target(look: _Look, prune: bool, early: EarlyChecks) -> TargetPlan:
     changes = _retired(look, changes)
     checks = early.results(look.target, look.endpoint, look.stored)
     # tags that moved upstream: kept or overwritten as their entry's `on-moved:` says
-    settled = moved_tags.settle(look.ctx.spec, look.stored, checks)
+    settled = moved_tags.settle(look.ctx.spec, look.stored, checks, _upstream_has(look.ctx))
     copies = _copies(look, settled.pairs)
     # referrers tag indexes a destination without the referrers API needs (`referrers_index.py`)
     # (not for referrers of a kept moved tag's new digest, which is not copied)
@@ -378,6 +378,24 @@ def _setting_notes(ctx: RunContext, target: Target) -> list[Note]:
     if getattr(target, "insecure", False):
         notes.append(Note("warning", f"target {target.name}: insecure (plain HTTP or unverified TLS)"))
     return notes
+
+
+def _upstream_has(ctx: RunContext) -> moved_tags.UpstreamHas:
+    """`moved_tags`' question, asked once per artifact and digest: does the artifact's upstream
+    repository hold this manifest? A tag is taken for moved upstream only when it does."""
+    asked: dict[tuple[str, str, str], bool] = {}
+
+    def has(artifact: Artifact, digest: str) -> bool:
+        key = (artifact.registry, artifact.repository, digest)
+        if key not in asked:
+            try:
+                client = ctx.client(ctx.source_endpoint(artifact.registry))
+                asked[key] = client.digest(artifact.repository, digest) == digest
+            except MirrorspecError:  # not proven: never taken for a move
+                asked[key] = False
+        return asked[key]
+
+    return has
 
 
 def _copies(look: _Look, pairs: Sequence[tuple[Artifact, ContentCheck]]) -> list[Copy]:
@@ -583,14 +601,19 @@ def audit(
             with _naming(target):
                 # with `content`, at an OCI layout, every blob each tag reaches is hashed too
                 found = check_content(ctx, endpoint, target, look.stored, hash_blobs=content)
-                settled, moved_notes = moved_tags.audited(ctx.spec, look.stored, found)
+                upstream_has = _upstream_has(ctx)
+                settled, moved_notes = moved_tags.audited(ctx.spec, look.stored, found, upstream_has)
                 owns = shard.owns if shard is not None else None
-                unselected = unselected_tags.find(
-                    ctx, endpoint, target, look.stored, found, cached[target.name], owns
+                # Tags the spec does not select, with --content only: a tag listing per managed
+                # repository and a HEAD per such tag, too much for every audit (terraform-external).
+                unselected = (
+                    unselected_tags.find(ctx, endpoint, target, look.stored, found, cached[target.name], owns)
+                    if content
+                    else unselected_tags.Found(endpoint.host, (), {})
                 )
                 checks = (*settled, *unselected_tags.checks(unselected))
                 notes += [*moved_notes, *unselected_tags.note(unselected)]
-                copied = [a for a, _ in moved_tags.settle(ctx.spec, look.stored, found).pairs]
+                copied = [a for a, _ in moved_tags.settle(ctx.spec, look.stored, found, upstream_has).pairs]
                 indexes, index_notes = _examine_indexes(ctx, endpoint, target, copied)
             checks += tuple(referrers_index.content_checks(indexes, endpoint.host))
             notes += index_notes

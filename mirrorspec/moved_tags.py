@@ -27,13 +27,23 @@ Defaults, by what selected the tag (`Repository.on_moved` unset):
 A kept tag's new upstream digest is not copied, so neither are the referrers that refer only to
 it (they would sign an image the destination does not hold).
 
+A different digest at the destination is taken for a move only when upstream still holds the
+destination's digest (one HEAD `source@digest` per such tag): then the destination's content
+came from upstream, and upstream moved the tag since. A digest upstream does not hold was
+changed at the destination (a push by hand, an older mirroring tool's single-platform copy, a
+tampered registry) — or upstream deleted the old manifest after moving the tag; mirrorspec
+cannot tell which. Under `keep` such a tag is still not copied over (a release is not replaced
+on a guess), but it is never passed off as a move: the warning says what was found, and
+`audit` reports it as `digest-mismatch`, drift (exit 2), until someone looks (`on-moved:
+overwrite` on the entry, or deleting the tag, lets the next apply copy upstream's).
+
 What this does not reach: tags a registry replicates or caches by its own rules (ECR/ACR/Harbor
 replication, pull-through caches) follow the registry's own behaviour, not `on-moved:`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -41,9 +51,13 @@ from . import chart_images, paths
 from .plan import Artifact, ContentCheck, Note
 from .spec import Spec
 
-__all__ = ["Settled", "audited", "policy_of", "settle"]
+__all__ = ["Settled", "UpstreamHas", "audited", "policy_of", "settle"]
 
 Policy = Literal["keep", "overwrite"]
+
+UpstreamHas = Callable[[Artifact, str], bool]
+"""Whether the artifact's upstream repository holds a manifest by this digest (the engine asks
+with a HEAD; an error counts as no)."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +140,18 @@ def _kept_note(artifact: Artifact, check: ContentCheck, entry: _Entry | None) ->
     )
 
 
+def _foreign_note(artifact: Artifact, check: ContentCheck, entry: _Entry | None) -> Note:
+    where = f" ({entry.where})" if entry is not None else ""
+    return Note(
+        "warning",
+        f"{check.destination}:{check.tag} holds {_or_dash(check.actual)}, which upstream "
+        f"({artifact.ref}) does not have: changed at the destination, or deleted upstream after the "
+        f"tag moved to {check.expected}; not copied over (on-moved: keep): check the destination, "
+        f"then delete the tag or set `on-moved: overwrite` on its repository entry{where} to copy "
+        "upstream's",
+    )
+
+
 def _overwrite_note(artifact: Artifact, check: ContentCheck) -> Note:
     return Note(
         "info",
@@ -134,43 +160,55 @@ def _overwrite_note(artifact: Artifact, check: ContentCheck) -> Note:
     )
 
 
-def settle(spec: Spec, stored: Sequence[Artifact], checks: Sequence[ContentCheck]) -> Settled:
+def settle(
+    spec: Spec, stored: Sequence[Artifact], checks: Sequence[ContentCheck], upstream_has: UpstreamHas
+) -> Settled:
     """Decide every moved tag of a target's plan (`stored` and its `checks`, in order)."""
-    decided, notes = _decide(spec, stored, checks, audit=False)
-    pairs = tuple((artifact, check) for artifact, check, keep in decided if not keep)
-    return Settled(pairs, tuple(notes), sum(1 for *_, keep in decided if keep))
+    decided, notes = _decide(spec, stored, checks, upstream_has, audit=False)
+    pairs = tuple((artifact, check) for artifact, check, keep, _ in decided if not keep)
+    return Settled(pairs, tuple(notes), sum(1 for _, _, keep, _ in decided if keep))
 
 
 def audited(
-    spec: Spec, stored: Sequence[Artifact], checks: Sequence[ContentCheck]
+    spec: Spec, stored: Sequence[Artifact], checks: Sequence[ContentCheck], upstream_has: UpstreamHas
 ) -> tuple[list[ContentCheck], list[Note]]:
-    """`audit --content`'s checks with every moved tag that `on-moved: keep` keeps as
-    `moved-kept` (it differs, as the spec asks: not drift), and the plan's note for it."""
-    decided, notes = _decide(spec, stored, checks, audit=True)
-    return [replace(check, status="moved-kept") if keep else check for _, check, keep in decided], notes
+    """`audit`'s checks with every tag that moved upstream and that `on-moved: keep` keeps as
+    `moved-kept` (it differs, as the spec asks: not drift), and the plan's note for it. A kept
+    tag whose digest upstream does not hold stays `digest-mismatch` (module doc)."""
+    decided, notes = _decide(spec, stored, checks, upstream_has, audit=True)
+    return [replace(check, status="moved-kept") if moved else check for _, check, _, moved in decided], notes
 
 
 def _decide(
-    spec: Spec, stored: Sequence[Artifact], checks: Sequence[ContentCheck], *, audit: bool
-) -> tuple[list[tuple[Artifact, ContentCheck, bool]], list[Note]]:
-    """(artifact, check, kept) for each stored artifact, without the referrers that refer only
-    to a kept tag's new digest (nothing copies that digest), and the notes."""
+    spec: Spec,
+    stored: Sequence[Artifact],
+    checks: Sequence[ContentCheck],
+    upstream_has: UpstreamHas,
+    *,
+    audit: bool,
+) -> tuple[list[tuple[Artifact, ContentCheck, bool, bool]], list[Note]]:
+    """(artifact, check, kept, moved upstream and kept) for each stored artifact, without the
+    referrers that refer only to a kept tag's new digest (nothing copies that digest), and the
+    notes."""
     policies = _Policies(spec, stored)
     notes: list[Note] = []
     kept_digests: set[str] = set()
     copied_digests: set[str] = set()
-    decided: list[tuple[Artifact, ContentCheck, bool]] = []
+    decided: list[tuple[Artifact, ContentCheck, bool, bool]] = []
     for artifact, check in zip(stored, checks, strict=True):
-        keep = False
+        keep = moved = False
         if check.status == "digest-mismatch" and artifact.refers_to is None:
             policy, entry = policies.of(artifact)
             keep = policy == "keep"
             if keep:
-                notes.append(_kept_note(artifact, check, entry))
+                moved = check.actual is not None and upstream_has(artifact, check.actual)
+                notes.append(
+                    _kept_note(artifact, check, entry) if moved else _foreign_note(artifact, check, entry)
+                )
             elif not audit:  # audit reports an overwritable one as digest-mismatch (drift)
                 notes.append(_overwrite_note(artifact, check))
         if artifact.refers_to is None:
             (kept_digests if keep else copied_digests).add(artifact.digest)
-        decided.append((artifact, check, keep))
+        decided.append((artifact, check, keep, moved))
     orphaned = kept_digests - copied_digests
     return [d for d in decided if d[0].refers_to is None or d[0].refers_to not in orphaned], notes

@@ -84,7 +84,11 @@ def plan(ctx: RunContext, the_plan: Plan, owns: Callable[[str], bool] | None = N
         checks = check_content(ctx, endpoint, target, stored)
         found = unselected_tags.find(ctx, endpoint, target, stored, checks, cached, owns)
         delete: list[tuple[str, str, str]] = []
-        refused: list[str] = []
+        refused: list[str] = [
+            f"{found.host}/{repository}: not pruned: its selection matches no upstream tag (a range "
+            "tightened ahead of a release, or an upstream that listed none), so nothing there is kept"
+            for repository in found.unmatched
+        ]
         for repository, tag, digest in found.tags:
             if digest is None:
                 continue  # gone since it was listed
@@ -146,16 +150,15 @@ def _delete_in_registry(
     deleted, refused, failures = 0, [], []
     for (repository, digest), tags in sorted(by_digest.items()):
         named = ", ".join(f"{endpoint.host}/{repository}:{t}" for t in tags)
-        parent = children.get((repository, digest))
-        if parent is not None:
-            refused.append(
-                f"{named} not deleted: its manifest {digest} is part of the kept index {parent} "
-                "(a platform of a kept image)"
-            )
+        keeper = children.get((repository, digest))
+        if keeper is not None:
+            refused.append(f"{named} not deleted: its manifest {digest} is {keeper}")
             continue
         try:
             if delete_manifest(client, repository, digest):
                 deleted += len(tags)
+        except ValueError as exc:  # a digest delete_manifest will not put in a URL
+            refused.append(f"{named} not deleted: {exc}")
         except DeletesDisabled:
             left = len(pruning.delete) - deleted
             failures.append(
@@ -170,9 +173,11 @@ def _delete_in_registry(
 
 
 def _kept_children(ctx: RunContext, client: RegistryClient, pruning: Pruning) -> dict[tuple[str, str], str]:
-    """(repository, child digest) → the kept index that holds it, for the repositories with
-    something to delete, read now (after apply's copies). Any read that fails raises: without
-    it, a child of a kept index could not be told from a tag nobody needs."""
+    """(repository, digest) → what keeps it, read now (after apply's copies, and after the
+    question, which may have waited): every tag not being deleted keeps its own manifest (a tag
+    pushed onto a doomed digest since the plan too) and, for an index, its platforms. For the
+    repositories with something to delete. Any read that fails raises: without it, a manifest
+    something still needs could not be told from one nobody needs."""
     repositories = sorted({r for r, _, _ in pruning.delete})
     doomed = {(r, t) for r, t, _ in pruning.delete}
     kept = [(r, t) for r in repositories for t in client.list_tags(r) if (r, t) not in doomed]
@@ -189,10 +194,15 @@ def _kept_children(ctx: RunContext, client: RegistryClient, pruning: Pruning) ->
             entries = manifest.json().get("manifests")
         except ValueError:
             return []
+        own = (repository, manifest.digest, f"what the kept tag {repository}:{tag} holds now")
         if not isinstance(entries, list):  # an image manifest: no children
-            return []
-        return [
-            (repository, e["digest"], manifest.digest)
+            return [own]
+        return [own] + [
+            (
+                repository,
+                e["digest"],
+                f"part of the kept index {manifest.digest} (a platform of a kept image)",
+            )
             for e in entries
             if isinstance(e, dict) and isinstance(e.get("digest"), str)
         ]
@@ -200,8 +210,8 @@ def _kept_children(ctx: RunContext, client: RegistryClient, pruning: Pruning) ->
     found: dict[tuple[str, str], str] = {}
     with ThreadPoolExecutor(max_workers=ceiling_for(ctx.reads)) as pool:
         for listed in pool.map(children, kept):
-            for repository, child, parent in listed:
-                found.setdefault((repository, child), parent)
+            for repository, digest, keeper in listed:
+                found.setdefault((repository, digest), keeper)
     return found
 
 

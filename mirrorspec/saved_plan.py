@@ -506,8 +506,10 @@ def _generic(saved: Any, fresh: Any, path: str) -> str:
 def _paired(saved: Any, fresh: Any, key: Any) -> Iterable[tuple[Any, Any]]:
     """(saved, fresh) entries of two lists of objects with the same `key`, in the saved order
     then the fresh one's; None on the side that lacks it."""
-    old = {key(e): e for e in saved if isinstance(e, dict)} if isinstance(saved, list) else {}
-    new = {key(e): e for e in fresh if isinstance(e, dict)} if isinstance(fresh, list) else {}
+    # Keyed by the key's canonical JSON: a hand-made file may put a list where a string belongs,
+    # which as a dict key would raise TypeError (an internal error, not one line).
+    old = {_canonical(key(e)): e for e in saved if isinstance(e, dict)} if isinstance(saved, list) else {}
+    new = {_canonical(key(e)): e for e in fresh if isinstance(e, dict)} if isinstance(fresh, list) else {}
     for k in [*old, *(k for k in new if k not in old)]:
         yield old.get(k), new.get(k)
 

@@ -39,7 +39,8 @@ DigestOf = Callable[[str, str], "str | None"]
 
 # cosign's attachment tags (sigstore/cosign pkg/oci/remote: `sha256-<hex>.sig|.att|.sbom`) and
 # the OCI distribution-spec v1.1 referrers tag schema (`sha256-<hex>`), both named by a digest.
-_BY_DIGEST = re.compile(r"sha256-(?P<hex>[a-f0-9]{64})(?:\.(?:sig|att|sbom))?")
+# A sha512's tag holds the first 64 hex digits only (`referrers.index_tag`: a tag has at most 128).
+_BY_DIGEST = re.compile(r"(?P<algorithm>sha256|sha512)-(?P<hex>[a-f0-9]{64})(?:\.(?:sig|att|sbom))?")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class Found:
     """(destination repository, tag, digest or None when it vanished), sorted."""
     kept: dict[str, frozenset[str]]
     """Per managed repository, the digests its selected tags hold or are copied to."""
+    unmatched: tuple[str, ...] = ()
+    """Managed repositories whose selection matched no upstream tag: not listed (every tag would
+    be unselected, and pruning would empty the repository on a tightened range or an upstream
+    that answered an empty list), sorted."""
 
 
 def managed_repositories(
@@ -90,6 +95,9 @@ def find(
         kept[repository].add(artifact.digest)
         if check.actual:
             kept[repository].add(check.actual)
+    # A selection that matched nothing keeps nothing: its repository is left alone, said once.
+    unmatched = tuple(sorted(r for r in repositories if not selected[r]))
+    repositories -= set(unmatched)
     if endpoint.layout is not None:
         listed, digest_of = _layout_tags(Path(endpoint.layout), repositories)
     else:
@@ -112,6 +120,7 @@ def find(
         endpoint.host,
         tuple((r, t, d) for (r, t), d in zip(candidates, digests, strict=True)),
         {r: frozenset(d) for r, d in kept.items()},
+        unmatched,
     )
 
 
@@ -121,21 +130,35 @@ def checks(found: Found) -> list[ContentCheck]:
 
 
 def note(found: Found) -> list[Note]:
-    """One line saying what they are and what deletes them, when there are any."""
-    if not found.tags:
-        return []
-    return [
-        Note(
-            "info",
-            f"{len(found.tags)} tag(s) in repositories mirrorspec copies into are not selected by "
-            "the spec (unselected): kept, not drift; `apply --prune-tags` deletes them",
+    """One line saying what they are and what deletes them, when there are any, and one naming
+    the repositories left out because their selection matched nothing."""
+    notes = []
+    if found.tags:
+        notes.append(
+            Note(
+                "info",
+                f"{len(found.tags)} tag(s) in repositories mirrorspec copies into are not selected by "
+                "the spec (unselected): kept, not drift; `apply --prune-tags` deletes them where the "
+                "target's type allows it",
+            )
         )
-    ]
+    if found.unmatched:
+        notes.append(
+            Note(
+                "warning",
+                f"{len(found.unmatched)} managed repository(ies) whose selection matches no upstream tag "
+                f"are not searched for unselected tags, and never pruned: {', '.join(found.unmatched)}",
+            )
+        )
+    return notes
 
 
 def _kept_by_digest(tag: str, kept: frozenset[str] | set[str]) -> bool:
     match = _BY_DIGEST.fullmatch(tag)
-    return match is not None and f"sha256:{match['hex']}" in kept
+    if match is None:
+        return False
+    named = f"{match['algorithm']}:{match['hex']}"
+    return any(digest.startswith(named) for digest in kept)
 
 
 def _tags(client: RegistryClient, repository: str) -> list[str]:

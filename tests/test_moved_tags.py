@@ -118,6 +118,38 @@ def test_a_moved_tag_is_kept_or_overwritten_as_its_selection_says(
     assert _json("plan", str(spec))["empty"] is True
 
 
+def test_a_tag_changed_at_the_destination_is_never_taken_for_a_move(
+    plain_registry: RegistryServer, tmp_path: Path
+) -> None:
+    """The destination's `1.0.0` replaced by hand (or tampered with): upstream never held that
+    digest, so it is not "moved upstream, kept" — not copied over under `keep` either, but
+    audit calls it drift (exit 2) until someone looks (`moved_tags` module doc)."""
+    up = plain_registry
+    upstream = push_image(up, "changed/app", "1.0.0", seed="changed-1")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        SPEC.format(host=up.host)
+        .replace("moved/app", "changed/app")
+        .replace('      - {{name: moved/latest, tags: ["latest"]}}\n', "")
+        .replace('      - {name: moved/latest, tags: ["latest"]}\n', "")
+        .replace('      - {name: moved/web, versions: ">=1.0.0", on-moved: overwrite}\n', "")
+    )
+    cli_runner.run("apply", str(spec), "--yes", timeout=120)
+    foreign = push_image(up, _dest(up, "changed/app"), "1.0.0", seed="pushed by hand")
+
+    plan = _json("plan", str(spec))
+    (target,) = plan["targets"]
+    assert target["copies"] == []  # a release is not replaced on a guess
+    (warning,) = [
+        n["message"] for n in target["notes"] if n["level"] == "warning" and foreign in n["message"]
+    ]
+    assert f"holds {foreign}, which upstream ({up.host}/changed/app:1.0.0) does not have" in warning
+    assert "moved upstream" not in warning
+    audit = _json("audit", str(spec), check=2)
+    (check,) = audit["targets"][0]["content"]
+    assert (check["status"], check["expected"], check["actual"]) == ("digest-mismatch", upstream, foreign)
+
+
 # --- which policy a tag gets (no registry: the spec and the resolved artifacts alone) ---------
 
 POLICY_SPEC = """\

@@ -117,6 +117,30 @@ def test_unselected_tags_are_listed_then_pruned_but_never_a_kept_manifest(
         assert client.digest(dest, platform) == platform
 
 
+def test_a_repository_whose_selection_matches_nothing_is_never_pruned(
+    plain_registry: RegistryServer, tmp_path: Path
+) -> None:
+    """A range tightened ahead of a release (or an upstream listing no tags) selects nothing:
+    every tag of its mirror would be "unselected", and pruning would empty it."""
+    up = down = plain_registry
+    push_image(up, "prune/none", "1.0.0", seed="only 1.x upstream")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC.format(up=up.host, down=down.host, repository="prune/none"))
+    cli_runner.run("apply", str(spec), "--yes", timeout=120)
+    dest = f"kept/{up.host.replace(':', '_')}/prune/none"
+    mirrored = push_image(down, dest, "1.0.5", seed="mirrored before the range moved")
+    spec.write_text(spec.read_text().replace('versions: "^1.1.0"', 'versions: ">=2.0.0"'))
+
+    document = _audit(spec)
+    assert _statuses(document) == {}
+    notes = [n["message"] for n in document["targets"][0]["notes"]]
+    assert any("whose selection matches no upstream tag" in m and dest in m for m in notes), notes
+    done = cli_runner.run("apply", str(spec), "--prune-tags", "--yes", timeout=120)
+    assert f"{dest}: not pruned: its selection matches no upstream tag" in done.stdout + done.stderr
+    with RegistryClient(down.host, insecure=True) as client:
+        assert client.digest(dest, "1.0.5") == mirrored
+
+
 def _put_index(server: RegistryServer, repository: str, tag: str, child: str) -> str:
     """Put an OCI index of the one manifest `child` under `tag`; its digest."""
     with RegistryClient(server.host, insecure=True) as client:
