@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from . import (
     chart_images,
@@ -102,7 +103,8 @@ def plan(
         early = EarlyChecks(ctx, lanes, chosen, cached)
         on_digest: Callable[[str, str, str, str], None] = early.on_digest
         if shard is not None:  # the other shards' tags are theirs to check
-            on_digest = shards.digest_filter(shard, ctx, chosen, on_digest)
+            natively = {t.name for t in chosen if providers.get(t.type).capabilities(t).native_mirror}
+            on_digest = shards.digest_filter(shard, ctx, chosen, on_digest, natively)
         resolution = resolve(ctx, skip=_skip(cached), lanes=lanes, on_digest=on_digest)
         resolution = _with_referrers(ctx, resolution, lanes)
         for target in chosen:
@@ -114,7 +116,8 @@ def plan(
             if shard is not None:
                 support = look.provider.SUPPORT_KINDS
                 wanted_paths = shards.destinations(ctx, target, everything)
-                changes = shards.changes_of(shard, planned.changes, support, wanted_paths)
+                native = shards.native_paths(ctx, target, everything, look.desired.native)
+                changes = shards.changes_of(shard, planned.changes, support, wanted_paths, native)
                 planned = replace(planned, changes=changes)
             if resolution.charts:
                 moved = chart_images.relocations(ctx, target, planned.registry, resolution.charts)
@@ -128,13 +131,15 @@ def plan(
 def _sharded(look: _Look, shard: Shard | None, *, audit: bool = False) -> _Look:
     """`look` narrowed to `shard`'s destination repositories (`shards.py`), with a note saying
     so; unchanged without a shard. The provider's translation stays the whole spec's, so shard
-    0's native changes (and `--prune`'s deletes) never depend on how the repositories split."""
+    0's native changes (and `--prune`'s deletes) never depend on how the repositories split.
+    Repositories the target copies natively are shard 0's (`shards.owner`)."""
     if shard is None:
         return look
     shards.refuse_layout(shard, look.target, look.endpoint)
-    stored = shards.mine(shard, look.ctx, look.target, look.stored)
+    native = shards.native_paths(look.ctx, look.target, look.stored, look.desired.native)
+    stored = shards.mine(shard, look.ctx, look.target, look.stored, native)
     owned, total = (len(shards.destinations(look.ctx, look.target, s)) for s in (stored, look.stored))
-    said = shards.note(shard, owned, total, audit=audit)
+    said = shards.note(shard, owned, total, native=len(native), audit=audit)
     return replace(look, stored=stored, notes=(*look.notes, said))
 
 
@@ -580,7 +585,8 @@ def audit(
     audits = []
     for target in chosen:
         with _naming(target):
-            look = _sharded(_look(ctx, target, resolution, cached[target.name]), shard, audit=True)
+            whole = _look(ctx, target, resolution, cached[target.name])
+            look = _sharded(whole, shard, audit=True)
         support = look.provider.SUPPORT_KINDS
         rules = [r for r in look.observed.resources if r.kind not in support]
         wanted = [r for r in look.desired.resources if r.kind not in support]
@@ -603,7 +609,10 @@ def audit(
                 found = check_content(ctx, endpoint, target, look.stored, hash_blobs=content)
                 upstream_has = _upstream_has(ctx)
                 settled, moved_notes = moved_tags.audited(ctx.spec, look.stored, found, upstream_has)
-                owns = shard.owns if shard is not None else None
+                owns = None
+                if shard is not None:  # the plan's owners (`shards.owner`)
+                    native = shards.native_paths(ctx, target, whole.stored, whole.desired.native)
+                    owns = partial(shard.owns, native=native)
                 # Tags the spec does not select, with --content only: a tag listing per managed
                 # repository and a HEAD per such tag, too much for every audit (terraform-external).
                 unselected = (

@@ -4,7 +4,10 @@ Offline: the spec is loaded and checked, no registry is read and no secret is re
 a ConfigMap holding the spec file as it is, and a CronJob (`batch/v1`, `concurrencyPolicy:
 Forbid`, so a slow run is never overlapped by the next) whose Job is an Indexed Job with
 completions = parallelism = N: pod i runs `mirrorspec apply SPEC --yes --target T --shard
-$(JOB_COMPLETION_INDEX)/N` (`shards.py`), so the N pods together copy every tag once.
+$(JOB_COMPLETION_INDEX)/N` (`shards.py`), so the N pods together copy every tag once. Each
+shard retries on its own (`backoffLimitPerIndex`), so a failing shard never stops the others,
+and a shard's pod is replaced only once it has stopped (`podReplacementPolicy: Failed`), so one
+shard never has two writers: Kubernetes `MIN_KUBERNETES` (1.29) or later, as the file's header says.
 
 Why `$(JOB_COMPLETION_INDEX)` works in `args`: the Job controller adds the environment variable
 `JOB_COMPLETION_INDEX` (a downward-API reference to the pod's
@@ -61,6 +64,8 @@ __all__ = [
     "DEFAULT_IMAGE",
     "ENTRYPOINT",
     "MAX_NAME",
+    "MIN_KUBERNETES",
+    "RETRIES_PER_SHARD",
     "RUN_AS",
     "SPEC_DIR",
     "SPEC_PATH",
@@ -76,6 +81,16 @@ DEFAULT_IMAGE = f"mirrorspec:{__version__}"
 SPEC_DIR = "/etc/mirrorspec"
 SPEC_PATH = f"{SPEC_DIR}/spec.yaml"
 TMP_DIR = "/tmp"
+
+# The oldest Kubernetes whose Jobs honour what the Job spec here sets: `backoffLimitPerIndex`
+# (feature gate JobBackoffLimitPerIndex) and `podReplacementPolicy` (JobPodReplacementPolicy)
+# were alpha and off by default in 1.28, beta and on by default from 1.29, and are GA in 1.33
+# and 1.34 (kubernetes/website content/en/docs/reference/command-line-tools-reference/
+# feature-gates/JobBackoffLimitPerIndex.md and JobPodReplacementPolicy.md; KEP-3850, KEP-3939).
+MIN_KUBERNETES = "1.29"
+# Retries of one shard's pod before its index is marked failed: one, as before on average
+# (`backoffLimit: N` over N shards); the next scheduled run starts afresh anyway.
+RETRIES_PER_SHARD = 1
 
 # A CronJob's name is at most 52 characters: the Job controller appends 11 (`-<minutes since the
 # epoch>`) and a Job name is a DNS label of at most 63 ("CronJob" in
@@ -174,9 +189,16 @@ def render(
                     "completionMode": "Indexed",
                     "completions": shards,
                     "parallelism": shards,
-                    # Counted over all indexes (batch/v1 JobSpec): one retry per shard on
-                    # average; the next scheduled run starts afresh anyway.
-                    "backoffLimit": shards,
+                    # Each shard's own retries (batch/v1 JobSpec `backoffLimitPerIndex`): a job-wide
+                    # `backoffLimit` counts every index's failures, so one failing shard would use it
+                    # up and the controller would kill the other shards' pods mid-copy. With it set,
+                    # `backoffLimit` defaults to 2147483647 and every index runs to its end; no
+                    # `maxFailedIndexes`, which would again stop the healthy shards once exceeded.
+                    "backoffLimitPerIndex": RETRIES_PER_SHARD,
+                    # A replacement pod only once the one it replaces has stopped (phase Failed or
+                    # Succeeded): the default (`TerminatingOrFailed`) starts it while an evicted pod
+                    # still terminates, and two writers would copy into one shard's repositories.
+                    "podReplacementPolicy": "Failed",
                     "template": _pod(name, chosen.name, shards, image, needs, service_account, metadata),
                 },
             },
@@ -186,6 +208,9 @@ def render(
     header = [
         f"# mirrorspec {__version__} render kubernetes: target '{chosen.name}' of {spec_name}, "
         f"{shards} shard(s), schedule '{schedule}'.",
+        f"# Needs Kubernetes {MIN_KUBERNETES} or later: the Job's backoffLimitPerIndex and "
+        "podReplacementPolicy, on by default since then (an older API server refuses them as unknown "
+        "fields, or ignores them where their feature gates are off).",
         f"# Runs image {image} (built from mirrorspec's Containerfile) as user {RUN_AS}.",
         "# Re-render and apply after every change to the spec: the ConfigMap holds a copy of it.",
     ]

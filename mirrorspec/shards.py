@@ -17,6 +17,14 @@ What follows a repository into its shard, so that each repository has one writer
   index, so no two workers merge into the same index at once;
 - the destination checks of its tags (plan, and `audit --content`).
 
+A repository the target copies natively (`Desired.native`: a Harbor replication execution, an
+ACR import) is shard 0's whatever its hash, with all its tags (pinned chart images and referrers
+copied beside them too, so it keeps one writer): such a copy waits on a native change — a Harbor
+execution runs the repository's policy, and `providers/harbor/executions.py` refuses a copy no
+applied policy lists — and native changes are shard 0's. Were it shard k's, shard k would race
+shard 0's policy update and fail until that had landed. `owner()` is the one rule; the plan, the
+shard's note, `audit --shard`, the early destination checks and the tag listings all ask it.
+
 Native changes (rules, policies, credentials' secrets, deletes under `--prune`) are shard 0's
 alone: N writers racing on one rule would see each other's half-made state, and a delete and a
 create of the same rule from two workers could leave either. The exception is what only prepares
@@ -35,7 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -45,13 +53,16 @@ from .plan import Artifact, Change, Note
 from .spec import Target
 
 __all__ = [
+    "EVERY",
     "MAX_SHARDS",
     "Shard",
     "changes_of",
     "destinations",
     "digest_filter",
     "mine",
+    "native_paths",
     "note",
+    "owner",
     "parse",
     "refuse_layout",
     "shard_of",
@@ -85,9 +96,10 @@ class Shard:
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
 
-    def owns(self, path: str) -> bool:
-        """Whether the destination repository `path` (no host) is this shard's."""
-        return shard_of(path, self.count) == self.index
+    def owns(self, path: str, native: Container[str] = frozenset()) -> bool:
+        """Whether the destination repository `path` (no host) is this shard's (`owner()`;
+        `native`: the target's natively copied destination paths, `native_paths()`)."""
+        return owner(path, self.count, native) == self.index
 
     @property
     def native(self) -> bool:
@@ -108,6 +120,23 @@ def shard_of(path: str, count: int) -> int:
     return _number(path) % count
 
 
+def owner(path: str, count: int, native: Container[str] = frozenset()) -> int:
+    """The shard among `count` that owns the destination repository `path`: shard 0 when the
+    target copies it natively (`path in native`, module docstring), else `shard_of()`."""
+    return 0 if path in native else shard_of(path, count)
+
+
+class _Every:
+    """A container holding every path: before a target's translation, where it may copy any
+    repository natively (`digest_filter`)."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+EVERY: Container[str] = _Every()
+
+
 @lru_cache(maxsize=65536)
 def _number(path: str) -> int:
     return int.from_bytes(hashlib.sha256(path.encode()).digest()[:8], "big")
@@ -117,11 +146,25 @@ def _destination(ctx: RunContext, target: Target, artifact: Artifact) -> str:
     return target.destination(ctx.spec, artifact.registry, artifact.repository)
 
 
+def native_paths(
+    ctx: RunContext, target: Target, artifacts: Iterable[Artifact], sources: Container[str]
+) -> frozenset[str]:
+    """The destination repositories in `target` of `artifacts` whose source repository
+    ("host/repository") the target copies natively (`sources`: `Desired.native`)."""
+    return frozenset(
+        _destination(ctx, target, a) for a in artifacts if f"{a.registry}/{a.repository}" in sources
+    )
+
+
 def mine(
-    shard: Shard, ctx: RunContext, target: Target, artifacts: Iterable[Artifact]
+    shard: Shard,
+    ctx: RunContext,
+    target: Target,
+    artifacts: Iterable[Artifact],
+    native: Container[str] = frozenset(),
 ) -> tuple[Artifact, ...]:
     """The artifacts whose destination repository in `target` is this shard's, in their order."""
-    return tuple(a for a in artifacts if shard.owns(_destination(ctx, target, a)))
+    return tuple(a for a in artifacts if shard.owns(_destination(ctx, target, a), native))
 
 
 def refuse_layout(shard: Shard, target: Target, endpoint: Endpoint) -> None:
@@ -138,13 +181,14 @@ def changes_of(
     changes: Sequence[Change],
     support_kinds: Sequence[str],
     destinations: Iterable[str],
+    native: Container[str] = frozenset(),
 ) -> tuple[Change, ...]:
     """The native changes this shard applies: all of them on shard 0; elsewhere only the creates
     of support resources (`SUPPORT_KINDS`) that one of this shard's destination repositories
     lies in (its id is the repository's path or a leading part of it)."""
     if shard.native:
         return tuple(changes)
-    own = [d for d in destinations if shard.owns(d)]
+    own = [d for d in destinations if shard.owns(d, native)]
     return tuple(
         c
         for c in changes
@@ -154,14 +198,19 @@ def changes_of(
     )
 
 
-def note(shard: Shard, owned: int, total: int, *, audit: bool = False) -> Note:
-    """What a shard's plan or audit of one target says about the shard."""
+def note(shard: Shard, owned: int, total: int, *, native: int = 0, audit: bool = False) -> Note:
+    """What a shard's plan or audit of one target says about the shard (`native`: how many of
+    the `total` destination repositories the target copies natively, all shard 0's)."""
+    rule = f"sha256 of the path mod {shard.count}"
+    if native:
+        rule += (
+            f", except the {native} the target copies natively, which are shard 0's with the "
+            "native changes those copies wait for"
+        )
+    rest = "check" if audit else "copy"
     part = (
         f"shard {shard}: {owned} of {total} destination repositories are this shard's "
-        f"(sha256 of the path mod {shard.count}); the other shards copy the rest"
-        if not audit
-        else f"shard {shard}: {owned} of {total} destination repositories are this shard's "
-        f"(sha256 of the path mod {shard.count}); the other shards check the rest"
+        f"({rule}); the other shards {rest} the rest"
     )
     if shard.native:
         return Note("info", part)
@@ -174,13 +223,24 @@ def digest_filter(
     ctx: RunContext,
     targets: Sequence[Target],
     on_digest: Callable[[str, str, str, str], None],
+    may_copy_natively: Collection[str] = frozenset(),
 ) -> Callable[[str, str, str, str], None]:
     """The plan's early destination-check hook, for a shard: a tag is checked early only when its
-    repository is this shard's at some target (the others' tags are not this shard's to check)."""
+    repository is this shard's at some target (the others' tags are not this shard's to check).
+
+    It runs before any target's translation, so which repositories a target copies natively is
+    not known yet: at a target named in `may_copy_natively` (its provider can mirror natively)
+    every repository is taken for native, which is what the Harbor and ACR providers make of
+    nearly all of them. A tag this guess leaves unchecked but the plan finds this shard's is
+    checked when the plan needs it (`EarlyChecks.results`), so the guess costs time, never a tag."""
+
+    native: dict[str, Container[str]] = {
+        t.name: EVERY if t.name in may_copy_natively else frozenset() for t in targets
+    }
 
     @lru_cache(maxsize=65536)
     def wanted(registry: str, repository: str) -> bool:
-        return any(shard.owns(t.destination(ctx.spec, registry, repository)) for t in targets)
+        return any(shard.owns(t.destination(ctx.spec, registry, repository), native[t.name]) for t in targets)
 
     def hook(registry: str, repository: str, tag: str, digest: str) -> None:
         if wanted(registry, repository):

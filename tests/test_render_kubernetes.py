@@ -24,9 +24,11 @@ from mirrorspec import render_kubernetes as rk
 
 CANARY = "k8s-canary-Pa55word-51e2"
 REPOSITORY = Path(__file__).resolve().parent.parent
-# The oldest schema kubernetes-validate bundles, and its newest: batch/v1 CronJob and Indexed
-# Jobs are stable in both (1.21 and 1.24).
-VERSIONS = ("1.25", latest_version())
+# The oldest Kubernetes the manifests need (`rk.MIN_KUBERNETES`, 1.29: the Job's
+# backoffLimitPerIndex and podReplacementPolicy, beta and on by default since) and the newest
+# kubernetes-validate bundles. Not 1.25, its oldest: its JobSpec schema has neither field (they
+# arrived, alpha, in 1.28), so strict validation there would refuse them, rightly.
+VERSIONS = (rk.MIN_KUBERNETES, latest_version())
 
 
 def _spec(tmp_path: Path, *, targets: str = "") -> Path:
@@ -101,6 +103,14 @@ def test_the_manifests_are_valid_kubernetes_and_run_sharded_apply(tmp_path: Path
     assert cron_job["spec"]["concurrencyPolicy"] == "Forbid"
     job = cron_job["spec"]["jobTemplate"]["spec"]
     assert (job["completionMode"], job["completions"], job["parallelism"]) == ("Indexed", 4, 4)
+    # Each shard retries on its own, and no job-wide budget or failed-index cap lets one failing
+    # shard stop the others; a shard's pod is replaced only once it has stopped.
+    assert job["backoffLimitPerIndex"] == 1 and job["podReplacementPolicy"] == "Failed"
+    assert "backoffLimit" not in job and "maxFailedIndexes" not in job
+    assert job["template"]["spec"]["restartPolicy"] == "Never"  # what backoffLimitPerIndex requires
+    assert f"# Needs Kubernetes {rk.MIN_KUBERNETES} or later: the Job's backoffLimitPerIndex" in text
+    with pytest.raises(kubernetes_validate.ValidationError):  # 1.27's Job has neither field
+        kubernetes_validate.validate(cron_job, "1.27", strict=True)
     pod = job["template"]["spec"]
     (container,) = pod["containers"]
     assert container["command"] == list(rk.ENTRYPOINT)

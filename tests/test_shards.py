@@ -22,12 +22,16 @@ from typing import Any
 import cli_runner
 import pytest
 import yaml
+from emulators.harbor import HarborEmulator
 from testbed import RegistryServer, access_records, add_tags, push_chart, push_image, start_registry
 from testbed.signatures import push_cosign
 
-from mirrorspec import render_kubernetes
-from mirrorspec.plan import Change
-from mirrorspec.shards import MAX_SHARDS, Shard, changes_of, parse, shard_of
+from mirrorspec import engine, render_kubernetes
+from mirrorspec.context import Endpoint, RunContext
+from mirrorspec.plan import Change, Plan
+from mirrorspec.providers.harbor.native import ENGINE as HARBOR_ENGINE
+from mirrorspec.shards import MAX_SHARDS, Shard, changes_of, owner, parse, shard_of
+from mirrorspec.spec import parse_spec
 
 # The shard of each destination repository among 3 (a property of the names, checked below by
 # the plans themselves): every shard has work, and the chart's dependency (shard 0) is in
@@ -193,6 +197,17 @@ def test_the_partition_is_stable_and_complete() -> None:
     assert str(parse(" 2/7 ")) == "2/7"
 
 
+def test_a_repository_copied_natively_is_shard_0s_whatever_its_hash() -> None:
+    native = {"mirror/images/a", "mirror/images/b"}  # shards 1 and 2 of 3 by their hash
+    assert {p: owner(p, 3, native) for p in SHARDS_OF_3} == {
+        **SHARDS_OF_3,
+        "mirror/images/a": 0,
+        "mirror/images/b": 0,
+    }
+    assert Shard(0, 3).owns("mirror/images/b", native) and not Shard(2, 3).owns("mirror/images/b", native)
+    assert Shard(2, 3).owns("mirror/images/e", native)  # everything else keeps its hash
+
+
 def _change(action: Any, kind: str, id: str) -> Change:
     return Change(action, kind, id, None, {})
 
@@ -242,3 +257,76 @@ def test_the_command_render_kubernetes_writes_runs_a_shard(bed: Bed) -> None:
     assert run[: run.index("--shard")] == ["apply", str(bed.spec), "--yes", "--target", "lab"]
     out = cli_runner.run(*run, env=bed.env).stdout
     assert "shard 1/3: 3 of 8 destination repositories are this shard's" in out
+
+
+HARBOR_HOST = "harbor.internal.example.com"
+HARBOR_SECRET = "harbor-shard-canary-3f9d"
+
+
+def _harbor_copies(the_plan: Plan) -> dict[str, str]:
+    """destination repository -> engine, of every copy in a plan."""
+    return {c.destination_repository: c.engine for t in the_plan.targets for c in t.copies}
+
+
+def test_a_harbor_targets_replicated_repositories_are_shard_0s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Harbor copy is an execution of the repository's replication policy, which only shard 0
+    creates or updates (native changes are its alone), and Harbor refuses a copy no applied
+    policy lists: so every replicated repository is shard 0's, whatever its hash. Shard 1 runs
+    first here, as a pod may start before shard 0's: it has nothing of Harbor's to do, and its
+    apply succeeds; shard 0 then plans every copy the unsharded plan has, and carries them out."""
+    monkeypatch.setenv("HARBOR_USER", "admin")
+    monkeypatch.setenv("HARBOR_PASSWORD", HARBOR_SECRET)
+    spec = parse_spec(
+        "version: 1\n"
+        "credentials:\n  harbor-admin:\n    username: {env: HARBOR_USER}\n"
+        "    password: {env: HARBOR_PASSWORD}\n"
+        "sources:\n  - registry: quay.io\n    repositories:\n"
+        + "".join(f"      - {{name: team/{n}, tags: ['1.0']}}\n" for n in "abc")
+        + f"targets:\n  - {{name: dc1, type: harbor, url: 'https://{HARBOR_HOST}', project: vendor, "
+        "credentials: harbor-admin}\n"
+    )
+    with (
+        start_registry(tmp_path / "upstream") as upstream,
+        start_registry(tmp_path / "backing") as backing,
+        HarborEmulator(backing, upstreams={"quay.io": upstream}, users={"admin": HARBOR_SECRET}) as emu,
+    ):
+        for name in "abc":
+            push_image(upstream, f"team/{name}", "1.0", seed=name)
+        overrides = {
+            "quay.io": Endpoint(upstream.host, insecure=True),
+            HARBOR_HOST: Endpoint(emu.host, ca_bundle=str(emu.ca_file)),
+        }
+        ctx = RunContext(spec, workers=2, registry_overrides=overrides)
+        whole = engine.plan(ctx)
+        everything = _harbor_copies(whole)
+        assert len(everything) == 3 and set(everything.values()) == {HARBOR_ENGINE}
+        # By its hash alone shard 1/2 would own some of them: what this test is about.
+        assert {shard_of(path, 2) for path in everything} == {0, 1}
+
+        second = engine.plan(ctx, shard=Shard(1, 2))
+        (target,) = second.targets
+        assert target.copies == () and target.changes == ()
+        said = [n.message for n in target.notes if n.message.startswith("shard 1/2:")]
+        assert said == [
+            "shard 1/2: 0 of 3 destination repositories are this shard's (sha256 of the path mod 2, "
+            "except the 3 the target copies natively, which are shard 0's with the native changes "
+            "those copies wait for); the other shards copy the rest; native rules and policies are "
+            "planned and applied by shard 0/2"
+        ]
+        assert engine.apply(ctx, second).failures == []
+
+        first = engine.plan(ctx, shard=Shard(0, 2))
+        assert _harbor_copies(first) == everything
+        assert first.targets[0].changes == whole.targets[0].changes
+        assert engine.apply(ctx, first).failures == []
+
+        # audit --shard follows the plan's owners: shard 1 checks none of them, shard 0 all.
+        (audited,) = engine.audit(ctx, shard=Shard(1, 2)).targets
+        assert audited.content == () and any("0 of 3 destination" in n.message for n in audited.notes)
+        (audited,) = engine.audit(ctx, shard=Shard(0, 2)).targets
+        host = f"{audited.registry}/"
+        assert {c.destination.removeprefix(host) for c in audited.content or ()} == set(everything)
+        assert all(c.status == "present" for c in audited.content or ())
+        emu.wait_idle()
