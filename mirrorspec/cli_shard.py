@@ -36,5 +36,6 @@ SHARD = click.option(
     default=None,
     metavar="I/N",
     help="Only shard I of N (0 <= I < N): the destination repositories whose path's sha256 is I "
-    "mod N, so N runs together do every copy once. Native rules are shard 0's.",
+    "mod N, so N runs together do every copy once. Native rules, and the repositories a target "
+    "copies natively, are shard 0's.",
 )
