@@ -65,19 +65,16 @@ def _options(configure: Callable[[int, bool], None]) -> list[click.Parameter]:
         remember(ctx, verbose, quiet)
         configure(verbose, quiet)
 
+    # Each is a click.Option that feeds `given` and no parameter of the command.
+    hidden: dict[str, Any] = {"expose_value": False, "callback": given}
     return [
         click.Option(
             ["-v", "--verbose"],
             count=True,
-            expose_value=False,
-            callback=given,
             help="More logging on stderr (-vv for debug); also before the command.",
+            **hidden,
         ),
         click.Option(
-            ["-q", "--quiet"],
-            is_flag=True,
-            expose_value=False,
-            callback=given,
-            help="Log errors only; also before the command.",
+            ["-q", "--quiet"], is_flag=True, help="Log errors only; also before the command.", **hidden
         ),
     ]

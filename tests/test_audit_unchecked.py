@@ -19,27 +19,12 @@ from typing import Any
 import cli_runner
 import pytest
 from jsonschema import Draft202012Validator
+from spec_text import plain_http_spec
 from testbed import RegistryServer, push_image, start_registry
 
 from mirrorspec import schemas
 
 TAGS = ("1.0.0", "1.1.0", "2.0.0")
-
-SPEC = """\
-version: 1
-sources:
-  - registry: {upstream}
-    insecure: true
-    repositories:
-      - name: team/app
-        tags: ["*"]
-targets:
-  - name: lab
-    type: registry
-    registry: {destination}
-    prefix: {prefix}
-    insecure: true
-"""
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +41,7 @@ def spec(servers: tuple[RegistryServer, RegistryServer], tmp_path: Path) -> Path
     upstream, destination = servers
     path = tmp_path / "mirror.yaml"
     prefix = f"u{uuid.uuid4().hex[:10]}"  # an empty mirror of its own for each test
-    path.write_text(SPEC.format(upstream=upstream.host, destination=destination.host, prefix=prefix))
+    path.write_text(plain_http_spec(upstream.host, destination.host, 'tags: ["*"]', prefix=prefix))
     return path
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 from ruamel.yaml import YAML
+from spec_text import MINIMAL_HEAD
 
 from mirrorspec.errors import SpecError
 from mirrorspec.providers.acr.credentials import AzureKeyVaultRef
@@ -30,14 +31,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "seqera.yaml"
 
 # Building blocks with fixed line numbers, so that each case's expected position can be
 # checked by eye. HEAD is lines 1-6; a target appended after it starts at line 7.
-HEAD = """\
-version: 1
-sources:
-  - registry: docker.io
-    repositories:
-      - name: redis
-        tags: ["7.2.4"]
-"""
+HEAD = MINIMAL_HEAD
 # Lines 7-10.
 TARGETS = """\
 targets:

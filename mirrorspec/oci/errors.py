@@ -63,21 +63,15 @@ class ErrorMapper:
     def denied(self, repository: str | None, withheld: str | None) -> RegistryError:
         """Access refused after answering every challenge; `withheld` is why the credentials
         were not sent to the token service, if they were not."""
-        if withheld is not None:
-            target = f"pull of {repository}" if repository else "access"
-            return self.error(
-                f"unauthorized: {self.host} denied {target} to anonymous access: the credentials for "
-                f"{self.host} were not sent to its token service ({withheld})",
-                repository=repository,
-                status=401,
-            )
-        who = f"user {self._username}" if self._username else "anonymous access"
         target = f"pull of {repository}" if repository else "access"
+        if withheld is not None:
+            who = "anonymous access"
+            why = f"the credentials for {self.host} were not sent to its token service ({withheld})"
+        else:
+            who = f"user {self._username}" if self._username else "anonymous access"
+            why = f"check the credentials for {self.host} and that the repository exists"
         return self.error(
-            f"unauthorized: {self.host} denied {target} to {who}: check the credentials for "
-            f"{self.host} and that the repository exists",
-            repository=repository,
-            status=401,
+            f"unauthorized: {self.host} denied {target} to {who}: {why}", repository=repository, status=401
         )
 
     def status(self, resp: requests.Response, repository: str | None, what: str) -> RegistryError:
