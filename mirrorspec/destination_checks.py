@@ -25,7 +25,7 @@ from typing import Literal, cast
 
 from . import paths, providers
 from .context import Endpoint, RunContext
-from .errors import CredentialError, SpecError
+from .errors import CredentialError, MirrorspecError, SpecError
 from .layout import Layout
 from .layout.content import LayoutTags
 from .oci import RegistryClient
@@ -35,7 +35,7 @@ from .read_lanes import Lanes, Once, Tracker
 from .spec import Target
 from .storage_damage import manifest_digest
 
-__all__ = ["EarlyChecks", "check_content"]
+__all__ = ["EarlyChecks", "check_content", "refuse_long_names"]
 
 
 def _check(
@@ -160,3 +160,18 @@ class EarlyChecks:
 
 def _key(artifact: Artifact) -> tuple[str, str, str, str]:
     return (artifact.registry, artifact.repository, artifact.tag, artifact.digest)
+
+
+def refuse_long_names(ctx: RunContext, target: Target, host: str, stored: Sequence[Artifact]) -> None:
+    """The plan stops a target one of whose destinations no reference parser takes (`paths.MAX_NAME`)."""
+    longest = ""
+    for registry, repository in {(a.registry, a.repository) for a in stored}:
+        name = f"{host}/{target.destination(ctx.spec, registry, repository)}"
+        if len(name) > len(longest) or (len(name) == len(longest) and name < longest):
+            longest = name
+    if len(longest) > paths.MAX_NAME:
+        raise MirrorspecError(
+            f"target '{target.name}': {longest[:72]}… is {len(longest)} characters; an image name "
+            f"(host and path) has at most {paths.MAX_NAME}, so nothing could copy or pull it: shorten the "
+            "target's prefix, use layout: flat, or leave that repository out"
+        )

@@ -24,7 +24,6 @@ from . import (
     chart_images,
     layout_lock,
     moved_tags,
-    paths,
     providers,
     referrers,
     referrers_index,
@@ -32,7 +31,7 @@ from . import (
     unselected_tags,
 )
 from .context import Endpoint, RunContext
-from .destination_checks import EarlyChecks, check_content
+from .destination_checks import EarlyChecks, check_content, refuse_long_names
 from .errors import MirrorspecError, ProviderError, RegistryError
 from .plan import (
     Artifact,
@@ -230,25 +229,8 @@ def _look(
             )
         )
     endpoint = endpoint_of(target) if endpoint_of is not None else provider.endpoint(target, ctx)
-    _refuse_long_names(ctx, target, endpoint.host, stored)
+    refuse_long_names(ctx, target, endpoint.host, stored)
     return _Look(ctx, target, provider, desired, observed, endpoint, stored, tuple(notes))
-
-
-MAX_NAME = paths.MAX_NAME  # a reference name, host included (`paths.MAX_NAME`)
-
-
-def _refuse_long_names(ctx: RunContext, target: Target, host: str, stored: Sequence[Artifact]) -> None:
-    longest = ""
-    for registry, repository in {(a.registry, a.repository) for a in stored}:
-        name = f"{host}/{target.destination(ctx.spec, registry, repository)}"
-        if len(name) > len(longest) or (len(name) == len(longest) and name < longest):
-            longest = name
-    if len(longest) > MAX_NAME:
-        raise MirrorspecError(
-            f"target '{target.name}': {longest[:72]}… is {len(longest)} characters; an image name "
-            f"(host and path) has at most {MAX_NAME}, so nothing could copy or pull it: shorten the "
-            "target's prefix, use layout: flat, or leave that repository out"
-        )
 
 
 @dataclass(frozen=True)
@@ -312,7 +294,7 @@ def _plan_target(look: _Look, prune: bool, early: EarlyChecks) -> TargetPlan:
     changes = _retired(look, changes)
     checks = early.results(look.target, look.endpoint, look.stored)
     # tags that moved upstream: kept or overwritten as their entry's `on-moved:` says
-    settled = moved_tags.settle(look.ctx.spec, look.stored, checks, _upstream_has(look.ctx))
+    settled = moved_tags.settle(look.ctx.spec, look.stored, checks, moved_tags.upstream_has(look.ctx))
     copies = _copies(look, settled.pairs)
     # referrers tag indexes a destination without the referrers API needs (`referrers_index.py`)
     # (not for referrers of a kept moved tag's new digest, which is not copied)
@@ -383,24 +365,6 @@ def _setting_notes(ctx: RunContext, target: Target) -> list[Note]:
     if getattr(target, "insecure", False):
         notes.append(Note("warning", f"target {target.name}: insecure (plain HTTP or unverified TLS)"))
     return notes
-
-
-def _upstream_has(ctx: RunContext) -> moved_tags.UpstreamHas:
-    """`moved_tags`' question, asked once per artifact and digest: does the artifact's upstream
-    repository hold this manifest? A tag is taken for moved upstream only when it does."""
-    asked: dict[tuple[str, str, str], bool] = {}
-
-    def has(artifact: Artifact, digest: str) -> bool:
-        key = (artifact.registry, artifact.repository, digest)
-        if key not in asked:
-            try:
-                client = ctx.client(ctx.source_endpoint(artifact.registry))
-                asked[key] = client.digest(artifact.repository, digest) == digest
-            except MirrorspecError:  # not proven: never taken for a move
-                asked[key] = False
-        return asked[key]
-
-    return has
 
 
 def _copies(look: _Look, pairs: Sequence[tuple[Artifact, ContentCheck]]) -> list[Copy]:
@@ -607,7 +571,7 @@ def audit(
             with _naming(target):
                 # with `content`, at an OCI layout, every blob each tag reaches is hashed too
                 found = check_content(ctx, endpoint, target, look.stored, hash_blobs=content)
-                upstream_has = _upstream_has(ctx)
+                upstream_has = moved_tags.upstream_has(ctx)
                 settled, moved_notes = moved_tags.audited(ctx.spec, look.stored, found, upstream_has)
                 owns = None
                 if shard is not None:  # the plan's owners (`shards.owner`)

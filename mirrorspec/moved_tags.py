@@ -48,10 +48,12 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from . import chart_images, paths
+from .context import RunContext
+from .errors import MirrorspecError
 from .plan import Artifact, ContentCheck, Note
 from .spec import Spec
 
-__all__ = ["Settled", "UpstreamHas", "audited", "policy_of", "settle"]
+__all__ = ["Settled", "UpstreamHas", "audited", "policy_of", "settle", "upstream_has"]
 
 Policy = Literal["keep", "overwrite"]
 
@@ -212,3 +214,21 @@ def _decide(
         decided.append((artifact, check, keep, moved))
     orphaned = kept_digests - copied_digests
     return [d for d in decided if d[0].refers_to is None or d[0].refers_to not in orphaned], notes
+
+
+def upstream_has(ctx: RunContext) -> UpstreamHas:
+    """`moved_tags`' question, asked once per artifact and digest: does the artifact's upstream
+    repository hold this manifest? A tag is taken for moved upstream only when it does."""
+    asked: dict[tuple[str, str, str], bool] = {}
+
+    def has(artifact: Artifact, digest: str) -> bool:
+        key = (artifact.registry, artifact.repository, digest)
+        if key not in asked:
+            try:
+                client = ctx.client(ctx.source_endpoint(artifact.registry))
+                asked[key] = client.digest(artifact.repository, digest) == digest
+            except MirrorspecError:  # not proven: never taken for a move
+                asked[key] = False
+        return asked[key]
+
+    return has
