@@ -37,8 +37,9 @@ on a guess), but it is never passed off as a move: the warning says what was fou
 `audit` reports it as `digest-mismatch`, drift (exit 2), until someone looks (`on-moved:
 overwrite` on the entry, or deleting the tag, lets the next apply copy upstream's).
 
-What this does not reach: tags a registry replicates or caches by its own rules (ECR/ACR/Harbor
-replication, pull-through caches) follow the registry's own behaviour, not `on-moved:`.
+What this does not reach: tags a registry replicates or caches by its own rules (a provider's
+native replication or import, pull-through caches) follow the registry's own behaviour, not
+`on-moved:`.
 """
 
 from __future__ import annotations

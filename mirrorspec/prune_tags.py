@@ -10,8 +10,8 @@ managed repositories (`unselected_tags.managed_repositories`). What it deletes, 
   platform manifest of a kept multi-arch image): deleting it would break what the spec keeps.
   The index check runs after apply's copies, on what the destination then holds.
 - `oci-layout`: the reference in index.json, under the layout's lock; blobs stay.
-- other types (ECR, ACR, Harbor): nothing is deleted; a line says so (their tag deletes are
-  their own APIs, and their lifecycle policies are the usual tool there).
+- other types (every provider with an API of its own): nothing is deleted; a line says so (their tag
+  deletes are their own APIs, and their lifecycle policies are the usual tool there).
 
 A registry with deletes disabled answers 405: one line naming the setting that enables them.
 """

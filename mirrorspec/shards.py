@@ -17,13 +17,14 @@ What follows a repository into its shard, so that each repository has one writer
   index, so no two workers merge into the same index at once;
 - the destination checks of its tags (plan, and `audit --content`).
 
-A repository the target copies natively (`Desired.native`: a Harbor replication execution, an
-ACR import) is shard 0's whatever its hash, with all its tags (pinned chart images and referrers
-copied beside them too, so it keeps one writer): such a copy waits on a native change — a Harbor
-execution runs the repository's policy, and `providers/harbor/executions.py` refuses a copy no
-applied policy lists — and native changes are shard 0's. Were it shard k's, shard k would race
-shard 0's policy update and fail until that had landed. `owner()` is the one rule; the plan, the
-shard's note, `audit --shard`, the early destination checks and the tag listings all ask it.
+A repository the target copies natively (`Desired.native`: a provider's replication execution
+or import) is shard 0's whatever its hash, with all its tags (pinned chart images and referrers
+copied beside them too, so it keeps one writer): such a copy may wait on a native change — a
+replication execution runs the repository's policy, and a provider refuses a copy no applied
+policy lists (`providers/*/executions.py`) — and native changes are shard 0's. Were it shard k's,
+shard k would race shard 0's policy update and fail until that had landed. `owner()` is the one
+rule; the plan, the shard's note, `audit --shard`, the early destination checks and the tag
+listings all ask it.
 
 Native changes (rules, policies, credentials' secrets, deletes under `--prune`) are shard 0's
 alone: N writers racing on one rule would see each other's half-made state, and a delete and a
@@ -230,8 +231,8 @@ def digest_filter(
 
     It runs before any target's translation, so which repositories a target copies natively is
     not known yet: at a target named in `may_copy_natively` (its provider can mirror natively)
-    every repository is taken for native, which is what the Harbor and ACR providers make of
-    nearly all of them. A tag this guess leaves unchecked but the plan finds this shard's is
+    every repository is taken for native, which is what the built-in providers that copy
+    natively make of nearly all of them. A tag this guess leaves unchecked but the plan finds this shard's is
     checked when the plan needs it (`EarlyChecks.results`), so the guess costs time, never a tag."""
 
     native: dict[str, Container[str]] = {
