@@ -204,6 +204,10 @@ class Progress(Generic[_R]):
             self._closed = True
 
 
+# How often the thread waiting for the workers looks at pending signals (`run_workers`).
+_JOIN_POLL = 0.1
+
+
 def run_workers(work: Callable[[], None], count: int, name: str, interrupt: Callable[[], None]) -> None:
     """`count` threads running `work`, waited for. Interrupted while waiting (Ctrl-C, SIGTERM
     raised in this thread): `interrupt()` (start nothing new, stop what runs), then each
@@ -213,7 +217,13 @@ def run_workers(work: Callable[[], None], count: int, name: str, interrupt: Call
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join()
+            # Never a join without a timeout: a SIGINT/SIGTERM the kernel delivers to a worker
+            # thread (any thread may get a process signal) only sets Python's flag; its handler
+            # runs when the main thread next executes bytecode, and a blocking join never
+            # returns to it while a copy hangs: a fresh-clone CI run waited 60 s so, the stack
+            # showed (tests/test_interrupt.py).
+            while thread.is_alive():
+                thread.join(timeout=_JOIN_POLL)
     except BaseException:
         interrupt()
         for thread in threads:
