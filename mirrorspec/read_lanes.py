@@ -27,6 +27,7 @@ from typing import Generic, TypeVar
 
 from .context import RunContext
 from .oci.read_limit import ceiling_for
+from .threads import join_handling_signals
 
 __all__ = ["Lanes", "Once", "Tracker"]
 
@@ -117,7 +118,7 @@ class _Lane:
             self._cond.notify_all()
             threads = list(self._threads)
         for thread in threads:
-            thread.join()
+            join_handling_signals(thread)  # a Ctrl-C while a read hangs is still handled
 
 
 class Lanes:

@@ -30,9 +30,17 @@ from typing import Generic, TypeVar
 
 from ..credentials import redact
 from ..errors import MirrorspecError
+from ..threads import join_handling_signals
 from .failures import copy_failure
 
-__all__ = ["STOP_GRACE", "Children", "Progress", "Skopeo", "find_skopeo", "run_workers"]
+__all__ = [
+    "STOP_GRACE",
+    "Children",
+    "Progress",
+    "Skopeo",
+    "find_skopeo",
+    "run_workers",
+]
 
 # The copier's logger, named as before the copier moved into this package (see `schedule`).
 log = logging.getLogger("mirrorspec.copy")
@@ -204,10 +212,6 @@ class Progress(Generic[_R]):
             self._closed = True
 
 
-# How often the thread waiting for the workers looks at pending signals (`run_workers`).
-_JOIN_POLL = 0.1
-
-
 def run_workers(work: Callable[[], None], count: int, name: str, interrupt: Callable[[], None]) -> None:
     """`count` threads running `work`, waited for. Interrupted while waiting (Ctrl-C, SIGTERM
     raised in this thread): `interrupt()` (start nothing new, stop what runs), then each
@@ -217,13 +221,7 @@ def run_workers(work: Callable[[], None], count: int, name: str, interrupt: Call
         for thread in threads:
             thread.start()
         for thread in threads:
-            # Never a join without a timeout: a SIGINT/SIGTERM the kernel delivers to a worker
-            # thread (any thread may get a process signal) only sets Python's flag; its handler
-            # runs when the main thread next executes bytecode, and a blocking join never
-            # returns to it while a copy hangs: a fresh-clone CI run waited 60 s so, the stack
-            # showed (tests/test_interrupt.py).
-            while thread.is_alive():
-                thread.join(timeout=_JOIN_POLL)
+            join_handling_signals(thread)
     except BaseException:
         interrupt()
         for thread in threads:
